@@ -1,0 +1,347 @@
+"""The backend layer: the one place that chooses between the GPU and CPU stacks.
+
+``resolve_backend("auto" | "cpu" | "gpu")`` returns a frozen :class:`Backend` holding
+the array namespace (cupy | numpy), the dataframe namespace (cudf | pandas), estimator
+factories (cuml | scikit-learn) and the Dask dataframe backend name. ``dask_client``
+opens the matching Dask cluster (``dask_cuda.LocalCUDACluster`` or
+``distributed.LocalCluster``) or connects to an existing scheduler, and always closes
+what it opened.
+
+cudf, cuml, cupy and dask_cuda are imported here only, and lazily, so that
+``import engine`` works on a machine with no CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+
+from .exceptions import BackendUnavailableError, UsageError
+
+__all__ = [
+    # resolution
+    "Backend",
+    "resolve_backend",
+    "BACKEND_CHOICES",
+    # detection
+    "GpuDevice",
+    "GpuProbe",
+    "probe_gpu",
+    "usable_cores",
+    # Dask
+    "dask_client",
+    "SCHEDULER_ENV_VAR",
+]
+
+logger = logging.getLogger(__name__)
+
+BACKEND_CHOICES = ("auto", "cpu", "gpu")
+SCHEDULER_ENV_VAR = "DASK_SCHEDULER_ADDRESS"
+
+# Estimator name -> (scikit-learn module, cuML module). Both sides share the class name,
+# and cuML keeps scikit-learn's parameter names for these, so stages build either one
+# with the same arguments.
+_ESTIMATORS = {
+    "KMeans": ("sklearn.cluster", "cuml.cluster"),
+    "DBSCAN": ("sklearn.cluster", "cuml.cluster"),
+    "RandomForestClassifier": ("sklearn.ensemble", "cuml.ensemble"),
+    "LogisticRegression": ("sklearn.linear_model", "cuml.linear_model"),
+    "NearestNeighbors": ("sklearn.neighbors", "cuml.neighbors"),
+    "PCA": ("sklearn.decomposition", "cuml.decomposition"),
+}
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    """One CUDA device as seen by the driver."""
+
+    index: int
+    name: str
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class GpuProbe:
+    """What the GPU stack on this machine looks like.
+
+    ``versions`` maps each GPU package (cudf, cuml, cupy, dask_cuda, rmm) to its version,
+    or None when it does not import. ``problems`` lists, in words, what keeps the GPU
+    backend from being usable; it is empty when the backend can be used.
+    """
+
+    versions: dict[str, str | None]
+    devices: tuple[GpuDevice, ...]
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def available(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The compute stack every stage works with.
+
+    Attributes
+    ----------
+    name : {"cpu", "gpu"}
+    xp : module
+        Array namespace: numpy or cupy.
+    df : module
+        Dataframe namespace: pandas or cudf.
+    dataframe_backend : {"pandas", "cudf"}
+        The value for Dask's ``dataframe.backend`` config, so ``dd.read_parquet`` returns
+        partitions of the right kind without branching in the stages.
+    """
+
+    name: str
+    xp: ModuleType
+    df: ModuleType
+    dataframe_backend: str
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "gpu"
+
+    def estimator(self, name: str) -> type:
+        """Return the estimator class ``name`` from cuML (gpu) or scikit-learn (cpu).
+
+        Parameters
+        ----------
+        name : str
+            One of ``KMeans``, ``DBSCAN``, ``RandomForestClassifier``,
+            ``LogisticRegression``, ``NearestNeighbors``, ``PCA``.
+        """
+        try:
+            cpu_module, gpu_module = _ESTIMATORS[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown estimator {name!r}; known: {', '.join(sorted(_ESTIMATORS))}"
+            ) from None
+        module = importlib.import_module(gpu_module if self.is_gpu else cpu_module)
+        return getattr(module, name)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and cgroup cpusets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _import_version(module_name: str) -> tuple[str | None, str | None]:
+    """Import a module; return (version, None) or (None, why it failed)."""
+    if importlib.util.find_spec(module_name) is None:
+        return None, "not installed"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a broken CUDA install fails in many ways
+        return None, f"fails to import ({type(error).__name__}: {error})"
+    return getattr(module, "__version__", "unknown"), None
+
+
+def _cuda_devices_from_cupy() -> tuple[GpuDevice, ...] | None:
+    if importlib.util.find_spec("cupy") is None:
+        return None
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+        devices = []
+        for index in range(count):
+            properties = cupy.cuda.runtime.getDeviceProperties(index)
+            name = properties["name"]
+            devices.append(
+                GpuDevice(
+                    index=index,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    memory_bytes=int(properties["totalGlobalMem"]),
+                )
+            )
+        return tuple(devices)
+    except Exception:  # no driver, no device, or a CUDA version mismatch
+        return None
+
+
+def _cuda_devices_from_nvidia_smi() -> tuple[GpuDevice, ...]:
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        return ()
+    try:
+        completed = subprocess.run(
+            [executable, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    devices = []
+    for line in completed.stdout.strip().splitlines():
+        index, name, memory_mib = (part.strip() for part in line.split(","))
+        devices.append(GpuDevice(int(index), name, int(float(memory_mib)) * 2**20))
+    return tuple(devices)
+
+
+@functools.lru_cache(maxsize=1)
+def probe_gpu() -> GpuProbe:
+    """Detect cuDF, cuML, CuPy, dask-cuda and CUDA devices (once per process)."""
+    versions: dict[str, str | None] = {}
+    problems: list[str] = []
+    for module_name in ("cudf", "cuml", "cupy", "dask_cuda", "rmm"):
+        version, why = _import_version(module_name)
+        versions[module_name] = version
+        # rmm comes with cudf; dask_cuda is needed only for a local GPU cluster.
+        if why is not None and module_name in ("cudf", "cuml", "cupy"):
+            problems.append(f"{module_name} {why}")
+    devices = _cuda_devices_from_cupy()
+    if devices is None:
+        devices = _cuda_devices_from_nvidia_smi()
+    if not devices:
+        problems.append("no CUDA device visible (check the driver with nvidia-smi)")
+    return GpuProbe(versions=versions, devices=devices, problems=tuple(problems))
+
+
+def resolve_backend(name: str = "auto") -> Backend:
+    """Resolve ``auto | cpu | gpu`` to a :class:`Backend`.
+
+    ``auto`` picks the GPU when cuDF, cuML, CuPy and a CUDA device are all present and
+    otherwise falls back to the CPU with a logged warning. ``gpu`` without them raises
+    :class:`~engine.exceptions.BackendUnavailableError` naming what is missing; it never
+    falls back silently.
+    """
+    if name not in BACKEND_CHOICES:
+        raise UsageError(f"unknown backend {name!r}: use one of {', '.join(BACKEND_CHOICES)}")
+    if name in ("auto", "gpu"):
+        probe = probe_gpu()
+        if probe.available:
+            import cudf
+            import cupy
+
+            return Backend(name="gpu", xp=cupy, df=cudf, dataframe_backend="cudf")
+        if name == "gpu":
+            raise BackendUnavailableError(probe.problems)
+        if any(version is not None for version in probe.versions.values()) or probe.devices:
+            # Part of a GPU stack is here, so the user likely expected it to be used.
+            logger.warning("GPU backend not usable (%s); using the CPU", "; ".join(probe.problems))
+        else:
+            logger.info("no GPU stack installed; using the CPU backend")
+    import numpy
+    import pandas
+
+    return Backend(name="cpu", xp=numpy, df=pandas, dataframe_backend="pandas")
+
+
+def _local_cpu_cluster(workers, memory_limit, local_directory):
+    from distributed import LocalCluster
+
+    n_workers = workers or usable_cores()
+    if memory_limit is None:
+        # Leave headroom for the client process and the OS page cache; spill past this.
+        memory_limit = int(psutil.virtual_memory().total * 0.85 / n_workers)
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        local_directory=str(local_directory),
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+
+
+def _local_cuda_cluster(workers, memory_limit, local_directory, rmm_pool_size):
+    from dask_cuda import LocalCUDACluster
+
+    return LocalCUDACluster(
+        n_workers=workers,  # None: one worker per visible GPU
+        memory_limit=memory_limit if memory_limit is not None else "auto",
+        local_directory=str(local_directory),
+        rmm_pool_size=rmm_pool_size,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+
+
+@contextlib.contextmanager
+def dask_client(
+    backend: Backend,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    memory_limit: int | str | None = None,
+    local_directory: str | os.PathLike | None = None,
+    rmm_pool_size: int | str | None = None,
+):
+    """Open a Dask client for ``backend`` and close it, and any cluster it started, on exit.
+
+    Parameters
+    ----------
+    backend : Backend
+    scheduler : str, optional
+        Address of an existing scheduler (``tcp://host:8786``). Defaults to the
+        ``DASK_SCHEDULER_ADDRESS`` environment variable; when neither is set a local
+        cluster is started.
+    workers : int, optional
+        Local cluster size. CPU: one single-threaded worker process per usable core.
+        GPU: one worker per visible GPU.
+    memory_limit : int or str, optional
+        Per-worker host memory limit in bytes (or a Dask string such as ``"4GB"``);
+        workers spill to ``local_directory`` past it. CPU default: 85% of RAM shared
+        between workers.
+    local_directory : path, optional
+        Spill and scratch directory; defaults to ``$TMPDIR/segscale-dask``.
+    rmm_pool_size : int or str, optional
+        GPU only: pre-allocate an RMM pool of this size on each worker.
+
+    Yields
+    ------
+    distributed.Client
+        With Dask's ``dataframe.backend`` set to ``backend.dataframe_backend``.
+    """
+    import dask
+    from distributed import Client
+
+    if workers is not None and workers < 1:
+        raise UsageError(f"workers must be at least 1, got {workers}")
+    address = scheduler or os.environ.get(SCHEDULER_ENV_VAR) or None
+    local_directory = Path(local_directory or Path(tempfile.gettempdir()) / "segscale-dask")
+    cluster = None
+    client = None
+    try:
+        if address is not None:
+            try:
+                client = Client(address, timeout="20s")
+            except OSError as error:
+                raise UsageError(
+                    f"cannot reach Dask scheduler at {address}: {error} "
+                    f"(check --scheduler or {SCHEDULER_ENV_VAR})"
+                ) from error
+        else:
+            local_directory.mkdir(parents=True, exist_ok=True)
+            if backend.is_gpu:
+                cluster = _local_cuda_cluster(workers, memory_limit, local_directory, rmm_pool_size)
+            else:
+                cluster = _local_cpu_cluster(workers, memory_limit, local_directory)
+            client = Client(cluster)
+        with dask.config.set({"dataframe.backend": backend.dataframe_backend}):
+            yield client
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()

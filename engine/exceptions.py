@@ -1,0 +1,46 @@
+"""Typed errors raised by the engine.
+
+The CLI maps them to exit codes in one place (``cli/_errors.py``): a ``UsageError``
+(bad config, bad input, a backend that is not available) exits with 2, any other
+``SegscaleError`` exits with 1.
+"""
+
+__all__ = [
+    "SegscaleError",
+    "UsageError",
+    "ConfigError",
+    "InputDataError",
+    "BackendUnavailableError",
+]
+
+
+class SegscaleError(Exception):
+    """Base class: the work failed (exit code 1)."""
+
+
+class UsageError(SegscaleError):
+    """The user asked for something that cannot be done as asked (exit code 2).
+
+    Messages are one line, name the file, section, row or column at fault and,
+    where it helps, what to do instead.
+    """
+
+
+class ConfigError(UsageError):
+    """A run config is unreadable or invalid."""
+
+
+class InputDataError(UsageError):
+    """An input file is missing, unreadable or lacks a required column."""
+
+
+class BackendUnavailableError(UsageError):
+    """``backend="gpu"`` was asked for but cuDF, cuML or a CUDA device is missing."""
+
+    def __init__(self, missing):
+        self.missing = tuple(missing)
+        super().__init__(
+            "GPU backend requested but not available: "
+            + "; ".join(self.missing)
+            + " (install the gpu-cu12 or gpu-cu13 extra on a CUDA node, or use --backend cpu)"
+        )

@@ -1,0 +1,38 @@
+"""The synthetic customer world: seeded, realistic raw tables with ground truth kept apart.
+
+See DESIGN 4. ``generate_world(out_dir, WorldSpec(customers=...))`` writes raw
+transactions, events, customer profiles and identities, a ``truth/`` directory with each
+person's archetype, generating parameters, alive flag and purchase probabilities, and a
+ready run config.
+"""
+
+from ._archetypes import ARCHETYPE_NAMES, ARCHETYPES, CATEGORIES, Archetype
+from ._dirt import FAULTS
+from ._world import (
+    CONFIG_NAME,
+    DATA_TABLES,
+    DEFAULT_END,
+    DEFAULT_START,
+    WorldSpec,
+    WorldSummary,
+    generate_chunk,
+    generate_world,
+)
+
+__all__ = [
+    # generation
+    "WorldSpec",
+    "WorldSummary",
+    "generate_world",
+    "generate_chunk",
+    # what the world contains
+    "Archetype",
+    "ARCHETYPES",
+    "ARCHETYPE_NAMES",
+    "CATEGORIES",
+    "DATA_TABLES",
+    "FAULTS",
+    "CONFIG_NAME",
+    "DEFAULT_START",
+    "DEFAULT_END",
+]
