@@ -15,6 +15,7 @@ from ._world import (
     DEFAULT_START,
     WorldSpec,
     WorldSummary,
+    generate,
     generate_chunk,
     generate_world,
 )
@@ -23,6 +24,7 @@ __all__ = [
     # generation
     "WorldSpec",
     "WorldSummary",
+    "generate",
     "generate_world",
     "generate_chunk",
     # what the world contains

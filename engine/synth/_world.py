@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..contract import EVENT_TYPES
+from ..backend import dask_client, resolve_backend, usable_cores
 from ..exceptions import UsageError
 from . import _dirt
 from ._activity import EVENT_CHANNELS, behavioural_events, order_lines
@@ -403,3 +404,18 @@ def generate_world(out_dir, spec: WorldSpec, *, client=None, progress=None, over
         archetypes={name: counts["archetypes"].get(name, 0) for name in ARCHETYPE_NAMES},
         seconds=time.perf_counter() - started,
     )
+
+
+def generate(out_dir, spec: WorldSpec, *, workers=None, scheduler=None, progress=None, overwrite=False) -> WorldSummary:
+    """``generate_world`` on the right executor.
+
+    In this process when there is one chunk or one worker; otherwise on a local Dask
+    cluster of ``workers`` processes (default: one per usable core, at most one per chunk)
+    or on the cluster at ``scheduler``.
+    """
+    spec.validate()
+    workers = min(workers or usable_cores(), spec.n_chunks)
+    if scheduler is None and workers <= 1:
+        return generate_world(out_dir, spec, progress=progress, overwrite=overwrite)
+    with dask_client(resolve_backend("cpu"), scheduler=scheduler, workers=workers) as client:
+        return generate_world(out_dir, spec, client=client, progress=progress, overwrite=overwrite)

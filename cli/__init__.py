@@ -1,0 +1,1 @@
+"""The ``segscale`` command line: thin typer commands over ``engine``."""
