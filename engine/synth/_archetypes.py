@@ -72,7 +72,7 @@ ARCHETYPES = (
     Archetype(
         "deal_seeker", 0.22, rate_mean=1 / 24, rate_shape=2.5, dropout_a=1.0, dropout_b=24.0,
         decline_per_day=(0.0, 0.0), acquisition=(0.0, 0.8), spend_shape=4.0, spend_q=4.0,
-        spend_gamma=25.0, items_per_order=1.8, category_concentration=2.0,
+        spend_gamma=20.0, items_per_order=1.8, category_concentration=2.0,
         category_tilt=("grocery", "home", "beauty"), channel_weights=(0.45, 0.2, 0.05, 0.3),
         discount_propensity=0.75, return_rate=0.07, browse_sessions_per_day=0.02,
         abandon_cart_rate=0.45, email_open_rate=0.40, email_click_rate=0.45, ticket_rate=0.03,

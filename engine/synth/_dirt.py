@@ -34,6 +34,7 @@ _JUNK_IDENTIFIERS = {
     "device_id": ("00000000000000000000000000000000", "unknown", "null"),
 }
 _SECONDS_PER_DAY = 86_400
+MICROS_PER_DAY = _SECONDS_PER_DAY * 10**6
 
 
 def _cycled(values, count):
@@ -64,8 +65,11 @@ def as_text(table, ts_columns=("ts",), number_columns=("amount",)):
     return table
 
 
-def inject(table, name, rng, rate):
+def inject(table, name, rng, rate, *, window_end_micros):
     """Inject faults into ``table`` at ``rate`` per row.
+
+    Future timestamps land between a day and ten years after ``window_end_micros`` (a device
+    clock set far ahead), so they are detectable against the extraction date.
 
     Returns
     -------
@@ -93,8 +97,7 @@ def inject(table, name, rng, rate):
     if name in ("transactions", "events"):
         future = rows[fault == "future_timestamp"]
         ts = table.column("ts").cast(pa.int64()).to_numpy().copy()
-        # Clock skew: device clocks set one to ten years ahead.
-        ts[future] += (rng.uniform(365, 3650, future.size) * _SECONDS_PER_DAY).astype(np.int64) * 10**6
+        ts[future] = window_end_micros + (rng.uniform(1, 3650, future.size) * _SECONDS_PER_DAY).astype(np.int64) * 10**6
         ts_type = table.schema.field("ts").type
         table = table.set_column(table.schema.get_field_index("ts"), "ts", pa.array(ts).cast(ts_type))
         table = as_text(table)

@@ -147,8 +147,9 @@ def profiles_and_identities(rng, people, accounts, seed):
         ),
     )
     other_style = (phone_style[p] + 1 + rng.integers(3, size=p.size)) % 4
+    # A phone link needs the number on the first account too.
+    has_phone[p[link == "phone_reformatted"]] = True
     phone_present = has_phone[p] & (primary | (link == "phone_reformatted"))
-    phone_present |= (link == "phone_reformatted")  # the link needs a phone even if unlisted before
     phone = _phone_formats(area[p], exchange[p], line[p], np.where(primary, phone_style[p], other_style))
 
     # Identity rows: an email per account, a phone where present, devices (shared where linked).

@@ -113,7 +113,8 @@ class WorldSummary:
 
 
 def _timestamps(start_micros, day):
-    seconds = np.round(day * 86_400).astype(np.int64)
+    # Floor, not round: the last instant of the window must not land on its exclusive end.
+    seconds = np.floor(day * 86_400).astype(np.int64)
     return pa.array(start_micros + seconds * 10**6, type=pa.int64()).cast(_UTC)
 
 
@@ -192,7 +193,9 @@ def _chunk_tables(spec: WorldSpec, chunk_index: int):
     dirty = {"table": [], "row": [], "fault": []}
     if spec.dirt > 0:
         for name in DATA_TABLES:
-            tables[name], rows, faults = _dirt.inject(tables[name], name, dirt_rng, spec.dirt)
+            tables[name], rows, faults = _dirt.inject(
+                tables[name], name, dirt_rng, spec.dirt, window_end_micros=start_micros + horizon * _dirt.MICROS_PER_DAY
+            )
             dirty["table"].append(np.full(rows.size, name))
             dirty["row"].append(rows)
             dirty["fault"].append(faults)
@@ -388,7 +391,9 @@ def generate_world(out_dir, spec: WorldSpec, *, client=None, progress=None, over
             if progress is not None:
                 progress(done, spec.n_chunks)
             logger.debug("chunk %d of %d written", done, spec.n_chunks)
-        (staging / "truth" / "world.json").write_text(json.dumps(_world_metadata(spec, counts), indent=2) + "\n")
+        # Chunks finish in any order, so sort keys for byte-identical metadata.
+        metadata = json.dumps(_world_metadata(spec, counts), indent=2, sort_keys=True)
+        (staging / "truth" / "world.json").write_text(metadata + "\n")
         (staging / CONFIG_NAME).write_text(_run_config_text(spec))
         _publish(staging, out_dir)
     except BaseException:
@@ -400,7 +405,11 @@ def generate_world(out_dir, spec: WorldSpec, *, client=None, progress=None, over
         persons=counts["persons"],
         accounts=counts["accounts"],
         rows={name: counts["rows"][name] for name in DATA_TABLES},
-        dirty_rows=counts.get("dirty_rows", {}),
+        dirty_rows={
+            name: dict(sorted(counts["dirty_rows"][name].items()))
+            for name in DATA_TABLES
+            if name in counts.get("dirty_rows", {})
+        },
         archetypes={name: counts["archetypes"].get(name, 0) for name in ARCHETYPE_NAMES},
         seconds=time.perf_counter() - started,
     )
