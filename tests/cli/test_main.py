@@ -1,0 +1,168 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import engine
+from cli.main import app
+from engine.exceptions import SegscaleError
+
+runner = CliRunner()
+
+
+def _run(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def _one_line_error(result, *fragments):
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_the_commands():
+    result = _run("--help")
+    assert result.exit_code == 0
+    for command in ("generate", "demo", "doctor", "check", "bench"):
+        assert command in result.stdout
+
+
+def test_version():
+    result = _run("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"segscale {engine.__version__}"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    result = _run("generate", "--customers", "1.5k", "--out", out, "--seed", 3, "--dirt", 0.02, "--json")
+    assert result.exit_code == 0, result.stderr
+    return out, json.loads(result.stdout)
+
+
+def test_generate_json_is_one_document_on_stdout(world):
+    out, summary = world
+    assert summary["customers"] == 1500 and summary["seed"] == 3 and summary["dirt"] == 0.02
+    assert set(summary["rows"]) == {"transactions", "events", "customers", "identities"}
+    assert summary["rows"]["transactions"] > 1500
+    assert sum(summary["dirty_rows"]["events"].values()) > 0
+    assert summary["config"] == str(out / "segscale.toml")
+
+
+def test_generate_prints_a_readable_summary(tmp_path):
+    result = _run("generate", "-n", 300, "--out", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "transactions" in result.stdout and "300 customers" in result.stdout
+    assert "segscale.toml" in result.stdout
+
+
+def test_generate_refuses_to_replace_a_world(world):
+    out, _ = world
+    result = _run("generate", "-n", 100, "--out", out)
+    assert result.exit_code == 2
+    _one_line_error(result, str(out), "--overwrite")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--customers", "0"), "must be at least 1"),
+        (("--customers", "lots"), "is not a count"),
+        (("--start", "2024-13-01"), "--start"),
+        (("--seed", "-4"), "--seed"),
+    ],
+)
+def test_generate_bad_options_exit_2(tmp_path, args, fragment):
+    result = _run("generate", "--out", tmp_path, *args)
+    assert result.exit_code == 2
+    assert fragment in result.stderr
+
+
+def test_generate_rejects_dirt_out_of_range(tmp_path):
+    result = _run("generate", "--out", tmp_path, "-n", 10, "--dirt", 0.9)
+    assert result.exit_code == 2
+    _one_line_error(result, "--dirt", "0.9")
+
+
+def test_check_accepts_the_world_config(world):
+    out, _ = world
+    result = _run("check", out / "segscale.toml", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["backend"] == "cpu"
+    assert set(document["config"]["inputs"]) == {"transactions", "events", "customers", "identities"}
+
+
+def test_check_reports_a_bad_config_in_one_line(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text('[run]\nsed = 3\n[inputs.transactions]\npath = "tx.parquet"\n')
+    result = _run("check", config)
+    assert result.exit_code == 2
+    _one_line_error(result, "run.toml", "unknown key 'sed'", "did you mean 'seed'")
+
+
+def test_check_missing_config(tmp_path):
+    result = _run("check", tmp_path / "absent.toml")
+    assert result.exit_code == 2
+    _one_line_error(result, "absent.toml", "no such config file")
+
+
+def test_asking_for_the_gpu_without_one_exits_2(world):
+    out, _ = world
+    result = _run("check", out / "segscale.toml", "--backend", "gpu")
+    assert result.exit_code == 2
+    _one_line_error(result, "GPU backend requested but not available", "cudf", "--backend cpu")
+
+
+def test_doctor_reports_the_environment():
+    result = _run("doctor", "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"] == {"requested": "auto", "resolved": "cpu"}
+    assert report["cpu"]["usable_cores"] >= 1 and report["memory_gib"] > 0
+    assert report["packages"]["pandas"] and "cudf" in report["gpu"]["packages"]
+    readable = _run("doctor")
+    assert readable.exit_code == 0 and "CUDA devices" in readable.stdout
+
+
+def test_doctor_gpu_prints_the_report_then_exits_2():
+    result = _run("doctor", "--backend", "gpu", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["backend"] == {"requested": "gpu", "resolved": None}
+    assert "cudf" in result.stderr
+
+
+def test_demo_writes_a_small_dirty_world(tmp_path):
+    result = _run("demo", "--customers", 400, "--out", tmp_path / "demo")
+    assert result.exit_code == 0, result.stderr
+    assert "dirty rows" in result.stdout and "next: segscale check" in result.stdout
+    # A second demo replaces the first instead of refusing.
+    again = _run("demo", "--customers", 300, "--out", tmp_path / "demo", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["customers"] == 300
+
+
+def test_failures_of_the_work_exit_1(monkeypatch, tmp_path):
+    import engine.synth
+
+    def broken(*args, **kwargs):
+        raise SegscaleError("chunk 3 could not be written: disk full")
+
+    monkeypatch.setattr(engine.synth, "generate", broken)
+    result = _run("generate", "--out", tmp_path, "-n", 10)
+    assert result.exit_code == 1
+    _one_line_error(result, "disk full")
+
+
+def test_internal_failures_exit_1_with_a_hint(monkeypatch, tmp_path):
+    import engine.synth
+
+    def broken(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(engine.synth, "generate", broken)
+    result = _run("generate", "--out", tmp_path, "-n", 10)
+    assert result.exit_code == 1
+    _one_line_error(result, "internal failure: KeyError", "--log-level debug")
