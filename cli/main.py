@@ -6,7 +6,7 @@ Errors become exit codes in ``cli/_boundary.py`` only.
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -64,7 +64,7 @@ def _version(value: bool):
 @app.callback()
 def _main(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = None,
     log_level: Annotated[LogLevel, typer.Option("--log-level", help="Verbosity of messages on stderr.")] = LogLevel.info,
 ):
@@ -109,8 +109,8 @@ def generate(
     dirt: Annotated[float, typer.Option(help="Share of rows given a realistic fault (0 to 0.5).")] = 0.0,
     simulate_future: Annotated[bool, typer.Option("--simulate-future", help="Also record in truth/ who buys in the 30 and 90 days after --end.")] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="People per chunk (part of what the seed reproduces).")] = 25_000,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler; --out must be visible to its workers.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler; --out must be visible to its workers.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a world already in --out.")] = False,
     as_json: JsonOption = False,
 ):
@@ -188,7 +188,7 @@ def doctor(backend: BackendOption = Backend.auto, as_json: JsonOption = False):
 @app.command()
 def check(
     config: Annotated[Path, typer.Argument(help="A segscale run config (TOML).")],
-    backend: Annotated[Optional[Backend], typer.Option("--backend", help="Override the config's backend.")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     as_json: JsonOption = False,
 ):
     """Validate a run config and the backend it asks for, without running anything."""
@@ -214,7 +214,7 @@ def bench(
     stages: Annotated[str, typer.Option(help="Comma-separated benchmark stages.")] = "generate",
     customers: Annotated[str, typer.Option("--customers", "-n", help="Comma-separated sizes, e.g. 1M,4M.")] = "1M",
     backend: Annotated[BenchBackend, typer.Option()] = BenchBackend.cpu,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: one per core).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: one per core).")] = None,
     repeats: Annotated[int, typer.Option(min=1)] = 1,
     warmup: Annotated[bool, typer.Option("--warmup", help="Run each case once untimed first.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the JSON and plots go.")] = Path("benchmarks/out"),

@@ -18,6 +18,7 @@ import functools
 import importlib
 import importlib.util
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -25,8 +26,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-
-import psutil
 
 from .exceptions import BackendUnavailableError, UsageError
 
@@ -135,11 +134,18 @@ class Backend:
 
 
 def usable_cores() -> int:
-    """CPU cores this process may run on (respects affinity masks and cgroup cpusets)."""
+    """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 CPU controller: the mask is the limit
+        pass
+    return cores
 
 
 def _import_version(module_name: str) -> tuple[str | None, str | None]:
@@ -149,7 +155,9 @@ def _import_version(module_name: str) -> tuple[str | None, str | None]:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a broken CUDA install fails in many ways
-        return None, f"fails to import ({type(error).__name__}: {error})"
+        # Collapse whitespace: CuPy's and cuDF's import errors span many lines, and this
+        # text ends up in one-line UsageError messages.
+        return None, f"fails to import ({type(error).__name__}: {' '.join(str(error).split())})"
     return getattr(module, "__version__", "unknown"), None
 
 
@@ -192,8 +200,15 @@ def _cuda_devices_from_nvidia_smi() -> tuple[GpuDevice, ...]:
         return ()
     devices = []
     for line in completed.stdout.strip().splitlines():
-        index, name, memory_mib = (part.strip() for part in line.split(","))
-        devices.append(GpuDevice(int(index), name, int(float(memory_mib)) * 2**20))
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue  # a warning or an unexpected line: a report, not a reason to fail
+        index, name, memory_mib = parts
+        try:
+            memory_bytes = int(float(memory_mib)) * 2**20
+        except ValueError:  # "[N/A]" on some virtualised or MIG setups
+            memory_bytes = 0
+        devices.append(GpuDevice(int(index), name, memory_bytes))
     return tuple(devices)
 
 
@@ -248,11 +263,13 @@ def resolve_backend(name: str = "auto") -> Backend:
 
 def _local_cpu_cluster(workers, memory_limit, local_directory):
     from distributed import LocalCluster
+    from distributed.system import MEMORY_LIMIT
 
     n_workers = workers or usable_cores()
     if memory_limit is None:
-        # Leave headroom for the client process and the OS page cache; spill past this.
-        memory_limit = int(psutil.virtual_memory().total * 0.85 / n_workers)
+        # MEMORY_LIMIT honours cgroup and rlimit caps. Leave headroom for the client process
+        # and the page cache; workers spill past their share.
+        memory_limit = int(MEMORY_LIMIT * 0.85 / n_workers)
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -301,8 +318,8 @@ def dask_client(
         GPU: one worker per visible GPU.
     memory_limit : int or str, optional
         Per-worker host memory limit in bytes (or a Dask string such as ``"4GB"``);
-        workers spill to ``local_directory`` past it. CPU default: 85% of RAM shared
-        between workers.
+        workers spill to ``local_directory`` past it. CPU default: 85% of the memory this
+        process may use (RAM, or the container's limit) shared between workers.
     local_directory : path, optional
         Spill and scratch directory; defaults to ``$TMPDIR/segscale-dask``.
     rmm_pool_size : int or str, optional
@@ -326,7 +343,7 @@ def dask_client(
         if address is not None:
             try:
                 client = Client(address, timeout="20s")
-            except OSError as error:
+            except (OSError, ValueError) as error:  # ValueError: a malformed address
                 raise UsageError(
                     f"cannot reach Dask scheduler at {address}: {error} "
                     f"(check --scheduler or {SCHEDULER_ENV_VAR})"
