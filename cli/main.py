@@ -13,7 +13,7 @@ from rich.table import Table
 
 import engine
 from engine.backend import BACKEND_CHOICES, resolve_backend
-from engine.exceptions import UsageError
+from engine.exceptions import SegscaleError, UsageError
 
 from ._boundary import ErrorBoundary
 from ._console import LOG_LEVELS, configure_logging, print_json, progress, stdout
@@ -238,6 +238,9 @@ def bench(
         print_json(document)
     else:
         stdout.print(format_table(document))
+    failed = [f"{r['case']} at {r['size']:,}" for r in document["results"] if r["status"] == "failed"]
+    if failed:
+        raise SegscaleError(f"benchmark runs failed: {', '.join(failed)} (see the table for why)")
 
 
 def main() -> None:

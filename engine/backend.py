@@ -276,7 +276,7 @@ def _local_cpu_cluster(workers, memory_limit, local_directory):
         processes=True,
         memory_limit=memory_limit,
         local_directory=str(local_directory),
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: two clusters on one node must not clash over 8787
         silence_logs=logging.ERROR,
     )
 
@@ -289,9 +289,25 @@ def _local_cuda_cluster(workers, memory_limit, local_directory, rmm_pool_size):
         memory_limit=memory_limit if memory_limit is not None else "auto",
         local_directory=str(local_directory),
         rmm_pool_size=rmm_pool_size,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=logging.ERROR,
     )
+
+
+def _check_scheduler_address(address: str) -> None:
+    """Reject a malformed address before connecting: Client can hang on one instead of failing."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as error:
+        raise UsageError(
+            f"cannot reach Dask scheduler at {address}: {error} (check --scheduler or {SCHEDULER_ENV_VAR})"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -341,9 +357,10 @@ def dask_client(
     client = None
     try:
         if address is not None:
+            _check_scheduler_address(address)
             try:
                 client = Client(address, timeout="20s")
-            except (OSError, ValueError) as error:  # ValueError: a malformed address
+            except (OSError, ValueError) as error:
                 raise UsageError(
                     f"cannot reach Dask scheduler at {address}: {error} "
                     f"(check --scheduler or {SCHEDULER_ENV_VAR})"

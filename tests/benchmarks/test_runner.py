@@ -39,7 +39,8 @@ def test_json_document_is_written_with_documented_keys(tiny):
     assert loaded == json.loads(json.dumps(document))
     assert METADATA_KEYS <= loaded["metadata"].keys()
     assert loaded["metadata"]["timestamp"].endswith("Z")
-    assert {"numpy", "pandas", "pyarrow", "dask", "distributed", "scikit-learn"} <= loaded["metadata"]["packages"].keys()
+    packages = loaded["metadata"]["packages"]
+    assert {"numpy", "pandas", "pyarrow", "dask", "distributed", "scikit-learn"} <= packages.keys()
     assert loaded["metadata"]["run"]["repeats"] == 2
     (result,) = loaded["results"]
     assert RESULT_KEYS <= result.keys()

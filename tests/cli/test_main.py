@@ -1,4 +1,6 @@
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -166,3 +168,31 @@ def test_internal_failures_exit_1_with_a_hint(monkeypatch, tmp_path):
     result = _run("generate", "--out", tmp_path, "-n", 10)
     assert result.exit_code == 1
     _one_line_error(result, "internal failure: KeyError", "--log-level debug")
+
+
+def test_bench_measures_a_tiny_world(tmp_path):
+    result = _run("bench", "--stages", "generate", "--customers", "1k", "--workers", 1, "--out", tmp_path, "--json")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    [measured] = document["results"]
+    assert measured["case"] == "generate" and measured["size"] == 1000 and measured["status"] == "ok"
+    assert measured["rows"] > 1000 and measured["peak_rss_gib"] > 0
+    assert Path(document["paths"]["json"]).exists()
+
+
+def test_bench_unknown_stage_exits_2(tmp_path):
+    result = _run("bench", "--stages", "segmnts", "--customers", "1k", "--out", tmp_path)
+    assert result.exit_code == 2
+    _one_line_error(result, "unknown stage", "generate")
+
+
+def test_bench_exits_1_when_a_case_fails(tmp_path, monkeypatch):
+    import benchmarks.cases as cases
+
+    def broken(size, workdir, backend_name, workers, clock):
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setitem(cases.CASES, "generate", dataclasses.replace(cases.CASES["generate"], run=broken))
+    result = _run("bench", "--customers", "1k", "--workers", 1, "--out", tmp_path)
+    assert result.exit_code == 1
+    assert "out of disk" in result.stdout and "benchmark runs failed: generate at 1,000" in result.stderr

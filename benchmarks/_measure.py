@@ -1,0 +1,152 @@
+"""What one benchmark run is measured with: a clock for the timed region and a memory sampler.
+
+The clock is started and stopped by the case itself (``with clock: ...``) so that set-up a
+case needs but does not own, such as starting a Dask cluster, stays outside the timing. On
+the GPU the clock synchronises the device before it starts and before it stops, so queued
+kernels are billed to the region that launched them.
+
+Peak memory is the resident set of the whole process tree (this process and every
+descendant, e.g. Dask worker processes), sampled by a background thread, because the
+generator and the Dask stages do their work in child processes that ``ru_maxrss`` of this
+process never sees.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+
+__all__ = ["Clock", "PeakMemory", "tree_rss", "DEFAULT_INTERVAL_S"]
+
+DEFAULT_INTERVAL_S = 0.05
+_GONE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
+
+
+class Clock:
+    """Time exactly one region of a benchmark run.
+
+    Parameters
+    ----------
+    sync : callable, optional
+        Called with no arguments before the clock starts and before it stops, e.g.
+        ``cupy.cuda.Device().synchronize``; None on the CPU.
+
+    Attributes
+    ----------
+    seconds : float or None
+        Wall seconds (``time.perf_counter``) spent in the region; None until it is left.
+    """
+
+    def __init__(self, sync: Callable[[], object] | None = None):
+        self._sync = sync
+        self._started: float | None = None
+        self.seconds: float | None = None
+
+    def __enter__(self) -> Clock:
+        if self._started is not None:
+            raise RuntimeError("a Clock times one region per run; it was already started")
+        if self._sync is not None:
+            self._sync()  # earlier device work is not this region's
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._sync is not None and exc_type is None:
+            self._sync()
+        self.seconds = time.perf_counter() - self._started
+        return False
+
+
+def tree_rss(process: psutil.Process | None = None) -> int:
+    """Resident bytes of ``process`` (default: this one) plus all its descendants.
+
+    Processes that end between listing and reading are skipped. Pages shared between
+    processes (the interpreter, forked copies) count once per process, so this is an upper
+    bound on the physical memory the tree holds.
+    """
+    process = process or psutil.Process()
+    total = process.memory_info().rss
+    try:
+        children = process.children(recursive=True)
+    except _GONE:
+        children = []
+    for child in children:
+        try:
+            total += child.memory_info().rss
+        except _GONE:
+            pass
+    return total
+
+
+class PeakMemory:
+    """Sample the process tree's RSS (and optionally GPU memory) until the block ends.
+
+    Use as a context manager; one sample is taken on entry and one on exit, so even a
+    region shorter than ``interval`` is measured.
+
+    Parameters
+    ----------
+    interval : float, default 0.05
+        Seconds between samples.
+    gpu_used_bytes : callable, optional
+        Returns the device memory in use, in bytes (e.g. total minus free from
+        ``cupy.cuda.runtime.memGetInfo``); sampled alongside the RSS when given.
+
+    Attributes
+    ----------
+    start_rss_bytes, peak_rss_bytes : int
+        Tree RSS on entry and the highest sample.
+    peak_gpu_bytes : int or None
+        Highest GPU sample; None without ``gpu_used_bytes``.
+    samples : int
+        How many samples were taken.
+    """
+
+    def __init__(self, interval: float = DEFAULT_INTERVAL_S, gpu_used_bytes: Callable[[], int] | None = None):
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        self.interval = interval
+        self._gpu_used_bytes = gpu_used_bytes
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.start_rss_bytes = 0
+        self.peak_rss_bytes = 0
+        self.peak_gpu_bytes: int | None = None
+        self.samples = 0
+
+    def sample(self) -> int:
+        """Take one sample now; return the tree RSS in bytes."""
+        rss = tree_rss(self._process)
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+        if self._gpu_used_bytes is not None:
+            used = int(self._gpu_used_bytes())
+            self.peak_gpu_bytes = used if self.peak_gpu_bytes is None else max(self.peak_gpu_bytes, used)
+        self.samples += 1
+        return rss
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                self.sample()
+        except BaseException as error:  # reported on exit rather than lost with the thread
+            self._error = error
+
+    def __enter__(self) -> PeakMemory:
+        self.start_rss_bytes = self.sample()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="segscale-bench-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        if self._error is not None and exc_type is None:
+            raise RuntimeError("memory sampling failed") from self._error
+        return False

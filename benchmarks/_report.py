@@ -1,0 +1,109 @@
+"""Presenting a benchmark document: the printed table and the plot."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from rich import box
+from rich.table import Table
+
+__all__ = ["format_table", "write_plot"]
+
+_MISSING = "-"
+
+
+def _number(value, spec: str) -> str:
+    return _MISSING if value is None else format(value, spec)
+
+
+def _subtitle(metadata: dict) -> str:
+    run = metadata.get("run", {})
+    workers = run.get("workers", "?")
+    return (
+        f"backend {run.get('backend', '?')}, {workers} worker{'' if workers == 1 else 's'}, "
+        f"{metadata.get('cpu_model') or 'unknown CPU'}, {metadata.get('usable_cores', '?')} cores"
+    )
+
+
+def format_table(document: dict) -> Table:
+    """One row per case and size: rows, median and min seconds, rows/s, peak RSS, status.
+
+    Parameters
+    ----------
+    document : dict
+        What :func:`benchmarks.run_benchmarks` returns (or its JSON file, loaded).
+    """
+    headers = ("case", "customers", "rows", "median s", "min s", "rows/s", "peak RSS GiB", "status")
+    rows, notes = [], []
+    for result in document["results"]:
+        if result["status"] != "ok":  # reasons go below the table: they would crush its columns
+            notes.append(f"{result['case']} at {result['size']:,}: {result['status']}, {result['reason']}")
+        rows.append(
+            (
+                result["case"],
+                f"{result['size']:,}",
+                _number(result["rows"], ","),
+                _number(result["median_seconds"], ".2f"),
+                _number(result["min_seconds"], ".2f"),
+                _number(result["rows_per_second"], ",.0f"),
+                _number(result["peak_rss_gib"], ".2f"),
+                result["status"],
+            )
+        )
+    table = Table(
+        title=f"segscale bench ({_subtitle(document.get('metadata', {}))})",
+        title_justify="left",
+        caption="\n".join(notes) or None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    for index, header in enumerate(headers):
+        # On a narrow terminal headers wrap; the numbers themselves are never cut.
+        widest = max([len(row[index]) for row in rows] + [len(word) for word in header.split()])
+        table.add_column(header, justify="left" if index in (0, 7) else "right", min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def write_plot(document: dict, path: Path) -> Path | None:
+    """Median seconds and peak RSS against customers, one line per case; None if nothing ran.
+
+    Axes are log-log when more than one size was measured. Drawn on a bare Agg canvas, so
+    the caller's pyplot backend and state are left alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    by_case: dict[str, list[dict]] = defaultdict(list)
+    for result in document["results"]:
+        if result["status"] == "ok":
+            by_case[result["case"]].append(result)
+    if not by_case:
+        return None
+    several_sizes = len({result["size"] for results in by_case.values() for result in results}) > 1
+
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    time_axes, memory_axes = figure.subplots(1, 2)
+    for name, results in by_case.items():
+        results = sorted(results, key=lambda result: result["size"])
+        sizes = [result["size"] for result in results]
+        time_axes.plot(sizes, [r["median_seconds"] for r in results], marker="o", label=name)
+        memory_axes.plot(sizes, [r["peak_rss_gib"] for r in results], marker="o", label=name)
+    time_axes.set(xlabel="customers", ylabel="median wall seconds", title="time")
+    memory_axes.set(xlabel="customers", ylabel="GiB", title="peak RSS, whole process tree")
+    for axes in (time_axes, memory_axes):
+        if several_sizes:
+            axes.set_xscale("log")
+            axes.set_yscale("log")
+        else:
+            axes.set_ylim(bottom=0)
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.suptitle(f"segscale bench: {_subtitle(document.get('metadata', {}))}")
+    figure.savefig(path, dpi=110)
+    return Path(path)

@@ -1,0 +1,167 @@
+"""The registry of benchmark cases: what is measured, as data (STYLE 12).
+
+A :class:`Case` is one implementation of one pipeline stage: segscale's own (with the
+backends it runs on) or, later, a peer baseline (polars, DuckDB, pandas + scikit-learn,
+Spark) registered under the same ``stage`` and named in the segscale case's ``baselines``.
+``run_benchmarks(stages=...)`` runs every case of the chosen stages at every size.
+
+A case's ``run`` does the real work of one repeat::
+
+    run(size, workdir, backend_name, workers, clock) -> dict
+
+``size`` is the number of customers; ``workdir`` is an empty directory the runner owns and
+deletes afterwards (write outputs into a fresh subdirectory of it); ``backend_name`` is
+``"cpu"`` or ``"gpu"`` and always one of ``Case.backends``; ``workers`` is the number of
+worker processes (or GPUs) to use. The case wraps exactly the work to be timed in
+``with clock:`` (set-up such as starting a cluster stays outside) and returns:
+
+``rows``
+    dict of output table -> rows produced (required).
+``total_rows``
+    The throughput numerator; defaults to the sum of ``rows``.
+``setup_seconds``
+    Untimed set-up it measured (cluster start-up), or None.
+``workers``
+    Workers it actually used, when fewer than asked.
+``data_path``
+    Where its output went (reported when the data are kept).
+``quality``
+    dict of quality metric -> value, for cases whose output can be scored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.exceptions import UsageError
+
+__all__ = ["Case", "CASES", "BenchmarkUsageError", "select_cases", "SIZE_UNIT"]
+
+SIZE_UNIT = "customers"
+_BACKENDS = ("cpu", "gpu")
+
+
+class BenchmarkUsageError(UsageError, ValueError):
+    """A benchmark was asked for that cannot be run as asked (unknown stage, bad size).
+
+    A ``UsageError``, so the CLI exits with 2, and a ``ValueError`` for Python callers.
+    """
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmarked implementation of one stage.
+
+    Parameters
+    ----------
+    name : str
+        Unique key in :data:`CASES`; shown in tables and plots.
+    stage : str
+        The pipeline stage measured; ``run_benchmarks(stages=...)`` selects by it, and a
+        stage's peer baselines share it.
+    description : str
+        One line: what runs and on what data.
+    run : callable
+        ``run(size, workdir, backend_name, workers, clock) -> dict``; see the module docstring.
+    backends : tuple of {"cpu", "gpu"}, default ("cpu",)
+        Backends it has an implementation for; others are reported as skipped.
+    baselines : tuple of str, default ()
+        Names of registered cases of the same stage to compare with; the runner reports
+        the ratio of their median time to this case's (``speedup_vs``) at each size.
+    """
+
+    name: str
+    stage: str
+    description: str
+    run: Callable[..., dict]
+    backends: tuple[str, ...] = ("cpu",)
+    baselines: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.backends or not set(self.backends) <= set(_BACKENDS):
+            raise ValueError(
+                f"case {self.name!r}: backends must be a non-empty subset of {_BACKENDS}, got {self.backends}"
+            )
+
+
+# ---------------------------------------------------------------------------------------
+# generate: the synthetic world generator (engine.synth)
+
+
+def _run_generate(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
+    """Write a world of ``size`` customers (seed 0) under ``workdir``; time the writing only."""
+    from engine.backend import dask_client, resolve_backend
+    from engine.synth import WorldSpec, generate_world
+
+    spec = WorldSpec(customers=size, seed=0)
+    spec.validate()
+    # As `segscale generate` does: never more workers than chunks (25,000 customers each).
+    workers = max(1, min(workers, spec.n_chunks))
+    out_dir = Path(tempfile.mkdtemp(prefix="world-", dir=workdir))
+    with contextlib.ExitStack() as stack:
+        client, setup_seconds = None, None
+        if workers > 1:
+            started = time.perf_counter()
+            client = stack.enter_context(dask_client(resolve_backend(backend_name), workers=workers))
+            setup_seconds = time.perf_counter() - started
+        with clock:
+            summary = generate_world(out_dir, spec, client=client, overwrite=True)
+    return {
+        "rows": dict(summary.rows),
+        "total_rows": sum(summary.rows.values()),
+        "setup_seconds": setup_seconds,
+        "workers": workers,
+        "data_path": str(out_dir),
+    }
+
+
+CASES: dict[str, Case] = {
+    case.name: case
+    for case in (
+        Case(
+            name="generate",
+            stage="generate",
+            description="engine.synth.generate_world: seeded world (transactions, events, customers, "
+            "identities, truth) to Parquet; Dask processes when workers > 1",
+            run=_run_generate,
+            backends=("cpu",),
+        ),
+    )
+}
+
+
+def _check_registry(cases: dict[str, Case]) -> None:
+    for key, case in cases.items():
+        if key != case.name:
+            raise ValueError(f"CASES[{key!r}] holds case {case.name!r}")
+        for baseline in case.baselines:
+            if baseline not in cases or cases[baseline].stage != case.stage:
+                raise ValueError(f"case {case.name!r}: baseline {baseline!r} is not a registered {case.stage!r} case")
+
+
+_check_registry(CASES)
+
+
+def select_cases(stages: Iterable[str], cases: dict[str, Case] | None = None) -> list[Case]:
+    """The cases of ``stages``, in registry order within each stage.
+
+    Raises
+    ------
+    BenchmarkUsageError
+        No stage given, or a stage no case measures (the message lists the known ones).
+    """
+    cases = CASES if cases is None else cases
+    if isinstance(stages, str):
+        stages = (stages,)
+    stages = list(dict.fromkeys(stages))
+    known = sorted({case.stage for case in cases.values()})
+    unknown = [stage for stage in stages if stage not in known]
+    if unknown or not stages:
+        what = f"unknown stage(s) {', '.join(map(repr, unknown))}" if unknown else "no stage given"
+        raise BenchmarkUsageError(f"{what}; known stages: {', '.join(known)}")
+    return [case for stage in stages for case in cases.values() if case.stage == stage]
