@@ -69,14 +69,23 @@ def format_table(document: dict) -> Table:
     return table
 
 
+def _customers_label(size: int) -> str:
+    for unit, scale in (("M", 10**6), ("k", 10**3)):
+        if size >= scale:
+            return f"{size / scale:g}{unit}"
+    return str(size)
+
+
 def write_plot(document: dict, path: Path) -> Path | None:
     """Median seconds and peak RSS against customers, one line per case; None if nothing ran.
 
-    Axes are log-log when more than one size was measured. Drawn on a bare Agg canvas, so
+    Time is log-log when more than one size was measured; memory stays linear from zero.
+    Drawn on a bare Agg canvas, so
     the caller's pyplot backend and state are left alone.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     by_case: dict[str, list[dict]] = defaultdict(list)
     for result in document["results"]:
@@ -96,14 +105,22 @@ def write_plot(document: dict, path: Path) -> Path | None:
         memory_axes.plot(sizes, [r["peak_rss_gib"] for r in results], marker="o", label=name)
     time_axes.set(xlabel="customers", ylabel="median wall seconds", title="time")
     memory_axes.set(xlabel="customers", ylabel="GiB", title="peak RSS, whole process tree")
+    measured = sorted({result["size"] for results in by_case.values() for result in results})
     for axes in (time_axes, memory_axes):
         if several_sizes:
             axes.set_xscale("log")
-            axes.set_yscale("log")
-        else:
-            axes.set_ylim(bottom=0)
-        axes.grid(True, which="both", alpha=0.3)
+        axes.set_xticks(measured, [_customers_label(size) for size in measured])
+        axes.minorticks_off()
+        axes.grid(True, alpha=0.3)
         axes.legend()
+    if several_sizes:
+        time_axes.set_yscale("log")  # a straight line of slope 1 is linear scaling
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        time_axes.yaxis.set_major_formatter(plain)
+        time_axes.yaxis.set_minor_formatter(plain)
+    else:
+        time_axes.set_ylim(bottom=0)
+    memory_axes.set_ylim(bottom=0)  # linear from zero, so "flat in N" is visible at a glance
     figure.suptitle(f"segscale bench: {_subtitle(document.get('metadata', {}))}")
     figure.savefig(path, dpi=110)
     return Path(path)
