@@ -10,6 +10,7 @@ tickets follow some orders and many returns.
 import numpy as np
 
 from ..contract import EVENT_TYPES
+from ._people import segment_ranks
 
 EVENT_CHANNELS = ("web", "app", "email", "phone")
 _VIEW, _CART, _SEARCH, _OPEN, _CLICK, _TICKET = (EVENT_TYPES.index(name) for name in EVENT_TYPES)
@@ -146,16 +147,20 @@ def behavioural_events(people, rng, horizon_days, order_day, lines):
         rng, people, order_person, order_day, 2 / 24, views_mean=0.5, search_p=0.25, cart_p=0.6
     )
 
+    def spread_over_life(active_counts, late_counts):
+        """Uniform days: each person's first ``active_counts`` while active, the rest after dropout."""
+        counts = active_counts + late_counts
+        person = np.repeat(np.arange(counts.size), counts)
+        late = segment_ranks(counts) >= active_counts[person]
+        low = np.where(late, active_end[person], acquired[person])
+        high = np.where(late, window_end, active_end[person])
+        return person, low + rng.random(person.size) * (high - low)
+
     # Browsing without buying: at the browse rate while active, a tenth of it after dropout.
-    alive_sessions = rng.poisson(people.browse_rate * (active_end - acquired))
-    late_sessions = rng.poisson(0.1 * people.browse_rate * (window_end - active_end))
-    sessions = alive_sessions + late_sessions
-    session_person = np.repeat(np.arange(sessions.size), sessions)
-    rank = np.arange(session_person.size) - np.repeat(np.cumsum(sessions) - sessions, sessions)
-    late = rank >= alive_sessions[session_person]
-    low = np.where(late, active_end[session_person], acquired[session_person])
-    high = np.where(late, window_end, active_end[session_person])
-    session_day = low + rng.random(session_person.size) * (high - low)
+    session_person, session_day = spread_over_life(
+        rng.poisson(people.browse_rate * (active_end - acquired)),
+        rng.poisson(0.1 * people.browse_rate * (window_end - active_end)),
+    )
     parts += _session_events(
         rng,
         people,
@@ -170,15 +175,10 @@ def behavioural_events(people, rng, horizon_days, order_day, lines):
     # Fortnightly emails: opened at the person's rate while active, rarely after dropout.
     sends_active = np.floor((active_end - acquired) / _EMAIL_EVERY_DAYS).astype(np.int64)
     sends_late = np.floor((window_end - active_end) / _EMAIL_EVERY_DAYS).astype(np.int64)
-    opens_active = rng.binomial(sends_active, people.email_open_rate)
-    opens_late = rng.binomial(sends_late, 0.15 * people.email_open_rate)
-    opens = opens_active + opens_late
-    open_person = np.repeat(np.arange(opens.size), opens)
-    rank = np.arange(open_person.size) - np.repeat(np.cumsum(opens) - opens, opens)
-    late = rank >= opens_active[open_person]
-    low = np.where(late, active_end[open_person], acquired[open_person])
-    high = np.where(late, window_end, active_end[open_person])
-    open_day = low + rng.random(open_person.size) * (high - low)
+    open_person, open_day = spread_over_life(
+        rng.binomial(sends_active, people.email_open_rate),
+        rng.binomial(sends_late, 0.15 * people.email_open_rate),
+    )
     parts.append(_events(open_person, open_day, _OPEN, _EMAIL, NO_CATEGORY))
     clicked = rng.random(open_person.size) < people.email_click_rate[open_person]
     click_day = open_day[clicked] + rng.random(clicked.sum()) * 15 * _MINUTE

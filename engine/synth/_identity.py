@@ -9,7 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._archetypes import AGE_BANDS, ARCHETYPES, GENDER_WEIGHTS, GENDERS, REGION_WEIGHTS, REGIONS
+from ._archetypes import (
+    AGE_BANDS,
+    ARCHETYPES,
+    GENDER_WEIGHTS,
+    GENDERS,
+    REGION_WEIGHTS,
+    REGIONS,
+)
+from ._people import segment_ranks
 
 LINK_TYPES = ("email_variant", "phone_reformatted", "shared_device")
 EXTRA_ACCOUNT_SHARES = (0.06, 0.01)  # P(second account), P(third account)
@@ -67,7 +75,7 @@ def draw_accounts(rng, people, horizon_days, seed):
     accounts_per_person = 1 + extra
     person = np.repeat(np.arange(n), accounts_per_person)
     first_account = np.cumsum(accounts_per_person) - accounts_per_person
-    slot = np.arange(person.size) - first_account[person]
+    slot = segment_ranks(accounts_per_person)
     opened_day = np.where(
         slot == 0,
         people.acquisition_day[person],

@@ -45,6 +45,11 @@ class People:
     order_day: np.ndarray
 
 
+def segment_ranks(counts):
+    """Position of each element within its segment, for segments of ``counts`` laid end to end."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def cumulative_rate(people_rate, decline, acquisition, t_from, t_to):
     """Expected purchases in [t_from, t_to] for rate ``rate * exp(-decline * (t - acquisition))``."""
     span = t_to - t_from
@@ -100,7 +105,7 @@ def _repeat_purchases(rng, rate, decline, acquisition, horizon_days, dropout_p):
     base = np.where(spacing_start > 0, running[np.maximum(spacing_start - 1, 0)], 0.0)
     total = running[spacing_end - 1] - base
     repeat_person = np.repeat(np.arange(n), repeats)
-    repeat_rank = np.arange(repeat_person.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    repeat_rank = segment_ranks(repeats)
     fraction = (running[spacing_start[repeat_person] + repeat_rank] - base[repeat_person]) / total[
         repeat_person
     ]

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..contract import EVENT_TYPES
 from ..backend import dask_client, resolve_backend, usable_cores
+from ..contract import EVENT_TYPES
 from ..exceptions import UsageError
 from . import _dirt
 from ._activity import EVENT_CHANNELS, behavioural_events, order_lines

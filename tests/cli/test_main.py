@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 import engine
 from cli.main import app
-from engine.exceptions import SegscaleError
+from engine.exceptions import SegscaleError, UsageError
 
 runner = CliRunner()
 
@@ -146,28 +146,24 @@ def test_demo_writes_a_small_dirty_world(tmp_path):
     assert again.exit_code == 0 and json.loads(again.stdout)["customers"] == 300
 
 
-def test_failures_of_the_work_exit_1(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    ("error", "code", "fragments"),
+    [
+        (SegscaleError("chunk 3 could not be written: disk full"), 1, ("disk full",)),
+        (KeyError("oops"), 1, ("internal failure: KeyError", "--log-level debug")),
+        (UsageError("the input is bad"), 2, ("the input is bad",)),
+    ],
+)
+def test_engine_errors_map_to_exit_codes(monkeypatch, tmp_path, error, code, fragments):
     import engine.synth
 
     def broken(*args, **kwargs):
-        raise SegscaleError("chunk 3 could not be written: disk full")
+        raise error
 
     monkeypatch.setattr(engine.synth, "generate", broken)
     result = _run("generate", "--out", tmp_path, "-n", 10)
-    assert result.exit_code == 1
-    _one_line_error(result, "disk full")
-
-
-def test_internal_failures_exit_1_with_a_hint(monkeypatch, tmp_path):
-    import engine.synth
-
-    def broken(*args, **kwargs):
-        raise KeyError("oops")
-
-    monkeypatch.setattr(engine.synth, "generate", broken)
-    result = _run("generate", "--out", tmp_path, "-n", 10)
-    assert result.exit_code == 1
-    _one_line_error(result, "internal failure: KeyError", "--log-level debug")
+    assert result.exit_code == code
+    _one_line_error(result, *fragments)
 
 
 def test_bench_measures_a_tiny_world(tmp_path):
