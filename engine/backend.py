@@ -34,6 +34,7 @@ __all__ = [
     "Backend",
     "resolve_backend",
     "BACKEND_CHOICES",
+    "dataframe_namespace",
     # detection
     "GpuDevice",
     "GpuProbe",
@@ -131,6 +132,21 @@ class Backend:
             ) from None
         module = importlib.import_module(gpu_module if self.is_gpu else cpu_module)
         return getattr(module, name)
+
+
+def dataframe_namespace(frame) -> ModuleType:
+    """The dataframe module a frame or series belongs to: cudf or pandas (STYLE 3).
+
+    Partition functions call this on their input, so the same function runs on both backends
+    without being told which one it is on.
+    """
+    if type(frame).__module__.split(".")[0] == "cudf":
+        import cudf
+
+        return cudf
+    import pandas
+
+    return pandas
 
 
 def usable_cores() -> int:

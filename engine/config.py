@@ -34,6 +34,7 @@ __all__ = [
     "RunConfig",
     "RunSection",
     "InputSpec",
+    "IngestOptions",
     # reading and writing
     "load_config",
     "parse_config",
@@ -107,8 +108,14 @@ class InputSpec:
     timezone : str, default "UTC"
         IANA time zone of the source's timestamps.
     columns : dict of str to str
-        Canonical column -> source column, for every canonical column of the table;
-        columns the TOML does not map map to themselves.
+        Canonical column -> source column, for every canonical column of the table that is
+        not derived; columns the TOML does not map map to themselves.
+    derive : dict of str to str
+        Canonical column -> expression over source columns: one column, or the product of
+        two (``"Quantity * UnitPrice"``).
+    return_prefix : str or None, default None
+        Transactions: a line whose order id starts with this is a return (a negative
+        quantity marks one too).
     """
 
     table: str = field(metadata={_DERIVED: True})
@@ -117,6 +124,8 @@ class InputSpec:
     timestamp_format: str | None = None
     timezone: str = "UTC"
     columns: dict[str, str] = field(default_factory=dict)
+    derive: dict[str, str] = field(default_factory=dict)
+    return_prefix: str | None = None
 
     def source_column(self, canonical: str) -> str:
         """Return the source column name that holds canonical column `canonical`."""
@@ -124,6 +133,44 @@ class InputSpec:
             return self.columns[canonical]
         except KeyError:
             raise KeyError(f"{canonical!r} is not a column of table {self.table!r}") from None
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """The ``[ingest]`` section: validation, identity resolution, privacy and the store.
+
+    Attributes
+    ----------
+    partitions : int or None, default None
+        Partitions of the customer-clustered store; None chooses from the data size.
+    pseudonym_key : str or None, default None
+        Key of the keyed hash that pseudonymises customer keys. None reads the environment
+        variable ``SEGSCALE_PSEUDONYM_KEY``. Never written to any output.
+    extracted_at : date or None, default None
+        When the data was extracted: rows stamped later are clock skew
+        (``future_timestamp``). None means the day ingest runs.
+    identifier_cap : int, default 5
+        An identifier value shared by more customers than this never links them.
+    identifier_caps : dict of str to int
+        Per identifier type overrides of ``identifier_cap``.
+    blocked_identifiers : tuple of str
+        Values that never link, on top of the built-in junk list ("", "null", "unknown", ...).
+    direct_identifiers : tuple of str
+        Profile columns that identify a person directly; dropped at ingest.
+    sensitive : tuple of str
+        Profile columns kept apart for fairness audits only, never model inputs.
+    """
+
+    partitions: int | None = field(default=None, metadata={_MINIMUM: 1})
+    pseudonym_key: str | None = None
+    extracted_at: date | None = None
+    identifier_cap: int = field(default=5, metadata={_MINIMUM: 1})
+    identifier_caps: dict[str, int] = field(default_factory=dict)
+    blocked_identifiers: tuple[str, ...] = ()
+    direct_identifiers: tuple[str, ...] = (
+        "email", "phone", "full_name", "name", "first_name", "last_name", "address", "street", "postcode",
+    )  # fmt: skip
+    sensitive: tuple[str, ...] = ("gender", "age_band")
 
 
 @dataclass(frozen=True)
@@ -137,12 +184,14 @@ class RunConfig:
     run : RunSection
     inputs : dict of str to InputSpec
         Keyed by canonical table name; always holds the tables the contract requires.
+    ingest : IngestOptions
     """
 
     source: Path = field(metadata={_DERIVED: True})
     # No default needed: the parser reads an absent section as an empty table.
     run: RunSection
     inputs: dict[str, InputSpec] = field(metadata={_KEYS: _INPUT_TABLES})
+    ingest: IngestOptions
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
@@ -426,6 +475,22 @@ def _finish_input(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
     canonical = TABLES[table].columns
     given = values["columns"]
     _check_keys(given, canonical, "column", ctx, loc + ("columns",))
+    derive = values["derive"]
+    _check_keys(derive, canonical, "column", ctx, loc + ("derive",))
+    for column, expression in derive.items():
+        if column in given:
+            raise ctx.error(
+                loc, None, f"'{column}' is both mapped in columns and derived; keep one of them"
+            )
+        if not _EXPRESSION.fullmatch(expression):
+            raise ctx.error(
+                loc + ("derive",),
+                column,
+                f"cannot read expression {_quote(expression)} "
+                '(use a source column, or the product of two: "Quantity * UnitPrice")',
+            )
+    if values["return_prefix"] is not None and table != "transactions":
+        raise ctx.error(loc, "return_prefix", "only transactions have returns")
     seen: dict[str, str] = {}
     for column, source_column in given.items():
         if source_column in seen:
@@ -436,8 +501,11 @@ def _finish_input(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
                 "map each source column once",
             )
         seen[source_column] = column
-    values["columns"] = {column: given.get(column, column) for column in canonical}
+    values["columns"] = {column: given.get(column, column) for column in canonical if column not in derive}
 
+
+# A source column, or the product of two; names as pandas would read them from a header.
+_EXPRESSION = re.compile(r"\s*[^*\s][^*]*?\s*(\*\s*[^*\s][^*]*?\s*)?")
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")

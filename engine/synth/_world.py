@@ -301,6 +301,14 @@ def _run_config_text(spec: WorldSpec) -> str:
         lines += ["", f"[inputs.{name}]", f'path = "{name}"', 'format = "parquet"', 'timezone = "UTC"']
         if spec.dirt > 0 and name in ("transactions", "events"):
             lines.append(f'timestamp_format = "{_dirt.TIMESTAMP_TEXT_FORMAT}"')
+    lines += [
+        "",
+        "[ingest]",
+        "# The world was extracted when its window closed: later timestamps are clock skew.",
+        f"extracted_at = {as_of.isoformat()}",
+        "# Synthetic data only: for real data set SEGSCALE_PSEUDONYM_KEY instead of writing a key here.",
+        f'pseudonym_key = "synthetic-world-{spec.seed}"',
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -198,8 +198,40 @@ ERRORS = {
         ["cfg.toml: top level: unknown section 'input' (did you mean 'inputs'?)"],
     ),
     "unknown-section-far": (
+        "[zzz]\n" + TX,
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: ingest, inputs, run)"],
+    ),
+    "unknown-section-typo": (
         "[ingset]\n" + TX,
-        ["cfg.toml: top level: unknown section 'ingset' (valid sections: inputs, run)"],
+        ["cfg.toml: top level: unknown section 'ingset' (did you mean 'ingest'?)"],
+    ),
+    "derive-bad-expression": (
+        TX + '[inputs.transactions.derive]\namount = "Quantity * UnitPrice * 2"\n',
+        ['cfg.toml: [inputs.transactions.derive] amount: cannot read expression "Quantity * UnitPrice * 2"'],
+    ),
+    "derive-and-map-one-column": (
+        TX + '[inputs.transactions.columns]\namount = "Total"\n[inputs.transactions.derive]\namount = "Q * P"\n',
+        ["cfg.toml: [inputs.transactions] 'amount' is both mapped in columns and derived"],
+    ),
+    "derive-unknown-column": (
+        TX + '[inputs.transactions.derive]\namont = "Q * P"\n',
+        ["cfg.toml: [inputs.transactions.derive] unknown column 'amont' (did you mean 'amount'?)"],
+    ),
+    "return-prefix-outside-transactions": (
+        TX + '[inputs.events]\npath = "tx.csv"\nreturn_prefix = "C"\n',
+        ["cfg.toml: [inputs.events] return_prefix: only transactions have returns"],
+    ),
+    "ingest-cap-too-small": (
+        TX + "[ingest]\nidentifier_cap = 0\n",
+        ["cfg.toml: [ingest] identifier_cap: must be >= 1, got 0"],
+    ),
+    "ingest-caps-wrong-type": (
+        TX + '[ingest]\nidentifier_caps = { email = "five" }\n',
+        ['cfg.toml: [ingest.identifier_caps] email: expected an integer, got a string ("five")'],
+    ),
+    "ingest-extracted-at-bad-date": (
+        TX + '[ingest]\nextracted_at = "2025-02-30"\n',
+        ['cfg.toml: [ingest] extracted_at: not a valid date: "2025-02-30" (use YYYY-MM-DD)'],
     ),
     "unknown-table": (
         TX + '[inputs.transaction]\npath = "tx.csv"\n',
@@ -395,8 +427,27 @@ def test_public_surface():
         "RunConfig",
         "RunSection",
         "InputSpec",
+        "IngestOptions",
         "load_config",
         "parse_config",
         "config_to_dict",
     }
     assert all(dataclasses.is_dataclass(c) for c in (RunConfig, RunSection, InputSpec))
+
+
+def test_derived_columns_and_ingest_options(workdir):
+    config = load_text(
+        TX
+        + '[inputs.transactions.columns]\norder_id = "InvoiceNo"\n'
+        + '[inputs.transactions.derive]\namount = "Quantity * UnitPrice"\n'
+        + '[ingest]\npartitions = 8\nextracted_at = 2026-01-01\nidentifier_caps = { email = 3 }\n'
+        + 'blocked_identifiers = ["guest@shop.example"]\n'
+    )
+    spec = config.inputs["transactions"]
+    assert spec.derive == {"amount": "Quantity * UnitPrice"}
+    assert "amount" not in spec.columns and spec.columns["order_id"] == "InvoiceNo"
+    assert spec.return_prefix is None
+    assert config.ingest.partitions == 8 and config.ingest.extracted_at == date(2026, 1, 1)
+    assert config.ingest.identifier_caps == {"email": 3} and config.ingest.identifier_cap == 5
+    assert config.ingest.blocked_identifiers == ("guest@shop.example",)
+    assert "email" in config.ingest.direct_identifiers and config.ingest.sensitive == ("gender", "age_band")

@@ -262,6 +262,8 @@ def test_world_config_is_a_valid_run_config(clean_world, dirty_world):
         assert config.inputs["transactions"].path == str(out / "transactions")
         assert config.run.seed == summary.spec.seed
         assert config.run.as_of == DEFAULT_END + timedelta(days=1)
+        assert config.ingest.extracted_at == DEFAULT_END + timedelta(days=1)
+        assert config.ingest.pseudonym_key
         expected_format = "%Y-%m-%d %H:%M:%S" if summary.spec.dirt else None
         assert config.inputs["events"].timestamp_format == expected_format
     world = json.loads((out / "truth" / "world.json").read_text())
