@@ -33,6 +33,9 @@ class Clock:
     sync : callable, optional
         Called with no arguments before the clock starts and before it stops, e.g.
         ``cupy.cuda.Device().synchronize``; None on the CPU.
+    memory : PeakMemory, optional
+        Restarted when the clock starts and frozen when it stops, so peak memory, like
+        time, covers the timed region only.
 
     Attributes
     ----------
@@ -40,8 +43,9 @@ class Clock:
         Wall seconds (``time.perf_counter``) spent in the region; None until it is left.
     """
 
-    def __init__(self, sync: Callable[[], object] | None = None):
+    def __init__(self, sync: Callable[[], object] | None = None, memory: PeakMemory | None = None):
         self._sync = sync
+        self._memory = memory
         self._started: float | None = None
         self.seconds: float | None = None
 
@@ -50,6 +54,8 @@ class Clock:
             raise RuntimeError("a Clock times one region per run; it was already started")
         if self._sync is not None:
             self._sync()  # earlier device work is not this region's
+        if self._memory is not None:
+            self._memory.restart()
         self._started = time.perf_counter()
         return self
 
@@ -57,6 +63,8 @@ class Clock:
         if self._sync is not None and exc_type is None:
             self._sync()
         self.seconds = time.perf_counter() - self._started
+        if self._memory is not None:
+            self._memory.freeze()
         return False
 
 
@@ -118,10 +126,25 @@ class PeakMemory:
         self.peak_rss_bytes = 0
         self.peak_gpu_bytes: int | None = None
         self.samples = 0
+        self._frozen = False
+
+    def restart(self) -> None:
+        """Forget the peaks so far: the measured region starts now (set-up is not counted)."""
+        self._frozen = False
+        self.peak_rss_bytes = 0
+        self.peak_gpu_bytes = None
+        self.start_rss_bytes = self.sample()
+
+    def freeze(self) -> None:
+        """Keep the peaks as they are: the measured region has ended (clean-up is not counted)."""
+        self.sample()
+        self._frozen = True
 
     def sample(self) -> int:
         """Take one sample now; return the tree RSS in bytes."""
         rss = tree_rss(self._process)
+        if self._frozen:
+            return rss
         self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
         if self._gpu_used_bytes is not None:
             used = int(self._gpu_used_bytes())

@@ -122,8 +122,8 @@ def _measure_once(case: Case, size: int, workdir: Path, backend_name: str, worke
     """One run of ``case`` at ``size`` in an emptied ``workdir``: its counts, time and peaks."""
     _fresh_dir(workdir)
     gc.collect()  # garbage left by the previous run is not this run's memory
-    clock = Clock(device.sync())
     with PeakMemory(DEFAULT_INTERVAL_S, gpu_used_bytes=device.used_bytes()) as memory:
+        clock = Clock(device.sync(), memory=memory)
         produced = case.run(size, workdir, backend_name, workers, clock=clock)
     if clock.seconds is None:
         raise RuntimeError(f"case {case.name!r} returned without timing anything (wrap its work in `with clock:`)")

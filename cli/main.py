@@ -209,6 +209,62 @@ def check(
     stdout.print(f"output: {parsed.run.output_dir}; seed {parsed.run.seed}; as_of {as_of}", highlight=False)
 
 
+def _accounting_table(summary) -> Table:
+    table = Table(title=f"Ingested into {summary.out_dir} ({summary.partitions} partitions, {summary.seconds:.1f} s)", title_justify="left")
+    for column in ("input", "read", "kept", "quarantined", "duplicates", "top reasons"):
+        table.add_column(column, justify="left" if column in ("input", "top reasons") else "right")
+    for name, counts in summary.tables.items():
+        reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])[:3]
+        table.add_row(
+            name,
+            f"{counts['read']:,}",
+            f"{counts['kept']:,}",
+            f"{sum(counts['quarantined'].values()):,}",
+            f"{counts['duplicates']:,}",
+            ", ".join(f"{reason} {rows:,}" for reason, rows in reasons),
+        )
+    return table
+
+
+@app.command()
+def ingest(
+    config: Annotated[Path, typer.Argument(help="A segscale run config (TOML).")],
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Validate, deduplicate, resolve identities and write the customer-clustered store."""
+    import dataclasses
+
+    from engine.backend import dask_client
+    from engine.config import load_config
+    from engine.ingest import ingest as run_ingest
+
+    parsed = load_config(config)
+    run = dataclasses.replace(
+        parsed.run,
+        backend=backend.value if backend else parsed.run.backend,
+        scheduler=scheduler or parsed.run.scheduler,
+        workers=workers or parsed.run.workers,
+    )
+    parsed = dataclasses.replace(parsed, run=run)
+    with dask_client(resolve_backend(run.backend), scheduler=run.scheduler, workers=run.workers) as client:
+        with progress("ingest tasks") as update:
+            summary = run_ingest(parsed, client=client, progress=update)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    stdout.print(_accounting_table(summary))
+    identity = summary.identity
+    if identity:
+        stdout.print(
+            f"identity: {identity.get('accounts', 0):,} accounts -> {identity.get('customers', 0):,} customers "
+            f"({identity.get('customers_merged', 0):,} accounts merged); quarantine and store under {summary.out_dir}",
+            highlight=False,
+        )
+
+
 @app.command()
 def bench(
     stages: Annotated[str, typer.Option(help="Comma-separated benchmark stages.")] = "generate",

@@ -247,6 +247,7 @@ def probe_gpu() -> GpuProbe:
     return GpuProbe(versions=versions, devices=devices, problems=tuple(problems))
 
 
+@functools.lru_cache(maxsize=None)
 def resolve_backend(name: str = "auto") -> Backend:
     """Resolve ``auto | cpu | gpu`` to a :class:`Backend`.
 

@@ -1,5 +1,10 @@
 """Ingest: validated, deduplicated, identity-resolved, customer-partitioned store (DESIGN 2).
 
 Every input row is kept, written to quarantine with a reason, or dropped as an exact
-duplicate, and the manifest reconciles the three with the rows read.
+duplicate, and ``ingest.json`` reconciles the three with the rows read.
 """
+
+from ._pipeline import ROWS_PER_PARTITION, IngestSummary, ingest
+from ._pseudonym import KEY_ENV_VAR
+
+__all__ = ["ingest", "IngestSummary", "ROWS_PER_PARTITION", "KEY_ENV_VAR"]

@@ -38,6 +38,8 @@ _EMAIL_DOMAINS = np.array(["example.com", "mail.example", "inbox.example", "post
 # A bijection on 10-digit numbers (gcd(multiplier, 10**10) == 1), so customer ids are unique,
 # stable per (person, account slot) and do not reveal which accounts belong together.
 _ID_MODULUS = 10**10
+# Phone numbers: area and exchange codes 200..999, four-digit lines.
+_PHONE_NUMBERS = 800 * 800 * 10_000
 _ID_MULTIPLIER = 1_640_531_527  # odd, not a multiple of 5; times 4 * 1e9 people fits int64
 
 
@@ -59,6 +61,16 @@ def customer_ids(person_id, slot, seed):
     offset = (seed * 2_654_435_761) % _ID_MODULUS
     number = (_ID_MULTIPLIER * (person_id * 4 + slot) + offset) % _ID_MODULUS
     return np.char.add("C", np.char.zfill(number.astype(str), 10))
+
+
+def phone_parts(person_id, seed):
+    """Area code, exchange and line of each person's number: distinct people, distinct numbers.
+
+    Random numbers would collide (about 40 pairs among a million people) and wrongly link
+    strangers; like customer ids, numbers are a bijection of the person.
+    """
+    slot = (_ID_MULTIPLIER * person_id + seed) % _PHONE_NUMBERS
+    return 200 + slot // (800 * 10_000), 200 + (slot // 10_000) % 800, slot % 10_000
 
 
 def draw_accounts(rng, people, horizon_days, seed):
@@ -136,7 +148,7 @@ def profiles_and_identities(rng, people, accounts, seed):
         np.char.add("@", domain),
     )
     has_phone = rng.random(n) < PHONE_SHARE
-    area, exchange, line = rng.integers(200, 1000, n), rng.integers(200, 1000, n), rng.integers(0, 10000, n)
+    area, exchange, line = phone_parts(people.person_id, seed)
     phone_style = rng.integers(4, size=n)
     person_devices = 1 + (rng.random(n) < 0.4)
     device_pool = _device_ids(rng, int(person_devices.sum()) + accounts.person.size)

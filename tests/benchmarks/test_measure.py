@@ -74,3 +74,19 @@ def test_clock_does_not_sync_on_error():
         with clock:
             raise KeyError("x")
     assert synced == [1] and clock.seconds is not None
+
+
+def test_clock_limits_peak_memory_to_the_timed_region():
+    import numpy as np
+
+    from benchmarks._measure import Clock, PeakMemory
+
+    with PeakMemory(0.01) as memory:
+        setup = np.ones(300 * 2**20 // 8)  # 300 MiB of set-up, freed before the clock starts
+        del setup
+        clock = Clock(memory=memory)
+        with clock:
+            small = np.ones(2**20)
+        cleanup = np.ones(300 * 2**20 // 8)  # and 300 MiB after it stops
+        del cleanup, small
+    assert memory.peak_rss_bytes - memory.start_rss_bytes < 100 * 2**20

@@ -192,3 +192,31 @@ def test_bench_exits_1_when_a_case_fails(tmp_path, monkeypatch):
     result = _run("bench", "--customers", "1k", "--workers", 1, "--out", tmp_path)
     assert result.exit_code == 1
     assert "out of disk" in result.stdout and "benchmark runs failed: generate at 1,000" in result.stderr
+
+
+def test_ingest_runs_a_generated_world_with_no_edits(world):
+    out, _ = world
+    result = _run("ingest", out / "segscale.toml", "--workers", 1, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for table, counts in summary["tables"].items():
+        assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"], table
+    assert summary["tables"]["transactions"]["quarantined"]
+    assert Path(summary["out_dir"], "store", "_store.json").exists()
+
+
+def test_ingest_bad_input_exits_2(tmp_path):
+    (tmp_path / "tx.csv").write_text("client,ts,amount\nA,2024-01-01 10:00:00,3\n")
+    (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv"\n[ingest]\npseudonym_key = "a-test-key"\n')
+    result = _run("ingest", tmp_path / "run.toml", "--workers", 1)
+    assert result.exit_code == 2
+    _one_line_error(result, "tx.csv", "missing required column 'customer_id'")
+
+
+def test_ingest_without_a_key_exits_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("SEGSCALE_PSEUDONYM_KEY", raising=False)
+    (tmp_path / "tx.csv").write_text("customer_id,ts,amount\nA,2024-01-01 10:00:00,3\n")
+    (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv"\n')
+    result = _run("ingest", tmp_path / "run.toml", "--workers", 1)
+    assert result.exit_code == 2
+    _one_line_error(result, "SEGSCALE_PSEUDONYM_KEY")

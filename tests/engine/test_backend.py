@@ -31,9 +31,12 @@ H100 = GpuDevice(index=0, name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * 2**
 
 @pytest.fixture(autouse=True)
 def _fresh_probe_cache():
-    """Drop any probe cached while a test had the GPU stack faked."""
+    """Backends are resolved once per process; each test here resolves afresh and drops
+    whatever was cached while it had the GPU stack faked."""
+    resolve_backend.cache_clear()
     yield
     probe_gpu.cache_clear()
+    resolve_backend.cache_clear()
 
 
 def _fake_stack(monkeypatch, versions, devices):
@@ -483,3 +486,11 @@ def test_usable_cores_honours_a_cgroup_cpu_quota(monkeypatch, cpu_max, expected)
 
 def test_backend_constructed_directly_matches_resolved():
     assert Backend(name="cpu", xp=np, df=pd, dataframe_backend="pandas") == resolve_backend("cpu")
+
+
+def test_a_backend_is_resolved_once_per_process(monkeypatch):
+    calls = []
+    real_probe = backend_module.probe_gpu
+    monkeypatch.setattr(backend_module, "probe_gpu", lambda: calls.append(1) or real_probe())
+    assert resolve_backend("auto") is resolve_backend("auto")
+    assert len(calls) == 1

@@ -318,3 +318,12 @@ def test_short_custom_window(tmp_path):
     generate_world(tmp_path, spec)
     ts = _read(tmp_path / "transactions")["ts"]
     assert ts.min() >= pd.Timestamp("2023-03-01", tz="UTC") and ts.max() < pd.Timestamp("2023-05-01", tz="UTC")
+
+
+def test_phone_numbers_never_collide_between_people():
+    from engine.synth._identity import phone_parts
+
+    area, exchange, line = phone_parts(np.arange(3_000_000, dtype=np.int64), seed=5)
+    numbers = area * 10**7 + exchange * 10**4 + line
+    assert len(np.unique(numbers)) == len(numbers)
+    assert area.min() >= 200 and area.max() <= 999 and exchange.min() >= 200 and line.max() <= 9999

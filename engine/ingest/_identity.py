@@ -1,0 +1,357 @@
+"""Identity resolution: one resolved customer key per person, by connected components.
+
+Customers are linked when they share an identifier (email, phone, device id, account id, any
+``id_type``), compared after normalisation: case and surrounding whitespace for every type,
+digits only for phones. The links form a bipartite graph of customers and identifier values;
+each connected component becomes one resolved customer whose key is the smallest original
+customer id in it, so keys are stable across re-runs and independent of partitioning.
+
+Guardrails, as in a customer data platform: placeholder values ("", "null", "unknown", test
+addresses, all-zero phones and device ids, and any values the user adds) never link anyone,
+and a value held by more distinct customers than a cap (per ``id_type``) is treated as shared
+junk rather than as evidence that they are one person. Both are reported, by count only for
+values over the cap, since those may be real addresses.
+
+Components are found by min-label propagation with pointer jumping, expressed in Dask
+dataframe operations only (merge, groupby-min, concat, drop_duplicates), so the same code runs
+on pandas and on dask-cudf.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import dask
+import dask.dataframe as dd
+
+from ..backend import dataframe_namespace
+from ..exceptions import SegscaleError, UsageError
+
+__all__ = [
+    # guardrails
+    "DEFAULT_BLOCKED",
+    "BLOCKED_REASON",
+    "OVER_CAP_REASON",
+    # partition function
+    "normalise_identifiers",
+    # resolution
+    "IdentityResolution",
+    "resolve_identities",
+]
+
+DEFAULT_BLOCKED: frozenset[str] = frozenset(
+    {
+        # blanks and null spellings
+        "", "0", "-", "null", "none", "nil", "nan", "na", "n/a", "undefined", "unknown", "test",
+        # test and placeholder addresses
+        "test@test.com", "none@none.com", "test@example.com", "noreply@example.com",
+        "no-reply@example.com", "email@example.com", "user@example.com",
+        # placeholder phones, as normalised (digits only)
+        "0000000000", "1234567890", "9999999999",
+        # the all-zero advertising / device id (Apple's limited-ad-tracking IDFA, undashed)
+        "00000000000000000000000000000000",
+    }
+)  # fmt: skip
+
+# Reasons on identity rows that took no part in linking.
+BLOCKED_REASON = "blocked_identifier"
+OVER_CAP_REASON = "identifier_over_cap"
+
+# id_type values (after strip + lower) whose values are phone numbers: compared by digits only.
+_PHONE_TYPES = ("phone", "mobile", "phone_number", "msisdn")
+# Values of nothing but zeros and separators ("000-000-0000", "0000-0000-...", "()") carry no
+# identity whatever their type; checked by rule because the list cannot hold every length.
+_NO_SIGNAL = r"^[0\s.()+/_-]*$"
+# What a user-supplied blocked value may contain to be read as a phone number too.
+_PHONE_LIKE = re.compile(r"[\d\s().+/-]*\d[\d\s().+/-]*")
+# Joins id type and value into one node key; the unit separator does not occur in either.
+_NODE_SEPARATOR = "\x1f"
+# Min-label propagation with pointer jumping needs about log2(diameter) rounds on a chain and
+# a handful on realistic identity graphs; this many means something is badly wrong.
+_MAX_ROUNDS = 100
+
+
+@dataclass
+class IdentityResolution:
+    """What :func:`resolve_identities` found.
+
+    Attributes
+    ----------
+    mapping : DataFrame
+        Computed, of the input's backend (pandas or cudf): columns ``customer_id`` and
+        ``resolved_id``, one row per distinct customer id, sorted by ``customer_id``.
+        Customers linked to nobody map to themselves.
+    identities : dask.dataframe.DataFrame
+        The input identity rows, none dropped and in their partitions, with an added
+        ``reason`` column: null where the row took part in linking, else
+        ``"blocked_identifier"`` or ``"identifier_over_cap"``.
+    report : dict
+        JSON-ready summary: ``customers``, ``components``, ``merged_components`` (of more
+        than one customer), ``customers_merged`` (in those), ``largest_component``,
+        ``iterations`` (propagation rounds, the last one confirming that no label changed),
+        ``blocked`` ({normalised blocked value: rows}) and ``over_cap``
+        ({id_type: {"values": distinct values, "rows": rows}}). Over-cap values themselves
+        are never included: they may be real addresses.
+    """
+
+    mapping: object
+    identities: dd.DataFrame
+    report: dict
+
+
+def _id_kind(id_type):
+    """Normalised id type: a missing type is its own (empty) type, case and spaces ignored."""
+    return id_type.fillna("").str.strip().str.lower()
+
+
+def normalise_identifiers(frame):
+    """Add ``id_key``, the normalised identifier value, to a partition of identity rows.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame or cudf.DataFrame
+        With string columns ``id_type`` and ``id_value`` (nulls allowed).
+
+    Returns
+    -------
+    DataFrame
+        ``frame`` with an added string column ``id_key``, never null: phone numbers (``id_type``
+        phone, mobile, phone_number or msisdn) reduced to their digits, every other value
+        stripped of surrounding whitespace and lower-cased. A missing value becomes ``""``,
+        which is blocked.
+    """
+    value = frame["id_value"].fillna("")
+    text = value.str.strip().str.lower()
+    digits = value.str.replace(r"\D", "", regex=True)
+    is_phone = _id_kind(frame["id_type"]).isin(_PHONE_TYPES)
+    return frame.assign(id_key=text.where(~is_phone, digits))
+
+
+def _normalise_blocked(values: Iterable[str]) -> frozenset[str]:
+    """User-supplied blocked values as keys: stripped and lower-cased, and, where a value
+    looks like a phone number, also as its digits, since the value's type is not given."""
+    keys = set()
+    for value in values:
+        text = value.strip().lower()
+        keys.add(text)
+        if _PHONE_LIKE.fullmatch(text):
+            keys.add(re.sub(r"\D", "", text))
+    return frozenset(keys)
+
+
+def _mark(frame, *, blocked):
+    """Normalise a partition and mark its rows: ``_kind``, ``_node`` (type + key: values of
+    different types never link) and ``_blocked``."""
+    frame = normalise_identifiers(frame)
+    kind = _id_kind(frame["id_type"])
+    key = frame["id_key"]
+    is_blocked = key.isin(blocked) | key.str.contains(_NO_SIGNAL, regex=True)
+    return frame.assign(_kind=kind, _node=kind + _NODE_SEPARATOR + key, _blocked=is_blocked)
+
+
+def _over_cap(stats, *, cap, caps):
+    """Rows of per-value statistics whose value is held by more customers than its type's cap."""
+    over = stats["holders"] > cap
+    for kind, kind_cap in caps.items():
+        over = over.where(stats["_kind"] != kind, stats["holders"] > kind_cap)
+    return stats[over]
+
+
+def _drop_nodes(edges, nodes):
+    """Edges whose identifier node is not among ``nodes`` (the over-cap values)."""
+    return edges[~edges["_node"].isin(nodes)]
+
+
+def _with_reason(frame, over_nodes, *, blocked):
+    """The partition's rows with ``reason``: why the row took no part in linking, else null."""
+    marked = _mark(frame, blocked=blocked)
+    is_blocked = marked["_blocked"]
+    # A blocked row's node is never over the cap: caps are counted on unblocked rows only.
+    over = marked["_node"].isin(over_nodes)
+    reason = (
+        marked["id_key"]
+        .mask(is_blocked, BLOCKED_REASON)
+        .mask(over, OVER_CAP_REASON)
+        .where(is_blocked | over)
+    )
+    return frame.assign(reason=reason)
+
+
+def _jump(labels):
+    """Pointer jumping: each customer also takes its label's label, when that is smaller."""
+    ahead = labels[["customer_id", "label"]].rename(columns={"customer_id": "label", "label": "ahead"})
+    # Inner merge loses no row: every label is the id of a customer in the same component, and
+    # every such customer has a row in ``labels``.
+    jumped = labels.merge(ahead, on="label")
+    jumped["label"] = jumped["label"].where(jumped["label"] <= jumped["ahead"], jumped["ahead"])
+    return jumped[["customer_id", "previous", "label"]]
+
+
+def _propagate(edges):
+    """Connected components of the customer-identifier graph by min-label propagation.
+
+    Parameters
+    ----------
+    edges : dask.dataframe.DataFrame
+        Distinct ``customer_id``, ``_node`` pairs, persisted.
+
+    Returns
+    -------
+    labels : dask.dataframe.DataFrame
+        ``customer_id``, ``label`` (the smallest customer id in its component) for every
+        customer in ``edges``, persisted.
+    rounds : int
+        Rounds run, the last of which changed no label.
+    """
+    state = edges.assign(label=edges["customer_id"])
+    for rounds in range(1, _MAX_ROUNDS + 1):
+        # Each identifier offers the smallest label among its customers; each customer takes
+        # the smallest offer, which is never above its own label (it offers that itself).
+        offers = state.groupby("_node")["label"].min().rename("offer").reset_index()
+        offered = state.merge(offers, on="_node")
+        labels = (
+            offered.groupby("customer_id")
+            .agg({"label": "min", "offer": "min"})
+            .reset_index()
+            .rename(columns={"label": "previous", "offer": "label"})
+        )
+        labels = _jump(labels)
+        state = edges.merge(labels[["customer_id", "label"]], on="customer_id")
+        # Persist so the next round starts from these results, not from the whole history.
+        labels, state = dask.persist(labels, state)
+        changed = int((labels["label"] != labels["previous"]).sum().compute())
+        if changed == 0:
+            return labels[["customer_id", "label"]], rounds
+    raise SegscaleError(
+        f"identity resolution did not converge in {_MAX_ROUNDS} rounds "
+        f"({changed} customer labels still changing); the identity graph may hold a very long chain"
+    )
+
+
+def _to_host(frame):
+    """A small computed result as pandas, for building the report."""
+    return frame if dataframe_namespace(frame).__name__ == "pandas" else frame.to_pandas()
+
+
+def _check_caps(cap: int, caps: Mapping[str, int]) -> None:
+    for name, value in (("cap", cap), *((f"caps[{kind!r}]", v) for kind, v in caps.items())):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"identifier {name} must be an integer of at least 1, got {value!r}")
+
+
+def resolve_identities(
+    identities: dd.DataFrame,
+    customer_ids: dd.Series,
+    *,
+    cap: int = 5,
+    caps: Mapping[str, int] | None = None,
+    blocked: Iterable[str] = (),
+) -> IdentityResolution:
+    """Resolve customers linked through shared identifiers to one key per connected component.
+
+    Parameters
+    ----------
+    identities : dask.dataframe.DataFrame
+        Identity rows with string columns ``customer_id`` (validated: never blank), ``id_type``
+        and ``id_value`` (nulls allowed); other columns are carried through untouched.
+    customer_ids : dask.dataframe.Series
+        Every valid customer id seen in any table, duplicates allowed. Each one, and each
+        customer id in ``identities``, gets a row in the mapping.
+    cap : int, default 5
+        A value (per id type, after normalisation) held by more distinct customers than this
+        links nobody.
+    caps : dict of str to int, optional
+        Per id type overrides of ``cap``.
+    blocked : iterable of str, default ()
+        Values that never link, on top of :data:`DEFAULT_BLOCKED`; normalised like the
+        identifiers (case, whitespace, and phone digits) before comparing.
+
+    Returns
+    -------
+    IdentityResolution
+        The mapping (computed), the identity rows with a ``reason`` column (lazy) and a report.
+
+    Raises
+    ------
+    UsageError
+        A cap below 1.
+    SegscaleError
+        The propagation did not converge in 100 rounds.
+    """
+    caps = {kind.strip().lower(): value for kind, value in (caps or {}).items()}
+    _check_caps(cap, caps)
+    blocked_keys = tuple(sorted(DEFAULT_BLOCKED | _normalise_blocked(blocked)))
+
+    marked = identities.map_partitions(
+        _mark, blocked=blocked_keys, meta=_mark(identities._meta, blocked=blocked_keys)
+    )
+    linkable = marked[~marked["_blocked"]]
+    # One row per (customer, identifier) with the rows behind it, for the cap and the report.
+    pairs = linkable.groupby(["customer_id", "_kind", "_node"]).size().rename("rows").reset_index()
+    blocked_rows = marked[marked["_blocked"]].groupby("id_key").size()
+    # One pass over the input feeds both.
+    pairs, blocked_rows = dask.persist(pairs, blocked_rows)
+
+    stats = (
+        pairs.groupby(["_kind", "_node"])
+        .agg({"customer_id": "count", "rows": "sum"})
+        .reset_index()
+        .rename(columns={"customer_id": "holders"})
+    )
+    over = (
+        stats.map_partitions(_over_cap, cap=cap, caps=caps, meta=_over_cap(stats._meta, cap=cap, caps=caps))
+        .repartition(npartitions=1)
+        .persist()
+    )
+    # A single-partition argument is broadcast to every partition of the first.
+    edges = pairs[["customer_id", "_node"]].map_partitions(
+        _drop_nodes, over["_node"], meta=pairs._meta[["customer_id", "_node"]]
+    )
+    labels, rounds = _propagate(edges.persist())
+
+    everyone = dd.concat(
+        [customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]
+    ).drop_duplicates()
+    mapping = everyone.merge(labels, on="customer_id", how="left").compute()
+    mapping["label"] = mapping["label"].fillna(mapping["customer_id"])
+    mapping = (
+        mapping.rename(columns={"label": "resolved_id"})
+        .sort_values("customer_id")
+        .reset_index(drop=True)
+    )
+
+    reasons = identities.map_partitions(
+        _with_reason,
+        over["_node"],
+        blocked=blocked_keys,
+        meta=_with_reason(identities._meta, over["_node"]._meta, blocked=blocked_keys),
+    )
+    blocked_rows, over = dask.compute(blocked_rows, over)
+    return IdentityResolution(
+        mapping=mapping,
+        identities=reasons,
+        report=_report(mapping, rounds, _to_host(blocked_rows), _to_host(over)),
+    )
+
+
+def _report(mapping, rounds, blocked_rows, over) -> dict:
+    """The JSON-ready report; ``blocked_rows`` and ``over`` are pandas."""
+    sizes = _to_host(mapping.groupby("resolved_id").size())
+    merged = sizes[sizes > 1]
+    over_by_kind = over.groupby("_kind").agg(values=("_node", "count"), rows=("rows", "sum"))
+    return {
+        "customers": len(mapping),
+        "components": len(sizes),
+        "merged_components": len(merged),
+        "customers_merged": int(merged.sum()),
+        "largest_component": int(sizes.max()) if len(sizes) else 0,
+        "iterations": rounds,
+        # Only blocked values are named: they are junk by definition (or chosen by the user).
+        "blocked": {str(key): int(rows) for key, rows in sorted(blocked_rows.items())},
+        "over_cap": {
+            str(kind): {"values": int(row["values"]), "rows": int(row["rows"])}
+            for kind, row in sorted(over_by_kind.iterrows())
+        },
+    }

@@ -1,0 +1,52 @@
+"""Pseudonymous customer keys: a keyed hash of the resolved customer id.
+
+The key comes from the config or ``SEGSCALE_PSEUDONYM_KEY`` and is never written anywhere,
+so outputs cannot be joined back to source ids without it. The same key and inputs give
+the same keys on every run and on both backends; the store partition of a customer is
+derived from its key, so every table puts a customer in the same partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from ..exceptions import UsageError
+
+__all__ = ["KEY_ENV_VAR", "pseudonym_key", "pseudonymise"]
+
+KEY_ENV_VAR = "SEGSCALE_PSEUDONYM_KEY"
+_MIN_KEY_LENGTH = 8
+
+
+def pseudonym_key(configured: str | None) -> bytes:
+    """The hashing key: the config's, else the environment's; a clear error when neither."""
+    key = configured or os.environ.get(KEY_ENV_VAR)
+    if not key:
+        raise UsageError(
+            f"no pseudonymisation key: set the {KEY_ENV_VAR} environment variable "
+            "(or [ingest] pseudonym_key in the config, for synthetic data only)"
+        )
+    if len(key) < _MIN_KEY_LENGTH:
+        raise UsageError(f"the pseudonymisation key must be at least {_MIN_KEY_LENGTH} characters")
+    # BLAKE2b takes keys of up to 64 bytes; hash longer ones down rather than truncate them.
+    raw = key.encode()
+    return raw if len(raw) <= 64 else hashlib.sha256(raw).digest()
+
+
+def pseudonymise(ids, key: bytes, partitions: int):
+    """Keys and store partitions for distinct resolved ids (a host-side sequence of str).
+
+    Returns
+    -------
+    keys : list of str
+        ``"k"`` and 16 hex digits of BLAKE2b-64 keyed with ``key``.
+    partition : numpy.ndarray of int32
+        The key's value modulo ``partitions``.
+    """
+    digests = [hashlib.blake2b(value.encode(), key=key, digest_size=8).digest() for value in ids]
+    keys = ["k" + digest.hex() for digest in digests]
+    numbers = np.frombuffer(b"".join(digests), dtype=">u8") if digests else np.empty(0, ">u8")
+    return keys, (numbers % np.uint64(partitions)).astype(np.int32)

@@ -1,0 +1,135 @@
+"""The customer-clustered store, written in two phases so memory stays bounded by partition.
+
+Phase 1, per input partition: validate, send invalid rows (original text and a reason) to
+quarantine, give valid rows their pseudonymous customer key and store partition, and append
+them to that partition's bucket. Phase 2, per bucket: drop exact duplicates, drop direct
+identifiers and set sensitive columns apart, sort by (customer key, timestamp) and write one
+part per table. A customer's rows therefore sit in the same part number in every table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..backend import dataframe_namespace, resolve_backend
+from ._pseudonym import pseudonymise
+from ._validate import as_text, validate_partition
+
+__all__ = ["SENSITIVE_TABLE", "attach_keys", "bucket_rows", "reduce_bucket", "part_name", "row_fingerprints", "FINGERPRINT"]
+
+SENSITIVE_TABLE = "customers_sensitive"
+# Bucket rows carry the fingerprint of their source row until duplicates are dropped.
+FINGERPRINT = "_source_row"
+
+
+def part_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def _host(values):
+    """A host-side list of str from a pandas or cuDF series."""
+    return (values.to_pandas() if hasattr(values, "to_pandas") else values).tolist()
+
+
+def attach_keys(frame, merged, key: bytes, partitions: int):
+    """Add ``customer_key`` and ``partition`` to rows that have a valid ``customer_id``.
+
+    ``merged`` maps the accounts that identity resolution merged (``customer_id`` ->
+    ``resolved_id``); every other account is its own customer. Only the partition's distinct
+    resolved ids are hashed.
+    """
+    namespace = dataframe_namespace(frame)
+    resolved = frame[["customer_id"]].merge(merged, on="customer_id", how="left")
+    resolved["resolved_id"] = resolved["resolved_id"].fillna(resolved["customer_id"])
+    distinct = resolved["resolved_id"].drop_duplicates()
+    keys, partition = pseudonymise(_host(distinct), key, partitions)
+    # Built from the series itself so the id keeps its dtype even with no rows.
+    lookup = distinct.to_frame(name="resolved_id").reset_index(drop=True)
+    lookup["customer_key"] = namespace.Series(keys, dtype=resolved["customer_id"].dtype)
+    lookup["partition"] = namespace.Series(partition, dtype="int32")
+    accounts = resolved.drop_duplicates("customer_id").merge(lookup, on="resolved_id")
+    return frame.merge(accounts[["customer_id", "customer_key", "partition"]], on="customer_id", how="left")
+
+
+def row_fingerprints(raw):
+    """A 64-bit hash of each whole source row: what "exact duplicate" is judged on."""
+    if dataframe_namespace(raw).__name__ == "cudf":
+        return raw.hash_values(method="xxhash64")
+    import pandas
+
+    return pandas.util.hash_pandas_object(raw, index=False)
+
+
+def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, drop_from_quarantine=()):
+    """Phase 1 for input partition ``index``: quarantine, key and bucket its rows.
+
+    Returns
+    -------
+    dict
+        ``read``, ``quarantined`` (reason -> rows), ``duplicates`` (among quarantined rows of
+        this partition) and ``accounts`` (a host frame of distinct customer_id, customer_key).
+    """
+    staging = Path(staging)
+    checked = validate_partition(raw, table, rules)
+    invalid = checked["reason"].notna()
+    rejected = as_text(raw[invalid.values])
+    rejected["reason"] = checked["reason"][invalid].values
+    rejected = rejected.drop(columns=[c for c in drop_from_quarantine if c in rejected.columns])
+    rejected_rows = len(rejected)
+    rejected = rejected.drop_duplicates()
+    quarantined = rejected["reason"].value_counts()
+    if len(rejected):
+        target = staging / "quarantine" / table
+        target.mkdir(parents=True, exist_ok=True)
+        rejected.to_parquet(target / part_name(index), index=False)
+
+    valid = checked[~invalid].drop(columns=["reason"])
+    valid[FINGERPRINT] = row_fingerprints(raw).values[~invalid.values]
+    valid = attach_keys(valid, merged, key, partitions)
+    for number in sorted(_host(valid["partition"].drop_duplicates())):
+        bucket = staging / "buckets" / table / f"{number:05d}"
+        bucket.mkdir(parents=True, exist_ok=True)
+        rows = valid[valid["partition"] == number].drop(columns=["partition"])
+        rows.to_parquet(bucket / part_name(index), index=False)
+    accounts = valid[["customer_id", "customer_key"]].drop_duplicates()
+    return {
+        "read": len(raw),
+        "quarantined": {reason: int(n) for reason, n in zip(_host(quarantined.index), _host(quarantined))},
+        "duplicates": rejected_rows - len(rejected),
+        "accounts": accounts.to_pandas() if hasattr(accounts, "to_pandas") else accounts,
+    }
+
+
+def reduce_bucket(table, number, *, staging, out, backend_name, empty, sort_by, direct=(), sensitive=()):
+    """Phase 2 for store partition ``number`` of ``table``: dedupe, strip, sort, write.
+
+    ``empty`` is a zero-row frame with the bucket's columns: a partition with no rows for
+    this table still gets a part, so part numbers line up across tables.
+
+    Returns
+    -------
+    dict
+        ``rows`` written, ``duplicates`` dropped, and the ``min_ts``/``max_ts`` written.
+    """
+    namespace = resolve_backend(backend_name).df
+    bucket = Path(staging) / "buckets" / table / f"{number:05d}"
+    files = sorted(bucket.glob("*.parquet")) if bucket.exists() else []
+    frame = namespace.concat([namespace.read_parquet(f) for f in files]) if files else empty
+    before = len(frame)
+    frame = frame.drop_duplicates()
+    duplicates = before - len(frame)
+    frame = frame.drop(columns=["customer_id", FINGERPRINT, *[c for c in direct if c in frame.columns]])
+    outputs = {table: frame}
+    present = [c for c in sensitive if c in frame.columns]
+    if present:
+        outputs = {table: frame.drop(columns=present), SENSITIVE_TABLE: frame[["customer_key", *present]]}
+    result = {"rows": len(frame), "duplicates": duplicates, "min_ts": None, "max_ts": None}
+    for name, rows in outputs.items():
+        rows = rows.sort_values([c for c in sort_by if c in rows.columns]).reset_index(drop=True)
+        target = Path(out) / ("sensitive/customers" if name == SENSITIVE_TABLE else f"store/{table}")
+        target.mkdir(parents=True, exist_ok=True)
+        rows.to_parquet(target / part_name(number), index=False)
+    if "ts" in frame.columns and len(frame):
+        result["min_ts"] = str(frame["ts"].min())
+        result["max_ts"] = str(frame["ts"].max())
+    return result

@@ -1,0 +1,358 @@
+import json
+
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from engine.exceptions import SegscaleError, UsageError
+from engine.ingest import _identity
+from engine.ingest._identity import (
+    BLOCKED_REASON,
+    DEFAULT_BLOCKED,
+    OVER_CAP_REASON,
+    normalise_identifiers,
+    resolve_identities,
+)
+from engine.synth import WorldSpec, generate_world
+
+
+def _identities(rows):
+    return pd.DataFrame(rows, columns=["customer_id", "id_type", "id_value"], dtype="str")
+
+
+def _resolve(rows, customers=(), *, npartitions=2, **options):
+    frame = _identities(rows)
+    everyone = pd.Series([*customers, *frame["customer_id"]], dtype="str")
+    return resolve_identities(
+        dd.from_pandas(frame, npartitions=npartitions),
+        dd.from_pandas(everyone, npartitions=2),
+        **options,
+    )
+
+
+def _resolved(result):
+    return dict(zip(result.mapping["customer_id"], result.mapping["resolved_id"]))
+
+
+def _by_customer_and_reason(pair):
+    return pair[0], pair[1] or ""
+
+
+def _reasons(result):
+    """(customer_id, reason or None) of every identity row, sorted."""
+    rows = result.identities.compute()
+    reasons = rows["reason"].astype(object).where(rows["reason"].notna(), None)
+    return sorted(zip(rows["customer_id"], reasons), key=_by_customer_and_reason)
+
+
+# normalisation ------------------------------------------------------------------------
+
+
+def test_normalise_identifiers_on_a_partition():
+    frame = _identities(
+        [
+            ("A", "email", "  Ana.Smith@Example.COM "),
+            ("B", "phone", "(555) 123-4567"),
+            ("C", "Phone ", "555.123.4567"),
+            ("D", "device_id", " ABCDEF01 "),
+            ("E", "email", None),
+        ]
+    )
+    out = normalise_identifiers(frame)
+    assert list(out.columns) == ["customer_id", "id_type", "id_value", "id_key"]
+    assert list(out["id_key"]) == ["ana.smith@example.com", "5551234567", "5551234567", "abcdef01", ""]
+    assert normalise_identifiers(frame.iloc[:0])["id_key"].size == 0
+
+
+def test_phone_formats_and_email_variants_link():
+    result = _resolve(
+        [
+            ("C1", "phone", "(555) 123-4567"),
+            ("C2", "phone", "555.123.4567"),
+            ("C3", "phone", "5551234567"),
+            ("C4", "email", "Ana@Example.com"),
+            ("C5", "email", " ana@example.COM "),
+        ]
+    )
+    assert _resolved(result) == {"C1": "C1", "C2": "C1", "C3": "C1", "C4": "C4", "C5": "C4"}
+
+
+def test_values_of_different_types_do_not_link():
+    result = _resolve([("C1", "account_id", "12345"), ("C2", "loyalty_id", "12345")])
+    assert _resolved(result) == {"C1": "C1", "C2": "C2"}
+
+
+# components ---------------------------------------------------------------------------
+
+
+def test_transitive_chain_gets_the_smallest_id():
+    result = _resolve(
+        [
+            ("B", "email", "shared@example.org"),
+            ("A", "email", "SHARED@example.org"),
+            ("B", "phone", "555-000-1111"),
+            ("C", "phone", "(555) 000 1111"),
+            ("D", "device_id", "d-1"),
+        ]
+    )
+    assert _resolved(result) == {"A": "A", "B": "A", "C": "A", "D": "D"}
+    assert result.report["merged_components"] == 1
+    assert result.report["largest_component"] == 3
+
+
+def test_a_long_chain_converges_in_few_rounds():
+    # C000 - C001 - ... - C127, each neighbour pair sharing one phone: diameter 127.
+    rows = [(f"C{i:03d}", "phone", f"555{i:07d}") for i in range(128)]
+    rows += [(f"C{i + 1:03d}", "phone", f"555{i:07d}") for i in range(127)]
+    result = _resolve(rows[::-1], npartitions=3)
+    assert set(_resolved(result).values()) == {"C000"}
+    # Pointer jumping: about log2 of the diameter, far below one round per hop.
+    assert result.report["iterations"] <= 12
+
+
+def test_customers_without_identifiers_map_to_themselves():
+    result = _resolve([("A", "email", "a@example.org"), ("B", "email", "a@example.org")], customers=["Z", "Y", "Z"])
+    assert result.mapping["customer_id"].tolist() == ["A", "B", "Y", "Z"]
+    assert _resolved(result) == {"A": "A", "B": "A", "Y": "Y", "Z": "Z"}
+
+    empty = _resolve([], customers=["Q", "P"])
+    assert _resolved(empty) == {"P": "P", "Q": "Q"}
+    assert empty.report["components"] == 2
+    assert empty.report["merged_components"] == 0
+
+
+def test_independent_of_partitions_and_row_order():
+    rows = [
+        (f"C{i % 40:02d}", kind, value)
+        for i, (kind, value) in enumerate(
+            [("email", f"p{i % 13}@example.org") for i in range(60)] + [("phone", f"555{i % 17:07d}") for i in range(50)]
+        )
+    ]
+    reference = _resolve(rows, npartitions=1)
+    shuffled = _identities(rows).sample(frac=1, random_state=3).itertuples(index=False)
+    other = _resolve(list(shuffled), npartitions=3)
+    pd.testing.assert_frame_equal(reference.mapping, other.mapping)
+    assert reference.report == other.report
+
+
+# guardrails ---------------------------------------------------------------------------
+
+
+def test_a_value_over_the_cap_does_not_link():
+    rows = [(f"C{i}", "device_id", "family-tablet-01") for i in range(6)]
+    rows.append(("C0", "email", "c0@example.org"))
+    result = _resolve(rows, cap=5)
+    assert _resolved(result) == {f"C{i}": f"C{i}" for i in range(6)}
+    assert _reasons(result) == [("C0", None)] + [(f"C{i}", OVER_CAP_REASON) for i in range(6)]
+    assert result.report["over_cap"] == {"device_id": {"values": 1, "rows": 6}}
+
+    allowed = _resolve(rows, cap=5, caps={"device_id": 6})
+    assert set(_resolved(allowed).values()) == {"C0"}
+    assert allowed.report["over_cap"] == {}
+
+
+def test_the_cap_counts_customers_not_rows():
+    # One customer listing the same value six times is one holder.
+    rows = [("C1", "device_id", "dev-7")] * 6 + [("C2", "device_id", "DEV-7")]
+    assert _resolved(_resolve(rows, cap=2)) == {"C1": "C1", "C2": "C1"}
+
+
+def test_a_user_blocked_value_does_not_link():
+    # Each value is blocked as written by a user: other case, spaces, another phone format.
+    cases = [
+        ("email", "Shared@Family.example", "  shared@FAMILY.example"),
+        ("phone", "+1 (555) 999-0000", "1-555-999-0000"),
+        ("device_id", "kiosk-7", "KIOSK-7"),
+    ]
+    rows = [(f"{who}{i}", kind, value) for i, (kind, value, _) in enumerate(cases) for who in "AB"]
+    assert _resolved(_resolve(rows)) == {f"{who}{i}": f"A{i}" for i in range(3) for who in "AB"}
+    result = _resolve(rows, blocked=[user for _, _, user in cases])
+    assert _resolved(result) == {customer: customer for customer, _, _ in rows}
+    assert {reason for _, reason in _reasons(result)} == {BLOCKED_REASON}
+
+
+# Junk as CRMs hold it, each written as it would arrive.
+_JUNK = [
+    ("email", "unknown"),
+    ("email", "UNKNOWN "),
+    ("email", ""),
+    ("email", None),
+    ("email", "test@test.com"),
+    ("email", "None@None.com"),
+    ("phone", "000-000-0000"),
+    ("phone", "(000) 000 0000"),
+    ("phone", "+00 000 000"),
+    ("phone", "n/a"),
+    ("device_id", "00000000000000000000000000000000"),
+    ("device_id", "00000000-0000-0000-0000-000000000000"),
+    ("device_id", "null"),
+    ("account_id", "0"),
+    ("account_id", "-"),
+]
+
+
+def test_unrelated_customers_never_merge_through_junk():
+    junk = [(f"{who}{i:02d}", kind, value) for i, (kind, value) in enumerate(_JUNK) for who in "AB"]
+    clean = [(f"B{i:02d}", "email", f"b{i}@example.org") for i in range(len(_JUNK))]
+    result = _resolve(junk + clean, npartitions=3)
+    assert _resolved(result) == {customer: customer for customer, _, _ in junk}
+    expected = [(customer, BLOCKED_REASON) for customer, _, _ in junk] + [(customer, None) for customer, _, _ in clean]
+    assert _reasons(result) == sorted(expected, key=_by_customer_and_reason)
+    assert sum(result.report["blocked"].values()) == 2 * len(_JUNK)
+    assert result.report["merged_components"] == 0
+
+
+def test_default_blocked_is_normalised():
+    assert all(value == value.strip().lower() for value in DEFAULT_BLOCKED)
+    for value in ("", "0", "null", "none", "nan", "unknown", "n/a", "na", "-", "test", "test@example.com", "0000000000"):
+        assert value in DEFAULT_BLOCKED
+
+
+def test_report_counts_and_no_real_identifier_value():
+    rows = [
+        ("A", "email", "alice.private@example.org"),
+        ("B", "email", "Alice.Private@example.org"),
+        ("B", "phone", "555-867-5309"),
+        ("C", "phone", "5558675309"),
+        ("D", "email", "dora@example.org"),
+        ("E", "email", "unknown"),
+        ("F", "email", "unknown"),
+        ("G", "phone", "000-000-0000"),
+    ]
+    rows += [(f"H{i}", "email", "family.shared@example.org") for i in range(7)]
+    result = _resolve(rows, customers=["Z"], cap=5)
+    assert result.report == {
+        "customers": 15,
+        "components": 13,
+        "merged_components": 1,
+        "customers_merged": 3,
+        "largest_component": 3,
+        "iterations": result.report["iterations"],
+        "blocked": {"unknown": 2, "0000000000": 1},
+        "over_cap": {"email": {"values": 1, "rows": 7}},
+    }
+    assert result.report["iterations"] >= 2
+    text = json.dumps(result.report).lower()
+    for needle in ("alice", "private", "5309", "dora", "family", "example.org"):
+        assert needle not in text
+
+
+def test_reasons_keep_every_row_and_partition():
+    rows = [("A", "email", "a@example.org"), ("A", "email", "a@example.org"), ("B", "email", "unknown")]
+    frame = dd.from_pandas(_identities(rows), npartitions=2)
+    result = resolve_identities(frame, frame["customer_id"])
+    assert result.identities.npartitions == frame.npartitions
+    out = result.identities.compute()
+    pd.testing.assert_frame_equal(out.drop(columns="reason"), frame.compute())
+    assert out["reason"].isna().tolist() == [True, True, False]
+
+
+def test_bad_caps_are_usage_errors():
+    with pytest.raises(UsageError, match="cap"):
+        _resolve([("A", "email", "a@example.org")], cap=0)
+    with pytest.raises(UsageError, match="device_id"):
+        _resolve([("A", "email", "a@example.org")], caps={"device_id": 0})
+
+
+def test_no_convergence_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_identity, "_MAX_ROUNDS", 1)
+    with pytest.raises(SegscaleError, match="did not converge in 1 rounds"):
+        _resolve([("A", "email", "a@example.org"), ("B", "email", "a@example.org")])
+
+
+def test_same_result_on_each_backend(backend):
+    import dask
+
+    rows = [
+        ("B", "email", "Shared@Example.org"),
+        ("A", "email", "shared@example.org "),
+        ("B", "phone", "(555) 000-1111"),
+        ("C", "phone", "555.000.1111"),
+        ("D", "email", "unknown"),
+        ("E", "email", "unknown"),
+    ] + [(f"H{i}", "device_id", "hub") for i in range(6)]
+    frame = _identities(rows)
+    with dask.config.set({"dataframe.backend": backend.dataframe_backend}):
+        identities = dd.from_pandas(frame, npartitions=2).to_backend(backend.dataframe_backend)
+        result = resolve_identities(identities, identities["customer_id"])
+    mapping = result.mapping.to_pandas() if backend.is_gpu else result.mapping
+    expected = {"A": "A", "B": "A", "C": "A", "D": "D", "E": "E", **{f"H{i}": f"H{i}" for i in range(6)}}
+    assert dict(zip(mapping["customer_id"], mapping["resolved_id"])) == expected
+    assert result.report["blocked"] == {"unknown": 2}
+
+
+# the synthetic world's planted links ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("identity-world")
+    generate_world(out, WorldSpec(customers=3000, seed=4, chunk_size=1000, dirt=0.02))
+    parts = []
+    for path in sorted((out / "identities").glob("*.parquet")):
+        part = pq.read_table(path).to_pandas()
+        part["file"], part["row"] = path.name, range(len(part))
+        parts.append(part)
+    identities = pd.concat(parts, ignore_index=True)
+    accounts = pq.read_table(out / "truth" / "accounts").to_pandas()
+    dirty = pq.read_table(out / "truth" / "dirty_rows").to_pandas()
+    junk = dirty[(dirty["table"] == "identities") & (dirty["fault"] == "junk_identifier")]
+    result = resolve_identities(
+        dd.from_pandas(identities, npartitions=3),
+        dd.from_pandas(accounts["customer_id"], npartitions=2),
+    )
+    return identities, accounts, junk[["file", "row"]], result
+
+
+def _same_pairs(labels):
+    """Unordered pairs of customers sharing a label, as a set."""
+    pairs = set()
+    for members in labels.groupby(labels.values).groups.values():
+        members = sorted(members)
+        pairs.update((a, b) for i, a in enumerate(members) for b in members[i + 1 :])
+    return pairs
+
+
+def test_world_planted_links_are_recovered_exactly(world):
+    identities, accounts, junk, result = world
+    assert len(result.mapping) == len(accounts)
+    resolved = result.mapping.set_index("customer_id")["resolved_id"]
+    person = accounts.set_index("customer_id")["person_id"]
+    # A junk value overwrites an identity row and can erase the very identifier that linked two
+    # accounts of one person; no resolver can see such a link, so recall is measured on people
+    # none of whose identity rows were overwritten.
+    junk_rows = identities.merge(junk, on=["file", "row"])
+    touched = set(person[junk_rows["customer_id"]])
+    intact = person[~person.isin(touched)].index
+
+    found = _same_pairs(resolved)
+    truth = _same_pairs(person)
+    assert found and truth
+    precision = len(found & truth) / len(found)
+    assert precision == 1.0
+    truth_intact = _same_pairs(person[intact])
+    found_intact = _same_pairs(resolved[intact])
+    recall = len(found_intact & truth_intact) / len(truth_intact)
+    assert recall == 1.0
+    # Of the people whose rows were touched, only those few lose a link; none gains one.
+    assert len(truth - found) <= len(junk_rows)
+    assert result.report["customers_merged"] == len({c for pair in found for c in pair})
+    assert result.report["over_cap"] == {}
+
+
+def test_world_junk_rows_are_blocked_and_named_only_when_junk(world):
+    identities, _, junk, result = world
+    out = result.identities.compute()
+    assert len(out) == len(identities)
+    junk_rows = out.merge(junk, on=["file", "row"])
+    assert len(junk_rows) == len(junk) > 0
+    assert (junk_rows["reason"] == BLOCKED_REASON).all()
+    # Every clean row took part in linking: the world plants no other junk.
+    clean = out.merge(junk, on=["file", "row"], how="left", indicator=True)
+    assert clean.loc[clean["_merge"] == "left_only", "reason"].isna().all()
+    assert sum(result.report["blocked"].values()) == len(junk)
+    text = json.dumps(result.report)
+    real = normalise_identifiers(out[out["reason"].isna()])
+    for value in set(real["id_value"]) | set(real["id_key"]):
+        assert f'"{value}"' not in text
