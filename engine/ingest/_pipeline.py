@@ -186,6 +186,13 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
     options = config.ingest
     key = pseudonym_key(options.pseudonym_key)
     backend = resolve_backend(config.run.backend)
+    # Readers return partitions of the backend's kind with or without a client from dask_client.
+    with dask.config.set({"dataframe.backend": backend.dataframe_backend}):
+        return _ingest(config, key, backend, client, progress, started)
+
+
+def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
+    options = config.ingest
     extracted_at = _extracted_at(options)
     frames = {name: read_input(spec) for name, spec in config.inputs.items()}
     estimated = sum(estimate_rows(spec) for spec in config.inputs.values())
