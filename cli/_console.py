@@ -23,11 +23,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 _OWN_LOGGERS = ("segscale", "engine", "cli", "benchmarks")
 
 
+# distributed announces every shuffle starting and stopping as a warning: routine, not news.
+_ROUTINE_WARNINGS = ("distributed.shuffle",)
+
+
 class _OwnOrWarning(logging.Filter):
     """Our messages at the chosen level; third-party ones (distributed is chatty) only as warnings."""
 
     def filter(self, record):
-        return record.name.split(".")[0] in _OWN_LOGGERS or record.levelno >= logging.WARNING
+        if record.name.split(".")[0] in _OWN_LOGGERS:
+            return True
+        if record.name.startswith(_ROUTINE_WARNINGS):
+            return record.levelno >= logging.ERROR
+        return record.levelno >= logging.WARNING
 
 
 def configure_logging(level: str) -> None:

@@ -9,7 +9,7 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
     The sensitive profile columns, apart, for fairness audits only.
 ``quarantine/<table>/``
     Rejected rows: original values as text, plus ``reason``.
-``identity/mapping.parquet``, ``identity/report.json``
+``identity/mapping/part-NNNNN.parquet``, ``identity/report.json``
     Every source customer id and its customer key; merges and blocked values.
 ``ingest.json``
     Per input: rows read = kept + quarantined + duplicates dropped.
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import dask
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..backend import resolve_backend
 from ..config import RunConfig
@@ -36,7 +37,7 @@ from ..exceptions import InputDataError, SegscaleError
 from ._identity import resolve_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
-from ._store import FINGERPRINT, bucket_rows, part_name, reduce_bucket, row_fingerprints
+from ._store import ACCOUNTS, FINGERPRINT, bucket_rows, part_name, reduce_accounts, reduce_bucket, row_fingerprints
 from ._validate import ParseRules, as_text, validate_partition
 
 __all__ = ["IngestSummary", "ingest", "ROWS_PER_PARTITION"]
@@ -107,15 +108,29 @@ def _hash_column(frame, column, key):
     return frame
 
 
+def _rejected_rows(frame):
+    """Partition function: the rows that carry a reason (filtered within the partition, as
+    indexes repeat across partitions)."""
+    return frame[frame["reason"].notna().values]
+
+
+def _valid_rows(frame):
+    """Partition function: the rows without a reason, which no longer need the column."""
+    return frame[frame["reason"].isna().values].drop(columns=["reason"])
+
+
 def _identities(frame, spec, key, options, backend, staging):
-    """Validate, dedupe and resolve identities; quarantine what is not used for linking."""
-    rules = ParseRules(spec.timestamp_format, spec.timezone, None, None)
-    checked = frame.map_partitions(validate_partition, "identities", rules, meta=validate_partition(frame._meta, "identities", rules))
-    read = len(frame)
-    blank = checked[checked["reason"].notnull()]
-    valid = checked[checked["reason"].isna()].drop(columns=["reason"]).persist()
+    """Validate, dedupe and resolve identities; quarantine the rows not used for linking.
+
+    Returns the accounts that merged (``customer_id`` -> ``resolved_id``, as a frame of the
+    backend), the row accounting and the resolution report. Only rejected rows come to this
+    process; the rest stays on the cluster.
+    """
+    rules = ParseRules(spec.timestamp_format, spec.timezone)
+    meta = validate_partition(frame._meta, "identities", rules)
+    checked = frame.map_partitions(validate_partition, "identities", rules, meta=meta)
+    valid = checked.map_partitions(_valid_rows, meta=checked._meta.drop(columns=["reason"]))
     deduplicated = valid.drop_duplicates().persist()
-    duplicates = len(valid) - len(deduplicated)
     resolution = resolve_identities(
         deduplicated,
         deduplicated["customer_id"],
@@ -123,23 +138,30 @@ def _identities(frame, spec, key, options, backend, staging):
         caps=options.identifier_caps,
         blocked=options.blocked_identifiers,
     )
-    rows = resolution.identities.compute()
-    rejected = pd.concat([_host_frame(blank.compute()), _host_frame(rows[rows["reason"].notna()])])
-    used = int(rows["reason"].isna().sum())
+    linked = resolution.identities
+    read, valid_rows, used, blank, unlinked = dask.compute(
+        frame.shape[0],
+        valid.shape[0],
+        linked["reason"].isna().sum(),
+        checked.map_partitions(_rejected_rows, meta=checked._meta),
+        linked.map_partitions(_rejected_rows, meta=linked._meta),
+    )
+    rejected = pd.concat([_host_frame(blank), _host_frame(unlinked)], ignore_index=True)
     if len(rejected):
-        rejected = _hash_column(as_text(rejected.drop(columns=["reason"])).assign(reason=rejected["reason"].values), "id_value", key)
+        text = as_text(rejected.drop(columns=["reason"])).assign(reason=rejected["reason"].to_numpy())
         target = staging / "quarantine" / "identities"
         target.mkdir(parents=True)
-        rejected.to_parquet(target / part_name(0), index=False)
+        _hash_column(text, "id_value", key).to_parquet(target / part_name(0), index=False)
+    accounting = {
+        "read": int(read),
+        "kept": int(used),
+        "quarantined": {k: int(v) for k, v in sorted(rejected["reason"].value_counts().items())},
+        "duplicates": int(valid_rows) - len(deduplicated),
+    }
     mapping = _host_frame(resolution.mapping)
     merged = mapping[mapping["customer_id"] != mapping["resolved_id"]]
-    accounting = {
-        "read": read,
-        "kept": used,
-        "quarantined": rejected["reason"].value_counts().to_dict() if len(rejected) else {},
-        "duplicates": duplicates,
-    }
-    return backend.df.DataFrame({c: merged[c].tolist() for c in ("customer_id", "resolved_id")}), accounting, resolution.report
+    merged = backend.df.DataFrame({column: merged[column].tolist() for column in ("customer_id", "resolved_id")})
+    return merged, accounting, resolution.report
 
 
 def _host_frame(frame):
@@ -191,12 +213,93 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
         return _ingest(config, key, backend, client, progress, started)
 
 
+def _sort_order(table):
+    return ("customer_key",) if table in ("customers", "outcomes") else ("customer_key", "ts")
+
+
+def _phase1(frames, config, rules, merged, key, partitions, staging):
+    """One task per input partition; returns (tasks, table of each task)."""
+    options = config.ingest
+    tasks, owners = [], []
+    for table in rules:
+        drop = options.direct_identifiers if table == "customers" else ()
+        for index, part in enumerate(frames[table].to_delayed()):
+            tasks.append(
+                dask.delayed(bucket_rows)(
+                    part, index, table=table, rules=rules[table], merged=merged, key=key,
+                    partitions=partitions, staging=str(staging), drop_from_quarantine=drop,
+                )
+            )  # fmt: skip
+            owners.append(table)
+    return tasks, owners
+
+
+def _phase2(frames, config, rules, backend, partitions, staging):
+    """One task per store partition and table, plus the identity map's; returns (tasks, owners)."""
+    options = config.ingest
+    tasks, owners = [], []
+    for table in rules:
+        customers = table == "customers"
+        empty = _empty_bucket(frames[table], table, rules[table])
+        for number in range(partitions):
+            tasks.append(
+                dask.delayed(reduce_bucket)(
+                    table, number, staging=str(staging), out=str(staging), backend_name=backend.name,
+                    empty=empty, sort_by=_sort_order(table),
+                    direct=options.direct_identifiers if customers else (),
+                    sensitive=options.sensitive if customers else (),
+                )
+            )  # fmt: skip
+            owners.append(table)
+    for number in range(partitions):
+        tasks.append(dask.delayed(reduce_accounts)(number, staging=str(staging), out=str(staging), backend_name=backend.name))
+        owners.append(ACCOUNTS)
+    return tasks, owners
+
+
+def _accounting(table, spec, bucketed, reduced) -> dict:
+    """Rows read = kept + quarantined + duplicates for one stored table, checked."""
+    quarantined: dict[str, int] = {}
+    for result in bucketed:
+        for reason, rows in result["quarantined"].items():
+            quarantined[reason] = quarantined.get(reason, 0) + rows
+    counts = {
+        "read": sum(r["read"] for r in bucketed),
+        "kept": sum(r["rows"] for r in reduced),
+        "quarantined": dict(sorted(quarantined.items())),
+        "duplicates": sum(r["duplicates"] for r in bucketed) + sum(r["duplicates"] for r in reduced),
+    }
+    if counts["read"] == 0:
+        raise InputDataError(f"{spec.path}: no rows in the {table} input")
+    accounted = counts["kept"] + sum(quarantined.values()) + counts["duplicates"]
+    if accounted != counts["read"]:
+        raise SegscaleError(f"{table}: rows read ({counts['read']}) != kept + quarantined + duplicates ({accounted})")
+    return counts
+
+
+def _table_metadata(table, reduced, staging) -> dict:
+    schema = pq.read_schema(staging / "store" / table / part_name(0))
+    with_time = [r for r in reduced if r["min_ts"] is not None]
+    return {
+        "rows": sum(r["rows"] for r in reduced),
+        "rows_per_partition": [r["rows"] for r in reduced],
+        "columns": {field.name: str(field.type) for field in schema},
+        "min_ts": min((r["min_ts"] for r in with_time), default=None),
+        "max_ts": max((r["max_ts"] for r in with_time), default=None),
+    }
+
+
 def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     options = config.ingest
     extracted_at = _extracted_at(options)
     frames = {name: read_input(spec) for name, spec in config.inputs.items()}
     estimated = sum(estimate_rows(spec) for spec in config.inputs.values())
     partitions = options.partitions or min(_MAX_PARTITIONS, max(1, math.ceil(estimated / ROWS_PER_PARTITION)))
+    rules = {
+        table: ParseRules(spec.timestamp_format, spec.timezone, extracted_at, spec.return_prefix)
+        for table, spec in config.inputs.items()
+        if table in _STORED
+    }
 
     out = Path(config.run.output_dir) / "ingest"
     staging = out.with_name(f".ingest-staging-{os.getpid()}")
@@ -210,79 +313,24 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             merged, tables["identities"], identity_report = _identities(
                 frames["identities"], config.inputs["identities"], key, options, backend, staging
             )
-        merged = dask.delayed(merged, pure=True)
+        tasks, owners = _phase1(frames, config, rules, dask.delayed(merged, pure=True), key, partitions, staging)
+        bucketed = _compute(tasks, client, progress, "phase 1")
+        tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
+        reduced = _compute(tasks, client, progress, "phase 2")
 
-        rules, tasks, owners = {}, [], []
-        for table in (t for t in _STORED if t in frames):
-            spec = config.inputs[table]
-            rules[table] = ParseRules(spec.timestamp_format, spec.timezone, extracted_at, spec.return_prefix)
-            drop = options.direct_identifiers if table == "customers" else ()
-            for index, part in enumerate(frames[table].to_delayed()):
-                tasks.append(
-                    dask.delayed(bucket_rows)(
-                        part, index, table=table, rules=rules[table], merged=merged, key=key,
-                        partitions=partitions, staging=str(staging), drop_from_quarantine=drop,
-                    )
-                )  # fmt: skip
-                owners.append(table)
-        phase1 = _compute(tasks, client, progress, "phase 1")
+        def results_of(results, results_owners, table):
+            return [r for r, owner in zip(results, results_owners) if owner == table]
 
-        reduce_tasks, reduce_owners = [], []
         for table in rules:
-            customers = table == "customers"
-            for number in range(partitions):
-                reduce_tasks.append(
-                    dask.delayed(reduce_bucket)(
-                        table, number, staging=str(staging), out=str(staging), backend_name=backend.name,
-                        empty=_empty_bucket(frames[table], table, rules[table]),
-                        sort_by=("customer_key",) if table in ("customers", "outcomes") else ("customer_key", "ts"),
-                        direct=options.direct_identifiers if customers else (),
-                        sensitive=options.sensitive if customers else (),
-                    )
-                )  # fmt: skip
-                reduce_owners.append(table)
-        phase2 = _compute(reduce_tasks, client, progress, "phase 2")
-
-        store_tables = {}
-        for table in rules:
-            mine = [r for r, owner in zip(phase1, owners) if owner == table]
-            reduced = [r for r, owner in zip(phase2, reduce_owners) if owner == table]
-            quarantined: dict[str, int] = {}
-            for result in mine:
-                for reason, rows in result["quarantined"].items():
-                    quarantined[reason] = quarantined.get(reason, 0) + rows
-            read = sum(r["read"] for r in mine)
-            if read == 0:
-                raise InputDataError(f"{config.inputs[table].path}: no rows in the {table} input")
-            tables[table] = {
-                "read": read,
-                "kept": sum(r["rows"] for r in reduced),
-                "quarantined": dict(sorted(quarantined.items())),
-                "duplicates": sum(r["duplicates"] for r in mine) + sum(r["duplicates"] for r in reduced),
-            }
-            timestamps = [r for r in reduced if r["min_ts"] is not None]
-            store_tables[table] = {
-                "rows": tables[table]["kept"],
-                "rows_per_partition": [r["rows"] for r in reduced],
-                "columns": {
-                    name: str(dtype)
-                    for name, dtype in pd.read_parquet(staging / "store" / table / part_name(0)).dtypes.items()
-                },
-                "min_ts": min((r["min_ts"] for r in timestamps), default=None),
-                "max_ts": max((r["max_ts"] for r in timestamps), default=None),
-            }
-        for table, counts in tables.items():
-            accounted = counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"]
-            if accounted != counts["read"]:
-                raise SegscaleError(
-                    f"{table}: rows read ({counts['read']}) != kept + quarantined + duplicates ({accounted})"
-                )
-
-        accounts = pd.concat([r["accounts"] for r in phase1], ignore_index=True)
-        accounts = accounts.drop_duplicates().sort_values("customer_id", ignore_index=True)
-        (staging / "identity").mkdir()
-        accounts.to_parquet(staging / "identity" / "mapping.parquet", index=False)
-        identity_report = {**identity_report, "accounts": len(accounts), "customers": int(accounts["customer_key"].nunique())}
+            tables[table] = _accounting(
+                table, config.inputs[table], results_of(bucketed, owners, table), results_of(reduced, reduce_owners, table)
+            )
+        mapped = results_of(reduced, reduce_owners, ACCOUNTS)
+        identity_report = {
+            **identity_report,
+            "accounts": sum(r["accounts"] for r in mapped),
+            "customers": sum(r["customers"] for r in mapped),
+        }
         (staging / "identity" / "report.json").write_text(json.dumps(identity_report, indent=2, sort_keys=True) + "\n")
         store_meta = {
             "partitions": partitions,
@@ -290,18 +338,15 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             "sorted_by": ["customer_key", "ts"],
             "backend": backend.name,
             "extracted_at": extracted_at.isoformat(),
-            "tables": store_tables,
+            "tables": {t: _table_metadata(t, results_of(reduced, reduce_owners, t), staging) for t in rules},
             "sensitive_columns": [c for c in options.sensitive if "customers" in frames and c in frames["customers"].columns],
         }
         (staging / "store" / "_store.json").write_text(json.dumps(store_meta, indent=2) + "\n")
         shutil.rmtree(staging / "buckets", ignore_errors=True)
         summary = IngestSummary(
-            out_dir=out,
-            partitions=partitions,
-            tables=tables,
-            identity=identity_report,
+            out_dir=out, partitions=partitions, tables=tables, identity=identity_report,
             seconds=time.perf_counter() - started,
-        )
+        )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         (staging / "ingest.json").write_text(json.dumps(document, indent=2) + "\n")
         _publish(staging, out)
@@ -309,4 +354,3 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
-

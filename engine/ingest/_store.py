@@ -15,9 +15,21 @@ from ..backend import dataframe_namespace, resolve_backend
 from ._pseudonym import pseudonymise
 from ._validate import as_text, validate_partition
 
-__all__ = ["SENSITIVE_TABLE", "attach_keys", "bucket_rows", "reduce_bucket", "part_name", "row_fingerprints", "FINGERPRINT"]
+__all__ = [
+    "SENSITIVE_TABLE",
+    "FINGERPRINT",
+    "ACCOUNTS",
+    "attach_keys",
+    "bucket_rows",
+    "reduce_bucket",
+    "reduce_accounts",
+    "part_name",
+    "row_fingerprints",
+]
 
 SENSITIVE_TABLE = "customers_sensitive"
+# Bucket of (customer_id, customer_key) pairs seen by phase 1, for the identity map.
+ACCOUNTS = "_accounts"
 # Bucket rows carry the fingerprint of their source row until duplicates are dropped.
 FINGERPRINT = "_source_row"
 
@@ -66,8 +78,9 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
     Returns
     -------
     dict
-        ``read``, ``quarantined`` (reason -> rows), ``duplicates`` (among quarantined rows of
-        this partition) and ``accounts`` (a host frame of distinct customer_id, customer_key).
+        ``read``, ``quarantined`` (reason -> rows) and ``duplicates`` (among quarantined rows
+        of this partition). Each bucket also gets the partition's (customer_id, customer_key)
+        pairs, for the identity map.
     """
     staging = Path(staging)
     checked = validate_partition(raw, table, rules)
@@ -91,13 +104,40 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
         bucket.mkdir(parents=True, exist_ok=True)
         rows = valid[valid["partition"] == number].drop(columns=["partition"])
         rows.to_parquet(bucket / part_name(index), index=False)
-    accounts = valid[["customer_id", "customer_key"]].drop_duplicates()
+        accounts = rows[["customer_id", "customer_key"]].drop_duplicates()
+        bucket = staging / "buckets" / ACCOUNTS / f"{number:05d}"
+        bucket.mkdir(parents=True, exist_ok=True)
+        accounts.to_parquet(bucket / f"{table}-{part_name(index)}", index=False)
     return {
         "read": len(raw),
         "quarantined": {reason: int(n) for reason, n in zip(_host(quarantined.index), _host(quarantined))},
         "duplicates": rejected_rows - len(rejected),
-        "accounts": accounts.to_pandas() if hasattr(accounts, "to_pandas") else accounts,
     }
+
+
+def _bucket(staging, table, number, namespace, empty):
+    bucket = Path(staging) / "buckets" / table / f"{number:05d}"
+    files = sorted(bucket.glob("*.parquet")) if bucket.exists() else []
+    return namespace.concat([namespace.read_parquet(f) for f in files]) if files else empty
+
+
+def reduce_accounts(number, *, staging, out, backend_name):
+    """Phase 2 for the identity map: store partition ``number``'s accounts, each once.
+
+    Returns
+    -------
+    dict
+        ``accounts`` written and distinct ``customers`` among them.
+    """
+    namespace = resolve_backend(backend_name).df
+    empty = namespace.DataFrame({"customer_id": [], "customer_key": []}).astype(str)
+    accounts = _bucket(staging, ACCOUNTS, number, namespace, empty).drop_duplicates()
+    accounts = accounts.sort_values("customer_id").reset_index(drop=True)
+    target = Path(out) / "identity" / "mapping"
+    target.mkdir(parents=True, exist_ok=True)
+    accounts.to_parquet(target / part_name(number), index=False)
+    # Keys live in one partition each, so per-partition counts add up.
+    return {"accounts": len(accounts), "customers": int(accounts["customer_key"].nunique())}
 
 
 def reduce_bucket(table, number, *, staging, out, backend_name, empty, sort_by, direct=(), sensitive=()):
@@ -112,9 +152,7 @@ def reduce_bucket(table, number, *, staging, out, backend_name, empty, sort_by, 
         ``rows`` written, ``duplicates`` dropped, and the ``min_ts``/``max_ts`` written.
     """
     namespace = resolve_backend(backend_name).df
-    bucket = Path(staging) / "buckets" / table / f"{number:05d}"
-    files = sorted(bucket.glob("*.parquet")) if bucket.exists() else []
-    frame = namespace.concat([namespace.read_parquet(f) for f in files]) if files else empty
+    frame = _bucket(staging, table, number, namespace, empty)
     before = len(frame)
     frame = frame.drop_duplicates()
     duplicates = before - len(frame)
