@@ -125,6 +125,23 @@ def generate(
     _print_world(summary, as_json)
 
 
+def _accounting_table(summary) -> Table:
+    table = Table(title=f"Ingested into {summary.out_dir} ({summary.partitions} partitions, {summary.seconds:.1f} s)", title_justify="left")
+    for column in ("input", "read", "kept", "quarantined", "duplicates", "top reasons"):
+        table.add_column(column, justify="left" if column in ("input", "top reasons") else "right")
+    for name, counts in summary.tables.items():
+        reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])[:3]
+        table.add_row(
+            name,
+            f"{counts['read']:,}",
+            f"{counts['kept']:,}",
+            f"{sum(counts['quarantined'].values()):,}",
+            f"{counts['duplicates']:,}",
+            ", ".join(f"{reason} {rows:,}" for reason, rows in reasons),
+        )
+    return table
+
+
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option("--customers", "-n", parser=_count, help="People in the demo world.")] = 20_000,
@@ -132,14 +149,21 @@ def demo(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     as_json: JsonOption = False,
 ):
-    """Generate a small, slightly dirty world and show what is in it."""
+    """Generate a small, slightly dirty world and run the pipeline's stages on it."""
+    from engine.config import load_config
+    from engine.ingest import ingest as run_ingest
     from engine.synth import WorldSpec
 
     spec = WorldSpec(customers=customers, seed=seed, dirt=0.01, simulate_future=True)
-    summary = _generate(out, spec, workers=None, scheduler=None, overwrite=True)
-    _print_world(summary, as_json)
-    if not as_json:
-        stdout.print(f"next: segscale check {summary.config_path}", highlight=False)
+    world = _generate(out, spec, workers=None, scheduler=None, overwrite=True)
+    with progress("ingest tasks") as update:
+        # Small data: Dask's local scheduler beats starting a cluster.
+        ingested = run_ingest(load_config(world.config_path), progress=update)
+    if as_json:
+        print_json({"world": world.to_dict(), "ingest": ingested.to_dict()})
+        return
+    _print_world(world, as_json=False)
+    stdout.print(_accounting_table(ingested))
 
 
 def _environment_table(report: dict, backend_name: str) -> Table:
@@ -207,23 +231,6 @@ def check(
     stdout.print(table)
     as_of = parsed.run.as_of.isoformat() if parsed.run.as_of else "not set"
     stdout.print(f"output: {parsed.run.output_dir}; seed {parsed.run.seed}; as_of {as_of}", highlight=False)
-
-
-def _accounting_table(summary) -> Table:
-    table = Table(title=f"Ingested into {summary.out_dir} ({summary.partitions} partitions, {summary.seconds:.1f} s)", title_justify="left")
-    for column in ("input", "read", "kept", "quarantined", "duplicates", "top reasons"):
-        table.add_column(column, justify="left" if column in ("input", "top reasons") else "right")
-    for name, counts in summary.tables.items():
-        reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])[:3]
-        table.add_row(
-            name,
-            f"{counts['read']:,}",
-            f"{counts['kept']:,}",
-            f"{sum(counts['quarantined'].values()):,}",
-            f"{counts['duplicates']:,}",
-            ", ".join(f"{reason} {rows:,}" for reason, rows in reasons),
-        )
-    return table
 
 
 @app.command()

@@ -137,13 +137,18 @@ def test_doctor_gpu_prints_the_report_then_exits_2():
     assert "cudf" in result.stderr
 
 
-def test_demo_writes_a_small_dirty_world(tmp_path):
+def test_demo_generates_and_ingests_a_small_dirty_world(tmp_path):
     result = _run("demo", "--customers", 400, "--out", tmp_path / "demo")
     assert result.exit_code == 0, result.stderr
-    assert "dirty rows" in result.stdout and "next: segscale check" in result.stdout
+    assert "dirty rows" in result.stdout and "quarantined" in result.stdout
+    assert (tmp_path / "demo" / "run" / "ingest" / "store" / "_store.json").exists()
     # A second demo replaces the first instead of refusing.
     again = _run("demo", "--customers", 300, "--out", tmp_path / "demo", "--json")
-    assert again.exit_code == 0 and json.loads(again.stdout)["customers"] == 300
+    assert again.exit_code == 0
+    document = json.loads(again.stdout)
+    assert document["world"]["customers"] == 300
+    for table, counts in document["ingest"]["tables"].items():
+        assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"], table
 
 
 @pytest.mark.parametrize(
