@@ -20,7 +20,7 @@ on pandas and on dask-cudf.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dask
@@ -189,26 +189,19 @@ def _jump(labels):
     return jumped[["customer_id", "previous", "label"]]
 
 
-def _persist(frame, name):
-    """Default checkpoint: keep the intermediate in cluster memory."""
-    return frame.persist()
-
-
-def _propagate(edges, checkpoint):
+def _propagate(edges):
     """Connected components of the customer-identifier graph by min-label propagation.
 
     Parameters
     ----------
     edges : dask.dataframe.DataFrame
-        Distinct ``customer_id``, ``_node`` pairs, checkpointed.
-    checkpoint : callable
-        ``checkpoint(frame, name) -> frame``, see :func:`resolve_identities`.
+        Distinct ``customer_id``, ``_node`` pairs, persisted.
 
     Returns
     -------
     labels : dask.dataframe.DataFrame
         ``customer_id``, ``label`` (the smallest customer id in its component) for every
-        customer in ``edges``, checkpointed.
+        customer in ``edges``, persisted.
     rounds : int
         Rounds run, the last of which changed no label.
     """
@@ -224,9 +217,10 @@ def _propagate(edges, checkpoint):
             .reset_index()
             .rename(columns={"label": "previous", "offer": "label"})
         )
-        # Checkpoint so the next round starts from these results, not from the whole history.
-        labels = checkpoint(_jump(labels), f"labels-{rounds}")
-        state = checkpoint(edges.merge(labels[["customer_id", "label"]], on="customer_id"), f"state-{rounds}")
+        labels = _jump(labels)
+        state = edges.merge(labels[["customer_id", "label"]], on="customer_id")
+        # Persist so the next round starts from these results, not from the whole history.
+        labels, state = dask.persist(labels, state)
         changed = int((labels["label"] != labels["previous"]).sum().compute())
         if changed == 0:
             return labels[["customer_id", "label"]], rounds
@@ -254,7 +248,6 @@ def resolve_identities(
     cap: int = 5,
     caps: Mapping[str, int] | None = None,
     blocked: Iterable[str] = (),
-    checkpoint: Callable | None = None,
 ) -> IdentityResolution:
     """Resolve customers linked through shared identifiers to one key per connected component.
 
@@ -274,11 +267,6 @@ def resolve_identities(
     blocked : iterable of str, default ()
         Values that never link, on top of :data:`DEFAULT_BLOCKED`; normalised like the
         identifiers (case, whitespace, and phone digits) before comparing.
-    checkpoint : callable, optional
-        ``checkpoint(frame, name) -> frame``: where an intermediate result lives between
-        passes (the pairs, the edges, each round's labels and state). Default: persisted in
-        cluster memory. Ingest writes them to Parquet instead, so memory does not grow with
-        the number of customers.
 
     Returns
     -------
@@ -303,8 +291,8 @@ def resolve_identities(
     # One row per (customer, identifier) with the rows behind it, for the cap and the report.
     pairs = linkable.groupby(["customer_id", "_kind", "_node"]).size().rename("rows").reset_index()
     blocked_rows = marked[marked["_blocked"]].groupby("id_key").size()
-    checkpoint = checkpoint or _persist
-    pairs = checkpoint(pairs, "pairs")
+    # One pass over the input feeds both.
+    pairs, blocked_rows = dask.persist(pairs, blocked_rows)
 
     stats = (
         pairs.groupby(["_kind", "_node"])
@@ -321,7 +309,7 @@ def resolve_identities(
     edges = pairs[["customer_id", "_node"]].map_partitions(
         _drop_nodes, over["_node"], meta=pairs._meta[["customer_id", "_node"]]
     )
-    labels, rounds = _propagate(checkpoint(edges, "edges"), checkpoint)
+    labels, rounds = _propagate(edges.persist())
 
     everyone = dd.concat(
         [customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]

@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask
-import dask.dataframe as dd
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -109,18 +108,6 @@ def _hash_column(frame, column, key):
     return frame
 
 
-def _parquet_checkpoint(directory: Path):
-    """Intermediates go to Parquet and are read back lazily: out of core, so memory stays
-    flat however many customers there are (persisting would keep them all in RAM)."""
-
-    def checkpoint(frame, name):
-        path = directory / name
-        frame.to_parquet(path, write_index=False)
-        return dd.read_parquet(path)
-
-    return checkpoint
-
-
 def _rejected_rows(frame):
     """Partition function: the rows that carry a reason (filtered within the partition, as
     indexes repeat across partitions)."""
@@ -143,15 +130,13 @@ def _identities(frame, spec, key, options, backend, staging):
     meta = validate_partition(frame._meta, "identities", rules)
     checked = frame.map_partitions(validate_partition, "identities", rules, meta=meta)
     valid = checked.map_partitions(_valid_rows, meta=checked._meta.drop(columns=["reason"]))
-    checkpoint = _parquet_checkpoint(staging / "scratch" / "identity")
-    deduplicated = checkpoint(valid.drop_duplicates(), "identities")
+    deduplicated = valid.drop_duplicates().persist()
     resolution = resolve_identities(
         deduplicated,
         deduplicated["customer_id"],
         cap=options.identifier_cap,
         caps=options.identifier_caps,
         blocked=options.blocked_identifiers,
-        checkpoint=checkpoint,
     )
     linked = resolution.identities
     read, valid_rows, used, blank, unlinked = dask.compute(
@@ -358,7 +343,6 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         }
         (staging / "store" / "_store.json").write_text(json.dumps(store_meta, indent=2) + "\n")
         shutil.rmtree(staging / "buckets", ignore_errors=True)
-        shutil.rmtree(staging / "scratch", ignore_errors=True)
         summary = IngestSummary(
             out_dir=out, partitions=partitions, tables=tables, identity=identity_report,
             seconds=time.perf_counter() - started,
