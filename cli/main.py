@@ -125,21 +125,24 @@ def generate(
     _print_world(summary, as_json)
 
 
-def _accounting_table(summary) -> Table:
+def _print_accounting(summary) -> None:
+    """Rows read, kept, quarantined and duplicated per input; reasons below, where they fit."""
     table = Table(title=f"Ingested into {summary.out_dir} ({summary.partitions} partitions, {summary.seconds:.1f} s)", title_justify="left")
-    for column in ("input", "read", "kept", "quarantined", "duplicates", "top reasons"):
-        table.add_column(column, justify="left" if column in ("input", "top reasons") else "right")
+    for column in ("input", "read", "kept", "quarantined", "duplicates"):
+        table.add_column(column, justify="left" if column == "input" else "right", no_wrap=True)
     for name, counts in summary.tables.items():
-        reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])[:3]
         table.add_row(
             name,
             f"{counts['read']:,}",
             f"{counts['kept']:,}",
             f"{sum(counts['quarantined'].values()):,}",
             f"{counts['duplicates']:,}",
-            ", ".join(f"{reason} {rows:,}" for reason, rows in reasons),
         )
-    return table
+    stdout.print(table)
+    for name, counts in summary.tables.items():
+        if counts["quarantined"]:
+            reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])
+            stdout.print(f"  {name} quarantined: " + ", ".join(f"{reason} {rows:,}" for reason, rows in reasons), highlight=False)
 
 
 @app.command()
@@ -163,7 +166,7 @@ def demo(
         print_json({"world": world.to_dict(), "ingest": ingested.to_dict()})
         return
     _print_world(world, as_json=False)
-    stdout.print(_accounting_table(ingested))
+    _print_accounting(ingested)
 
 
 def _environment_table(report: dict, backend_name: str) -> Table:
@@ -262,7 +265,7 @@ def ingest(
     if as_json:
         print_json(summary.to_dict())
         return
-    stdout.print(_accounting_table(summary))
+    _print_accounting(summary)
     identity = summary.identity
     if identity:
         stdout.print(
