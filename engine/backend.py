@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from .exceptions import BackendUnavailableError, UsageError
+from .exceptions import BackendUnavailableError, UsageError, one_line
 
 __all__ = [
     # resolution
@@ -171,9 +171,8 @@ def _import_version(module_name: str) -> tuple[str | None, str | None]:
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a broken CUDA install fails in many ways
-        # Collapse whitespace: CuPy's and cuDF's import errors span many lines, and this
-        # text ends up in one-line UsageError messages.
-        return None, f"fails to import ({type(error).__name__}: {' '.join(str(error).split())})"
+        # This text ends up in one-line UsageError messages.
+        return None, f"fails to import ({type(error).__name__}: {one_line(error)})"
     return getattr(module, "__version__", "unknown"), None
 
 

@@ -6,12 +6,19 @@ The CLI maps them to exit codes in one place (``cli/_errors.py``): a ``UsageErro
 """
 
 __all__ = [
+    "one_line",
     "SegscaleError",
     "UsageError",
     "ConfigError",
     "InputDataError",
     "BackendUnavailableError",
 ]
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's text with its whitespace collapsed: third-party errors (CuPy, pyarrow)
+    often span lines, and our messages are one line."""
+    return " ".join(str(error).split())
 
 
 class SegscaleError(Exception):

@@ -13,7 +13,7 @@ import dask.dataframe as dd
 from ..backend import dataframe_namespace
 from ..config import InputSpec
 from ..contract import TABLES
-from ..exceptions import InputDataError
+from ..exceptions import InputDataError, one_line
 
 __all__ = ["read_input", "expression_columns", "estimate_rows"]
 
@@ -27,6 +27,10 @@ _GZIP_RATIO = 5
 def expression_columns(expression: str) -> list[str]:
     """Source columns of a derive expression: ``"Quantity * UnitPrice"`` -> both names."""
     return [part.strip() for part in expression.split("*")]
+
+
+def _unreadable(spec: InputSpec, error: Exception) -> InputDataError:
+    return InputDataError(f"{spec.path}: cannot read as {spec.format}: {one_line(error)}")
 
 
 def _open(spec: InputSpec) -> dd.DataFrame:
@@ -47,8 +51,7 @@ def _open(spec: InputSpec) -> dd.DataFrame:
     except FileNotFoundError as error:
         raise InputDataError(f"{spec.path}: no such file or directory ({spec.table} input)") from error
     except Exception as error:  # pyarrow, pandas and fsspec each raise their own kinds
-        message = " ".join(str(error).split())
-        raise InputDataError(f"{spec.path}: cannot read as {spec.format}: {message}") from error
+        raise _unreadable(spec, error) from error
 
 
 def _derive(frame, derive: dict[str, str]):
@@ -124,5 +127,5 @@ def estimate_rows(spec: InputSpec) -> int:
             return ds.dataset(path, filesystem=filesystem, format="parquet").count_rows()
         size = filesystem.du(path) if filesystem.isdir(path) else filesystem.size(path)
     except Exception as error:
-        raise InputDataError(f"{spec.path}: cannot read as {spec.format}: {' '.join(str(error).split())}") from error
+        raise _unreadable(spec, error) from error
     return int(size * (_GZIP_RATIO if spec.path.lower().endswith(".gz") else 1) / _CSV_BYTES_PER_ROW)
