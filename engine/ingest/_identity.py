@@ -79,10 +79,11 @@ class IdentityResolution:
 
     Attributes
     ----------
-    mapping : DataFrame
+    merged : DataFrame
         Computed, of the input's backend (pandas or cudf): columns ``customer_id`` and
-        ``resolved_id``, one row per distinct customer id, sorted by ``customer_id``.
-        Customers linked to nobody map to themselves.
+        ``resolved_id`` for the accounts whose resolved id is not their own, sorted by
+        ``customer_id``. Every other customer id resolves to itself. Only these rows come to
+        the client, so its memory grows with the merges, not with the customers.
     identities : dask.dataframe.DataFrame
         The input identity rows, none dropped and in their partitions, with an added
         ``reason`` column: null where the row took part in linking, else
@@ -96,7 +97,7 @@ class IdentityResolution:
         are never included: they may be real addresses.
     """
 
-    mapping: object
+    merged: object
     identities: dd.DataFrame
     report: dict
 
@@ -314,10 +315,10 @@ def resolve_identities(
     everyone = dd.concat(
         [customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]
     ).drop_duplicates()
-    mapping = everyone.merge(labels, on="customer_id", how="left").compute()
-    mapping["label"] = mapping["label"].fillna(mapping["customer_id"])
-    mapping = (
-        mapping.rename(columns={"label": "resolved_id"})
+    relabelled = labels[labels["customer_id"] != labels["label"]]
+    customers, merged = dask.compute(everyone.shape[0], relabelled)
+    merged = (
+        merged.rename(columns={"label": "resolved_id"})
         .sort_values("customer_id")
         .reset_index(drop=True)
     )
@@ -330,23 +331,23 @@ def resolve_identities(
     )
     blocked_rows, over = dask.compute(blocked_rows, over)
     return IdentityResolution(
-        mapping=mapping,
+        merged=merged,
         identities=reasons,
-        report=_report(mapping, rounds, _to_host(blocked_rows), _to_host(over)),
+        report=_report(int(customers), merged, rounds, _to_host(blocked_rows), _to_host(over)),
     )
 
 
-def _report(mapping, rounds, blocked_rows, over) -> dict:
+def _report(customers, merged, rounds, blocked_rows, over) -> dict:
     """The JSON-ready report; ``blocked_rows`` and ``over`` are pandas."""
-    sizes = _to_host(mapping.groupby("resolved_id").size())
-    merged = sizes[sizes > 1]
+    # Each merged component holds its resolved id, which is not among the relabelled rows.
+    sizes = _to_host(merged.groupby("resolved_id").size()) + 1
     over_by_kind = over.groupby("_kind").agg(values=("_node", "count"), rows=("rows", "sum"))
     return {
-        "customers": len(mapping),
-        "components": len(sizes),
-        "merged_components": len(merged),
-        "customers_merged": int(merged.sum()),
-        "largest_component": int(sizes.max()) if len(sizes) else 0,
+        "customers": customers,
+        "components": customers - len(merged),
+        "merged_components": len(sizes),
+        "customers_merged": int(sizes.sum()),
+        "largest_component": int(sizes.max()) if len(sizes) else (1 if customers else 0),
         "iterations": rounds,
         # Only blocked values are named: they are junk by definition (or chosen by the user).
         "blocked": {str(key): int(rows) for key, rows in sorted(blocked_rows.items())},

@@ -158,8 +158,7 @@ def _identities(frame, spec, key, options, backend, staging):
         "quarantined": {k: int(v) for k, v in sorted(rejected["reason"].value_counts().items())},
         "duplicates": int(valid_rows) - len(deduplicated),
     }
-    mapping = _host_frame(resolution.mapping)
-    merged = mapping[mapping["customer_id"] != mapping["resolved_id"]]
+    merged = _host_frame(resolution.merged)
     merged = backend.df.DataFrame({column: merged[column].tolist() for column in ("customer_id", "resolved_id")})
     return merged, accounting, resolution.report
 
