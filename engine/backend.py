@@ -34,7 +34,10 @@ __all__ = [
     "Backend",
     "resolve_backend",
     "BACKEND_CHOICES",
+    "array_namespace",
     "dataframe_namespace",
+    "frame_from_arrow",
+    "to_array",
     # detection
     "GpuDevice",
     "GpuProbe",
@@ -147,6 +150,50 @@ def dataframe_namespace(frame) -> ModuleType:
     import pandas
 
     return pandas
+
+
+def array_namespace(frame) -> ModuleType:
+    """The array module matching a frame or series: cupy for cuDF, numpy for pandas."""
+    if dataframe_namespace(frame).__name__ == "cudf":
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
+
+
+def frame_from_arrow(table, backend_name: str):
+    """A pyarrow Table as a dataframe of the backend: cudf on ``gpu``; pandas on ``cpu``.
+
+    On the CPU, strings stay Arrow-backed (no Python objects) and dictionary columns become
+    pandas categoricals; on the GPU the columns move to the device once.
+    """
+    if backend_name == "gpu":
+        import cudf
+
+        return cudf.DataFrame.from_arrow(table)
+    import pandas
+    import pyarrow
+
+    def arrow_strings(arrow_type):
+        if pyarrow.types.is_string(arrow_type) or pyarrow.types.is_large_string(arrow_type):
+            return pandas.ArrowDtype(arrow_type)
+        return None
+
+    return table.to_pandas(types_mapper=arrow_strings)
+
+
+def to_array(series, dtype=None, na_value=None):
+    """A column as an array of its backend's array namespace: CuPy for cuDF, else NumPy.
+
+    ``na_value`` fills missing values first, which nullable columns need before a cast.
+    """
+    if hasattr(series, "to_cupy"):
+        return series.to_cupy(dtype=dtype, na_value=na_value)
+    if na_value is None:
+        return series.to_numpy(dtype=dtype)
+    return series.to_numpy(dtype=dtype, na_value=na_value)
 
 
 def usable_cores() -> int:

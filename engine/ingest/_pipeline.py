@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
+from .._tasks import compute_tasks, publish
 from ._identity import resolve_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
@@ -74,28 +75,6 @@ def _extracted_at(options) -> pd.Timestamp:
     if options.extracted_at is None:
         return pd.Timestamp.now(tz="UTC")
     return pd.Timestamp(options.extracted_at, tz="UTC")
-
-
-def _compute(tasks, client, progress, label):
-    """Compute delayed tasks, on the client's cluster when there is one, reporting progress."""
-    if not tasks:
-        return []
-    if client is None:
-        results = dask.compute(*tasks)
-        if progress is not None:
-            progress(len(tasks), len(tasks))
-        return list(results)
-    from distributed import as_completed
-
-    futures = client.compute(tasks)
-    position = {future.key: i for i, future in enumerate(futures)}
-    results = [None] * len(futures)
-    for done, future in enumerate(as_completed(futures), start=1):
-        results[position[future.key]] = future.result()
-        if progress is not None:
-            progress(done, len(futures))
-    logger.debug("%s: %d tasks done", label, len(futures))
-    return results
 
 
 def _hash_column(frame, column, key):
@@ -174,16 +153,6 @@ def _empty_bucket(frame, table, rules):
     return empty
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Swap the finished output into place; a previous ingest is replaced only on success."""
-    previous = out.with_name(out.name + ".previous")
-    shutil.rmtree(previous, ignore_errors=True)
-    if out.exists():
-        out.rename(previous)
-    staging.rename(out)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
     """Run the ingest stage for ``config``; see the module docstring for what it writes.
 
@@ -213,7 +182,10 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
 
 
 def _sort_order(table):
-    return ("customer_key",) if table in ("customers", "outcomes") else ("customer_key", "ts")
+    if table in ("customers", "outcomes"):
+        return ("customer_key",)
+    # order_id keeps the lines of an order adjacent when two orders share a timestamp.
+    return ("customer_key", "ts", "order_id") if table == "transactions" else ("customer_key", "ts")
 
 
 def _phase1(frames, config, rules, merged, key, partitions, staging):
@@ -313,9 +285,9 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
                 frames["identities"], config.inputs["identities"], key, options, backend, staging
             )
         tasks, owners = _phase1(frames, config, rules, dask.delayed(merged, pure=True), key, partitions, staging)
-        bucketed = _compute(tasks, client, progress, "phase 1")
+        bucketed = compute_tasks(tasks, client, progress, "phase 1")
         tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
-        reduced = _compute(tasks, client, progress, "phase 2")
+        reduced = compute_tasks(tasks, client, progress, "phase 2")
 
         def results_of(results, results_owners, table):
             return [r for r, owner in zip(results, results_owners) if owner == table]
@@ -348,7 +320,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         (staging / "ingest.json").write_text(json.dumps(document, indent=2) + "\n")
-        _publish(staging, out)
+        publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

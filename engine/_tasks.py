@@ -1,0 +1,45 @@
+"""Running a stage's tasks and publishing its output: what every stage shares."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import dask
+
+__all__ = ["compute_tasks", "publish"]
+
+logger = logging.getLogger(__name__)
+
+
+def compute_tasks(tasks, client, progress, label):
+    """Compute delayed tasks, on the client's cluster when there is one, reporting progress."""
+    if not tasks:
+        return []
+    if client is None:
+        results = dask.compute(*tasks)
+        if progress is not None:
+            progress(len(tasks), len(tasks))
+        return list(results)
+    from distributed import as_completed
+
+    futures = client.compute(tasks)
+    position = {future.key: i for i, future in enumerate(futures)}
+    results = [None] * len(futures)
+    for done, future in enumerate(as_completed(futures), start=1):
+        results[position[future.key]] = future.result()
+        if progress is not None:
+            progress(done, len(futures))
+    logger.debug("%s: %d tasks done", label, len(futures))
+    return results
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Swap the finished output into place; a previous output is replaced only on success."""
+    previous = out.with_name(out.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if out.exists():
+        out.rename(previous)
+    staging.rename(out)
+    shutil.rmtree(previous, ignore_errors=True)
