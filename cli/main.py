@@ -154,6 +154,7 @@ def demo(
 ):
     """Generate a small, slightly dirty world and run the pipeline's stages on it."""
     from engine.config import load_config
+    from engine.features import build_features
     from engine.ingest import ingest as run_ingest
     from engine.synth import WorldSpec
 
@@ -161,12 +162,19 @@ def demo(
     world = _generate(out, spec, workers=None, scheduler=None, overwrite=True)
     with progress("ingest tasks") as update:
         # Small data: Dask's local scheduler beats starting a cluster.
-        ingested = run_ingest(load_config(world.config_path), progress=update)
+        config = load_config(world.config_path)
+        ingested = run_ingest(config, progress=update)
+    with progress("feature tasks") as update:
+        featured = build_features(
+            ingested.out_dir / "store", config.run.output_dir / "features", as_of=config.run.as_of,
+            options=config.features, backend_name=config.run.backend, progress=update,
+        )  # fmt: skip
     if as_json:
-        print_json({"world": world.to_dict(), "ingest": ingested.to_dict()})
+        print_json({"world": world.to_dict(), "ingest": ingested.to_dict(), "features": featured.to_dict()})
         return
     _print_world(world, as_json=False)
     _print_accounting(ingested)
+    _print_features(featured)
 
 
 def _environment_table(report: dict, backend_name: str) -> Table:
@@ -273,6 +281,56 @@ def ingest(
             f"({identity.get('customers_merged', 0):,} accounts merged); quarantine and store under {summary.out_dir}",
             highlight=False,
         )
+
+
+def _print_features(summary) -> None:
+    stdout.print(
+        f"features: {summary.customers:,} customers x {len(summary.features)} features as of {summary.as_of} "
+        f"({summary.partitions} partitions, {summary.seconds:.1f} s) in {summary.out_dir}",
+        highlight=False,
+    )
+
+
+@app.command()
+def features(
+    config: Annotated[
+        Path | None, typer.Argument(help="A run config: reads <output_dir>/ingest/store, writes <output_dir>/features.")
+    ] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="A customer-clustered store (from segscale ingest).")] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=_DATE_FORMATS, help="Only rows before this date (UTC) count.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the features into.")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Point-in-time behavioural features, one row per customer, from the store."""
+    from engine.backend import dask_client
+    from engine.config import FeatureOptions, load_config
+    from engine.features import build_features
+
+    options, run_as_of, backend_name = FeatureOptions(), None, "auto"
+    if config is not None:
+        parsed = load_config(config)
+        options, run_as_of, backend_name = parsed.features, parsed.run.as_of, parsed.run.backend
+        store = store or parsed.run.output_dir / "ingest" / "store"
+        out = out or parsed.run.output_dir / "features"
+        scheduler, workers = scheduler or parsed.run.scheduler, workers or parsed.run.workers
+    if store is None or out is None:
+        raise UsageError("features needs a run config, or both --store and --out")
+    backend_name = backend.value if backend else backend_name
+    as_of_date = as_of.date() if as_of else run_as_of
+    with dask_client(resolve_backend(backend_name), scheduler=scheduler, workers=workers) as client:
+        with progress("feature tasks") as update:
+            summary = build_features(
+                store, out, as_of=as_of_date, options=options, backend_name=backend_name, client=client, progress=update
+            )
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    _print_features(summary)
 
 
 @app.command()

@@ -308,6 +308,11 @@ def _run_config_text(spec: WorldSpec) -> str:
         f"extracted_at = {as_of.isoformat()}",
         "# Synthetic data only: for real data set SEGSCALE_PSEUDONYM_KEY instead of writing a key here.",
         f'pseudonym_key = "synthetic-world-{spec.seed}"',
+        "",
+        "[features]",
+        "# Computed as of [run] as_of; docs/features.md defines each feature.",
+        "windows = [30, 90, 365]",
+        "top_categories = 5",
     ]
     return "\n".join(lines) + "\n"
 

@@ -27,7 +27,7 @@ def _one_line_error(result, *fragments):
 def test_help_lists_the_commands():
     result = _run("--help")
     assert result.exit_code == 0
-    for command in ("generate", "demo", "doctor", "check", "bench"):
+    for command in ("generate", "demo", "doctor", "check", "ingest", "features", "bench"):
         assert command in result.stdout
 
 
@@ -142,11 +142,14 @@ def test_demo_generates_and_ingests_a_small_dirty_world(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "dirty rows" in result.stdout and "quarantined" in result.stdout
     assert (tmp_path / "demo" / "run" / "ingest" / "store" / "_store.json").exists()
+    assert (tmp_path / "demo" / "run" / "features" / "_features.json").exists()
+    assert "features:" in result.stdout
     # A second demo replaces the first instead of refusing.
     again = _run("demo", "--customers", 300, "--out", tmp_path / "demo", "--json")
     assert again.exit_code == 0
     document = json.loads(again.stdout)
     assert document["world"]["customers"] == 300
+    assert document["features"]["customers"] > 250
     for table, counts in document["ingest"]["tables"].items():
         assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"], table
 
@@ -225,3 +228,41 @@ def test_ingest_without_a_key_exits_2(tmp_path, monkeypatch):
     result = _run("ingest", tmp_path / "run.toml", "--workers", 1)
     assert result.exit_code == 2
     _one_line_error(result, "SEGSCALE_PSEUDONYM_KEY")
+
+
+def test_features_run_a_generated_world_with_no_edits(world):
+    out, _ = world
+    ingested = _run("ingest", out / "segscale.toml", "--workers", 1)
+    assert ingested.exit_code == 0, ingested.stderr
+    result = _run("features", out / "segscale.toml", "--workers", 1, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert set(summary) == {"out_dir", "as_of", "customers", "features", "partitions", "seconds"}
+    assert summary["customers"] > 1000 and summary["features"] > 40
+    assert summary["as_of"] == "2026-01-01" and summary["out_dir"] == str(out / "run" / "features")
+
+
+def test_features_from_a_store_with_explicit_options(world, tmp_path):
+    out, _ = world
+    store = out / "run" / "ingest" / "store"
+    if not store.exists():
+        assert _run("ingest", out / "segscale.toml", "--workers", 1).exit_code == 0
+    result = _run("features", "--store", store, "--as-of", "2025-06-30", "--out", tmp_path / "f", "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "as of 2025-06-30" in result.stdout
+    assert json.loads((tmp_path / "f" / "_features.json").read_text())["as_of"] == "2025-06-30"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--store", "{tmp}"), "both --store and --out"),
+        (("--store", "{tmp}", "--out", "{tmp}/f"), "not a segscale store"),
+        (("--store", "{tmp}", "--out", "{tmp}/f", "--as-of", "2025-13-01"), "--as-of"),
+    ],
+)
+def test_features_bad_usage_exits_2(tmp_path, args, fragment):
+    result = _run("features", *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.stdout
+    assert fragment in result.stderr
+

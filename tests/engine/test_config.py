@@ -199,7 +199,7 @@ ERRORS = {
     ),
     "unknown-section-far": (
         "[zzz]\n" + TX,
-        ["cfg.toml: top level: unknown section 'zzz' (valid sections: ingest, inputs, run)"],
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, run)"],
     ),
     "unknown-section-typo": (
         "[ingset]\n" + TX,
@@ -428,6 +428,7 @@ def test_public_surface():
         "RunSection",
         "InputSpec",
         "IngestOptions",
+        "FeatureOptions",
         "load_config",
         "parse_config",
         "config_to_dict",

@@ -1,0 +1,291 @@
+"""One store partition's rows in, one row of features per customer out.
+
+The store keeps every customer's rows together, sorted by (customer_key, ts), so each
+reduction here is a segment reduction: a row's customer is found by comparing neighbouring
+keys, sums are ``bincount`` by customer, first and last values are read at segment
+boundaries, and gaps, windows and slopes come from :mod:`kernels`. Nothing hashes or sorts
+the rows, and the same code runs on pandas + NumPy and on cuDF + CuPy: dataframe methods
+common to both handle the string columns, and the array namespace of the columns does the
+arithmetic.
+
+Input frames hold only rows strictly before the as-of instant, with ``ts`` as int64
+microseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+from ..backend import array_namespace, dataframe_namespace, to_array
+from ..contract import EVENT_TYPES
+from ._definitions import ACTIVE_WEEKS, DAY_US, FeatureParams
+
+__all__ = ["partition_features"]
+
+KEY = "customer_key"
+_NAN = float("nan")
+
+
+def _starts(series, xp):
+    """True where a row's value differs from the previous row's (always on the first row)."""
+    if len(series) == 0:
+        return xp.zeros(0, dtype=bool)
+    return to_array(series.ne(series.shift()), "bool", na_value=True)
+
+
+def _universe(namespace, frames):
+    """The sorted distinct customer keys over ``frames``, as a frame with their position."""
+    keys = [frame[KEY][frame[KEY].ne(frame[KEY].shift()).fillna(True)] for frame in frames]
+    keys = namespace.concat(keys, ignore_index=True).drop_duplicates().sort_values().reset_index(drop=True)
+    positions = keys.to_frame(name=KEY)
+    positions["_position"] = namespace.Series(range(len(keys)), dtype="int64")
+    return keys, positions
+
+
+def _customer_of_rows(frame, positions, xp):
+    """The universe position (int64) of each row's customer."""
+    starts = _starts(frame[KEY], xp)
+    run_keys = frame[KEY][frame[KEY].ne(frame[KEY].shift()).fillna(True)].reset_index(drop=True).to_frame(name=KEY)
+    run_keys["_run"] = dataframe_namespace(frame).Series(range(len(run_keys)), dtype="int64")
+    # Merges do not keep row order on the GPU: put the runs back in order by their number.
+    located = run_keys.merge(positions, on=KEY, how="left").sort_values("_run")
+    run_position = to_array(located["_position"], "int64")
+    return run_position[xp.cumsum(starts) - 1]
+
+
+def _last_rows(customer, xp):
+    """True on the last row of each customer's run (rows grouped by customer)."""
+    if customer.size == 0:
+        return xp.zeros(0, dtype=bool)
+    return xp.concatenate([customer[1:] != customer[:-1], xp.ones(1, dtype=bool)])
+
+
+def _ratio(numerator, denominator, xp):
+    """numerator / denominator, NaN where the denominator is 0."""
+    safe = xp.where(denominator == 0, 1, denominator)
+    return xp.where(denominator == 0, _NAN, numerator / safe)
+
+
+def _categorical(series):
+    return series if str(series.dtype) == "category" else series.astype("category")
+
+
+def _codes(series, values, xp):
+    """Codes of ``series`` in ``values`` (int64), -1 for anything else or missing."""
+    if len(series) == 0:
+        return xp.zeros(0, dtype="int64")
+    return to_array(_categorical(series).cat.set_categories(list(values)).cat.codes, "int64", na_value=-1)
+
+
+def _local_codes(series, xp):
+    """Codes of ``series`` among its own distinct values (int64), -1 for missing."""
+    if len(series) == 0:
+        return xp.zeros(0, dtype="int64")
+    return to_array(_categorical(series).cat.codes, "int64", na_value=-1)
+
+
+def _shares(customer, codes, weights, n, k, denominator, xp):
+    """Per customer, the share of ``denominator`` each of the k codes holds (n, k)."""
+    slot = xp.where(codes < 0, k, codes)
+    totals = xp.bincount(customer * (k + 1) + slot, weights=weights, minlength=n * (k + 1))
+    totals = totals.reshape(n, k + 1)[:, :k]
+    return _ratio(totals, denominator[:, None], xp)
+
+
+class _Orders:
+    """The purchase lines of a partition collapsed into orders, grouped by customer.
+
+    An order is a run of consecutive purchase lines of one customer sharing an order id (or,
+    without order ids, a timestamp); ingest sorts lines by (customer_key, ts, order_id), so an
+    order's lines are adjacent.
+    """
+
+    def __init__(self, lines, customer, n, xp):
+        ts = to_array(lines["ts"], "int64")
+        amount = to_array(lines["amount"], "float64", na_value=0.0)
+        new_customer = xp.ones(customer.size, dtype=bool)
+        if customer.size:
+            new_customer[1:] = customer[1:] != customer[:-1]
+        new_time = _starts(lines["ts"], xp)
+        if "order_id" in lines.columns:
+            order_id = lines["order_id"].fillna("")
+            no_id = to_array(order_id.eq(""), "bool", na_value=True)
+            new_order = _starts(order_id, xp) | (no_id & new_time)
+        else:
+            new_order = new_time
+        start = new_customer | new_order
+        number = xp.cumsum(start) - 1
+        self.count = int(number[-1]) + 1 if number.size else 0
+        self.customer = customer[start]
+        self.ts = ts[start]
+        self.days = self.ts / DAY_US
+        self.spend = xp.bincount(number, weights=amount, minlength=self.count)
+        self.per_customer = xp.bincount(customer[start], minlength=n)
+        self.offsets = xp.concatenate([xp.zeros(1, dtype="int64"), xp.cumsum(self.per_customer)])
+
+
+def _transaction_features(transactions, positions, n, params, xp, out):
+    groups = params.groups
+    end = params.as_of_us / DAY_US
+    buy = transactions[~transactions["is_return"].fillna(False)]
+    back = transactions[transactions["is_return"].fillna(False)]
+    buyer = _customer_of_rows(buy, positions, xp)
+    returner = _customer_of_rows(back, positions, xp)
+    amount = to_array(buy["amount"], "float64", na_value=0.0)
+    gross = xp.bincount(buyer, weights=amount, minlength=n)
+    lines = xp.bincount(buyer, minlength=n)
+    orders = _Orders(buy, buyer, n, xp)
+    frequency = orders.per_customer
+    has_orders = frequency > 0
+    first = orders.offsets[:-1]
+    last = xp.where(has_orders, orders.offsets[1:] - 1, 0)
+    order_days = orders.days if orders.count else xp.zeros(1)
+
+    if "rfm" in groups:
+        returned = xp.bincount(returner, weights=xp.abs(to_array(back["amount"], "float64", na_value=0.0)), minlength=n)
+        out["recency_days"] = xp.where(has_orders, end - order_days[last], _NAN)
+        out["frequency"] = frequency
+        out["monetary_total"] = gross - returned
+        out["aov"] = _ratio(gross, frequency, xp)
+        out["tenure_days"] = xp.where(has_orders, end - order_days[xp.where(has_orders, first, 0)], _NAN)
+    if groups & {"windows", "trend"}:
+        from kernels import monthly_slope, window_sums
+
+        spans = sorted({*params.windows, params.trend_days, 2 * params.trend_days})
+        counts, sums = window_sums(orders.days, orders.spend, orders.offsets, end=end, windows=spans)
+        column = {span: i for i, span in enumerate(spans)}
+        if "windows" in groups:
+            for span in params.windows:
+                out[f"orders_{span}d"] = counts[:, column[span]]
+                out[f"spend_{span}d"] = sums[:, column[span]]
+        if "trend" in groups:
+            recent, both = column[params.trend_days], column[2 * params.trend_days]
+            for name, totals in (("spend", sums), ("order", counts.astype("float64"))):
+                now, before = totals[:, recent], totals[:, both] - totals[:, recent]
+                out[f"{name}_trend_{params.trend_days}d"] = _ratio(now - before, now + before, xp)
+            out["order_slope_12m"] = monthly_slope(orders.days, orders.offsets, end=end)
+    if "gaps" in groups:
+        from kernels import gap_stats
+
+        gaps = gap_stats(orders.days, orders.offsets)
+        out["gap_mean_days"], out["gap_median_days"], out["gap_std_days"] = gaps.mean, gaps.median, gaps.std
+    if "basket" in groups:
+        returns = xp.bincount(returner, minlength=n)
+        out["return_rate"] = _ratio(returns, lines + returns, xp)
+        if "discount" in buy.columns:
+            discounted = to_array(buy["discount"], "float64", na_value=0.0) > 0
+            out["discount_share"] = _ratio(xp.bincount(buyer, weights=discounted, minlength=n), lines, xp)
+        if "category" in buy.columns:
+            codes = _local_codes(buy["category"], xp)
+            width = int(codes.max()) + 1 if codes.size else 1
+            pairs = xp.unique(buyer[codes >= 0] * width + codes[codes >= 0])
+            out["distinct_categories"] = xp.bincount(pairs // width, minlength=n)
+    for group, column, values, names in (
+        ("categories", "category", params.categories, params.category_columns),
+        ("channels", "channel", params.channels, params.channel_columns),
+    ):
+        if group in groups and column in buy.columns and values:
+            shares = _shares(buyer, _codes(buy[column], values, xp), amount, n, len(values), gross, xp)
+            for j, name in enumerate(names):
+                out[name] = shares[:, j]
+    return frequency, orders
+
+
+def _event_features(events, positions, n, frequency, params, xp, out):
+    groups = params.groups
+    end = params.as_of_us / DAY_US
+    customer = _customer_of_rows(events, positions, xp)
+    ts = to_array(events["ts"], "int64")
+    codes = _codes(events["event_type"], EVENT_TYPES, xp)
+    k = len(EVENT_TYPES)
+    known = codes >= 0
+    counts = xp.bincount(customer[known] * k + codes[known], minlength=n * k).reshape(n, k)
+    if "events" in groups:
+        for j, event_type in enumerate(EVENT_TYPES):
+            mine = codes == j
+            of_type, at = customer[mine], ts[mine]
+            last = xp.full(n, _NAN)
+            final = _last_rows(of_type, xp)
+            last[of_type[final]] = end - at[final] / DAY_US
+            out[f"{event_type}_count"] = counts[:, j]
+            out[f"days_since_{event_type}"] = last
+        index = {event_type: j for j, event_type in enumerate(EVENT_TYPES)}
+        out["cart_to_purchase"] = _ratio(frequency, counts[:, index["add_to_cart"]], xp)
+        out["email_engagement_rate"] = _ratio(counts[:, index["email_click"]], counts[:, index["email_open"]], xp)
+        since = xp.full(n, _NAN)
+        final = _last_rows(customer, xp)
+        since[customer[final]] = end - ts[final] / DAY_US
+        out["days_since_last_event"] = since
+    return customer, ts
+
+
+def _active_weeks(activity, n, params, xp):
+    """Distinct weeks (counted back from as-of) with an order or an event, in the last year."""
+    seen = xp.zeros(n * ACTIVE_WEEKS, dtype=bool)
+    for customer, ts in activity:
+        week = (params.as_of_us - 1 - ts) // (7 * DAY_US)
+        recent = week < ACTIVE_WEEKS
+        seen[customer[recent] * ACTIVE_WEEKS + week[recent]] = True
+    return seen.reshape(n, ACTIVE_WEEKS).sum(axis=1)
+
+
+def _profile(frame, customers, params, xp):
+    """Left-join the non-sensitive profile columns; timestamps become days since."""
+    if customers is None or len(customers.columns) <= 1:
+        return frame
+    profile = customers.drop_duplicates(subset=[KEY])
+    for column in params.profile_timestamps:
+        if column in profile.columns:
+            days = (params.as_of_us - to_array(profile[column], "float64", na_value=_NAN)) / DAY_US
+            stem = column.removesuffix("_ts").removesuffix("_at").removesuffix("_date")
+            profile = profile.drop(columns=[column])
+            # Attributes stamped at or after as-of did not exist yet.
+            profile[f"days_since_{stem}"] = xp.where(days > 0, days, _NAN).astype("float32")
+    return frame.merge(profile, on=KEY, how="left")
+
+
+_INTEGER_PREFIXES = ("orders_", "frequency", "distinct_categories", "active_weeks")
+
+
+def _dtype(name, values):
+    """int32 for counts, float32 for everything else (int32 holds any per-customer count)."""
+    if name.startswith(_INTEGER_PREFIXES) or (name.endswith("_count") and values.dtype.kind in "iu"):
+        return "int32"
+    return "float32"
+
+
+def partition_features(transactions, events, customers, params: FeatureParams):
+    """Features of every customer with activity in this partition, one row each.
+
+    Parameters
+    ----------
+    transactions : DataFrame (pandas or cudf)
+        ``customer_key``, ``ts`` (int64 us), ``amount``, ``is_return`` and optional
+        ``order_id``, ``category``, ``channel``, ``discount``; sorted by (customer_key, ts).
+    events : DataFrame or None
+        ``customer_key``, ``ts``, ``event_type``; sorted the same way.
+    customers : DataFrame or None
+        ``customer_key`` and non-sensitive profile columns.
+    params : FeatureParams
+
+    Returns
+    -------
+    DataFrame of the same backend, sorted by ``customer_key``: one row per customer with an
+    order line or an event before as-of. RFM scores are added later, from global quantiles.
+    """
+    namespace = dataframe_namespace(transactions)
+    xp = array_namespace(transactions)
+    active = [transactions] + ([events] if events is not None else [])
+    keys, positions = _universe(namespace, active)
+    n = len(keys)
+    out: dict = {}
+    frequency, orders = _transaction_features(transactions, positions, n, params, xp, out)
+    activity = [(orders.customer, orders.ts)]
+    if events is not None:
+        activity.append(_event_features(events, positions, n, frequency, params, xp, out))
+    if "activity" in params.groups:
+        out["active_weeks"] = _active_weeks(activity, n, params, xp)
+    frame = namespace.DataFrame({KEY: keys})
+    for name, values in out.items():
+        frame[name] = values.astype(_dtype(name, values))
+    if "profile" in params.groups:
+        frame = _profile(frame, customers, params, xp)
+    return frame.sort_values(KEY).reset_index(drop=True)

@@ -1,0 +1,366 @@
+"""The feature stage: the customer-clustered store in, one row per customer out (DESIGN 2).
+
+Three passes over the store's partitions, each one task per partition and none shuffling:
+
+1. rank categories and channels by purchase lines before as-of (only if share columns are
+   wanted), so every partition names the same top-k columns;
+2. compute each partition's features (:func:`partition_features`) and write them;
+3. add the 1-5 RFM scores, cut at quintiles of recency, frequency and monetary value over all
+   customers (a deterministic sample of at most ``RFM_SAMPLE`` customers above that size).
+
+Rows at or after as-of are never read: every read carries the filter ``ts < as_of`` down to
+the Parquet reader. Output, written to a temporary directory and renamed into place:
+``part-NNNNN.parquet`` (part N holds the customers of store part N, sorted by key) and
+``_features.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dask
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from .._tasks import compute_tasks, publish
+from ..backend import frame_from_arrow, resolve_backend
+from ..config import FeatureOptions
+from ..exceptions import InputDataError, UsageError
+from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
+from ._partition import KEY, partition_features
+
+__all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "read_store_table"]
+
+logger = logging.getLogger(__name__)
+
+# Customers sampled for the RFM quintiles: exact up to this size, within a fraction of a
+# percentile above it, and the client never holds more than this.
+RFM_SAMPLE = 1_000_000
+STORE_META = "_store.json"
+FEATURES_META = "_features.json"
+
+
+@dataclass
+class FeatureSummary:
+    """What ``build_features`` wrote."""
+
+    out_dir: Path
+    as_of: str
+    customers: int
+    features: list[str]
+    partitions: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir),
+            "as_of": self.as_of,
+            "customers": self.customers,
+            "features": len(self.features),
+            "partitions": self.partitions,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _part(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def read_store_table(store: Path, table: str, number: int, columns, as_of_us: int | None):
+    """Part ``number`` of a store table as a pyarrow Table, rows before as-of only.
+
+    ``ts`` (and any other timestamp column) comes back as int64 microseconds (UTC). Strings
+    with few distinct values are dictionary-encoded, which the backends read as categoricals.
+    """
+    path = store / table / _part(number)
+    schema = pq.read_schema(path)
+    present = [c for c in columns if c in schema.names] if columns is not None else schema.names
+    dataset = ds.dataset(path, format="parquet")
+    where = None
+    if as_of_us is not None and "ts" in schema.names:
+        # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
+        where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
+    data = dataset.to_table(columns=present, filter=where)
+    for name in data.column_names:
+        kind = data.schema.field(name).type
+        if pa.types.is_timestamp(kind):
+            data = data.set_column(
+                data.schema.get_field_index(name),
+                name,
+                pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64()),
+            )
+        elif name in ("category", "channel", "event_type"):
+            data = data.set_column(data.schema.get_field_index(name), name, pc.dictionary_encode(data[name]))
+    return data
+
+
+def _rank_counts(store: str, number: int, as_of_us: int, columns: tuple[str, ...]) -> dict:
+    """Pass 1 task: purchase lines per value of each column in one partition."""
+    data = read_store_table(Path(store), "transactions", number, ["is_return", *columns], as_of_us)
+    bought = data.filter(pc.invert(pc.fill_null(data["is_return"], False)))
+    counts = {}
+    for column in columns:
+        values = bought[column].combine_chunks().dictionary_decode() if column in bought.column_names else None
+        if values is None:
+            continue
+        table = pc.value_counts(values.drop_null())
+        counts[column] = dict(zip(table.field("values").to_pylist(), table.field("counts").to_pylist()))
+    return counts
+
+
+def _top(counts: list[dict], column: str, k: int) -> tuple[str, ...]:
+    """The k values with most purchase lines over all partitions (ties by value)."""
+    total: dict[str, int] = {}
+    for partition in counts:
+        for value, lines in partition.get(column, {}).items():
+            total[value] = total.get(value, 0) + lines
+    return tuple(value for value, _ in sorted(total.items(), key=lambda item: (-item[1], item[0]))[:k])
+
+
+def _transaction_columns(groups) -> list[str]:
+    """The transaction columns the chosen groups need (absent ones are skipped when read)."""
+    columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
+    if groups & {"basket", "categories"}:
+        columns.append("category")
+    if "channels" in groups:
+        columns.append("channel")
+    if "basket" in groups:
+        columns.append("discount")
+    return columns
+
+
+def _features_task(
+    store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, sample: int
+):
+    """Pass 2 task: one partition's features, written; returns rows and an RFM sample."""
+    store_path = Path(store)
+
+    def read(table, columns=None):
+        if table not in tables:
+            return None
+        return frame_from_arrow(read_store_table(store_path, table, number, columns, params.as_of_us), backend_name)
+
+    transactions = read("transactions", _transaction_columns(params.groups))
+    events = read("events", ["customer_key", "ts", "event_type"]) if params.groups & {"events", "activity"} else None
+    customers = read("customers") if "profile" in params.groups else None
+    frame = partition_features(transactions, events, customers, params)
+    frame.to_parquet(Path(staging) / _part(number), index=False)
+    result = {"rows": len(frame)}
+    if "rfm" in params.groups:
+        buyers = frame[frame["frequency"] > 0]
+        step = max(1, math.ceil(len(buyers) / sample)) if sample else 1
+        picked = buyers.iloc[::step][["recency_days", "frequency", "monetary_total"]]
+        picked = picked.to_pandas() if hasattr(picked, "to_pandas") else picked
+        result["rfm"] = picked.to_numpy(dtype="float64")
+    return result
+
+
+def _rfm_edges(samples: list[np.ndarray]) -> dict[str, list[float]]:
+    """Quintile cut points (20, 40, 60, 80 %) of recency, frequency and monetary value."""
+    values = np.concatenate([s for s in samples if len(s)] or [np.empty((0, 3))])
+    if not len(values):
+        return {name: [] for name in ("recency_days", "frequency", "monetary_total")}
+    cuts = np.quantile(values, [0.2, 0.4, 0.6, 0.8], axis=0)
+    return {name: cuts[:, i].tolist() for i, name in enumerate(("recency_days", "frequency", "monetary_total"))}
+
+
+def _score_task(staging: str, number: int, out: str, edges: dict) -> None:
+    """Pass 3 task: add r/f/m scores to one written partition.
+
+    A score is 1 + the number of quintile cuts strictly below the value (recency reversed:
+    the most recent customers score 5); customers without an order score 0.
+    """
+    path = Path(staging) / _part(number)
+    data = pq.read_table(path)
+    buyer = data["frequency"].to_numpy(zero_copy_only=False) > 0
+    for score, name, reverse in (
+        ("r_score", "recency_days", True),
+        ("f_score", "frequency", False),
+        ("m_score", "monetary_total", False),
+    ):
+        values = data[name].to_numpy(zero_copy_only=False).astype("float64")
+        below = np.searchsorted(np.asarray(edges[name]), values, side="left")
+        scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
+        data = data.append_column(score, pa.array(scores))
+    pq.write_table(data, Path(out) / _part(number))
+    path.unlink()
+
+
+def _as_of_us(as_of) -> int:
+    moment = datetime(as_of.year, as_of.month, as_of.day, tzinfo=timezone.utc) if isinstance(as_of, date) else as_of
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _default_as_of(store: Path, tables: dict) -> date:
+    latest = tables["transactions"].get("max_ts")
+    if latest is None:
+        raise InputDataError(f"{store}: the store holds no transactions; nothing to compute features from")
+    as_of = datetime.fromisoformat(latest).date() + timedelta(days=1)
+    logger.info("no as_of given: using %s, the day after the store's last transaction", as_of)
+    return as_of
+
+
+def _check_options(options: FeatureOptions) -> frozenset[str]:
+    groups = check_groups(options.groups)
+    for window in (*options.windows, options.trend_days):
+        if window < 1:
+            raise UsageError(f"feature windows must be at least 1 day, got {window}")
+    return groups
+
+
+def _store_meta(store: Path) -> dict:
+    path = store / STORE_META
+    if not path.exists():
+        raise InputDataError(f"{store}: not a segscale store (no {STORE_META}); run segscale ingest first")
+    meta = json.loads(path.read_text())
+    if "transactions" not in meta.get("tables", {}):
+        raise InputDataError(f"{path}: the store has no transactions table")
+    return meta
+
+
+def build_features(
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    as_of: date | None = None,
+    options: FeatureOptions | None = None,
+    backend_name: str = "auto",
+    client=None,
+    progress=None,
+) -> FeatureSummary:
+    """Compute the behavioural features of every customer as of ``as_of``.
+
+    Parameters
+    ----------
+    store : path
+        The customer-clustered store written by ingest (``<run>/ingest/store``).
+    out : path
+        Output directory; replaced only when the stage succeeds.
+    as_of : date, optional
+        Midnight UTC of this date is the as-of instant: only rows strictly before it are read.
+        Default: the day after the store's last transaction.
+    options : FeatureOptions, optional
+        The ``[features]`` section; defaults to all groups.
+    backend_name : {"auto", "cpu", "gpu"}
+    client : distributed.Client, optional
+        Tasks run on its cluster; without one, on Dask's local scheduler.
+    progress : callable, optional
+        ``progress(done, total)`` as the tasks of each pass finish.
+
+    Raises
+    ------
+    UsageError
+        Unknown feature groups or bad windows.
+    InputDataError
+        ``store`` is not a store, or no customer has activity before ``as_of``.
+    """
+    started = time.perf_counter()
+    options = options or FeatureOptions()
+    groups = _check_options(options)
+    backend = resolve_backend(backend_name)
+    store, out = Path(store), Path(out)
+    meta = _store_meta(store)
+    tables = meta["tables"]
+    partitions = int(meta["partitions"])
+    if as_of is None:
+        as_of = _default_as_of(store, tables)
+    as_of_us = _as_of_us(as_of)
+    earliest = tables["transactions"].get("min_ts")
+    if earliest is not None and as_of_us <= _as_of_us(datetime.fromisoformat(earliest)):
+        raise InputDataError(
+            f"{store}: no transactions before as_of {as_of} (the first is at {earliest}); choose a later date"
+        )
+
+    columns = tables["transactions"]["columns"]
+    ranked = [c for g, c in (("categories", "category"), ("channels", "channel")) if g in groups and c in columns]
+    top: dict[str, tuple[str, ...]] = {"category": (), "channel": ()}
+    if ranked:
+        tasks = [dask.delayed(_rank_counts)(str(store), n, as_of_us, tuple(ranked)) for n in range(partitions)]
+        counts = compute_tasks(tasks, client, progress, "rank")
+        top = {
+            "category": _top(counts, "category", options.top_categories),
+            "channel": _top(counts, "channel", options.top_channels),
+        }
+    profile = tables.get("customers", {}).get("columns", {})
+    params = FeatureParams(
+        as_of_us=as_of_us,
+        windows=tuple(sorted(set(options.windows))),
+        trend_days=options.trend_days,
+        categories=top["category"],
+        category_columns=column_names("category_share", top["category"]),
+        channels=top["channel"],
+        channel_columns=column_names("channel_share", top["channel"]),
+        groups=groups,
+        profile_timestamps=tuple(name for name, kind in profile.items() if kind.startswith("timestamp")),
+    )
+
+    staging = out.with_name(f".{out.name}-staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "unscored").mkdir(parents=True)
+    try:
+        sample = math.ceil(RFM_SAMPLE / partitions)
+        present = tuple(t for t in ("transactions", "events", "customers") if t in tables)
+        tasks = [
+            dask.delayed(_features_task)(
+                str(store), n, str(staging / "unscored"), params, backend.name, present, sample
+            )
+            for n in range(partitions)
+        ]
+        written = compute_tasks(tasks, client, progress, "features")
+        customers = sum(r["rows"] for r in written)
+        if customers == 0:
+            raise InputDataError(f"{store}: no customer has an order or an event before as_of {as_of}")
+        edges = {}
+        if "rfm" in groups:
+            edges = _rfm_edges([r["rfm"] for r in written])
+            tasks = [
+                dask.delayed(_score_task)(str(staging / "unscored"), n, str(staging), edges) for n in range(partitions)
+            ]
+            compute_tasks(tasks, client, progress, "rfm scores")
+        else:
+            for n in range(partitions):
+                (staging / "unscored" / _part(n)).rename(staging / _part(n))
+        shutil.rmtree(staging / "unscored")
+        schema = pq.read_schema(staging / _part(0))
+        features = [name for name in schema.names if name != KEY]
+        summary = FeatureSummary(
+            out_dir=out, as_of=str(as_of), customers=customers, features=features, partitions=partitions,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+        document = {
+            **summary.to_dict(),
+            "features": features,
+            "columns": {field.name: str(field.type) for field in schema},
+            "rows_per_partition": [r["rows"] for r in written],
+            "groups": sorted(groups),
+            "windows": list(params.windows),
+            "trend_days": params.trend_days,
+            "top_categories": dict(zip(params.category_columns, params.categories)),
+            "top_channels": dict(zip(params.channel_columns, params.channels)),
+            "rfm_quintiles": edges,
+            "rfm_scores": list(RFM_SCORES) if edges else [],
+            "backend": backend.name,
+            "store": str(store),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+        }
+        (staging / FEATURES_META).write_text(json.dumps(document, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info(
+        "features: %d customers, %d features as of %s in %.1f s", customers, len(features), as_of, summary.seconds
+    )
+    return summary
