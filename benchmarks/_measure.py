@@ -127,29 +127,39 @@ class PeakMemory:
         self.peak_gpu_bytes: int | None = None
         self.samples = 0
         self._frozen = False
+        # A sample read before a restart or freeze must not land after it: the sampler
+        # thread can be preempted between reading the RSS and recording it.
+        self._lock = threading.Lock()
+        self._generation = 0
 
     def restart(self) -> None:
         """Forget the peaks so far: the measured region starts now (set-up is not counted)."""
-        self._frozen = False
-        self.peak_rss_bytes = 0
-        self.peak_gpu_bytes = None
+        with self._lock:
+            self._generation += 1
+            self._frozen = False
+            self.peak_rss_bytes = 0
+            self.peak_gpu_bytes = None
         self.start_rss_bytes = self.sample()
 
     def freeze(self) -> None:
         """Keep the peaks as they are: the measured region has ended (clean-up is not counted)."""
         self.sample()
-        self._frozen = True
+        with self._lock:
+            self._generation += 1
+            self._frozen = True
 
     def sample(self) -> int:
         """Take one sample now; return the tree RSS in bytes."""
+        generation = self._generation
         rss = tree_rss(self._process)
-        if self._frozen:
-            return rss
-        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
-        if self._gpu_used_bytes is not None:
-            used = int(self._gpu_used_bytes())
-            self.peak_gpu_bytes = used if self.peak_gpu_bytes is None else max(self.peak_gpu_bytes, used)
-        self.samples += 1
+        used = None if self._gpu_used_bytes is None else int(self._gpu_used_bytes())
+        with self._lock:
+            if self._frozen or generation != self._generation:
+                return rss
+            self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+            if used is not None:
+                self.peak_gpu_bytes = used if self.peak_gpu_bytes is None else max(self.peak_gpu_bytes, used)
+            self.samples += 1
         return rss
 
     def _loop(self) -> None:

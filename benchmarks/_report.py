@@ -27,18 +27,24 @@ def _subtitle(metadata: dict) -> str:
 
 
 def format_table(document: dict) -> Table:
-    """One row per case and size: rows, median and min seconds, rows/s, peak RSS, status.
+    """One row per case and size: rows, median and min seconds, rows/s, peak RSS, time
+    against the fastest peer, status; failure reasons and quality metrics under the table.
 
     Parameters
     ----------
     document : dict
         What :func:`benchmarks.run_benchmarks` returns (or its JSON file, loaded).
     """
-    headers = ("case", "customers", "rows", "median s", "min s", "rows/s", "peak RSS GiB", "status")
+    headers = ("case", "customers", "rows", "median s", "min s", "rows/s", "peak RSS GiB", "x fastest peer", "status")
     rows, notes = [], []
     for result in document["results"]:
         if result["status"] != "ok":  # reasons go below the table: they would crush its columns
             notes.append(f"{result['case']} at {result['size']:,}: {result['status']}, {result['reason']}")
+        if result.get("quality"):
+            metrics = ", ".join(f"{name} {_number(value, ',')}" for name, value in result["quality"].items())
+            notes.append(f"{result['case']} at {result['size']:,}: {metrics}")
+        ratio = result.get("time_vs_fastest_peer")
+        versus = "-" if ratio is None else f"{ratio:.2f} ({result['fastest_peer'].removeprefix(result['stage'] + '-')})"
         rows.append(
             (
                 result["case"],
@@ -48,6 +54,7 @@ def format_table(document: dict) -> Table:
                 _number(result["min_seconds"], ".2f"),
                 _number(result["rows_per_second"], ",.0f"),
                 _number(result["peak_rss_gib"], ".2f"),
+                versus,
                 result["status"],
             )
         )
@@ -63,7 +70,7 @@ def format_table(document: dict) -> Table:
     for index, header in enumerate(headers):
         # On a narrow terminal headers wrap; the numbers themselves are never cut.
         widest = max([len(row[index]) for row in rows] + [len(word) for word in header.split()])
-        table.add_column(header, justify="left" if index in (0, 7) else "right", min_width=widest)
+        table.add_column(header, justify="left" if index in (0, 8) else "right", min_width=widest)
     for row in rows:
         table.add_row(*row)
     return table

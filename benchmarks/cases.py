@@ -27,11 +27,17 @@ worker processes (or GPUs) to use. The case wraps exactly the work to be timed i
     Where its output went (reported when the data are kept).
 ``quality``
     dict of quality metric -> value, for cases whose output can be scored.
+
+A case with a ``dataset`` also gets ``data=``: the dict its entry in :data:`DATASETS`
+returned. The runner builds each dataset once per size, untimed and outside the memory
+measurement, shares it between the cases of the run and deletes it afterwards, so peers
+compared with each other read the very same files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -40,7 +46,9 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-__all__ = ["Case", "CASES", "BenchmarkUsageError", "select_cases", "SIZE_UNIT"]
+from . import _features
+
+__all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
 SIZE_UNIT = "customers"
 _BACKENDS = ("cpu", "gpu")
@@ -73,6 +81,11 @@ class Case:
     baselines : tuple of str, default ()
         Names of registered cases of the same stage to compare with; the runner reports
         the ratio of their median time to this case's (``speedup_vs``) at each size.
+    dataset : str, optional
+        Key in :data:`DATASETS` of the shared input data ``run`` receives as ``data=``.
+    requires : tuple of str, default ()
+        Modules the case imports (a peer's library); without them it is skipped, with a
+        message saying how to install them.
     """
 
     name: str
@@ -81,6 +94,8 @@ class Case:
     run: Callable[..., dict]
     backends: tuple[str, ...] = ("cpu",)
     baselines: tuple[str, ...] = ()
+    dataset: str | None = None
+    requires: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.backends or not set(self.backends) <= set(_BACKENDS):
@@ -147,6 +162,20 @@ def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock
     }
 
 
+# ---------------------------------------------------------------------------------------
+# features: segscale's feature stage and its peers (benchmarks/_features.py)
+
+DATASETS = {"world+store": _features.prepare_world_and_store}
+
+_FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb")
+_SUBSET = "RFM + scores, orders/spend 30/90/365 d, top-5 category shares"
+
+
+def missing_requirements(case: Case) -> list[str]:
+    """The modules ``case`` requires that cannot be imported here."""
+    return [module for module in case.requires if importlib.util.find_spec(module) is None]
+
+
 CASES: dict[str, Case] = {
     case.name: case
     for case in (
@@ -166,6 +195,47 @@ CASES: dict[str, Case] = {
             run=_run_ingest,
             backends=("cpu", "gpu"),
         ),
+        Case(
+            name="features",
+            stage="features",
+            description=f"engine.features from the customer-clustered store: {_SUBSET}",
+            run=_features.run_segscale_features,
+            backends=("cpu", "gpu"),
+            baselines=_FEATURE_PEERS,
+            dataset="world+store",
+        ),
+        Case(
+            name="ingest+features",
+            stage="features",
+            description="engine.ingest then engine.features from the raw world (validation, identity, store, features)",
+            run=_features.run_ingest_and_features,
+            backends=("cpu", "gpu"),
+            baselines=_FEATURE_PEERS,
+            dataset="world+store",
+        ),
+        Case(
+            name="features-pandas",
+            stage="features",
+            description=f"pandas groupby from the raw world's Parquet: {_SUBSET}",
+            run=_features.run_pandas,
+            dataset="world+store",
+        ),
+        Case(
+            name="features-polars",
+            stage="features",
+            description=f"polars lazy query from the raw world's Parquet: {_SUBSET}",
+            run=_features.run_polars,
+            dataset="world+store",
+            requires=("polars",),
+        ),
+        Case(
+            name="features-duckdb",
+            stage="features",
+            description=f"DuckDB SQL from the raw world's Parquet: {_SUBSET}",
+            run=_features.run_duckdb,
+            dataset="world+store",
+            requires=("duckdb",),
+        ),
     )
 }
 
@@ -174,6 +244,8 @@ def _check_registry(cases: dict[str, Case]) -> None:
     for key, case in cases.items():
         if key != case.name:
             raise ValueError(f"CASES[{key!r}] holds case {case.name!r}")
+        if case.dataset is not None and case.dataset not in DATASETS:
+            raise ValueError(f"case {case.name!r}: unknown dataset {case.dataset!r}")
         for baseline in case.baselines:
             if baseline not in cases or cases[baseline].stage != case.stage:
                 raise ValueError(f"case {case.name!r}: baseline {baseline!r} is not a registered {case.stage!r} case")

@@ -15,6 +15,7 @@ import logging
 import shutil
 import statistics
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -118,13 +119,35 @@ def _fresh_dir(path: Path) -> Path:
     return path
 
 
-def _measure_once(case: Case, size: int, workdir: Path, backend_name: str, workers: int, device: _Device) -> dict:
+class _Datasets:
+    """Shared input data, built on first use per (dataset, size) and deleted by ``close``."""
+
+    def __init__(self, root: Path, backend_name: str, workers: int, keep: bool):
+        self.root, self.backend_name, self.workers, self.keep = root, backend_name, workers, keep
+        self._built: dict[tuple[str, int], dict] = {}
+
+    def get(self, name: str, size: int) -> dict:
+        if (name, size) not in self._built:
+            directory = _fresh_dir(self.root / f"_{name.replace('+', '-')}-{size}")
+            started = time.perf_counter()
+            self._built[name, size] = _cases.DATASETS[name](size, directory, self.backend_name, self.workers)
+            logger.info("dataset %s at %d %s built in %.1f s (not timed)", name, size, SIZE_UNIT, time.perf_counter() - started)
+        return self._built[name, size]
+
+    def close(self) -> None:
+        if not self.keep:
+            for name, size in self._built:
+                shutil.rmtree(self.root / f"_{name.replace('+', '-')}-{size}", ignore_errors=True)
+
+
+def _measure_once(case: Case, size: int, workdir: Path, backend_name: str, workers: int, device: _Device, data) -> dict:
     """One run of ``case`` at ``size`` in an emptied ``workdir``: its counts, time and peaks."""
     _fresh_dir(workdir)
     gc.collect()  # garbage left by the previous run is not this run's memory
+    extra = {} if data is None else {"data": data}
     with PeakMemory(DEFAULT_INTERVAL_S, gpu_used_bytes=device.used_bytes()) as memory:
         clock = Clock(device.sync(), memory=memory)
-        produced = case.run(size, workdir, backend_name, workers, clock=clock)
+        produced = case.run(size, workdir, backend_name, workers, clock=clock, **extra)
     if clock.seconds is None:
         raise RuntimeError(f"case {case.name!r} returned without timing anything (wrap its work in `with clock:`)")
     rows = {name: int(count) for name, count in produced["rows"].items()}
@@ -166,6 +189,8 @@ def _result(case: Case, size: int, backend_name: str, workers: int, status: str,
         "runs": [],
         "quality": None,
         "speedup_vs": {},
+        "fastest_peer": None,
+        "time_vs_fastest_peer": None,
         "data_path": None,
     }
 
@@ -199,13 +224,20 @@ def _summarise(result: dict, runs: list[dict], warmup_run: dict | None) -> dict:
 
 
 def _compare_with_baselines(results: list[dict], cases: dict[str, Case]) -> None:
-    """``speedup_vs[peer]`` = peer's median seconds / this case's, at the same size and backend."""
+    """``speedup_vs[peer]`` = peer's median seconds / this case's, at the same size and backend;
+    ``time_vs_fastest_peer`` = this case's median / the fastest peer's (the targets' form)."""
     ok = {(r["case"], r["size"], r["backend"]): r for r in results if r["status"] == "ok"}
     for result in ok.values():
+        peers = {}
         for baseline in cases[result["case"]].baselines:
             peer = ok.get((baseline, result["size"], result["backend"]))
             if peer is not None and result["median_seconds"] > 0:
                 result["speedup_vs"][baseline] = peer["median_seconds"] / result["median_seconds"]
+                peers[baseline] = peer["median_seconds"]
+        if peers and min(peers.values()) > 0:
+            fastest = min(peers, key=peers.get)
+            result["fastest_peer"] = fastest
+            result["time_vs_fastest_peer"] = result["median_seconds"] / peers[fastest]
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,11 +340,21 @@ def run_benchmarks(
         device.sync()  # fail now, before any work, if the GPU was asked for and is missing
 
     results = []
+    datasets = _Datasets(data_root, backend_name, workers, keep_data)
     for case, size in plan:
+        reason = None
         if backend_name not in case.backends:
             reason = f"no {backend_name} implementation (backends: {', '.join(case.backends)})"
+        elif _cases.missing_requirements(case):
+            missing = ", ".join(_cases.missing_requirements(case))
+            reason = f"{missing} not installed (pip install -e '.[bench]')"
+        if reason is not None:
             logger.info("%s at %d %s: skipped, %s", case.name, size, SIZE_UNIT, reason)
             results.append(_result(case, size, backend_name, workers, "skipped", reason))
+            if backend_name in case.backends:
+                runs_done += runs_per_item
+                if progress is not None:
+                    progress(runs_done, runs_total)
             continue
         result = _result(case, size, backend_name, workers, "ok")
         workdir = data_root / f"{case.name}-{size}"
@@ -321,7 +363,8 @@ def run_benchmarks(
         try:
             for index in range(runs_per_item):
                 is_warmup = bool(warmup) and index == 0
-                run = _measure_once(case, size, workdir, backend_name, workers, device)
+                data = datasets.get(case.dataset, size) if case.dataset else None
+                run = _measure_once(case, size, workdir, backend_name, workers, device, data)
                 logger.info(
                     "%s at %d %s, %s: %.2f s, %d rows, peak RSS %.2f GiB",
                     case.name, size, SIZE_UNIT, "warm-up" if is_warmup else f"run {len(runs) + 1}/{repeats}",
@@ -347,6 +390,7 @@ def run_benchmarks(
             if not keep_data:
                 shutil.rmtree(workdir, ignore_errors=True)
         results.append(result)
+    datasets.close()
     if data_root.is_dir() and not any(data_root.iterdir()):
         data_root.rmdir()
     _compare_with_baselines(results, registry)

@@ -105,7 +105,7 @@ def test_unsupported_backend_is_skipped_with_reason(tmp_path):
 
 
 def test_unknown_stage_lists_known_ones(tmp_path):
-    with pytest.raises(ValueError, match="known stages: generate") as error:
+    with pytest.raises(ValueError, match="known stages: features, generate, ingest") as error:
         run_benchmarks(stages=("generate", "nonsense"), sizes=(10,), out_dir=tmp_path)
     assert "'nonsense'" in str(error.value)
     assert isinstance(error.value, UsageError)  # the CLI maps it to exit code 2
@@ -183,3 +183,68 @@ def test_registry_rejects_bad_cases():
         Case("x", "s", "d", _untimed_run, backends=("tpu",))
     with pytest.raises(ValueError, match="baseline 'nope'"):
         _check_registry({"x": Case("x", "s", "d", _untimed_run, baselines=("nope",))})
+
+
+# --- shared datasets and optional peers ---------------------------------------------------
+
+
+def _data_run(size, workdir, backend_name, workers, clock, data):
+    with clock:
+        text = (data["dir"] / "input.txt").read_text()
+    return {"rows": {"things": len(text)}, "quality": {"built": data["built"]}}
+
+
+@pytest.fixture
+def data_stage(monkeypatch):
+    from benchmarks import cases
+
+    built = []
+
+    def prepare(size, directory, backend_name, workers):
+        built.append((size, directory))
+        (directory / "input.txt").write_text("y" * size)
+        return {"dir": directory, "built": len(built)}
+
+    monkeypatch.setitem(cases.DATASETS, "fake-data", prepare)
+    for name in ("a", "b"):
+        monkeypatch.setitem(CASES, f"data-{name}", Case(f"data-{name}", "data", name, _data_run, dataset="fake-data"))
+    peer = Case("data-peer", "data", "needs a library", _data_run, dataset="fake-data", requires=("no_such_module_xyz",))
+    monkeypatch.setitem(CASES, "data-peer", peer)
+    return built
+
+
+def test_datasets_are_built_once_per_size_shared_and_removed(tmp_path, data_stage):
+    document = run_benchmarks(stages=("data",), sizes=(5, 7), workers=1, repeats=2, out_dir=tmp_path)
+    assert [size for size, _ in data_stage] == [5, 7]
+    ok = [r for r in document["results"] if r["status"] == "ok"]
+    assert [(r["case"], r["rows"], r["quality"]["built"]) for r in ok] == [("data-a", 5, 1), ("data-a", 7, 2), ("data-b", 5, 1), ("data-b", 7, 2)]
+    assert not any(directory.exists() for _, directory in data_stage)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_peer_without_its_library_is_skipped_with_how_to_install(tmp_path, data_stage):
+    document = run_benchmarks(stages=("data",), sizes=(5,), workers=1, out_dir=tmp_path)
+    peer = next(r for r in document["results"] if r["case"] == "data-peer")
+    assert peer["status"] == "skipped"
+    assert "no_such_module_xyz not installed" in peer["reason"] and ".[bench]" in peer["reason"]
+    text = _table_text(document)
+    assert "no_such_module_xyz not installed" in text
+
+
+def _table_text(document):
+    console = Console(width=200, record=True)
+    console.print(format_table(document))
+    return console.export_text()
+
+
+def test_time_against_the_fastest_peer(tmp_path, fake_stage, monkeypatch):
+    from benchmarks import runner
+
+    results = [
+        {**runner._result(CASES["fake-ours"], 10, "cpu", 1, "ok"), "median_seconds": 1.0},
+        {**runner._result(CASES["fake-peer"], 10, "cpu", 1, "ok"), "median_seconds": 4.0},
+    ]
+    runner._compare_with_baselines(results, CASES)
+    assert results[0]["fastest_peer"] == "fake-peer" and results[0]["time_vs_fastest_peer"] == 0.25
+    assert results[0]["speedup_vs"] == {"fake-peer": 4.0}
+    assert results[1]["time_vs_fastest_peer"] is None
