@@ -24,31 +24,33 @@ KEY = "customer_key"
 _NAN = float("nan")
 
 
-def _starts(series, xp):
+def _changed(values, xp):
     """True where a row's value differs from the previous row's (always on the first row)."""
-    if len(series) == 0:
-        return xp.zeros(0, dtype=bool)
-    return to_array(series.ne(series.shift()), "bool", na_value=True)
+    changed = xp.ones(values.size, dtype=bool)
+    if values.size:
+        changed[1:] = values[1:] != values[:-1]
+    return changed
 
 
-def _universe(namespace, frames):
-    """The sorted distinct customer keys over ``frames``, as a frame with their position."""
-    keys = [frame[KEY][frame[KEY].ne(frame[KEY].shift()).fillna(True)] for frame in frames]
-    keys = namespace.concat(keys, ignore_index=True).drop_duplicates().sort_values().reset_index(drop=True)
+def _customers(namespace, frames, xp):
+    """The sorted distinct customer keys over ``frames``, and each frame's rows' positions
+    among them (int64). Rows are grouped by key within each frame."""
+    changed = [frame[KEY].ne(frame[KEY].shift()).fillna(True) for frame in frames]
+    runs = [frame[KEY][change].reset_index(drop=True) for frame, change in zip(frames, changed)]
+    run_of_row = [xp.cumsum(to_array(change, "bool", na_value=True)) - 1 for change in changed]
+    if len(frames) == 1:
+        return runs[0], run_of_row
+    keys = namespace.concat(runs, ignore_index=True).drop_duplicates().sort_values().reset_index(drop=True)
     positions = keys.to_frame(name=KEY)
     positions["_position"] = namespace.Series(range(len(keys)), dtype="int64")
-    return keys, positions
-
-
-def _customer_of_rows(frame, positions, xp):
-    """The universe position (int64) of each row's customer."""
-    starts = _starts(frame[KEY], xp)
-    run_keys = frame[KEY][frame[KEY].ne(frame[KEY].shift()).fillna(True)].reset_index(drop=True).to_frame(name=KEY)
-    run_keys["_run"] = dataframe_namespace(frame).Series(range(len(run_keys)), dtype="int64")
-    # Merges do not keep row order on the GPU: put the runs back in order by their number.
-    located = run_keys.merge(positions, on=KEY, how="left").sort_values("_run")
-    run_position = to_array(located["_position"], "int64")
-    return run_position[xp.cumsum(starts) - 1]
+    rows = []
+    for run_keys, run in zip(runs, run_of_row):
+        run_keys = run_keys.to_frame(name=KEY)
+        run_keys["_run"] = namespace.Series(range(len(run_keys)), dtype="int64")
+        # Merges do not keep row order on the GPU: put the runs back in order by their number.
+        located = run_keys.merge(positions, on=KEY, how="left").sort_values("_run")
+        rows.append(to_array(located["_position"], "int64")[run])
+    return keys, rows
 
 
 def _last_rows(customer, xp):
@@ -98,41 +100,40 @@ class _Orders:
     order's lines are adjacent.
     """
 
-    def __init__(self, lines, customer, n, xp):
-        ts = to_array(lines["ts"], "int64")
-        amount = to_array(lines["amount"], "float64", na_value=0.0)
-        new_customer = xp.ones(customer.size, dtype=bool)
-        if customer.size:
-            new_customer[1:] = customer[1:] != customer[:-1]
-        new_time = _starts(lines["ts"], xp)
-        if "order_id" in lines.columns:
-            order_id = lines["order_id"].fillna("")
+    def __init__(self, customer, ts, amount, order_id, n, xp):
+        new_time = _changed(ts, xp)
+        if order_id is not None:
+            order_id = order_id.fillna("")
+            new_id = to_array(order_id.ne(order_id.shift()), "bool", na_value=True)
             no_id = to_array(order_id.eq(""), "bool", na_value=True)
-            new_order = _starts(order_id, xp) | (no_id & new_time)
+            new_order = new_id | (no_id & new_time)
         else:
             new_order = new_time
-        start = new_customer | new_order
+        start = _changed(customer, xp) | new_order
         number = xp.cumsum(start) - 1
         self.count = int(number[-1]) + 1 if number.size else 0
         self.customer = customer[start]
         self.ts = ts[start]
         self.days = self.ts / DAY_US
         self.spend = xp.bincount(number, weights=amount, minlength=self.count)
-        self.per_customer = xp.bincount(customer[start], minlength=n)
+        self.per_customer = xp.bincount(self.customer, minlength=n)
         self.offsets = xp.concatenate([xp.zeros(1, dtype="int64"), xp.cumsum(self.per_customer)])
 
 
-def _transaction_features(transactions, positions, n, params, xp, out):
+def _transaction_features(transactions, customer, n, params, xp, out):
     groups = params.groups
     end = params.as_of_us / DAY_US
-    buy = transactions[~transactions["is_return"].fillna(False)]
-    back = transactions[transactions["is_return"].fillna(False)]
-    buyer = _customer_of_rows(buy, positions, xp)
-    returner = _customer_of_rows(back, positions, xp)
-    amount = to_array(buy["amount"], "float64", na_value=0.0)
+    is_return = to_array(transactions["is_return"], "bool", na_value=False)
+    buy = ~is_return
+    columns = transactions.columns
+    all_amounts = to_array(transactions["amount"], "float64", na_value=0.0)
+    buyer, amount, returner = customer[buy], all_amounts[buy], customer[is_return]
     gross = xp.bincount(buyer, weights=amount, minlength=n)
     lines = xp.bincount(buyer, minlength=n)
-    orders = _Orders(buy, buyer, n, xp)
+    order_id = None
+    if "order_id" in columns:
+        order_id = transactions["order_id"][~transactions["is_return"].fillna(False)].reset_index(drop=True)
+    orders = _Orders(buyer, to_array(transactions["ts"], "int64")[buy], amount, order_id, n, xp)
     frequency = orders.per_customer
     has_orders = frequency > 0
     first = orders.offsets[:-1]
@@ -140,7 +141,7 @@ def _transaction_features(transactions, positions, n, params, xp, out):
     order_days = orders.days if orders.count else xp.zeros(1)
 
     if "rfm" in groups:
-        returned = xp.bincount(returner, weights=xp.abs(to_array(back["amount"], "float64", na_value=0.0)), minlength=n)
+        returned = xp.bincount(returner, weights=xp.abs(all_amounts[is_return]), minlength=n)
         out["recency_days"] = xp.where(has_orders, end - order_days[last], _NAN)
         out["frequency"] = frequency
         out["monetary_total"] = gross - returned
@@ -170,11 +171,11 @@ def _transaction_features(transactions, positions, n, params, xp, out):
     if "basket" in groups:
         returns = xp.bincount(returner, minlength=n)
         out["return_rate"] = _ratio(returns, lines + returns, xp)
-        if "discount" in buy.columns:
-            discounted = to_array(buy["discount"], "float64", na_value=0.0) > 0
+        if "discount" in columns:
+            discounted = (to_array(transactions["discount"], "float64", na_value=0.0)[buy] > 0).astype("float64")
             out["discount_share"] = _ratio(xp.bincount(buyer, weights=discounted, minlength=n), lines, xp)
-        if "category" in buy.columns:
-            codes = _local_codes(buy["category"], xp)
+        if "category" in columns:
+            codes = _local_codes(transactions["category"], xp)[buy]
             width = int(codes.max()) + 1 if codes.size else 1
             pairs = xp.unique(buyer[codes >= 0] * width + codes[codes >= 0])
             out["distinct_categories"] = xp.bincount(pairs // width, minlength=n)
@@ -182,17 +183,16 @@ def _transaction_features(transactions, positions, n, params, xp, out):
         ("categories", "category", params.categories, params.category_columns),
         ("channels", "channel", params.channels, params.channel_columns),
     ):
-        if group in groups and column in buy.columns and values:
-            shares = _shares(buyer, _codes(buy[column], values, xp), amount, n, len(values), gross, xp)
+        if group in groups and column in columns and values:
+            shares = _shares(buyer, _codes(transactions[column], values, xp)[buy], amount, n, len(values), gross, xp)
             for j, name in enumerate(names):
                 out[name] = shares[:, j]
     return frequency, orders
 
 
-def _event_features(events, positions, n, frequency, params, xp, out):
+def _event_features(events, customer, n, frequency, params, xp, out):
     groups = params.groups
     end = params.as_of_us / DAY_US
-    customer = _customer_of_rows(events, positions, xp)
     ts = to_array(events["ts"], "int64")
     codes = _codes(events["event_type"], EVENT_TYPES, xp)
     k = len(EVENT_TYPES)
@@ -274,13 +274,13 @@ def partition_features(transactions, events, customers, params: FeatureParams):
     namespace = dataframe_namespace(transactions)
     xp = array_namespace(transactions)
     active = [transactions] + ([events] if events is not None else [])
-    keys, positions = _universe(namespace, active)
+    keys, rows = _customers(namespace, active, xp)
     n = len(keys)
     out: dict = {}
-    frequency, orders = _transaction_features(transactions, positions, n, params, xp, out)
+    frequency, orders = _transaction_features(transactions, rows[0], n, params, xp, out)
     activity = [(orders.customer, orders.ts)]
     if events is not None:
-        activity.append(_event_features(events, positions, n, frequency, params, xp, out))
+        activity.append(_event_features(events, rows[1], n, frequency, params, xp, out))
     if "activity" in params.groups:
         out["active_weeks"] = _active_weeks(activity, n, params, xp)
     frame = namespace.DataFrame({KEY: keys})
