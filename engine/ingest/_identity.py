@@ -14,7 +14,9 @@ values over the cap, since those may be real addresses.
 
 Components are found by min-label propagation with pointer jumping, expressed in Dask
 dataframe operations only (merge, groupby-min, concat, drop_duplicates), so the same code runs
-on pandas and on dask-cudf.
+on pandas and on dask-cudf. Resolution is two steps so a caller can release the identity rows
+between them: :func:`screen_identities` applies the guardrails and leaves a compact edge list
+(customer id, 64-bit identifier hash), and :func:`link_identities` propagates labels over it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import dask.dataframe as dd
 
 from ..backend import dataframe_namespace
 from ..exceptions import SegscaleError, UsageError
+from ._store import row_fingerprints
 
 __all__ = [
     # guardrails
@@ -38,7 +41,10 @@ __all__ = [
     "normalise_identifiers",
     # resolution
     "IdentityResolution",
+    "IdentityScreening",
+    "link_identities",
     "resolve_identities",
+    "screen_identities",
 ]
 
 DEFAULT_BLOCKED: frozenset[str] = frozenset(
@@ -98,6 +104,27 @@ class IdentityResolution:
     """
 
     merged: object
+    identities: dd.DataFrame
+    report: dict
+
+
+@dataclass
+class IdentityScreening:
+    """What :func:`screen_identities` found: the links to follow, and the rows set aside.
+
+    Attributes
+    ----------
+    edges : dask.dataframe.DataFrame
+        Persisted, distinct ``customer_id``, ``node`` (int64 hash of id type + normalised
+        value) pairs of every row used for linking. Eight bytes per identifier instead of its
+        text keep the propagation's working set small.
+    identities : dask.dataframe.DataFrame
+        The input rows with ``reason`` (see :class:`IdentityResolution`); lazy.
+    report : dict
+        ``customers``, ``blocked`` and ``over_cap`` as in :class:`IdentityResolution`.
+    """
+
+    edges: dd.DataFrame
     identities: dd.DataFrame
     report: dict
 
@@ -165,6 +192,12 @@ def _drop_nodes(edges, nodes):
     return edges[~edges["_node"].isin(nodes)]
 
 
+def _node_ids(pairs):
+    """Partition function: ``customer_id`` and ``node``, the int64 hash of ``_node``."""
+    node = row_fingerprints(pairs[["_node"]]).astype("int64")
+    return pairs[["customer_id"]].assign(node=node.values)
+
+
 def _with_reason(frame, over_nodes, *, blocked):
     """The partition's rows with ``reason``: why the row took no part in linking, else null."""
     marked = _mark(frame, blocked=blocked)
@@ -196,7 +229,7 @@ def _propagate(edges):
     Parameters
     ----------
     edges : dask.dataframe.DataFrame
-        Distinct ``customer_id``, ``_node`` pairs, persisted.
+        Distinct ``customer_id``, ``node`` pairs, persisted.
 
     Returns
     -------
@@ -210,8 +243,8 @@ def _propagate(edges):
     for rounds in range(1, _MAX_ROUNDS + 1):
         # Each identifier offers the smallest label among its customers; each customer takes
         # the smallest offer, which is never above its own label (it offers that itself).
-        offers = state.groupby("_node")["label"].min().rename("offer").reset_index()
-        offered = state.merge(offers, on="_node")
+        offers = state.groupby("node")["label"].min().rename("offer").reset_index()
+        offered = state.merge(offers, on="node")
         labels = (
             offered.groupby("customer_id")
             .agg({"label": "min", "offer": "min"})
@@ -242,44 +275,26 @@ def _check_caps(cap: int, caps: Mapping[str, int]) -> None:
             raise UsageError(f"identifier {name} must be an integer of at least 1, got {value!r}")
 
 
-def resolve_identities(
+def screen_identities(
     identities: dd.DataFrame,
     customer_ids: dd.Series,
     *,
     cap: int = 5,
     caps: Mapping[str, int] | None = None,
     blocked: Iterable[str] = (),
-) -> IdentityResolution:
-    """Resolve customers linked through shared identifiers to one key per connected component.
+) -> IdentityScreening:
+    """Apply the guardrails: normalise, set aside blocked and over-cap values, count.
 
-    Parameters
-    ----------
-    identities : dask.dataframe.DataFrame
-        Identity rows with string columns ``customer_id`` (validated: never blank), ``id_type``
-        and ``id_value`` (nulls allowed); other columns are carried through untouched.
-    customer_ids : dask.dataframe.Series
-        Every valid customer id seen in any table, duplicates allowed. Each one, and each
-        customer id in ``identities``, gets a row in the mapping.
-    cap : int, default 5
-        A value (per id type, after normalisation) held by more distinct customers than this
-        links nobody.
-    caps : dict of str to int, optional
-        Per id type overrides of ``cap``.
-    blocked : iterable of str, default ()
-        Values that never link, on top of :data:`DEFAULT_BLOCKED`; normalised like the
-        identifiers (case, whitespace, and phone digits) before comparing.
-
-    Returns
-    -------
-    IdentityResolution
-        The mapping (computed), the identity rows with a ``reason`` column (lazy) and a report.
+    Parameters are those of :func:`resolve_identities`. Only ``edges`` stays on the cluster
+    (persisted); the identity rows themselves can be released once ``identities`` (the rows
+    with their reasons) has been computed.
 
     Raises
     ------
     UsageError
         A cap below 1.
     SegscaleError
-        The propagation did not converge in 100 rounds.
+        Two different identifiers hashed alike (about 1 in 10^10 at 10M identifiers).
     """
     caps = {kind.strip().lower(): value for kind, value in (caps or {}).items()}
     _check_caps(cap, caps)
@@ -307,41 +322,119 @@ def resolve_identities(
         .persist()
     )
     # A single-partition argument is broadcast to every partition of the first.
-    edges = pairs[["customer_id", "_node"]].map_partitions(
+    kept = pairs[["customer_id", "_node"]].map_partitions(
         _drop_nodes, over["_node"], meta=pairs._meta[["customer_id", "_node"]]
     )
-    labels, rounds = _propagate(edges.persist())
-
+    edges = kept.map_partitions(_node_ids, meta=_node_ids(kept._meta)).persist()
     everyone = dd.concat(
         [customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]
     ).drop_duplicates()
-    relabelled = labels[labels["customer_id"] != labels["label"]]
-    customers, merged = dask.compute(everyone.shape[0], relabelled)
-    merged = (
-        merged.rename(columns={"label": "resolved_id"})
-        .sort_values("customer_id")
-        .reset_index(drop=True)
+    customers, texts, hashes, blocked_rows, over = dask.compute(
+        everyone.shape[0], stats["_node"].nunique(), edges["node"].nunique(), blocked_rows, over
     )
-
+    linked_texts = texts - len(over)
+    if hashes != linked_texts:
+        raise SegscaleError(
+            f"identity resolution: {linked_texts} distinct identifiers but {hashes} distinct hashes; "
+            "two identifiers collided in the 64-bit hash, so links could be wrong (please report this)"
+        )
     reasons = identities.map_partitions(
         _with_reason,
         over["_node"],
         blocked=blocked_keys,
-        meta=_with_reason(identities._meta, over["_node"]._meta, blocked=blocked_keys),
+        meta=_with_reason(identities._meta, over["_node"].iloc[:0], blocked=blocked_keys),
     )
-    blocked_rows, over = dask.compute(blocked_rows, over)
+    report = {"customers": int(customers), **_guardrail_report(_to_host(blocked_rows), _to_host(over))}
+    return IdentityScreening(edges=edges, identities=reasons, report=report)
+
+
+def link_identities(edges: dd.DataFrame):
+    """Connected components over screened edges.
+
+    Returns
+    -------
+    merged : DataFrame
+        Computed: ``customer_id``, ``resolved_id`` (the smallest customer id of its
+        component) for the accounts whose resolved id is not their own, sorted.
+    rounds : int
+        Propagation rounds, the last confirming that no label changed.
+    """
+    labels, rounds = _propagate(edges)
+    merged = labels[labels["customer_id"] != labels["label"]].compute()
+    merged = merged.rename(columns={"label": "resolved_id"}).sort_values("customer_id").reset_index(drop=True)
+    return merged, rounds
+
+
+def resolve_identities(
+    identities: dd.DataFrame,
+    customer_ids: dd.Series,
+    *,
+    cap: int = 5,
+    caps: Mapping[str, int] | None = None,
+    blocked: Iterable[str] = (),
+) -> IdentityResolution:
+    """Resolve customers linked through shared identifiers to one key per connected component.
+
+    :func:`screen_identities` then :func:`link_identities`, for callers that keep the
+    identity rows anyway.
+
+    Parameters
+    ----------
+    identities : dask.dataframe.DataFrame
+        Identity rows with string columns ``customer_id`` (validated: never blank), ``id_type``
+        and ``id_value`` (nulls allowed); other columns are carried through untouched.
+    customer_ids : dask.dataframe.Series
+        Every valid customer id seen in any table, duplicates allowed; counted in the report.
+    cap : int, default 5
+        A value (per id type, after normalisation) held by more distinct customers than this
+        links nobody.
+    caps : dict of str to int, optional
+        Per id type overrides of ``cap``.
+    blocked : iterable of str, default ()
+        Values that never link, on top of :data:`DEFAULT_BLOCKED`; normalised like the
+        identifiers (case, whitespace, and phone digits) before comparing.
+
+    Returns
+    -------
+    IdentityResolution
+        The merged accounts (computed), the identity rows with a ``reason`` column (lazy)
+        and a report.
+
+    Raises
+    ------
+    UsageError
+        A cap below 1.
+    SegscaleError
+        The propagation did not converge in 100 rounds, or identifiers collided in the hash.
+    """
+    screening = screen_identities(identities, customer_ids, cap=cap, caps=caps, blocked=blocked)
+    merged, rounds = link_identities(screening.edges)
     return IdentityResolution(
         merged=merged,
-        identities=reasons,
-        report=_report(int(customers), merged, rounds, _to_host(blocked_rows), _to_host(over)),
+        identities=screening.identities,
+        report=link_report(screening.report, merged, rounds),
     )
 
 
-def _report(customers, merged, rounds, blocked_rows, over) -> dict:
-    """The JSON-ready report; ``blocked_rows`` and ``over`` are pandas."""
+def _guardrail_report(blocked_rows, over) -> dict:
+    """``blocked`` and ``over_cap`` of the report; both arguments are pandas."""
+    over_by_kind = over.groupby("_kind").agg(values=("_node", "count"), rows=("rows", "sum"))
+    return {
+        # Only blocked values are named: they are junk by definition (or chosen by the user).
+        "blocked": {str(key): int(rows) for key, rows in sorted(blocked_rows.items())},
+        "over_cap": {
+            str(kind): {"values": int(row["values"]), "rows": int(row["rows"])}
+            for kind, row in sorted(over_by_kind.iterrows())
+        },
+    }
+
+
+def link_report(screened: dict, merged, rounds: int) -> dict:
+    """The JSON-ready report (see :class:`IdentityResolution`) from the screening's report
+    and the merged accounts."""
+    customers = screened["customers"]
     # Each merged component holds its resolved id, which is not among the relabelled rows.
     sizes = _to_host(merged.groupby("resolved_id").size()) + 1
-    over_by_kind = over.groupby("_kind").agg(values=("_node", "count"), rows=("rows", "sum"))
     return {
         "customers": customers,
         "components": customers - len(merged),
@@ -349,10 +442,5 @@ def _report(customers, merged, rounds, blocked_rows, over) -> dict:
         "customers_merged": int(sizes.sum()),
         "largest_component": int(sizes.max()) if len(sizes) else (1 if customers else 0),
         "iterations": rounds,
-        # Only blocked values are named: they are junk by definition (or chosen by the user).
-        "blocked": {str(key): int(rows) for key, rows in sorted(blocked_rows.items())},
-        "over_cap": {
-            str(kind): {"values": int(row["values"]), "rows": int(row["rows"])}
-            for kind, row in sorted(over_by_kind.iterrows())
-        },
+        **{key: screened[key] for key in ("blocked", "over_cap")},
     }

@@ -35,7 +35,7 @@ from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
 from .._tasks import compute_tasks, publish
-from ._identity import resolve_identities
+from ._identity import link_identities, link_report, screen_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
 from ._store import ACCOUNTS, FINGERPRINT, bucket_rows, part_name, reduce_accounts, reduce_bucket, row_fingerprints
@@ -110,21 +110,26 @@ def _identities(frame, spec, key, options, backend, staging):
     checked = frame.map_partitions(validate_partition, "identities", rules, meta=meta)
     valid = checked.map_partitions(_valid_rows, meta=checked._meta.drop(columns=["reason"]))
     deduplicated = valid.drop_duplicates().persist()
-    resolution = resolve_identities(
+    screening = screen_identities(
         deduplicated,
         deduplicated["customer_id"],
         cap=options.identifier_cap,
         caps=options.identifier_caps,
         blocked=options.blocked_identifiers,
     )
-    linked = resolution.identities
-    read, valid_rows, used, blank, unlinked = dask.compute(
+    linked = screening.identities
+    read, valid_rows, distinct_rows, used, blank, unlinked = dask.compute(
         frame.shape[0],
         valid.shape[0],
+        deduplicated.shape[0],
         linked["reason"].isna().sum(),
         checked.map_partitions(_rejected_rows, meta=checked._meta),
         linked.map_partitions(_rejected_rows, meta=linked._meta),
     )
+    # Everything the identity rows were needed for is computed: release them before linking,
+    # whose working set then holds only the compact edges.
+    edges, screened = screening.edges, screening.report
+    del deduplicated, linked, screening
     rejected = pd.concat([_host_frame(blank), _host_frame(unlinked)], ignore_index=True)
     if len(rejected):
         text = as_text(rejected.drop(columns=["reason"])).assign(reason=rejected["reason"].to_numpy())
@@ -135,11 +140,13 @@ def _identities(frame, spec, key, options, backend, staging):
         "read": int(read),
         "kept": int(used),
         "quarantined": {k: int(v) for k, v in sorted(rejected["reason"].value_counts().items())},
-        "duplicates": int(valid_rows) - len(deduplicated),
+        "duplicates": int(valid_rows) - int(distinct_rows),
     }
-    merged = _host_frame(resolution.merged)
+    merged, rounds = link_identities(edges)
+    report = link_report(screened, merged, rounds)
+    merged = _host_frame(merged)
     merged = backend.df.DataFrame({column: merged[column].tolist() for column in ("customer_id", "resolved_id")})
-    return merged, accounting, resolution.report
+    return merged, accounting, report
 
 
 def _host_frame(frame):

@@ -257,6 +257,26 @@ def test_bad_caps_are_usage_errors():
         _resolve([("A", "email", "a@example.org")], caps={"device_id": 0})
 
 
+def test_an_identifier_hash_collision_is_an_error_not_a_wrong_link(monkeypatch):
+    def same_hash(frame):
+        return pd.Series(7, index=frame.index, dtype="uint64")
+
+    monkeypatch.setattr(_identity, "row_fingerprints", same_hash)
+    with pytest.raises(SegscaleError, match="2 distinct identifiers but 1 distinct hashes"):
+        _resolve([("A", "email", "a@example.org"), ("B", "email", "b@example.org")])
+
+
+def test_edges_hold_a_hash_per_identifier_not_its_text():
+    frame = _identities([("A", "email", "a@example.org"), ("B", "email", "A@example.org "), ("C", "phone", "555")])
+    screening = _identity.screen_identities(dd.from_pandas(frame, npartitions=2), dd.from_pandas(frame["customer_id"], npartitions=1))
+    edges = screening.edges.compute()
+    assert list(edges.columns) == ["customer_id", "node"] and edges["node"].dtype == "int64"
+    assert edges.groupby("node")["customer_id"].apply(sorted).tolist() in (
+        [["A", "B"], ["C"]],
+        [["C"], ["A", "B"]],
+    )
+
+
 def test_no_convergence_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(_identity, "_MAX_ROUNDS", 1)
     with pytest.raises(SegscaleError, match="did not converge in 1 rounds"):
