@@ -83,12 +83,33 @@ def _customers_label(size: int) -> str:
     return str(size)
 
 
-def write_plot(document: dict, path: Path) -> Path | None:
-    """Median seconds and peak RSS against customers, one line per case; None if nothing ran.
+def _bars(time_axes, memory_axes, by_case: dict[str, list[dict]], size: int) -> None:
+    """One size: a horizontal bar per case, labelled with its value; time on a log axis so
+    cases an order of magnitude apart both stay readable."""
+    names = list(by_case)[::-1]  # registry order, top to bottom
+    seconds = [by_case[name][0]["median_seconds"] for name in names]
+    memory = [by_case[name][0]["peak_rss_gib"] for name in names]
+    colours = [f"C{i}" for i in range(len(names))][::-1]
+    time_axes.barh(names, seconds, color=colours)
+    memory_axes.barh(names, memory, color=colours)
+    for axes, values, unit in ((time_axes, seconds, "s"), (memory_axes, memory, "GiB")):
+        for index, value in enumerate(values):
+            axes.annotate(f" {value:.3g} {unit}", (value, index), va="center", fontsize=9)
+        axes.grid(True, axis="x", alpha=0.3)
+    time_axes.set_xscale("log")
+    time_axes.set_xlim(right=max(seconds) * 4)
+    memory_axes.set_xlim(0, max(memory) * 1.25)
+    memory_axes.set_yticks(range(len(names)), [""] * len(names))
+    time_axes.set(xlabel="median wall seconds (log scale)", title=f"time at {_customers_label(size)} customers")
+    memory_axes.set(xlabel="GiB", title="peak RSS, whole process tree")
 
-    Time is log-log when more than one size was measured; memory stays linear from zero.
-    Drawn on a bare Agg canvas, so
-    the caller's pyplot backend and state are left alone.
+
+def write_plot(document: dict, path: Path) -> Path | None:
+    """Median seconds and peak RSS per case; None if nothing ran.
+
+    Several sizes: one line per case against customers, time log-log, memory linear from zero.
+    One size: one bar per case. Drawn on a bare Agg canvas, so the caller's pyplot backend and
+    state are left alone.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -100,11 +121,16 @@ def write_plot(document: dict, path: Path) -> Path | None:
             by_case[result["case"]].append(result)
     if not by_case:
         return None
-    several_sizes = len({result["size"] for results in by_case.values() for result in results}) > 1
+    measured = sorted({result["size"] for results in by_case.values() for result in results})
 
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     time_axes, memory_axes = figure.subplots(1, 2)
+    figure.suptitle(f"segscale bench: {_subtitle(document.get('metadata', {}))}")
+    if len(measured) == 1:
+        _bars(time_axes, memory_axes, by_case, measured[0])
+        figure.savefig(path, dpi=110)
+        return Path(path)
     for name, results in by_case.items():
         results = sorted(results, key=lambda result: result["size"])
         sizes = [result["size"] for result in results]
@@ -112,22 +138,16 @@ def write_plot(document: dict, path: Path) -> Path | None:
         memory_axes.plot(sizes, [r["peak_rss_gib"] for r in results], marker="o", label=name)
     time_axes.set(xlabel="customers", ylabel="median wall seconds", title="time")
     memory_axes.set(xlabel="customers", ylabel="GiB", title="peak RSS, whole process tree")
-    measured = sorted({result["size"] for results in by_case.values() for result in results})
     for axes in (time_axes, memory_axes):
-        if several_sizes:
-            axes.set_xscale("log")
+        axes.set_xscale("log")
         axes.set_xticks(measured, [_customers_label(size) for size in measured])
         axes.minorticks_off()
         axes.grid(True, alpha=0.3)
         axes.legend()
-    if several_sizes:
-        time_axes.set_yscale("log")  # a straight line of slope 1 is linear scaling
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        time_axes.yaxis.set_major_formatter(plain)
-        time_axes.yaxis.set_minor_formatter(plain)
-    else:
-        time_axes.set_ylim(bottom=0)
+    time_axes.set_yscale("log")  # a straight line of slope 1 is linear scaling
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    time_axes.yaxis.set_major_formatter(plain)
+    time_axes.yaxis.set_minor_formatter(plain)
     memory_axes.set_ylim(bottom=0)  # linear from zero, so "flat in N" is visible at a glance
-    figure.suptitle(f"segscale bench: {_subtitle(document.get('metadata', {}))}")
     figure.savefig(path, dpi=110)
     return Path(path)
