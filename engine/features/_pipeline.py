@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 # percentile above it, and the client never holds more than this.
 RFM_SAMPLE = 1_000_000
 STORE_META = "_store.json"
+_DICTIONARY_COLUMNS = ("category", "channel", "event_type")
 FEATURES_META = "_features.json"
 
 
@@ -77,31 +78,32 @@ def _part(number: int) -> str:
     return f"part-{number:05d}.parquet"
 
 
+def _is_text(arrow_type) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
 def read_store_table(store: Path, table: str, number: int, columns, as_of_us: int | None):
     """Part ``number`` of a store table as a pyarrow Table, rows before as-of only.
 
-    ``ts`` (and any other timestamp column) comes back as int64 microseconds (UTC). Strings
-    with few distinct values are dictionary-encoded, which the backends read as categoricals.
+    ``ts`` (and any other timestamp column) comes back as int64 microseconds (UTC);
+    ``category``, ``channel`` and ``event_type`` come back dictionary-encoded, which the
+    backends read as categoricals.
     """
     path = store / table / _part(number)
     schema = pq.read_schema(path)
     present = [c for c in columns if c in schema.names] if columns is not None else schema.names
-    dataset = ds.dataset(path, format="parquet")
+    # Parquet already stores these dictionary-encoded: reading them so skips building strings.
+    coded = [c for c in _DICTIONARY_COLUMNS if c in present and _is_text(schema.field(c).type)]
+    reader = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
     where = None
     if as_of_us is not None and "ts" in schema.names:
         # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
         where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
-    data = dataset.to_table(columns=present, filter=where)
+    data = ds.dataset(path, format=reader).to_table(columns=present, filter=where).unify_dictionaries()
     for name in data.column_names:
-        kind = data.schema.field(name).type
-        if pa.types.is_timestamp(kind):
-            data = data.set_column(
-                data.schema.get_field_index(name),
-                name,
-                pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64()),
-            )
-        elif name in ("category", "channel", "event_type"):
-            data = data.set_column(data.schema.get_field_index(name), name, pc.dictionary_encode(data[name]))
+        if pa.types.is_timestamp(data.schema.field(name).type):
+            micros = pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64())
+            data = data.set_column(data.schema.get_field_index(name), name, micros)
     return data
 
 
@@ -111,10 +113,9 @@ def _rank_counts(store: str, number: int, as_of_us: int, columns: tuple[str, ...
     bought = data.filter(pc.invert(pc.fill_null(data["is_return"], False)))
     counts = {}
     for column in columns:
-        values = bought[column].combine_chunks().dictionary_decode() if column in bought.column_names else None
-        if values is None:
+        if column not in bought.column_names:
             continue
-        table = pc.value_counts(values.drop_null())
+        table = pc.value_counts(bought[column].combine_chunks().drop_null())
         counts[column] = dict(zip(table.field("values").to_pylist(), table.field("counts").to_pylist()))
     return counts
 
