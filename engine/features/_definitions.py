@@ -58,10 +58,9 @@ class FeatureParams:
         Trailing window lengths in days for ``orders_<w>d`` and ``spend_<w>d``.
     trend_days : int
         Length of the two windows compared by the trend features.
-    categories, channels : tuple of str
-        The globally top-ranked category and channel values, in rank order.
-    category_columns, channel_columns : tuple of str
-        Their output column names (see :func:`column_names`).
+    value_spend : tuple of str
+        Columns (``category``, ``channel``) whose spend per customer and value a partition
+        reports in long form, for share columns once the values are ranked globally.
     groups : frozenset of str
         The feature groups to compute.
     profile_timestamps : tuple of str
@@ -71,10 +70,7 @@ class FeatureParams:
     as_of_us: int
     windows: tuple[int, ...] = (30, 90, 365)
     trend_days: int = 90
-    categories: tuple[str, ...] = ()
-    category_columns: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-    channel_columns: tuple[str, ...] = ()
+    value_spend: tuple[str, ...] = ()
     groups: frozenset[str] = field(default_factory=lambda: frozenset(FEATURE_GROUPS))
     profile_timestamps: tuple[str, ...] = ()
 

@@ -18,7 +18,7 @@ from ..backend import array_namespace, dataframe_namespace, to_array
 from ..contract import EVENT_TYPES
 from ._definitions import ACTIVE_WEEKS, DAY_US, FeatureParams
 
-__all__ = ["partition_features"]
+__all__ = ["partition_features", "value_shares"]
 
 KEY = "customer_key"
 _NAN = float("nan")
@@ -84,12 +84,28 @@ def _local_codes(series, xp):
     return to_array(_categorical(series).cat.codes, "int64", na_value=-1)
 
 
-def _shares(customer, codes, weights, n, k, denominator, xp):
-    """Per customer, the share of ``denominator`` each of the k codes holds (n, k)."""
-    slot = xp.where(codes < 0, k, codes)
-    totals = xp.bincount(customer * (k + 1) + slot, weights=weights, minlength=n * (k + 1))
-    totals = totals.reshape(n, k + 1)[:, :k]
-    return _ratio(totals, denominator[:, None], xp)
+def _value_spend(transactions, column, customer, bought, amounts, xp):
+    """Spend and purchase lines per (customer, value) of ``column``, in long form.
+
+    Returns a frame of ``row`` (the customer's position), ``value``, ``spend`` and ``lines``,
+    and the customers' positions of each distinct pair (for distinct counts).
+    """
+    namespace = dataframe_namespace(transactions)
+    codes = _local_codes(transactions[column], xp)
+    rows = xp.nonzero(bought & (codes >= 0))[0]
+    width = int(codes.max()) + 1 if codes.size else 1
+    pairs, first, inverse = xp.unique(customer[rows] * width + codes[rows], return_index=True, return_inverse=True)
+    owners = pairs // width
+    long = namespace.DataFrame(
+        {
+            "row": owners.astype("int32"),
+            "spend": xp.bincount(inverse, weights=amounts[rows], minlength=pairs.size),
+            "lines": xp.bincount(inverse, minlength=pairs.size),
+        }
+    )
+    # One source row per pair carries the value itself, whatever the backend's string type.
+    long["value"] = transactions[column].iloc[rows[first]].astype("str").reset_index(drop=True)
+    return long, owners
 
 
 class _Orders:
@@ -120,7 +136,7 @@ class _Orders:
         self.offsets = xp.concatenate([xp.zeros(1, dtype="int64"), xp.cumsum(self.per_customer)])
 
 
-def _transaction_features(transactions, customer, n, params, xp, out):
+def _transaction_features(transactions, customer, n, params, xp, out, spends):
     groups = params.groups
     end = params.as_of_us / DAY_US
     is_return = to_array(transactions["is_return"], "bool", na_value=False)
@@ -174,19 +190,17 @@ def _transaction_features(transactions, customer, n, params, xp, out):
         if "discount" in columns:
             discounted = (to_array(transactions["discount"], "float64", na_value=0.0)[buy] > 0).astype("float64")
             out["discount_share"] = _ratio(xp.bincount(buyer, weights=discounted, minlength=n), lines, xp)
-        if "category" in columns:
-            codes = _local_codes(transactions["category"], xp)[buy]
-            width = int(codes.max()) + 1 if codes.size else 1
-            pairs = xp.unique(buyer[codes >= 0] * width + codes[codes >= 0])
-            out["distinct_categories"] = xp.bincount(pairs // width, minlength=n)
-    for group, column, values, names in (
-        ("categories", "category", params.categories, params.category_columns),
-        ("channels", "channel", params.channels, params.channel_columns),
-    ):
-        if group in groups and column in columns and values:
-            shares = _shares(buyer, _codes(transactions[column], values, xp)[buy], amount, n, len(values), gross, xp)
-            for j, name in enumerate(names):
-                out[name] = shares[:, j]
+    wanted = [c for c in params.value_spend if c in columns]
+    if "basket" in groups and "category" in columns and "category" not in wanted:
+        wanted.append("category")
+    for column in wanted:
+        long, owners = _value_spend(transactions, column, customer, buy, all_amounts, xp)
+        if column in params.value_spend:
+            spends[column] = long
+        if column == "category" and "basket" in groups:
+            out["distinct_categories"] = xp.bincount(owners, minlength=n)
+    if params.value_spend:
+        out["_gross"] = gross
     return frequency, orders
 
 
@@ -245,8 +259,30 @@ def _profile(frame, customers, params, xp):
 _INTEGER_PREFIXES = ("orders_", "frequency", "distinct_categories", "active_weeks")
 
 
+def value_shares(spend_rows, spend_values, spend, gross, top):
+    """Share of gross spend per customer for each of the ``top`` values (NumPy, host side).
+
+    ``spend_rows``/``spend_values``/``spend`` are a long table from :func:`partition_features`
+    (one entry per customer and value); ``gross`` is the features' ``_gross``. Returns an
+    array of shape (customers, len(top)): 0 where a customer bought none of a value, NaN
+    where the customer has no gross spend.
+    """
+    import numpy as np
+    import pandas as pd
+
+    slot = pd.Index(list(top), dtype=object).get_indexer(pd.Index(spend_values, dtype=object))
+    mine = slot >= 0
+    totals = np.zeros((len(gross), len(top)))
+    # (customer, value) pairs are distinct, so each cell is written once.
+    totals[np.asarray(spend_rows)[mine], slot[mine]] = np.asarray(spend)[mine]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.asarray(gross)[:, None] == 0, np.nan, totals / np.asarray(gross)[:, None])
+
+
 def _dtype(name, values):
     """int32 for counts, float32 for everything else (int32 holds any per-customer count)."""
+    if name == "_gross":
+        return "float64"
     if name.startswith(_INTEGER_PREFIXES) or (name.endswith("_count") and values.dtype.kind in "iu"):
         return "int32"
     return "float32"
@@ -268,8 +304,13 @@ def partition_features(transactions, events, customers, params: FeatureParams):
 
     Returns
     -------
-    DataFrame of the same backend, sorted by ``customer_key``: one row per customer with an
-    order line or an event before as-of. RFM scores are added later, from global quantiles.
+    features : DataFrame of the same backend, sorted by ``customer_key``
+        One row per customer with an order line or an event before as-of. RFM scores and
+        category and channel shares are added later, from global quantiles and rankings;
+        ``_gross`` (gross spend, their denominator) is present when ``params.value_spend`` is.
+    spends : dict of str to DataFrame
+        For each column of ``params.value_spend``: ``row`` (position in ``features``),
+        ``value``, ``spend`` and ``lines`` per customer and value (see :func:`value_shares`).
     """
     namespace = dataframe_namespace(transactions)
     xp = array_namespace(transactions)
@@ -277,7 +318,8 @@ def partition_features(transactions, events, customers, params: FeatureParams):
     keys, rows = _customers(namespace, active, xp)
     n = len(keys)
     out: dict = {}
-    frequency, orders = _transaction_features(transactions, rows[0], n, params, xp, out)
+    spends: dict = {}
+    frequency, orders = _transaction_features(transactions, rows[0], n, params, xp, out, spends)
     activity = [(orders.customer, orders.ts)]
     if events is not None:
         activity.append(_event_features(events, rows[1], n, frequency, params, xp, out))
@@ -288,4 +330,4 @@ def partition_features(transactions, events, customers, params: FeatureParams):
         frame[name] = values.astype(_dtype(name, values))
     if "profile" in params.groups:
         frame = _profile(frame, customers, params, xp)
-    return frame.sort_values(KEY).reset_index(drop=True)
+    return frame.sort_values(KEY).reset_index(drop=True), spends

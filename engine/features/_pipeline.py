@@ -1,12 +1,13 @@
 """The feature stage: the customer-clustered store in, one row per customer out (DESIGN 2).
 
-Three passes over the store's partitions, each one task per partition and none shuffling:
+Two passes over the store's partitions, each one task per partition and none shuffling:
 
-1. rank categories and channels by purchase lines before as-of (only if share columns are
-   wanted), so every partition names the same top-k columns;
-2. compute each partition's features (:func:`partition_features`) and write them;
-3. add the 1-5 RFM scores, cut at quintiles of recency, frequency and monetary value over all
-   customers (a deterministic sample of at most ``RFM_SAMPLE`` customers above that size).
+1. compute each partition's features (:func:`partition_features`) and write them, with the
+   spend per customer and category (and channel) in long form beside them;
+2. finish each partition with what needs every partition: the share columns of the
+   categories and channels with most purchase lines overall, and the 1-5 RFM scores, cut at
+   quintiles of recency, frequency and monetary value over all customers (a deterministic
+   sample of at most ``RFM_SAMPLE`` customers above that size).
 
 Rows at or after as-of are never read: every read carries the filter ``ts < as_of`` down to
 the Parquet reader. Output, written to a temporary directory and renamed into place:
@@ -38,7 +39,7 @@ from ..backend import frame_from_arrow, resolve_backend
 from ..config import FeatureOptions
 from ..exceptions import InputDataError, UsageError
 from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
-from ._partition import KEY, partition_features
+from ._partition import KEY, partition_features, value_shares
 
 __all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "read_store_table"]
 
@@ -107,24 +108,11 @@ def read_store_table(store: Path, table: str, number: int, columns, as_of_us: in
     return data
 
 
-def _rank_counts(store: str, number: int, as_of_us: int, columns: tuple[str, ...]) -> dict:
-    """Pass 1 task: purchase lines per value of each column in one partition."""
-    data = read_store_table(Path(store), "transactions", number, ["is_return", *columns], as_of_us)
-    bought = data.filter(pc.invert(pc.fill_null(data["is_return"], False)))
-    counts = {}
-    for column in columns:
-        if column not in bought.column_names:
-            continue
-        table = pc.value_counts(bought[column].combine_chunks().drop_null())
-        counts[column] = dict(zip(table.field("values").to_pylist(), table.field("counts").to_pylist()))
-    return counts
-
-
-def _top(counts: list[dict], column: str, k: int) -> tuple[str, ...]:
+def _top(counts: list[dict], k: int) -> tuple[str, ...]:
     """The k values with most purchase lines over all partitions (ties by value)."""
     total: dict[str, int] = {}
     for partition in counts:
-        for value, lines in partition.get(column, {}).items():
+        for value, lines in partition.items():
             total[value] = total.get(value, 0) + lines
     return tuple(value for value, _ in sorted(total.items(), key=lambda item: (-item[1], item[0]))[:k])
 
@@ -144,7 +132,8 @@ def _transaction_columns(groups) -> list[str]:
 def _features_task(
     store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, sample: int
 ):
-    """Pass 2 task: one partition's features, written; returns rows and an RFM sample."""
+    """Pass 1 task: one partition's features, written; returns rows, value counts and an RFM
+    sample."""
     store_path = Path(store)
 
     def read(table, columns=None):
@@ -155,9 +144,14 @@ def _features_task(
     transactions = read("transactions", _transaction_columns(params.groups))
     events = read("events", ["customer_key", "ts", "event_type"]) if params.groups & {"events", "activity"} else None
     customers = read("customers") if "profile" in params.groups else None
-    frame = partition_features(transactions, events, customers, params)
+    frame, spends = partition_features(transactions, events, customers, params)
     frame.to_parquet(Path(staging) / _part(number), index=False)
-    result = {"rows": len(frame)}
+    result = {"rows": len(frame), "lines": {}}
+    for column, long in spends.items():
+        long.to_parquet(Path(staging) / f"{column}-{_part(number)}", index=False)
+        lines = long.groupby("value")["lines"].sum()
+        lines = lines.to_pandas() if hasattr(lines, "to_pandas") else lines
+        result["lines"][column] = {str(value): int(count) for value, count in lines.items()}
     if "rfm" in params.groups:
         buyers = frame[frame["frequency"] > 0]
         step = max(1, math.ceil(len(buyers) / sample)) if sample else 1
@@ -176,24 +170,37 @@ def _rfm_edges(samples: list[np.ndarray]) -> dict[str, list[float]]:
     return {name: cuts[:, i].tolist() for i, name in enumerate(("recency_days", "frequency", "monetary_total"))}
 
 
-def _score_task(staging: str, number: int, out: str, edges: dict) -> None:
-    """Pass 3 task: add r/f/m scores to one written partition.
+def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict) -> None:
+    """Pass 2 task: add share columns and RFM scores to one written partition.
 
-    A score is 1 + the number of quintile cuts strictly below the value (recency reversed:
-    the most recent customers score 5); customers without an order score 0.
+    ``shares`` maps a column (``category``) to (top values, their column names). A score is 1
+    + the number of quintile cuts strictly below the value (recency reversed: the most recent
+    customers score 5); customers without an order score 0.
     """
     path = Path(staging) / _part(number)
     data = pq.read_table(path)
-    buyer = data["frequency"].to_numpy(zero_copy_only=False) > 0
-    for score, name, reverse in (
-        ("r_score", "recency_days", True),
-        ("f_score", "frequency", False),
-        ("m_score", "monetary_total", False),
-    ):
-        values = data[name].to_numpy(zero_copy_only=False).astype("float64")
-        below = np.searchsorted(np.asarray(edges[name]), values, side="left")
-        scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
-        data = data.append_column(score, pa.array(scores))
+    for column, (top, names) in shares.items():
+        spend_path = Path(staging) / f"{column}-{_part(number)}"
+        long = pq.read_table(spend_path)
+        values = value_shares(
+            long["row"].to_numpy(), long["value"].to_pylist(), long["spend"].to_numpy(), data["_gross"].to_numpy(), top
+        )
+        for j, name in enumerate(names):
+            data = data.append_column(name, pa.array(values[:, j].astype("float32")))
+        spend_path.unlink()
+    if "_gross" in data.column_names:
+        data = data.drop_columns(["_gross"])
+    if edges:
+        buyer = data["frequency"].to_numpy(zero_copy_only=False) > 0
+        for score, name, reverse in (
+            ("r_score", "recency_days", True),
+            ("f_score", "frequency", False),
+            ("m_score", "monetary_total", False),
+        ):
+            values = data[name].to_numpy(zero_copy_only=False).astype("float64")
+            below = np.searchsorted(np.asarray(edges[name]), values, side="left")
+            scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
+            data = data.append_column(score, pa.array(scores))
     pq.write_table(data, Path(out) / _part(number))
     path.unlink()
 
@@ -284,24 +291,14 @@ def build_features(
         )
 
     columns = tables["transactions"]["columns"]
-    ranked = [c for g, c in (("categories", "category"), ("channels", "channel")) if g in groups and c in columns]
-    top: dict[str, tuple[str, ...]] = {"category": (), "channel": ()}
-    if ranked:
-        tasks = [dask.delayed(_rank_counts)(str(store), n, as_of_us, tuple(ranked)) for n in range(partitions)]
-        counts = compute_tasks(tasks, client, progress, "rank")
-        top = {
-            "category": _top(counts, "category", options.top_categories),
-            "channel": _top(counts, "channel", options.top_channels),
-        }
+    wanted = {"category": ("categories", options.top_categories), "channel": ("channels", options.top_channels)}
+    ranked = tuple(c for c, (group, k) in wanted.items() if group in groups and c in columns and k > 0)
     profile = tables.get("customers", {}).get("columns", {})
     params = FeatureParams(
         as_of_us=as_of_us,
         windows=tuple(sorted(set(options.windows))),
         trend_days=options.trend_days,
-        categories=top["category"],
-        category_columns=column_names("category_share", top["category"]),
-        channels=top["channel"],
-        channel_columns=column_names("channel_share", top["channel"]),
+        value_spend=ranked,
         groups=groups,
         profile_timestamps=tuple(name for name, kind in profile.items() if kind.startswith("timestamp")),
     )
@@ -322,13 +319,18 @@ def build_features(
         customers = sum(r["rows"] for r in written)
         if customers == 0:
             raise InputDataError(f"{store}: no customer has an order or an event before as_of {as_of}")
-        edges = {}
-        if "rfm" in groups:
-            edges = _rfm_edges([r["rfm"] for r in written])
+        shares = {}
+        for column in ranked:
+            top = _top([r["lines"][column] for r in written], wanted[column][1])
+            shares[column] = (top, column_names(f"{column}_share", top))
+        share_columns = {column: dict(zip(names, top)) for column, (top, names) in shares.items()}
+        edges = _rfm_edges([r["rfm"] for r in written]) if "rfm" in groups else {}
+        if shares or edges:
             tasks = [
-                dask.delayed(_score_task)(str(staging / "unscored"), n, str(staging), edges) for n in range(partitions)
+                dask.delayed(_finish_task)(str(staging / "unscored"), n, str(staging), edges, shares)
+                for n in range(partitions)
             ]
-            compute_tasks(tasks, client, progress, "rfm scores")
+            compute_tasks(tasks, client, progress, "shares and scores")
         else:
             for n in range(partitions):
                 (staging / "unscored" / _part(n)).rename(staging / _part(n))
@@ -347,8 +349,8 @@ def build_features(
             "groups": sorted(groups),
             "windows": list(params.windows),
             "trend_days": params.trend_days,
-            "top_categories": dict(zip(params.category_columns, params.categories)),
-            "top_channels": dict(zip(params.channel_columns, params.channels)),
+            "top_categories": share_columns.get("category", {}),
+            "top_channels": share_columns.get("channel", {}),
             "rfm_quintiles": edges,
             "rfm_scores": list(RFM_SCORES) if edges else [],
             "backend": backend.name,

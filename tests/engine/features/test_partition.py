@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from engine.features import FEATURE_GROUPS, FeatureParams, partition_features
-from engine.features._definitions import column_names
+from engine.features._partition import value_shares
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -18,17 +18,27 @@ def _us(days_before: float) -> int:
 
 
 def _params(**overrides):
-    categories = ("toys", "books")
-    channels = ("web", "store")
     values = {
         "as_of_us": int(AS_OF.value // 1000),
-        "categories": categories,
-        "category_columns": column_names("category_share", categories),
-        "channels": channels,
-        "channel_columns": column_names("channel_share", channels),
+        "value_spend": ("category", "channel"),
         "profile_timestamps": ("signup_ts",),
     }
     return FeatureParams(**{**values, **overrides})
+
+
+def _host(frame):
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
+def _with_shares(frame, spends, top):
+    """The features with share columns for the given top values, as the pipeline adds them."""
+    frame = _host(frame)
+    for column, values in top.items():
+        long = _host(spends[column])
+        shares = value_shares(long["row"], long["value"].tolist(), long["spend"], frame["_gross"], values)
+        for j, value in enumerate(values):
+            frame[f"{column}_share_{value}"] = shares[:, j]
+    return frame
 
 
 # A: one order of one line, 10 days before as-of.
@@ -75,8 +85,8 @@ def _frames(backend):
 
 @pytest.fixture
 def features(backend):
-    frame = partition_features(*_frames(backend), _params())
-    frame = frame.to_pandas() if backend.is_gpu else frame
+    frame, spends = partition_features(*_frames(backend), _params())
+    frame = _with_shares(frame, spends, {"category": ("toys", "books"), "channel": ("web", "store")})
     return frame.set_index("customer_key")
 
 
@@ -94,7 +104,7 @@ def test_single_order_customer(features):
     assert math.isnan(a["gap_mean_days"]) and math.isnan(a["gap_median_days"]) and math.isnan(a["gap_std_days"])
     assert a["return_rate"] == 0 and a["discount_share"] == 0
     assert a["category_share_toys"] == 1 and a["category_share_books"] == 0
-    assert a["channel_share_web"] == 1
+    assert a["channel_share_web"] == 1 and a["_gross"] == 10
     # One recent order, nothing in the 90 days before: spend and order trends are +1.
     assert a["spend_trend_90d"] == pytest.approx(1) and a["order_trend_90d"] == pytest.approx(1)
     assert a["view_count"] == 1 and a["days_since_view"] == pytest.approx(12)
@@ -158,16 +168,17 @@ def test_profile_attributes_pass_through(features):
 
 def test_dtypes_are_compact(features):
     assert features["frequency"].dtype == np.int32 and features["view_count"].dtype == np.int32
-    assert features["recency_days"].dtype == np.float32 and features["category_share_toys"].dtype == np.float32
+    assert features["recency_days"].dtype == np.float32 and features["monetary_total"].dtype == np.float32
 
 
 def test_groups_select_columns(backend):
-    only = partition_features(*_frames(backend), _params(groups=frozenset({"rfm", "windows"})))
+    only, _ = partition_features(*_frames(backend), _params(groups=frozenset({"rfm", "windows"}), value_spend=()))
     assert set(only.columns) == {
         "customer_key", "recency_days", "frequency", "monetary_total", "aov", "tenure_days",
         "orders_30d", "spend_30d", "orders_90d", "spend_90d", "orders_365d", "spend_365d",
     }  # fmt: skip
-    every = partition_features(*_frames(backend), _params(groups=frozenset(FEATURE_GROUPS)))
+    every, spends = partition_features(*_frames(backend), _params(groups=frozenset(FEATURE_GROUPS)))
+    assert set(spends) == {"category", "channel"} and "_gross" in every.columns
     assert set(only.columns) < set(every.columns)
 
 
@@ -180,7 +191,7 @@ def test_order_lines_without_order_ids_group_by_timestamp():
             "is_return": [False, False, False],
         }
     )
-    frame = partition_features(transactions, None, None, _params(groups=frozenset({"rfm", "gaps"})))
+    frame, _ = partition_features(transactions, None, None, _params(groups=frozenset({"rfm", "gaps"}), value_spend=()))
     assert frame.loc[0, "frequency"] == 2
     assert frame.loc[0, "aov"] == pytest.approx(3.5)
     assert frame.loc[0, "gap_mean_days"] == pytest.approx(3)
@@ -191,6 +202,6 @@ def test_an_empty_partition_gives_an_empty_frame():
         {"customer_key": pd.Series([], dtype="str"), "ts": pd.Series([], dtype="int64"),
          "amount": pd.Series([], dtype="float64"), "is_return": pd.Series([], dtype="bool")}
     )  # fmt: skip
-    frame = partition_features(transactions, None, None, _params(groups=frozenset({"rfm", "windows", "gaps", "trend"})))
+    frame, _ = partition_features(transactions, None, None, _params(groups=frozenset({"rfm", "windows", "gaps", "trend"}), value_spend=()))
     assert len(frame) == 0
     assert "gap_mean_days" in frame.columns and "order_slope_12m" in frame.columns

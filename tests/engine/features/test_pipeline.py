@@ -74,6 +74,11 @@ def test_writes_parts_aligned_with_the_store_and_metadata(features, store):
             ].to_pylist()
         )
     assert not list(out.parent.glob(".features-staging-*"))
+    columns = meta["columns"]
+    assert "_gross" not in columns and columns["customer_key"] in ("string", "large_string")
+    shares = [name for name in columns if name.startswith(("category_share_", "channel_share_"))]
+    assert len(shares) >= 7 and {columns[name] for name in shares} == {"float"}
+    assert {columns[name] for name in ("r_score", "f_score", "m_score")} == {"int8"}
 
 
 def test_agrees_with_a_plain_pandas_computation(features, store):
