@@ -84,7 +84,7 @@ def _local_codes(series, xp):
     return to_array(_categorical(series).cat.codes, "int64", na_value=-1)
 
 
-def _value_spend(transactions, column, customer, bought, amounts, xp):
+def _value_spend(transactions, column, customer, n, bought, amounts, xp):
     """Spend and purchase lines per (customer, value) of ``column``, in long form.
 
     Returns a frame of ``row`` (the customer's position), ``value``, ``spend`` and ``lines``,
@@ -94,17 +94,26 @@ def _value_spend(transactions, column, customer, bought, amounts, xp):
     codes = _local_codes(transactions[column], xp)
     rows = xp.nonzero(bought & (codes >= 0))[0]
     width = int(codes.max()) + 1 if codes.size else 1
-    pairs, first, inverse = xp.unique(customer[rows] * width + codes[rows], return_index=True, return_inverse=True)
+    keys = customer[rows] * width + codes[rows]
+    cells = n * width
+    if cells <= 8 * rows.size + 1024:
+        # Few distinct values: a dense (customer x value) table beats sorting the pairs.
+        lines = xp.bincount(keys, minlength=cells)
+        pairs = xp.nonzero(lines)[0]
+        spend = xp.bincount(keys, weights=amounts[rows], minlength=cells)[pairs]
+        lines = lines[pairs]
+        # Any row of a pair carries its value, so whichever duplicate write wins is right.
+        sample = xp.zeros(cells, dtype="int64")
+        sample[keys] = rows
+        sample = sample[pairs]
+    else:
+        pairs, first, inverse = xp.unique(keys, return_index=True, return_inverse=True)
+        spend = xp.bincount(inverse, weights=amounts[rows], minlength=pairs.size)
+        lines = xp.bincount(inverse, minlength=pairs.size)
+        sample = rows[first]
     owners = pairs // width
-    long = namespace.DataFrame(
-        {
-            "row": owners.astype("int32"),
-            "spend": xp.bincount(inverse, weights=amounts[rows], minlength=pairs.size),
-            "lines": xp.bincount(inverse, minlength=pairs.size),
-        }
-    )
-    # One source row per pair carries the value itself, whatever the backend's string type.
-    long["value"] = transactions[column].iloc[rows[first]].astype("str").reset_index(drop=True)
+    long = namespace.DataFrame({"row": owners.astype("int32"), "spend": spend, "lines": lines})
+    long["value"] = transactions[column].iloc[sample].astype("str").reset_index(drop=True)
     return long, owners
 
 
@@ -194,7 +203,7 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
     if "basket" in groups and "category" in columns and "category" not in wanted:
         wanted.append("category")
     for column in wanted:
-        long, owners = _value_spend(transactions, column, customer, buy, all_amounts, xp)
+        long, owners = _value_spend(transactions, column, customer, n, buy, all_amounts, xp)
         if column in params.value_spend:
             spends[column] = long
         if column == "category" and "basket" in groups:

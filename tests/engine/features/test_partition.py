@@ -205,3 +205,26 @@ def test_an_empty_partition_gives_an_empty_frame():
     frame, _ = partition_features(transactions, None, None, _params(groups=frozenset({"rfm", "windows", "gaps", "trend"}), value_spend=()))
     assert len(frame) == 0
     assert "gap_mean_days" in frame.columns and "order_slope_12m" in frame.columns
+
+
+@pytest.mark.parametrize("categories", [3, 200], ids=["dense-table", "sorted-pairs"])
+def test_spend_per_value_matches_a_groupby(categories):
+    # 20 customers x 10 lines; 200 distinct categories takes the sorted-pairs path.
+    rng = np.random.default_rng(categories)
+    lines = pd.DataFrame(
+        {
+            "customer_key": np.repeat([f"k{i:02d}" for i in range(20)], 10),
+            "ts": np.tile(np.arange(10) * 86_400_000_000, 20) + _us(400),
+            "amount": rng.integers(1, 100, 200).astype("float64"),
+            "is_return": rng.random(200) < 0.1,
+            "category": [f"c{v}" for v in rng.permutation(200) % categories],
+        }
+    )
+    frame, spends = partition_features(lines, None, None, _params(groups=frozenset({"basket"}), value_spend=("category",)))
+    long = spends["category"]
+    got = {(frame["customer_key"][r], v): (s, n) for r, v, s, n in zip(long["row"], long["value"], long["spend"], long["lines"])}
+    bought = lines[~lines["is_return"]]
+    expected = bought.groupby(["customer_key", "category"])["amount"].agg(["sum", "size"])
+    assert got == {key: (row["sum"], row["size"]) for key, row in expected.iterrows()}
+    distinct = bought.groupby("customer_key")["category"].nunique()
+    assert dict(zip(frame["customer_key"], frame["distinct_categories"])) == distinct.to_dict()
