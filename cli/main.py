@@ -156,6 +156,7 @@ def demo(
     from engine.config import load_config
     from engine.features import build_features
     from engine.ingest import ingest as run_ingest
+    from engine.segments import build_segments
     from engine.synth import WorldSpec
 
     spec = WorldSpec(customers=customers, seed=seed, dirt=0.01, simulate_future=True)
@@ -169,12 +170,20 @@ def demo(
             ingested.out_dir / "store", config.run.output_dir / "features", as_of=config.run.as_of,
             options=config.features, backend_name=config.run.backend, progress=update,
         )  # fmt: skip
+    with progress("segment tasks") as update:
+        segmented = build_segments(
+            featured.out_dir, config.run.output_dir / "segments", options=config.segments, seed=config.run.seed,
+            backend_name=config.run.backend, progress=update,
+        )  # fmt: skip
     if as_json:
-        print_json({"world": world.to_dict(), "ingest": ingested.to_dict(), "features": featured.to_dict()})
+        print_json(
+            {"world": world.to_dict(), "ingest": ingested.to_dict(), "features": featured.to_dict(), "segments": segmented.to_dict()}
+        )
         return
     _print_world(world, as_json=False)
     _print_accounting(ingested)
     _print_features(featured)
+    stdout.print(_segments_table(segmented))
 
 
 def _environment_table(report: dict, backend_name: str) -> Table:
@@ -331,6 +340,70 @@ def features(
         print_json(summary.to_dict())
         return
     _print_features(summary)
+
+
+def _segments_table(summary) -> Table:
+    table = Table(
+        title=f"{summary.k} segments of {summary.customers:,} customers (silhouette {summary.silhouette:.3f}, {summary.seconds:.1f} s)",
+        title_justify="left",
+    )
+    for column in ("segment", "name", "customers", "share", "revenue share"):
+        table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
+    for segment in summary.segments:
+        table.add_row(
+            str(segment["segment"]),
+            segment["name"],
+            f"{segment['customers']:,}",
+            f"{segment['share_customers']:.1%}",
+            f"{segment['share_revenue']:.1%}",
+        )
+    return table
+
+
+@app.command()
+def segments(
+    config: Annotated[
+        Path | None, typer.Argument(help="A run config: reads <output_dir>/features, writes <output_dir>/segments.")
+    ] = None,
+    features_dir: Annotated[Path | None, typer.Option("--features", help="A feature table (from segscale features).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the segments into.")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=2, help="A fixed number of segments (default: chosen by silhouette).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Segments by k-means on prepared features: assignments, profiles and behavioural names."""
+    import dataclasses
+
+    from engine.backend import dask_client
+    from engine.config import SegmentOptions, load_config
+    from engine.segments import build_segments
+
+    options, run_seed, backend_name = SegmentOptions(), 0, "auto"
+    if config is not None:
+        parsed = load_config(config)
+        options, run_seed, backend_name = parsed.segments, parsed.run.seed, parsed.run.backend
+        features_dir = features_dir or parsed.run.output_dir / "features"
+        out = out or parsed.run.output_dir / "segments"
+        scheduler, workers = scheduler or parsed.run.scheduler, workers or parsed.run.workers
+    if features_dir is None or out is None:
+        raise UsageError("segments needs a run config, or both --features and --out")
+    if k is not None:
+        options = dataclasses.replace(options, k=k)
+    backend_name = backend.value if backend else backend_name
+    with dask_client(resolve_backend(backend_name), scheduler=scheduler, workers=workers) as client:
+        with progress("segment tasks") as update:
+            summary = build_segments(
+                features_dir, out, options=options, seed=run_seed if seed is None else seed,
+                backend_name=backend_name, client=client, progress=update,
+            )  # fmt: skip
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    stdout.print(_segments_table(summary))
+    stdout.print(f"assignments, profiles and model in {summary.out_dir}", highlight=False)
 
 
 @app.command()

@@ -36,6 +36,7 @@ __all__ = [
     "InputSpec",
     "IngestOptions",
     "FeatureOptions",
+    "SegmentOptions",
     # reading and writing
     "load_config",
     "parse_config",
@@ -202,6 +203,35 @@ class FeatureOptions:
 
 
 @dataclass(frozen=True)
+class SegmentOptions:
+    """The ``[segments]`` section: how customers are grouped.
+
+    Attributes
+    ----------
+    features : tuple of str or None
+        Feature columns to cluster on; None uses ``engine.segments.DEFAULT_FEATURES``.
+    k : int or None
+        A fixed number of segments; None chooses k in ``k_min..k_max`` by silhouette.
+    k_min, k_max : int, default 3 and 10
+    scaler : {"robust", "standard"}, default "robust"
+    pca_components : int or None
+    sample : int, default 50000
+        Customers the preparation and k-means are fitted on.
+    n_init : int, default 4
+        k-means restarts per candidate k.
+    """
+
+    features: tuple[str, ...] | None = None
+    k: int | None = field(default=None, metadata={_MINIMUM: 2})
+    k_min: int = field(default=3, metadata={_MINIMUM: 2})
+    k_max: int = field(default=10, metadata={_MINIMUM: 2})
+    scaler: Literal["robust", "standard"] = "robust"
+    pca_components: int | None = field(default=None, metadata={_MINIMUM: 1})
+    sample: int = field(default=50_000, metadata={_MINIMUM: 100})
+    n_init: int = field(default=4, metadata={_MINIMUM: 1})
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A parsed run config.
 
@@ -214,6 +244,7 @@ class RunConfig:
         Keyed by canonical table name; always holds the tables the contract requires.
     ingest : IngestOptions
     features : FeatureOptions
+    segments : SegmentOptions
     """
 
     source: Path = field(metadata={_DERIVED: True})
@@ -222,6 +253,7 @@ class RunConfig:
     inputs: dict[str, InputSpec] = field(metadata={_KEYS: _INPUT_TABLES})
     ingest: IngestOptions
     features: FeatureOptions
+    segments: SegmentOptions
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

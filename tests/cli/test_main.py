@@ -27,7 +27,7 @@ def _one_line_error(result, *fragments):
 def test_help_lists_the_commands():
     result = _run("--help")
     assert result.exit_code == 0
-    for command in ("generate", "demo", "doctor", "check", "ingest", "features", "bench"):
+    for command in ("generate", "demo", "doctor", "check", "ingest", "features", "segments", "bench"):
         assert command in result.stdout
 
 
@@ -143,13 +143,14 @@ def test_demo_generates_and_ingests_a_small_dirty_world(tmp_path):
     assert "dirty rows" in result.stdout and "quarantined" in result.stdout
     assert (tmp_path / "demo" / "run" / "ingest" / "store" / "_store.json").exists()
     assert (tmp_path / "demo" / "run" / "features" / "_features.json").exists()
-    assert "features:" in result.stdout
+    assert "features:" in result.stdout and "segments of" in result.stdout and "revenue share" in result.stdout
     # A second demo replaces the first instead of refusing.
     again = _run("demo", "--customers", 300, "--out", tmp_path / "demo", "--json")
     assert again.exit_code == 0
     document = json.loads(again.stdout)
     assert document["world"]["customers"] == 300
     assert document["features"]["customers"] > 250
+    assert 3 <= document["segments"]["k"] <= 10
     for table, counts in document["ingest"]["tables"].items():
         assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"], table
 
@@ -265,4 +266,24 @@ def test_features_bad_usage_exits_2(tmp_path, args, fragment):
     result = _run("features", *[a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 2, result.stdout
     assert fragment in result.stderr
+
+
+def test_segments_run_after_features_with_no_edits(world):
+    out, _ = world
+    if not (out / "run" / "features" / "_features.json").exists():
+        assert _run("ingest", out / "segscale.toml", "--workers", 1).exit_code == 0
+        assert _run("features", out / "segscale.toml", "--workers", 1).exit_code == 0
+    result = _run("segments", out / "segscale.toml", "--workers", 1, "--k", 4, "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["k"] == 4 and len(summary["segments"]) == 4
+    assert sum(s["customers"] for s in summary["segments"]) == summary["customers"]
+    table = _run("segments", out / "segscale.toml", "--workers", 1, "--k", 4)
+    assert table.exit_code == 0 and "4 segments of" in table.stdout
+
+
+def test_segments_without_features_exits_2(tmp_path):
+    result = _run("segments", "--features", tmp_path, "--out", tmp_path / "s", "--workers", 1)
+    assert result.exit_code == 2
+    _one_line_error(result, "not a segscale feature table")
 

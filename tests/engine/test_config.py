@@ -199,7 +199,7 @@ ERRORS = {
     ),
     "unknown-section-far": (
         "[zzz]\n" + TX,
-        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, run)"],
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, run, segments)"],
     ),
     "unknown-section-typo": (
         "[ingset]\n" + TX,
@@ -429,6 +429,7 @@ def test_public_surface():
         "InputSpec",
         "IngestOptions",
         "FeatureOptions",
+        "SegmentOptions",
         "load_config",
         "parse_config",
         "config_to_dict",

@@ -1,0 +1,129 @@
+"""k-means with k chosen by silhouette: fitted on a sample, assigning every customer after.
+
+The fit runs on the backend's estimator (cuML ``KMeans`` on the GPU, scikit-learn's on the
+CPU) with one set of parameter names. The quality scores behind the choice of k
+(silhouette, Calinski-Harabasz, Davies-Bouldin) are computed with scikit-learn on the host,
+on the sample. Assignment is a nearest-centre search in the array namespace of the data, so
+it runs per partition where the partition lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import resolve_backend
+from ..exceptions import UsageError
+
+__all__ = ["KMeansChoice", "SegmentModel", "assign", "choose_k"]
+
+# Points scored by silhouette per candidate k: its cost is quadratic in this.
+SILHOUETTE_POINTS = 10_000
+
+
+@dataclass
+class KMeansChoice:
+    """Each candidate k's scores on the sample, and the k chosen (best silhouette)."""
+
+    k: int
+    scores: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class SegmentModel:
+    """The fitted centres (rows x dimensions, in prepared units) and how they were fitted."""
+
+    centres: list[list[float]]
+    k: int
+    inertia: float
+    iterations: int
+    seed: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _host(array) -> np.ndarray:
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+def _fit(sample, k: int, seed: int, backend_name: str, n_init: int, max_iter: int, tol: float):
+    estimator = resolve_backend(backend_name).estimator("KMeans")
+    model = estimator(n_clusters=k, n_init=n_init, max_iter=max_iter, tol=tol, random_state=seed)
+    model.fit(sample)
+    return model
+
+
+def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu", n_init: int = 4,
+             max_iter: int = 300, tol: float = 1e-4) -> tuple[KMeansChoice, SegmentModel]:  # fmt: skip
+    """Fit k-means for each k in ``ks`` on ``sample`` and keep the best silhouette.
+
+    Parameters
+    ----------
+    sample : ndarray (rows x dimensions), NumPy or CuPy
+        Prepared features of a sample of customers.
+    ks : iterable of int
+        Candidate numbers of segments, each at least 2 and below the sample size.
+
+    Returns
+    -------
+    KMeansChoice, SegmentModel
+        All candidates' scores, and the chosen model's centres.
+    """
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    ks = sorted(set(int(k) for k in ks))
+    rows = int(sample.shape[0])
+    if not ks or ks[0] < 2 or ks[-1] >= rows:
+        raise UsageError(f"k must be at least 2 and below the sample size ({rows}); got {ks}")
+    host = _host(sample)
+    scored = np.random.default_rng(seed).choice(rows, size=min(rows, SILHOUETTE_POINTS), replace=False)
+    choice, best, best_model = KMeansChoice(k=ks[0]), -np.inf, None
+    for k in ks:
+        model = _fit(sample, k, seed, backend_name, n_init, max_iter, tol)
+        labels = _host(model.labels_).astype(np.int64)
+        if np.unique(labels).size < 2:
+            continue
+        silhouette = float(silhouette_score(host[scored], labels[scored])) if np.unique(labels[scored]).size > 1 else -1.0
+        choice.scores.append(
+            {
+                "k": k,
+                "silhouette": silhouette,
+                "calinski_harabasz": float(calinski_harabasz_score(host, labels)),
+                "davies_bouldin": float(davies_bouldin_score(host, labels)),
+                "inertia": float(model.inertia_),
+            }
+        )
+        if silhouette > best:
+            choice.k, best, best_model = k, silhouette, model
+    if best_model is None:
+        raise UsageError("k-means found fewer than 2 distinct segments for every k: the features do not vary")
+    centres = _host(best_model.cluster_centers_).astype(np.float64)
+    model = SegmentModel(
+        centres=centres.tolist(), k=choice.k, inertia=float(best_model.inertia_),
+        iterations=int(getattr(best_model, "n_iter_", 0)), seed=seed,
+    )  # fmt: skip
+    return choice, _ordered(model)
+
+
+def _ordered(model: SegmentModel) -> SegmentModel:
+    """Centres in a canonical order (lexicographic), so segment ids do not depend on how the
+    solver happened to number its clusters."""
+    centres = np.asarray(model.centres)
+    order = np.lexsort(centres.T[::-1])
+    return SegmentModel(centres=centres[order].tolist(), k=model.k, inertia=model.inertia,
+                        iterations=model.iterations, seed=model.seed)  # fmt: skip
+
+
+def assign(prepared, centres, xp=np):
+    """Nearest centre and the distance to it, for each row of a prepared matrix.
+
+    Returns (segment int32, distance float32) in the namespace ``xp``.
+    """
+    centres = xp.asarray(centres)
+    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, one matrix product for all rows and centres.
+    squared = (prepared**2).sum(axis=1)[:, None] - 2 * prepared @ centres.T + (centres**2).sum(axis=1)[None, :]
+    segment = squared.argmin(axis=1)
+    nearest = xp.take_along_axis(squared, segment[:, None], axis=1)[:, 0]
+    return segment.astype("int32"), xp.sqrt(xp.maximum(nearest, 0)).astype("float32")

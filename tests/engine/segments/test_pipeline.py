@@ -1,0 +1,84 @@
+"""build_segments on the features of a small synthetic world."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from engine.config import SegmentOptions, load_config
+from engine.exceptions import InputDataError, UsageError
+from engine.features import build_features
+from engine.ingest import ingest
+from engine.segments import build_segments
+from engine.synth import WorldSpec, generate_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, WorldSpec(customers=3_000, seed=8, chunk_size=1_000))
+    config = load_config(out / "segscale.toml")
+    config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, partitions=3))
+    ingest(config)
+    build_features(out / "run" / "ingest" / "store", out / "run" / "features", as_of=config.run.as_of, backend_name="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def segmented(world):
+    summary = build_segments(world / "run" / "features", world / "run" / "segments", options=SegmentOptions(sample=3000), backend_name="cpu")
+    return summary, world / "run" / "segments"
+
+
+def _assignments(out):
+    return pq.read_table(out / "assignments").to_pandas().sort_values("customer_key").reset_index(drop=True)
+
+
+def test_every_customer_gets_one_named_segment(segmented, world):
+    summary, out = segmented
+    assignments = _assignments(out)
+    features = pq.read_table(world / "run" / "features", columns=["customer_key"]).to_pandas()
+    assert sorted(assignments["customer_key"]) == sorted(features["customer_key"])
+    assert assignments["segment"].between(0, summary.k - 1).all() and (assignments["distance"] >= 0).all()
+    names = {s["segment"]: s["name"] for s in summary.segments}
+    assert len(set(names.values())) == summary.k
+    assert (assignments["segment_name"] == assignments["segment"].map(names)).all()
+    assert sorted(p.name for p in (out / "assignments").glob("*.parquet")) == [f"part-0000{i}.parquet" for i in range(3)]
+
+
+def test_profiles_and_model_are_written(segmented):
+    summary, out = segmented
+    profile = pq.read_table(out / "profiles.parquet").to_pandas()
+    assert profile["customers"].sum() == summary.customers
+    assert profile["share_customers"].sum() == pytest.approx(1) and profile["share_revenue"].sum() == pytest.approx(1)
+    assert {"mean_recency_days", "z_recency_days", "median_recency_days"} <= set(profile.columns)
+    described = json.loads((out / "profiles.json").read_text())
+    assert all(len(s["top_features"]) == 5 and s["because"] for s in described)
+    model = json.loads((out / "model.json").read_text())
+    assert len(model["kmeans"]["centres"]) == summary.k
+    assert [s["k"] for s in model["k_scores"]] == list(range(3, 11))
+    assert summary.silhouette == max(s["silhouette"] for s in model["k_scores"])
+
+
+def test_reruns_are_identical_and_seeds_agree(segmented, world, tmp_path):
+    summary, out = segmented
+    again = build_segments(world / "run" / "features", tmp_path / "again", options=SegmentOptions(sample=3000, k=summary.k), backend_name="cpu")
+    first, second = _assignments(out), _assignments(tmp_path / "again")
+    pd.testing.assert_frame_equal(first, second)
+    assert [s["name"] for s in again.segments] == [s["name"] for s in summary.segments]
+    other_seed = build_segments(
+        world / "run" / "features", tmp_path / "seed", options=SegmentOptions(sample=3000, k=summary.k), seed=5, backend_name="cpu"
+    )
+    assert adjusted_rand_score(first["segment"], _assignments(tmp_path / "seed")["segment"]) >= 0.95
+    assert other_seed.k == summary.k
+
+
+def test_bad_inputs(world, tmp_path):
+    with pytest.raises(InputDataError, match="not a segscale feature table"):
+        build_segments(tmp_path, tmp_path / "s")
+    with pytest.raises(UsageError, match="k must be at least 2"):
+        build_segments(world / "run" / "features", tmp_path / "s", options=SegmentOptions(k_min=5, k_max=4))
+    assert not (tmp_path / "s").exists()

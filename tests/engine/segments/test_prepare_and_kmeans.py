@@ -1,0 +1,114 @@
+"""Preparation and k-means on small synthetic matrices with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from engine.exceptions import UsageError
+from engine.segments import Preparation, assign, choose_k
+from engine.segments._prepare import CLIP
+
+
+def _frame(rows=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "recency_days": np.where(rng.random(rows) < 0.2, np.nan, rng.uniform(0, 300, rows)),
+            "frequency": rng.poisson(3, rows).astype("float64"),
+            "monetary_total": rng.lognormal(4, 1.2, rows),
+            "spend_trend_90d": np.where(rng.random(rows) < 0.7, np.nan, rng.uniform(-1, 1, rows)),
+            "region": ["north"] * rows,
+        }
+    )
+
+
+def test_missing_values_are_filled_by_what_they_mean():
+    frame = _frame()
+    prep = Preparation().fit(frame)
+    fill = dict(zip(prep.columns_, prep.fill_))
+    assert fill["recency_days"] == pytest.approx(frame["recency_days"].max())  # never bought: long ago
+    assert fill["spend_trend_90d"] == 0.0  # nothing in either window: no change
+    assert fill["frequency"] == frame["frequency"].median()
+    assert "region" not in prep.columns_  # not a behavioural feature
+
+
+def test_skewed_money_is_logged_and_robust_scaling_centres_on_the_median():
+    frame = _frame()
+    prep = Preparation().fit(frame)
+    logged = dict(zip(prep.columns_, prep.log_))
+    assert logged["monetary_total"] and not logged["recency_days"]
+    prepared = prep.transform(frame)
+    money = prepared[:, prep.columns_.index("monetary_total")]
+    assert np.median(money) == pytest.approx(0, abs=1e-9)
+    assert np.abs(prepared).max() <= CLIP
+
+
+def test_a_mostly_constant_column_is_not_blown_up():
+    frame = _frame()
+    frame["spend_trend_90d"] = np.where(np.arange(len(frame)) < 20, 0.9, 0.0)
+    prepared = Preparation().fit(frame).transform(frame)
+    # Its IQR is 0, so its standard deviation scales it instead.
+    assert np.abs(prepared[:, 3]).max() < CLIP
+
+
+def test_saved_preparation_transforms_identically(tmp_path):
+    frame = _frame()
+    prep = Preparation(pca_components=2).fit(frame)
+    prep.save(tmp_path / "prep.json")
+    again = Preparation.load(tmp_path / "prep.json")
+    np.testing.assert_array_equal(again.transform(frame), prep.transform(frame))
+    components = np.asarray(prep.components_)
+    np.testing.assert_allclose(components @ components.T, np.eye(2), atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"features": ("frequency", "nope")}, "not in the feature table: nope"),
+        ({"features": ("frequency",)}, "at least 2 features"),
+        ({"scaler": "minmax"}, "unknown scaler"),
+        ({"pca_components": 9}, "pca_components"),
+    ],
+)
+def test_bad_options_are_usage_errors(options, message):
+    with pytest.raises(UsageError, match=message):
+        Preparation(**options).fit(_frame())
+
+
+def _blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [6, 0], [0, 6]])
+    labels = rng.integers(0, 3, 900)
+    return centres[labels] + rng.normal(0, 0.7, (900, 2)), labels
+
+
+def test_silhouette_picks_the_planted_number_of_blobs():
+    points, labels = _blobs()
+    choice, model = choose_k(points, range(2, 7), seed=1)
+    assert choice.k == 3 and model.k == 3
+    assert [s["k"] for s in choice.scores] == [2, 3, 4, 5, 6]
+    best = max(choice.scores, key=lambda s: s["silhouette"])
+    assert best["k"] == 3 and best["davies_bouldin"] == min(s["davies_bouldin"] for s in choice.scores)
+    segment, distance = assign(points, model.centres)
+    assert adjusted_rand_score(labels, segment) > 0.99
+    assert distance.dtype == np.float32 and (distance >= 0).all()
+
+
+def test_assignment_matches_scikit_learn_and_ids_do_not_depend_on_the_seed():
+    points, _ = _blobs(seed=2)
+    _, first = choose_k(points, [3], seed=0)
+    _, second = choose_k(points, [3], seed=7)
+    np.testing.assert_allclose(first.centres, second.centres, atol=1e-6)
+    reference = KMeans(n_clusters=3, n_init=4, random_state=0).fit(points)
+    segment, _ = assign(points, first.centres)
+    assert adjusted_rand_score(reference.labels_, segment) == 1.0
+
+
+def test_k_outside_the_sample_is_a_usage_error():
+    points, _ = _blobs()
+    with pytest.raises(UsageError, match="at least 2"):
+        choose_k(points[:5], [1, 2])
+    with pytest.raises(UsageError, match="below the sample size"):
+        choose_k(points[:5], [5])
