@@ -240,14 +240,15 @@ def _propagate(edges):
         Rounds run, the last of which changed no label.
     """
     state = edges.assign(label=edges["customer_id"])
+    split = edges.npartitions
     for rounds in range(1, _MAX_ROUNDS + 1):
         # Each identifier offers the smallest label among its customers; each customer takes
         # the smallest offer, which is never above its own label (it offers that itself).
-        offers = state.groupby("node")["label"].min().rename("offer").reset_index()
+        offers = state.groupby("node")["label"].min(split_out=split).rename("offer").reset_index()
         offered = state.merge(offers, on="node")
         labels = (
             offered.groupby("customer_id")
-            .agg({"label": "min", "offer": "min"})
+            .agg({"label": "min", "offer": "min"}, split_out=split)
             .reset_index()
             .rename(columns={"label": "previous", "offer": "label"})
         )
@@ -304,15 +305,19 @@ def screen_identities(
         _mark, blocked=blocked_keys, meta=_mark(identities._meta, blocked=blocked_keys)
     )
     linkable = marked[~marked["_blocked"]]
+    # Grouped results keep the input's partition count: Dask's default of one output
+    # partition would put every customer's identifiers in one task, and memory would grow
+    # with the customers instead of staying per partition.
+    split = identities.npartitions
     # One row per (customer, identifier) with the rows behind it, for the cap and the report.
-    pairs = linkable.groupby(["customer_id", "_kind", "_node"]).size().rename("rows").reset_index()
+    pairs = linkable.groupby(["customer_id", "_kind", "_node"]).size(split_out=split).rename("rows").reset_index()
     blocked_rows = marked[marked["_blocked"]].groupby("id_key").size()
     # One pass over the input feeds both.
     pairs, blocked_rows = dask.persist(pairs, blocked_rows)
 
     stats = (
         pairs.groupby(["_kind", "_node"])
-        .agg({"customer_id": "count", "rows": "sum"})
+        .agg({"customer_id": "count", "rows": "sum"}, split_out=split)
         .reset_index()
         .rename(columns={"customer_id": "holders"})
     )
