@@ -82,3 +82,12 @@ def test_bad_inputs(world, tmp_path):
     with pytest.raises(UsageError, match="k must be at least 2"):
         build_segments(world / "run" / "features", tmp_path / "s", options=SegmentOptions(k_min=5, k_max=4))
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.gpu
+def test_gpu_segments_agree_with_the_cpu(segmented, world, tmp_path):
+    summary, out = segmented
+    build_segments(
+        world / "run" / "features", tmp_path / "gpu", options=SegmentOptions(sample=3000, k=summary.k), backend_name="gpu"
+    )
+    assert adjusted_rand_score(_assignments(out)["segment"], _assignments(tmp_path / "gpu")["segment"]) >= 0.99
