@@ -430,6 +430,9 @@ def dask_client(
                 ) from error
         else:
             local_directory.mkdir(parents=True, exist_ok=True)
+            # Dask's p2p shuffle feeds Arrow buffers that Acero warns about, a line per batch on
+            # stderr; Arrow copies them either way. Workers inherit this when they spawn.
+            os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "ignore")
             if backend.is_gpu:
                 cluster = _local_cuda_cluster(workers, memory_limit, local_directory, rmm_pool_size)
             else:
