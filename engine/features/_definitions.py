@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..contract import EVENT_TYPES
 from ..exceptions import UsageError
 
 __all__ = [
@@ -73,10 +72,6 @@ class FeatureParams:
     value_spend: tuple[str, ...] = ()
     groups: frozenset[str] = field(default_factory=lambda: frozenset(FEATURE_GROUPS))
     profile_timestamps: tuple[str, ...] = ()
-
-    @property
-    def event_types(self) -> tuple[str, ...]:
-        return EVENT_TYPES
 
 
 def check_groups(groups: Iterable[str]) -> frozenset[str]:
