@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import dask
 
-__all__ = ["compute_tasks", "publish"]
+__all__ = ["compute_tasks", "publish", "staged_output"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +46,19 @@ def publish(staging: Path, out: Path) -> None:
         out.rename(previous)
     staging.rename(out)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """An empty staging directory beside ``out``, published as ``out`` when the block succeeds
+    and removed when it fails, so a stage's output appears whole or not at all."""
+    staging = out.with_name(f".{out.name}-staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    out.parent.mkdir(parents=True, exist_ok=True)
+    publish(staging, out)

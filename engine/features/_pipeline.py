@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .._tasks import compute_tasks, publish
+from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend
 from ..config import FeatureOptions
 from ..exceptions import InputDataError, UsageError
@@ -303,10 +303,8 @@ def build_features(
         profile_timestamps=tuple(name for name, kind in profile.items() if kind.startswith("timestamp")),
     )
 
-    staging = out.with_name(f".{out.name}-staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "unscored").mkdir(parents=True)
-    try:
+    with staged_output(out) as staging:
+        (staging / "unscored").mkdir()
         sample = math.ceil(RFM_SAMPLE / partitions)
         present = tuple(t for t in ("transactions", "events", "customers") if t in tables)
         tasks = [
@@ -358,11 +356,6 @@ def build_features(
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         (staging / FEATURES_META).write_text(json.dumps(document, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info(
         "features: %d customers, %d features as of %s in %.1f s", customers, len(features), as_of, summary.seconds
     )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
-from .._tasks import compute_tasks, publish
+from .._tasks import compute_tasks, staged_output
 from ._identity import link_identities, link_report, screen_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
@@ -280,10 +279,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     }
 
     out = Path(config.run.output_dir) / "ingest"
-    staging = out.with_name(f".ingest-staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_output(out) as staging:
         tables: dict[str, dict] = {}
         identity_report: dict = {}
         merged = backend.df.DataFrame({"customer_id": [], "resolved_id": []}).astype(str)
@@ -327,8 +323,4 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         (staging / "ingest.json").write_text(json.dumps(document, indent=2) + "\n")
-        publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .._tasks import compute_tasks, publish
+from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend
 from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
@@ -149,11 +148,9 @@ def build_segments(
     )
     names = name_segments(sample_profile)
 
-    staging = out.with_name(f".{out.name}-staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "assignments").mkdir(parents=True)
     segment_names = [named["name"] for named in names]
-    try:
+    with staged_output(out) as staging:
+        (staging / "assignments").mkdir()
         tasks = [
             dask.delayed(_assign_task)(
                 str(features), n, str(staging / "assignments"), preparation, model.centres,
@@ -199,11 +196,6 @@ def build_segments(
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         (staging / "_segments.json").write_text(json.dumps(document, indent=2) + "\n")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("segments: %d customers in %d segments (silhouette %.3f) in %.1f s", summary.customers, model.k, silhouette, summary.seconds)
     return summary
 
