@@ -89,11 +89,18 @@ def _quality(customers: int, orders, monetary) -> dict:
     return {"customers": int(customers), "orders": int(np.sum(orders)), "monetary_total": round(float(np.sum(monetary)), 2)}
 
 
-def _segscale_quality(out: Path) -> dict:
+def _segscale_result(summary, setup: float) -> dict:
+    """A segscale case's result, with quality totals read back from the features it wrote."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(out, columns=["frequency", "monetary_total"])
-    return _quality(table.num_rows, table["frequency"].to_numpy(), table["monetary_total"].to_numpy().astype("float64"))
+    table = pq.read_table(summary.out_dir, columns=["frequency", "monetary_total"])
+    frequency, monetary = table["frequency"].to_numpy(), table["monetary_total"].to_numpy().astype("float64")
+    return {
+        "rows": {"customers": summary.customers},
+        "setup_seconds": setup,
+        "data_path": str(summary.out_dir),
+        "quality": _quality(table.num_rows, frequency, monetary),
+    }
 
 
 def run_segscale_features(size, workdir, backend_name, workers, clock, data) -> dict:
@@ -111,12 +118,7 @@ def run_segscale_features(size, workdir, backend_name, workers, clock, data) -> 
                 data["store"], workdir / "features", as_of=AS_OF, options=config.features,
                 backend_name=backend_name, client=client,
             )  # fmt: skip
-    return {
-        "rows": {"customers": summary.customers},
-        "setup_seconds": setup,
-        "data_path": str(summary.out_dir),
-        "quality": _segscale_quality(summary.out_dir),
-    }
+    return _segscale_result(summary, setup)
 
 
 def run_ingest_and_features(size, workdir, backend_name, workers, clock, data) -> dict:
@@ -136,12 +138,7 @@ def run_ingest_and_features(size, workdir, backend_name, workers, clock, data) -
                 ingested.out_dir / "store", workdir / "features", as_of=AS_OF, options=config.features,
                 backend_name=backend_name, client=client,
             )  # fmt: skip
-    return {
-        "rows": {"customers": summary.customers},
-        "setup_seconds": setup,
-        "data_path": str(summary.out_dir),
-        "quality": _segscale_quality(summary.out_dir),
-    }
+    return _segscale_result(summary, setup)
 
 
 def _scores(values: np.ndarray, buyer: np.ndarray, reverse: bool) -> np.ndarray:
