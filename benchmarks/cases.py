@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features
+from . import _features, _segments
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -165,7 +165,10 @@ def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock
 # ---------------------------------------------------------------------------------------
 # features: segscale's feature stage and its peers (benchmarks/_features.py)
 
-DATASETS = {"world+store": _features.prepare_world_and_store}
+DATASETS = {
+    "world+store": _features.prepare_world_and_store,
+    "kmeans-matrix": _segments.prepare_kmeans_matrix,
+}
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb")
 _SUBSET = "RFM + scores, orders/spend 30/90/365 d, top-5 category shares"
@@ -235,6 +238,25 @@ CASES: dict[str, Case] = {
             run=_features.run_duckdb,
             dataset="world+store",
             requires=("duckdb",),
+        ),
+        # k-means (benchmarks/_segments.py). The peer is registered, and so runs, first: it
+        # leaves its labels in the shared data for the segscale case's relative quality.
+        Case(
+            name="kmeans-sklearn",
+            stage="kmeans",
+            description=f"scikit-learn KMeans fit + predict on every row of the prepared matrix ({_segments.SETTINGS})",
+            run=_segments.run_sklearn_kmeans,
+            dataset="kmeans-matrix",
+        ),
+        Case(
+            name="kmeans",
+            stage="kmeans",
+            description=f"engine.segments choose_k on the pipeline's {_segments.SAMPLE:,}-row sample, "
+            f"then assign of every row by part ({_segments.SETTINGS})",
+            run=_segments.run_segscale_kmeans,
+            backends=("cpu", "gpu"),
+            baselines=("kmeans-sklearn",),
+            dataset="kmeans-matrix",
         ),
     )
 }
