@@ -1,0 +1,96 @@
+"""The RFM grid's names, and outcome separation against hand-computed values."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.exceptions import UsageError
+from engine.segments._baseline import NO_PURCHASES, outcome_separation, rfm_grid
+
+
+def _scores(rows):
+    return pd.DataFrame(rows, columns=["r_score", "f_score", "m_score"], dtype="float64")
+
+
+@pytest.mark.parametrize(
+    ("scores", "name"),
+    [
+        ((5, 5, 5), "Champions"),
+        ((5, 3, 4), "Champions"),  # FM = (3 + 4) / 2 rounded half up = 4
+        ((1, 1, 1), "Lost"),
+        ((2, 1, 2), "Hibernating"),
+        ((5, 1, 1), "New customers"),
+        ((4, 1, 1), "Promising"),
+        ((4, 2, 3), "Potential loyalists"),
+        ((3, 5, 4), "Loyal customers"),
+        ((3, 3, 3), "Need attention"),
+        ((3, 1, 2), "About to sleep"),
+        ((2, 3, 4), "At risk"),
+        ((1, 5, 5), "Cannot lose them"),
+        ((0, 0, 0), NO_PURCHASES),
+        ((np.nan, np.nan, np.nan), NO_PURCHASES),
+    ],
+)
+def test_grid_names(scores, name):
+    assert rfm_grid(_scores([scores])).tolist() == [name]
+
+
+def test_every_score_combination_gets_one_of_eleven_names():
+    combos = [(r, f, m) for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
+    frame = _scores(combos).set_index(pd.RangeIndex(100, 225))
+    names = rfm_grid(frame)
+    assert names.index.equals(frame.index) and names.name == "rfm_segment"
+    assert names.nunique() == 11 and NO_PURCHASES not in set(names)
+
+
+def test_grid_needs_the_score_columns():
+    with pytest.raises(UsageError, match="r_score"):
+        rfm_grid(pd.DataFrame({"f_score": [1], "m_score": [1]}))
+
+
+def test_separation_by_hand():
+    outcomes = pd.DataFrame({"orders_next": [0, 1, 1, 3], "spend_next": [0.0, 2.0, 4.0, 6.0]})
+    result = outcome_separation([1, 1, 2, 2], outcomes)
+    # Mean 3; total SS 9 + 1 + 1 + 9 = 20; group means 1 and 5, between SS 2 * 4 + 2 * 4 = 16.
+    assert result["spend_eta_squared"] == pytest.approx(16 / 20)
+    logs = np.log1p([0.0, 2.0, 4.0, 6.0])
+    between = 2 * (logs[:2].mean() - logs.mean()) ** 2 + 2 * (logs[2:].mean() - logs.mean()) ** 2
+    assert result["log_spend_eta_squared"] == pytest.approx(between / ((logs - logs.mean()) ** 2).sum())
+    assert result["churn_rate"] == 0.25 and result["purchase_rate"] == 0.75
+    assert result["churn_rate_range"] == 0.5
+    # Groups churn at 0.5 and 0, overall 0.25: each is 0.25 away.
+    assert result["churn_rate_std"] == pytest.approx(0.25)
+    first, second = result["groups"]
+    assert first == {
+        "group": 1, "customers": 2, "share": 0.5, "purchase_rate": 0.5, "churn_rate": 0.5,
+        "mean_spend": 1.0, "mean_log_spend": pytest.approx(math.log(3) / 2),
+    }  # fmt: skip
+    assert second["churn_rate"] == 0.0 and second["mean_spend"] == 5.0
+
+
+def test_log_spend_keeps_the_sign_of_net_returns():
+    e = math.e - 1
+    outcomes = pd.DataFrame({"orders_next": [1, 1, 0, 0, 0], "spend_next": [e, e, -e, -e, -e]})
+    result = outcome_separation(np.array(["b", "b", "a", "a", "a"]), outcomes)
+    assert result["spend_eta_squared"] == pytest.approx(1) and result["log_spend_eta_squared"] == pytest.approx(1)
+    assert [g["group"] for g in result["groups"]] == ["a", "b"]
+    assert [g["mean_log_spend"] for g in result["groups"]] == pytest.approx([-1, 1])
+    assert result["churn_rate_range"] == 1.0 and result["churn_rate_std"] == pytest.approx(math.sqrt(0.6 * 0.4))
+
+
+def test_spend_that_does_not_vary_explains_nothing_to_explain():
+    outcomes = pd.DataFrame({"orders_next": [0, 0, 0], "spend_next": [0.0, 0.0, 0.0]})
+    result = outcome_separation([0, 1, 1], outcomes)
+    assert result["spend_eta_squared"] is None and result["churn_rate_range"] == 0.0
+
+
+def test_misaligned_or_unfilled_outcomes_are_refused():
+    outcomes = pd.DataFrame({"orders_next": [0, 1], "spend_next": [0.0, np.nan]})
+    with pytest.raises(UsageError, match="row for row"):
+        outcome_separation([0, 1, 1], outcomes)
+    with pytest.raises(UsageError, match="fill customers without activity"):
+        outcome_separation([0, 1], outcomes)
+    with pytest.raises(UsageError, match="lack spend_next"):
+        outcome_separation([0, 1], outcomes[["orders_next"]])
