@@ -219,6 +219,24 @@ class SegmentOptions:
         Customers the preparation and k-means are fitted on.
     n_init : int, default 4
         k-means restarts per candidate k.
+    micro_k : int or None, default 40
+        Micro-segments under the segments (a Ward tree joins them); None for none.
+    niches : bool, default True
+        Look for niche groups and outliers with DBSCAN.
+    niche_points : int, default 20000
+        Sample customers DBSCAN runs on (its cost is quadratic in them).
+    niche_eps : float or None
+        DBSCAN radius in prepared units; None takes the knee of the k-distance curve.
+    niche_min_samples : int or None
+        DBSCAN core-point neighbours; None uses twice the number of prepared dimensions.
+    niche_max_share : float, default 0.05
+        A dense group smaller than this share of the DBSCAN subset is a niche.
+    stability_resamples : int, default 10
+        Bootstrap refits behind each segment's stability (0 skips it).
+    stability_points : int, default 10000
+        Sample customers each refit sees.
+    rules_depth : int, default 3
+        Depth of the decision tree whose rules describe the segments.
     """
 
     features: tuple[str, ...] | None = None
@@ -229,6 +247,15 @@ class SegmentOptions:
     pca_components: int | None = field(default=None, metadata={_MINIMUM: 1})
     sample: int = field(default=50_000, metadata={_MINIMUM: 100})
     n_init: int = field(default=4, metadata={_MINIMUM: 1})
+    micro_k: int | None = field(default=40, metadata={_MINIMUM: 2})
+    niches: bool = True
+    niche_points: int = field(default=20_000, metadata={_MINIMUM: 100})
+    niche_eps: float | None = field(default=None, metadata={_MINIMUM: 0})
+    niche_min_samples: int | None = field(default=None, metadata={_MINIMUM: 2})
+    niche_max_share: float = field(default=0.05, metadata={_MINIMUM: 0})
+    stability_resamples: int = field(default=10, metadata={_MINIMUM: 0})
+    stability_points: int = field(default=10_000, metadata={_MINIMUM: 100})
+    rules_depth: int = field(default=3, metadata={_MINIMUM: 1})
 
 
 @dataclass(frozen=True)

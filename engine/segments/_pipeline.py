@@ -3,14 +3,16 @@
 Fit small, score big:
 
 1. a deterministic sample of customers (every n-th of each feature part, parts being in
-   pseudonymous key order) fits the preparation and k-means for each candidate k; the best
-   silhouette wins, and the sample's profile earns each segment its name;
-2. one task per feature part prepares, assigns every customer to its nearest centre, writes
-   the assignments and returns per-segment sums, from which the population profile is built.
+   pseudonymous key order) fits the whole segment model (``_fit``): preparation, k-means with
+   k chosen by silhouette, micro-segments, DBSCAN niches, bootstrap stability; the sample's
+   profile earns each segment its name;
+2. one task per feature part places every customer, writes the assignments and returns
+   per-segment sums and counts, from which the population profile is built.
 
 Output (temporary directory, renamed into place): ``assignments/part-NNNNN.parquet``
-(customer_key, segment, segment_name, distance), ``profiles.parquet``, ``profiles.json``,
-``model.json`` (preparation, centres, every candidate k's scores) and ``_segments.json``.
+(customer_key, segment, segment_name, distance, micro_segment, niche, outlier),
+``profiles.parquet``, ``profiles.json``, ``hierarchy.parquet`` (micro-segment -> segment),
+``model.json`` (the fitted model in CPU form, every candidate k's scores) and ``_segments.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,8 +35,7 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend
 from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
-from ._kmeans import assign, choose_k
-from ._prepare import Preparation
+from ._fit import SegmentFit, fit_segments
 from ._profiles import name_segments, partition_sums, profile_table
 
 __all__ = ["SegmentSummary", "build_segments"]
@@ -42,6 +43,7 @@ __all__ = ["SegmentSummary", "build_segments"]
 logger = logging.getLogger(__name__)
 
 FEATURES_META = "_features.json"
+ASSIGNMENT_COLUMNS = ("customer_key", "segment", "segment_name", "distance", "micro_segment", "niche", "outlier")
 
 
 @dataclass
@@ -54,6 +56,10 @@ class SegmentSummary:
     silhouette: float
     segments: list[dict]
     seconds: float
+    micro_segments: int = 0
+    niche_customers: list[int] = field(default_factory=list)
+    outliers: int = 0
+    unstable: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +69,10 @@ class SegmentSummary:
             "silhouette": round(self.silhouette, 4),
             "segments": self.segments,
             "seconds": round(self.seconds, 3),
+            "micro_segments": self.micro_segments,
+            "niche_customers": self.niche_customers,
+            "outliers": self.outliers,
+            "unstable_segments": self.unstable,
         }
 
 
@@ -76,20 +86,30 @@ def _sample_task(features: str, number: int, rows: int, every: int) -> pd.DataFr
     return table.take(np.arange(0, rows, every)).to_pandas()
 
 
-def _assign_task(features: str, number: int, out: str, preparation: Preparation, centres, names, profile_columns, backend_name):
-    """One part: prepare, assign, write the assignments; return the per-segment sums."""
+def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name):
+    """One part: place every customer, write the assignments; return what the profiles need:
+    per-segment sums, and customers per micro-segment and per niche, and outliers."""
     backend = resolve_backend(backend_name)
+    xp = backend.xp
     frame = frame_from_arrow(pq.read_table(Path(features) / _part(number)), backend.name)
-    prepared = preparation.transform(frame, backend.xp)
-    segment, distance = assign(prepared, centres, backend.xp)
+    placed = model.place(frame, xp)
     assignments = backend.df.DataFrame({"customer_key": frame["customer_key"]})
-    assignments["segment"] = segment
-    assignments["distance"] = distance
+    for column in ASSIGNMENT_COLUMNS[1:]:
+        if column != "segment_name":
+            assignments[column] = placed[column]
     lookup = backend.df.DataFrame({"segment": np.arange(len(names), dtype="int32"), "segment_name": names})
     # Merges do not keep row order on the GPU: the key order is restored after.
     assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
-    assignments[["customer_key", "segment", "segment_name", "distance"]].to_parquet(Path(out) / _part(number), index=False)
-    return partition_sums(frame, segment, profile_columns, len(centres), backend.xp)
+    assignments[list(ASSIGNMENT_COLUMNS)].to_parquet(Path(out) / _part(number), index=False)
+    micro_count = len(model.micro.parent) if model.micro else 0
+    niche_count = len(model.niches.niche_sizes) if model.niches else 0
+    counts = {
+        "micro": xp.bincount(placed["micro_segment"][placed["micro_segment"] >= 0], minlength=micro_count),
+        "niche": xp.bincount(placed["niche"][placed["niche"] >= 0], minlength=niche_count),
+        "outliers": placed["outlier"].sum(),
+    }
+    counts = {key: value.get() if hasattr(value, "get") else np.asarray(value) for key, value in counts.items()}
+    return partition_sums(frame, placed["segment"], profile_columns, len(model.kmeans.centres), xp), counts
 
 
 def _numeric_columns(meta: dict) -> list[str]:
@@ -122,12 +142,16 @@ def build_segments(
     features, out = Path(features), Path(out)
     meta_path = features / FEATURES_META
     if not meta_path.exists():
-        raise InputDataError(f"{features}: not a segscale feature table (no {FEATURES_META}); run segscale features first")
+        raise InputDataError(
+            f"{features}: not a segscale feature table (no {FEATURES_META}); run segscale features first"
+        )
     meta = json.loads(meta_path.read_text())
     backend = resolve_backend(backend_name)
     ks = [options.k] if options.k is not None else list(range(options.k_min, options.k_max + 1))
     if not ks or min(ks) < 2:
-        raise UsageError(f"segments: k must be at least 2 and k_min <= k_max; got k={options.k}, {options.k_min}..{options.k_max}")
+        raise UsageError(
+            f"segments: k must be at least 2 and k_min <= k_max; got k={options.k}, {options.k_min}..{options.k_max}"
+        )
     rows, partitions = meta["rows_per_partition"], int(meta["partitions"])
     customers = sum(rows)
     if customers <= max(ks):
@@ -136,15 +160,13 @@ def build_segments(
     every = max(1, math.ceil(customers / options.sample))
     tasks = [dask.delayed(_sample_task)(str(features), n, rows[n], every) for n in range(partitions) if rows[n]]
     sample = pd.concat(compute_tasks(tasks, client, progress, "sample"), ignore_index=True)
-    preparation = Preparation(features=options.features, scaler=options.scaler, pca_components=options.pca_components)
-    preparation.fit(sample)
-    prepared = preparation.transform(sample)
-    fitted_on = backend.xp.asarray(prepared) if backend.is_gpu else prepared
-    choice, model = choose_k(fitted_on, ks, seed=seed, backend_name=backend.name, n_init=options.n_init)
-    sample_segments, _ = assign(prepared, model.centres)
+    model, sample_segments = fit_segments(sample, options, seed=seed, backend=backend)
     profile_columns = _numeric_columns(meta)
     sample_profile = profile_table(
-        [partition_sums(sample, sample_segments, profile_columns, model.k)], profile_columns, sample, sample_segments
+        [partition_sums(sample, sample_segments, profile_columns, model.kmeans.k)],
+        profile_columns,
+        sample,
+        sample_segments,
     )
     names = name_segments(sample_profile)
 
@@ -153,16 +175,20 @@ def build_segments(
         (staging / "assignments").mkdir()
         tasks = [
             dask.delayed(_assign_task)(
-                str(features), n, str(staging / "assignments"), preparation, model.centres,
-                segment_names, profile_columns, backend.name,
-            )  # fmt: skip
+                str(features), n, str(staging / "assignments"), model, segment_names, profile_columns, backend.name
+            )
             for n in range(partitions)
         ]
-        sums = compute_tasks(tasks, client, progress, "assign")
+        results = compute_tasks(tasks, client, progress, "assign")
+        sums, counts = [result[0] for result in results], [result[1] for result in results]
         profile = profile_table(sums, profile_columns, sample, sample_segments)
-        profile = pd.concat([profile[["segment"]], pd.DataFrame({"segment_name": segment_names}), profile.drop(columns="segment")], axis=1)
+        profile = pd.concat(
+            [profile[["segment"]], pd.DataFrame({"segment_name": segment_names}), profile.drop(columns="segment")],
+            axis=1,
+        )
         profile.to_parquet(staging / "profiles.parquet", index=False)
-        silhouette = next(s["silhouette"] for s in choice.scores if s["k"] == model.k)
+        customers_total = int(profile["customers"].sum())
+        stability = {entry["segment"]: entry for entry in model.stability}
         segments = [
             {
                 "segment": named["segment"],
@@ -172,37 +198,69 @@ def build_segments(
                 "share_customers": round(float(profile.loc[named["segment"], "share_customers"]), 4),
                 "share_revenue": round(float(profile.loc[named["segment"], "share_revenue"]), 4),
                 "top_features": _top_features(profile, named["segment"]),
+                "stability": stability.get(named["segment"]),
             }
             for named in names
         ]
         (staging / "profiles.json").write_text(json.dumps(segments, indent=2) + "\n")
-        (staging / "model.json").write_text(
-            json.dumps(
-                {"preparation": preparation.to_dict(), "kmeans": model.to_dict(), "k_scores": choice.scores}, indent=2
+        micro_customers = np.sum([count["micro"] for count in counts], axis=0) if model.micro else None
+        if model.micro:
+            _hierarchy_table(model, micro_customers, segment_names).to_parquet(
+                staging / "hierarchy.parquet", index=False
             )
-            + "\n"
+        (staging / "model.json").write_text(json.dumps(model.to_dict(), indent=2) + "\n")
+        niche_customers = (
+            np.sum([count["niche"] for count in counts], axis=0).astype(int).tolist() if model.niches else []
         )
+        outliers = int(sum(int(count["outliers"]) for count in counts))
+        silhouette = next(score["silhouette"] for score in model.k_scores if score["k"] == model.kmeans.k)
         summary = SegmentSummary(
-            out_dir=out, customers=int(profile["customers"].sum()), k=model.k, silhouette=silhouette,
+            out_dir=out, customers=customers_total, k=model.kmeans.k, silhouette=silhouette,
             segments=[{k: s[k] for k in ("segment", "name", "customers", "share_customers", "share_revenue")} for s in segments],
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, micro_segments=len(model.micro.parent) if model.micro else 0,
+            niche_customers=niche_customers, outliers=outliers,
+            unstable=[s["segment"] for s in segments if s["stability"] and not s["stability"]["stable"]],
         )  # fmt: skip
         document = {
             **summary.to_dict(),
             "features": str(features),
             "as_of": meta.get("as_of"),
             "sample": len(sample),
+            "niche_eps": model.niches.eps if model.niches else None,
             "backend": backend.name,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         (staging / "_segments.json").write_text(json.dumps(document, indent=2) + "\n")
-    logger.info("segments: %d customers in %d segments (silhouette %.3f) in %.1f s", summary.customers, model.k, silhouette, summary.seconds)
+    logger.info(
+        "segments: %d customers in %d segments (silhouette %.3f), %d micro-segments, %d niches, %d outliers in %.1f s",
+        summary.customers, summary.k, silhouette, summary.micro_segments, len(niche_customers), outliers, summary.seconds,
+    )  # fmt: skip
     return summary
+
+
+def _hierarchy_table(model: SegmentFit, micro_customers, segment_names) -> pd.DataFrame:
+    """The parent/child table: one row per micro-segment with its macro segment."""
+    parent = np.asarray(model.micro.parent)
+    customers = np.asarray(micro_customers, dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "micro_segment": np.arange(parent.size, dtype=np.int32),
+            "segment": parent.astype(np.int32),
+            "segment_name": [segment_names[p] for p in parent],
+            "customers": customers,
+            "share_customers": customers / max(customers.sum(), 1),
+            "share_of_segment": customers / np.maximum(np.bincount(parent, weights=customers)[parent], 1),
+        }
+    )
 
 
 def _top_features(profile: pd.DataFrame, segment: int, count: int = 5) -> list[dict]:
     """The features whose segment mean is furthest from the population's, in z."""
     row = profile.loc[segment]
-    zs = {column[2:]: float(row[column]) for column in profile.columns if column.startswith("z_") and not np.isnan(row[column])}
+    zs = {
+        column[2:]: float(row[column])
+        for column in profile.columns
+        if column.startswith("z_") and not np.isnan(row[column])
+    }
     ranked = sorted(zs.items(), key=lambda item: -abs(item[1]))[:count]
     return [{"feature": feature, "z": round(z, 2)} for feature, z in ranked]

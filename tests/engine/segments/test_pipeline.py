@@ -23,13 +23,17 @@ def world(tmp_path_factory):
     config = load_config(out / "segscale.toml")
     config = dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, partitions=3))
     ingest(config)
-    build_features(out / "run" / "ingest" / "store", out / "run" / "features", as_of=config.run.as_of, backend_name="cpu")
+    build_features(
+        out / "run" / "ingest" / "store", out / "run" / "features", as_of=config.run.as_of, backend_name="cpu"
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def segmented(world):
-    summary = build_segments(world / "run" / "features", world / "run" / "segments", options=SegmentOptions(sample=3000), backend_name="cpu")
+    summary = build_segments(
+        world / "run" / "features", world / "run" / "segments", options=SegmentOptions(sample=3000), backend_name="cpu"
+    )
     return summary, world / "run" / "segments"
 
 
@@ -46,7 +50,9 @@ def test_every_customer_gets_one_named_segment(segmented, world):
     names = {s["segment"]: s["name"] for s in summary.segments}
     assert len(set(names.values())) == summary.k
     assert (assignments["segment_name"] == assignments["segment"].map(names)).all()
-    assert sorted(p.name for p in (out / "assignments").glob("*.parquet")) == [f"part-0000{i}.parquet" for i in range(3)]
+    assert sorted(p.name for p in (out / "assignments").glob("*.parquet")) == [
+        f"part-0000{i}.parquet" for i in range(3)
+    ]
 
 
 def test_profiles_and_model_are_written(segmented):
@@ -65,15 +71,62 @@ def test_profiles_and_model_are_written(segmented):
 
 def test_reruns_are_identical_and_seeds_agree(segmented, world, tmp_path):
     summary, out = segmented
-    again = build_segments(world / "run" / "features", tmp_path / "again", options=SegmentOptions(sample=3000, k=summary.k), backend_name="cpu")
+    again = build_segments(
+        world / "run" / "features",
+        tmp_path / "again",
+        options=SegmentOptions(sample=3000, k=summary.k),
+        backend_name="cpu",
+    )
     first, second = _assignments(out), _assignments(tmp_path / "again")
     pd.testing.assert_frame_equal(first, second)
     assert [s["name"] for s in again.segments] == [s["name"] for s in summary.segments]
     other_seed = build_segments(
-        world / "run" / "features", tmp_path / "seed", options=SegmentOptions(sample=3000, k=summary.k), seed=5, backend_name="cpu"
+        world / "run" / "features",
+        tmp_path / "seed",
+        options=SegmentOptions(sample=3000, k=summary.k),
+        seed=5,
+        backend_name="cpu",
     )
     assert adjusted_rand_score(first["segment"], _assignments(tmp_path / "seed")["segment"]) >= 0.95
     assert other_seed.k == summary.k
+
+
+def test_micro_segments_niches_and_outliers_reach_every_customer(segmented):
+    summary, out = segmented
+    assignments = _assignments(out)
+    hierarchy = pq.read_table(out / "hierarchy.parquet").to_pandas()
+    assert len(hierarchy) == summary.micro_segments > summary.k
+    parent = hierarchy.set_index("micro_segment")["segment"]
+    assert (assignments["micro_segment"].map(parent) == assignments["segment"]).all()
+    assert hierarchy["customers"].sum() == summary.customers
+    assert (hierarchy.groupby("segment")["share_of_segment"].sum().round(6) == 1).all()
+    assert assignments["outlier"].sum() == summary.outliers
+    niches = assignments.loc[assignments["niche"] >= 0, "niche"].value_counts().sort_index()
+    assert niches.tolist() == [n for n in summary.niche_customers if n]
+    stability = [s["stability"] for s in json.loads((out / "profiles.json").read_text())]
+    assert all(0 <= s["jaccard"] <= 1 and s["stable"] == (s["jaccard"] >= 0.75) for s in stability)
+    assert summary.unstable == [i for i, s in enumerate(stability) if not s["stable"]]
+
+
+def test_the_saved_model_places_customers_as_the_run_did(segmented, world):
+    from engine.segments._fit import SegmentFit
+
+    _, out = segmented
+    model = SegmentFit.from_dict(json.loads((out / "model.json").read_text()))
+    features = pq.read_table(world / "run" / "features").to_pandas().sort_values("customer_key").reset_index(drop=True)
+    placed = model.place(features)
+    assignments = _assignments(out)
+    for column in ("segment", "micro_segment", "niche", "outlier"):
+        assert (placed[column] == assignments[column].to_numpy()).all(), column
+
+
+def test_switches_turn_off_micro_segments_niches_and_stability(world, tmp_path):
+    options = SegmentOptions(sample=3000, k=4, micro_k=None, niches=False, stability_resamples=0)
+    summary = build_segments(world / "run" / "features", tmp_path / "plain", options=options, backend_name="cpu")
+    assignments = _assignments(tmp_path / "plain")
+    assert (assignments["micro_segment"] == -1).all() and (assignments["niche"] == -1).all()
+    assert not assignments["outlier"].any() and summary.micro_segments == 0
+    assert not (tmp_path / "plain" / "hierarchy.parquet").exists()
 
 
 def test_bad_inputs(world, tmp_path):
@@ -88,6 +141,9 @@ def test_bad_inputs(world, tmp_path):
 def test_gpu_segments_agree_with_the_cpu(segmented, world, tmp_path):
     summary, out = segmented
     build_segments(
-        world / "run" / "features", tmp_path / "gpu", options=SegmentOptions(sample=3000, k=summary.k), backend_name="gpu"
+        world / "run" / "features",
+        tmp_path / "gpu",
+        options=SegmentOptions(sample=3000, k=summary.k),
+        backend_name="gpu",
     )
     assert adjusted_rand_score(_assignments(out)["segment"], _assignments(tmp_path / "gpu")["segment"]) >= 0.99
