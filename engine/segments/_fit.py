@@ -1,10 +1,11 @@
 """Everything the segment stage learns from its sample, and how it places any customer after.
 
 Fitted once on a sample of customers (fit small): the preparation, k-means with k chosen by
-silhouette, the micro-segments and their Ward tree, DBSCAN niches and outliers, and bootstrap
-stability. :meth:`SegmentFit.place` then places any frame of customers (score big), on the
-array namespace the frame lives in, and :meth:`SegmentFit.to_dict` is the model in CPU form
-(plain JSON), so placing works later without a GPU or a pickle.
+silhouette, the micro-segments and their Ward tree, DBSCAN niches and outliers, bootstrap
+stability, and decision-tree rules that restate the segments in raw feature units.
+:meth:`SegmentFit.place` then places any frame of customers (score big), on the array
+namespace the frame lives in, and :meth:`SegmentFit.to_dict` is the model in CPU form (plain
+JSON), so placing works later without a GPU or a pickle.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ._hierarchy import MicroSegments, assign_micro, fit_micro_segments
 from ._kmeans import SegmentModel, assign, choose_k
 from ._niches import NicheModel, fit_niches, place_niches
 from ._prepare import Preparation
+from ._rules import SegmentRules
 from ._stability import bootstrap_stability
 
 __all__ = ["SegmentFit", "fit_segments"]
@@ -36,6 +38,7 @@ class SegmentFit:
     micro: MicroSegments | None = None
     niches: NicheModel | None = None
     stability: list[dict] = field(default_factory=list)
+    rules: SegmentRules | None = None
 
     def place(self, frame, xp=np) -> dict:
         """Prepare ``frame`` and place every row.
@@ -66,6 +69,7 @@ class SegmentFit:
             "micro": self.micro.to_dict() if self.micro else None,
             "niches": self.niches.to_dict() if self.niches else None,
             "stability": self.stability,
+            "rules": self.rules.to_dict() if self.rules else None,
         }
 
     @classmethod
@@ -77,6 +81,7 @@ class SegmentFit:
             micro=MicroSegments.from_dict(document["micro"]) if document.get("micro") else None,
             niches=NicheModel.from_dict(document["niches"]) if document.get("niches") else None,
             stability=document.get("stability", []),
+            rules=SegmentRules.from_dict(document["rules"]) if document.get("rules") else None,
         )
 
 
@@ -110,6 +115,8 @@ def fit_segments(sample, options: SegmentOptions, *, seed: int, backend) -> tupl
             prepared[subset], segments[subset], kmeans.k, resamples=options.stability_resamples, seed=seed,
             backend_name=backend.name, n_init=options.n_init,
         )  # fmt: skip
+    # Rules read in the units people know (days, orders, money), so they see raw features.
+    model.rules = SegmentRules(preparation.columns_, max_depth=options.rules_depth, seed=seed).fit(sample, segments)
     return model, segments
 
 
