@@ -235,8 +235,11 @@ class SegmentOptions:
         Bootstrap refits behind each segment's stability (0 skips it).
     stability_points : int, default 10000
         Sample customers each refit sees.
-    rules_depth : int, default 3
+    rules_depth : int, default 4
         Depth of the decision tree whose rules describe the segments.
+    outcome_days : int, default 90
+        Days after as-of in which the segments and the classic RFM grid are compared on what
+        customers did next (next-period spend, churn), when the store holds those days.
     """
 
     features: tuple[str, ...] | None = None
@@ -255,7 +258,8 @@ class SegmentOptions:
     niche_max_share: float = field(default=0.05, metadata={_MINIMUM: 0})
     stability_resamples: int = field(default=10, metadata={_MINIMUM: 0})
     stability_points: int = field(default=10_000, metadata={_MINIMUM: 100})
-    rules_depth: int = field(default=3, metadata={_MINIMUM: 1})
+    rules_depth: int = field(default=4, metadata={_MINIMUM: 1})
+    outcome_days: int = field(default=90, metadata={_MINIMUM: 1})
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend
 from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
+from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
+from ._baseline import outcome_separation, rfm_grid
 from ._fit import SegmentFit, fit_segments
 from ._profiles import name_segments, partition_sums, profile_table
 
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 FEATURES_META = "_features.json"
 ASSIGNMENT_COLUMNS = ("customer_key", "segment", "segment_name", "distance", "micro_segment", "niche", "outlier")
+RFM_SCORES = ("r_score", "f_score", "m_score")
 
 
 @dataclass
@@ -99,8 +102,14 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
             assignments[column] = placed[column]
     lookup = backend.df.DataFrame({"segment": np.arange(len(names), dtype="int32"), "segment_name": names})
     # Merges do not keep row order on the GPU: the key order is restored after.
+    columns = list(ASSIGNMENT_COLUMNS)
+    if set(RFM_SCORES) <= set(frame.columns):
+        # The classic grid is a host lookup of three small integers per customer.
+        scores = frame[list(RFM_SCORES)]
+        assignments["rfm_segment"] = rfm_grid(scores.to_pandas() if backend.is_gpu else scores).to_numpy()
+        columns.append("rfm_segment")
     assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
-    assignments[list(ASSIGNMENT_COLUMNS)].to_parquet(Path(out) / _part(number), index=False)
+    assignments[columns].to_parquet(Path(out) / _part(number), index=False)
     micro_count = len(model.micro.parent) if model.micro else 0
     niche_count = len(model.niches.niche_sizes) if model.niches else 0
     counts = {
@@ -189,6 +198,7 @@ def build_segments(
         profile.to_parquet(staging / "profiles.parquet", index=False)
         customers_total = int(profile["customers"].sum())
         stability = {entry["segment"]: entry for entry in model.stability}
+        rules = {entry["segment"]: entry for entry in model.rules.describe()}
         segments = [
             {
                 "segment": named["segment"],
@@ -199,6 +209,7 @@ def build_segments(
                 "share_revenue": round(float(profile.loc[named["segment"], "share_revenue"]), 4),
                 "top_features": _top_features(profile, named["segment"]),
                 "stability": stability.get(named["segment"]),
+                "rules": rules.get(named["segment"]),
             }
             for named in names
         ]
@@ -227,15 +238,42 @@ def build_segments(
             "as_of": meta.get("as_of"),
             "sample": len(sample),
             "niche_eps": model.niches.eps if model.niches else None,
+            "rules_fidelity": round(model.rules.fidelity_, 4),
             "backend": backend.name,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         (staging / "_segments.json").write_text(json.dumps(document, indent=2) + "\n")
+        evaluation = _against_what_happened(staging, meta, options.outcome_days, client, progress)
+        (staging / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     logger.info(
         "segments: %d customers in %d segments (silhouette %.3f), %d micro-segments, %d niches, %d outliers in %.1f s",
         summary.customers, summary.k, silhouette, summary.micro_segments, len(niche_customers), outliers, summary.seconds,
     )  # fmt: skip
     return summary
+
+
+def _against_what_happened(staging: Path, meta: dict, days: int, client, progress) -> dict:
+    """How well the segments, and the classic RFM grid beside them, separate what customers did
+    in the ``days`` after as-of: only when the store holds those days (a backtest)."""
+    store, as_of = meta.get("store"), meta.get("as_of")
+    if not store or not as_of or not Path(store).exists():
+        return {"skipped": "the feature table does not name an existing store"}
+    window = outcome_window(store, as_of, days)
+    if not window.covered:
+        ends = window.data_end.date().isoformat() if window.data_end is not None else "nowhere"
+        return {"skipped": f"the store ends at {ends}, before as-of + {days} days ({window.end.date().isoformat()})"}
+    path = staging / "assignments"
+    present = set(pq.read_schema(next(path.glob("*.parquet"))).names)
+    columns = [c for c in ("customer_key", "segment_name", "rfm_segment") if c in present]
+    assignments = pq.read_table(path, columns=columns).to_pandas()
+    outcomes = align_outcomes(
+        assignments["customer_key"], next_period_outcomes(store, as_of, days, client=client, progress=progress)
+    )
+    evaluation = {"window": {"start": window.start.isoformat(), "end": window.end.isoformat()}}
+    evaluation["segments"] = outcome_separation(assignments["segment_name"].to_numpy(), outcomes)
+    if "rfm_segment" in assignments:
+        evaluation["rfm_grid"] = outcome_separation(assignments["rfm_segment"].to_numpy(), outcomes)
+    return evaluation
 
 
 def _hierarchy_table(model: SegmentFit, micro_customers, segment_names) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from datetime import date
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -108,6 +109,22 @@ def test_micro_segments_niches_and_outliers_reach_every_customer(segmented):
     assert summary.unstable == [i for i, s in enumerate(stability) if not s["stable"]]
 
 
+def test_rules_restate_segments_and_place_new_customers(segmented, world):
+    from engine.segments._fit import SegmentFit
+
+    _, out = segmented
+    described = json.loads((out / "profiles.json").read_text())
+    assert all(s["rules"]["segment"] == s["segment"] for s in described)
+    assert any(s["rules"]["rules"] for s in described)
+    model = SegmentFit.from_dict(json.loads((out / "model.json").read_text()))
+    features = pq.read_table(world / "run" / "features").to_pandas().sort_values("customer_key").reset_index(drop=True)
+    by_rules = model.rules.predict(features)
+    agreement = (by_rules == _assignments(out)["segment"].to_numpy()).mean()
+    recorded = json.loads((out / "_segments.json").read_text())["rules_fidelity"]
+    # Fitted on the sample, which is every customer here: the rules place them as they did there.
+    assert agreement == pytest.approx(recorded, abs=1e-4) and agreement > 0.5
+
+
 def test_the_saved_model_places_customers_as_the_run_did(segmented, world):
     from engine.segments._fit import SegmentFit
 
@@ -127,6 +144,36 @@ def test_switches_turn_off_micro_segments_niches_and_stability(world, tmp_path):
     assert (assignments["micro_segment"] == -1).all() and (assignments["niche"] == -1).all()
     assert not assignments["outlier"].any() and summary.micro_segments == 0
     assert not (tmp_path / "plain" / "hierarchy.parquet").exists()
+
+
+def test_a_backtest_compares_segments_and_the_rfm_grid_on_what_happened_next(world, tmp_path):
+    build_features(
+        world / "run" / "ingest" / "store", tmp_path / "features", as_of=date(2025, 9, 1), backend_name="cpu"
+    )
+    options = SegmentOptions(sample=3000, k=4, outcome_days=90, stability_resamples=0, niches=False)
+    build_segments(tmp_path / "features", tmp_path / "segments", options=options, backend_name="cpu")
+    evaluation = json.loads((tmp_path / "segments" / "evaluation.json").read_text())
+    assert evaluation["window"]["start"].startswith("2025-09-01") and evaluation["window"]["end"].startswith(
+        "2025-11-30"
+    )
+    assignments = _assignments(tmp_path / "segments")
+    for grouping, column in (("segments", "segment_name"), ("rfm_grid", "rfm_segment")):
+        result = evaluation[grouping]
+        assert result["customers"] == len(assignments)
+        assert 0 <= result["spend_eta_squared"] <= 1 and 0 < result["churn_rate"] < 1
+        assert {g["group"] for g in result["groups"]} == set(assignments[column])
+    # Recency is most of what predicts next-period churn: both groupings spread it widely.
+    assert evaluation["segments"]["churn_rate_range"] > 0.3 and evaluation["rfm_grid"]["churn_rate_range"] > 0.3
+
+
+def test_without_days_after_as_of_the_backtest_is_skipped(segmented):
+    _, out = segmented
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert "before as-of + 90 days" in evaluation["skipped"]
+    assert set(_assignments(out)["rfm_segment"]) <= {
+        "Champions", "Loyal customers", "Potential loyalists", "New customers", "Promising", "Need attention",
+        "About to sleep", "At risk", "Cannot lose them", "Hibernating", "Lost", "No purchases",
+    }  # fmt: skip
 
 
 def test_bad_inputs(world, tmp_path):
