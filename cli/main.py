@@ -347,16 +347,24 @@ def _segments_table(summary) -> Table:
         title=f"{summary.k} segments of {summary.customers:,} customers (silhouette {summary.silhouette:.3f}, {summary.seconds:.1f} s)",
         title_justify="left",
     )
-    for column in ("segment", "name", "customers", "share", "revenue share"):
+    for column in ("segment", "name", "customers", "share", "revenue share", "stability"):
         table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
     for segment in summary.segments:
+        stability = segment.get("stability")
         table.add_row(
             str(segment["segment"]),
             segment["name"],
             f"{segment['customers']:,}",
             f"{segment['share_customers']:.1%}",
             f"{segment['share_revenue']:.1%}",
+            "-" if stability is None else f"{stability:.2f}" + (" unstable" if segment["segment"] in summary.unstable else ""),
         )
+    niches = summary.niche_customers
+    table.caption = (
+        f"{summary.micro_segments} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
+        f"{summary.outliers:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
+    )
+    table.caption_justify = "left"
     return table
 
 
@@ -458,7 +466,7 @@ def compare(
     as_json: JsonOption = False,
 ):
     """Compare two segment runs: matched segments, transitions, movers, drift, split and merge suggestions."""
-    from engine.segments._compare import compare_runs
+    from engine.segments import compare_runs
 
     comparison = compare_runs(
         run_a, run_b, out=out, split_share=split_share, merge_share=merge_share, converge_ratio=converge_ratio

@@ -227,7 +227,7 @@ def build_segments(
         silhouette = next(score["silhouette"] for score in model.k_scores if score["k"] == model.kmeans.k)
         summary = SegmentSummary(
             out_dir=out, customers=customers_total, k=model.kmeans.k, silhouette=silhouette,
-            segments=[{k: s[k] for k in ("segment", "name", "customers", "share_customers", "share_revenue")} for s in segments],
+            segments=[_brief(s) for s in segments],
             seconds=time.perf_counter() - started, micro_segments=len(model.micro.parent) if model.micro else 0,
             niche_customers=niche_customers, outliers=outliers,
             unstable=[s["segment"] for s in segments if s["stability"] and not s["stability"]["stable"]],
@@ -274,6 +274,12 @@ def _against_what_happened(staging: Path, meta: dict, days: int, client, progres
     if "rfm_segment" in assignments:
         evaluation["rfm_grid"] = outcome_separation(assignments["rfm_segment"].to_numpy(), outcomes)
     return evaluation
+
+
+def _brief(segment: dict) -> dict:
+    brief = {key: segment[key] for key in ("segment", "name", "customers", "share_customers", "share_revenue")}
+    brief["stability"] = segment["stability"]["jaccard"] if segment["stability"] else None
+    return brief
 
 
 def _hierarchy_table(model: SegmentFit, micro_customers, segment_names) -> pd.DataFrame:
