@@ -37,6 +37,7 @@ __all__ = [
     "IngestOptions",
     "FeatureOptions",
     "SegmentOptions",
+    "PropensityOptions",
     # reading and writing
     "load_config",
     "parse_config",
@@ -263,6 +264,65 @@ class SegmentOptions:
 
 
 @dataclass(frozen=True)
+class PropensityOptions:
+    """The ``[propensity]`` section: what to predict, with which model, scored how.
+
+    The model trains on features as of T = ``[run] as_of`` - ``horizon_days`` with labels from
+    [T, T + horizon_days), the latest window the store holds; the seed is ``[run] seed``.
+
+    Attributes
+    ----------
+    target : {"purchase", "churn", "event"}, default "purchase"
+        purchase: at least one order in the horizon. churn: no order in the horizon, among
+        customers with an order in the ``churn_lookback_days`` before T. event: at least one
+        event of type ``event_type`` in the horizon.
+    event_type : str or None
+        The event type an ``event`` target looks for.
+    horizon_days : int, default 90
+    churn_lookback_days : int, default 90
+    model : {"random_forest", "logistic", "gradient_boosting"}, default "random_forest"
+    n_estimators : int, default 300
+        Trees (random forest) or boosting rounds (gradient boosting).
+    max_depth : int or None, default 12
+    max_features : float, default 0.33
+        Share of input columns considered at each split.
+    min_samples_leaf : int, default 20
+    calibration : {"isotonic", "sigmoid"}, default "isotonic"
+        Fitted on the validation split.
+    band_by : {"quantile", "probability"}, default "quantile"
+    bands : tuple of two floats, default (0.6, 0.9)
+        Where medium and high start: shares of the scored reference population (quantile), or
+        calibrated probabilities (probability).
+    min_class_count : int, default 100
+        Training refuses with fewer positives or negatives than this in its training split.
+    validation_share, test_share : float, default 0.2 each
+        Customers (by a salted hash of the key) held out to calibrate and to measure.
+    sample : int, default 1000000
+        Most customers a model trains on (a deterministic subset above that).
+    features : tuple of str or None
+        Input feature columns; None uses every feature column.
+    """
+
+    target: Literal["purchase", "churn", "event"] = "purchase"
+    event_type: str | None = None
+    horizon_days: int = field(default=90, metadata={_MINIMUM: 1})
+    churn_lookback_days: int = field(default=90, metadata={_MINIMUM: 1})
+    model: Literal["random_forest", "logistic", "gradient_boosting"] = "random_forest"
+    n_estimators: int = field(default=300, metadata={_MINIMUM: 1})
+    max_depth: int | None = field(default=12, metadata={_MINIMUM: 1})
+    max_features: float = field(default=0.33, metadata={_MINIMUM: 0})
+    min_samples_leaf: int = field(default=20, metadata={_MINIMUM: 1})
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    band_by: Literal["quantile", "probability"] = "quantile"
+    bands: tuple[float, ...] = (0.6, 0.9)
+    min_class_count: int = field(default=100, metadata={_MINIMUM: 1})
+    validation_share: float = field(default=0.2, metadata={_MINIMUM: 0})
+    test_share: float = field(default=0.2, metadata={_MINIMUM: 0})
+    sample: int = field(default=1_000_000, metadata={_MINIMUM: 100})
+    features: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A parsed run config.
 
@@ -276,6 +336,7 @@ class RunConfig:
     ingest : IngestOptions
     features : FeatureOptions
     segments : SegmentOptions
+    propensity : PropensityOptions
     """
 
     source: Path = field(metadata={_DERIVED: True})
@@ -285,6 +346,7 @@ class RunConfig:
     ingest: IngestOptions
     features: FeatureOptions
     segments: SegmentOptions
+    propensity: PropensityOptions
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:
