@@ -199,7 +199,7 @@ ERRORS = {
     ),
     "unknown-section-far": (
         "[zzz]\n" + TX,
-        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, run, segments)"],
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, propensity, run, segments)"],
     ),
     "unknown-section-typo": (
         "[ingset]\n" + TX,
@@ -430,6 +430,7 @@ def test_public_surface():
         "IngestOptions",
         "FeatureOptions",
         "SegmentOptions",
+        "PropensityOptions",
         "load_config",
         "parse_config",
         "config_to_dict",
