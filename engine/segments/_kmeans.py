@@ -20,6 +20,9 @@ __all__ = ["KMeansChoice", "SegmentModel", "assign", "choose_k"]
 
 # Points scored by silhouette per candidate k: its cost is quadratic in this.
 SILHOUETTE_POINTS = 10_000
+# Silhouettes this close are a tie, and a tie goes to the smaller k: fewer segments are easier
+# to act on, and near-ties otherwise flip with the seed (k-means' local optimum decides them).
+SILHOUETTE_TIE = 0.005
 
 
 @dataclass
@@ -57,7 +60,8 @@ def _fit(sample, k: int, seed: int, backend_name: str, n_init: int, max_iter: in
 
 def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu", n_init: int = 4,
              max_iter: int = 300, tol: float = 1e-4) -> tuple[KMeansChoice, SegmentModel]:  # fmt: skip
-    """Fit k-means for each k in ``ks`` on ``sample`` and keep the best silhouette.
+    """Fit k-means for each k in ``ks`` on ``sample`` and keep the best silhouette: the smallest
+    k within :data:`SILHOUETTE_TIE` of the highest.
 
     Parameters
     ----------
@@ -78,8 +82,9 @@ def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu"
     if not ks or ks[0] < 2 or ks[-1] >= rows:
         raise UsageError(f"k must be at least 2 and below the sample size ({rows}); got {ks}")
     host = _host(sample)
-    scored = np.random.default_rng(seed).choice(rows, size=min(rows, SILHOUETTE_POINTS), replace=False)
-    choice, best, best_model = KMeansChoice(k=ks[0]), -np.inf, None
+    # The same customers are scored whatever the seed, so the seed only moves k-means itself.
+    scored = np.random.default_rng(0).choice(rows, size=min(rows, SILHOUETTE_POINTS), replace=False)
+    choice, models = KMeansChoice(k=ks[0]), {}
     for k in ks:
         model = _fit(sample, k, seed, backend_name, n_init, max_iter, tol)
         labels = _host(model.labels_).astype(np.int64)
@@ -95,10 +100,12 @@ def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu"
                 "inertia": float(model.inertia_),
             }
         )
-        if silhouette > best:
-            choice.k, best, best_model = k, silhouette, model
-    if best_model is None:
+        models[k] = model
+    if not models:
         raise UsageError("k-means found fewer than 2 distinct segments for every k: the features do not vary")
+    best = max(score["silhouette"] for score in choice.scores)
+    choice.k = min(score["k"] for score in choice.scores if score["silhouette"] >= best - SILHOUETTE_TIE)
+    best_model = models[choice.k]
     centres = _host(best_model.cluster_centers_).astype(np.float64)
     model = SegmentModel(
         centres=centres.tolist(), k=choice.k, inertia=float(best_model.inertia_),

@@ -112,3 +112,18 @@ def test_k_outside_the_sample_is_a_usage_error():
         choose_k(points[:5], [1, 2])
     with pytest.raises(UsageError, match="below the sample size"):
         choose_k(points[:5], [5])
+
+
+def test_a_silhouette_tie_goes_to_the_smaller_k(monkeypatch):
+    import engine.segments._kmeans as kmeans
+
+    points = np.random.default_rng(4).normal(size=(400, 2))
+    choice, _ = choose_k(points, [2, 3, 4], seed=0)
+    best = max(choice.scores, key=lambda s: s["silhouette"])
+    gaps = {s["k"]: best["silhouette"] - s["silhouette"] for s in choice.scores}
+    # Widen the tie until every candidate is in it: the smallest k must win.
+    monkeypatch.setattr(kmeans, "SILHOUETTE_TIE", max(gaps.values()) + 1e-9)
+    assert choose_k(points, [2, 3, 4], seed=0)[0].k == 2
+    monkeypatch.setattr(kmeans, "SILHOUETTE_TIE", 0.0)
+    assert choose_k(points, [2, 3, 4], seed=0)[0].k == best["k"]
+
