@@ -1,0 +1,262 @@
+"""The value stage: purchase and spend models fitted on the store, every customer scored.
+
+Two passes over the store's partitions, one task per partition, none shuffling:
+
+1. summarise each partition's customers as of as-of (``_summaries``), write the summaries
+   to staging and return the distinct (frequency, recency, T) rows with their counts and,
+   for the repeat buyers, (frequency, monetary) pairs (a deterministic subset of at most
+   ``SPEND_SAMPLE`` over all partitions);
+2. with the models fitted on the client, score each partition and, when the store holds the
+   horizon after as-of, add up how the predictions compare with what happened.
+
+Output, written to a temporary directory and renamed into place: ``part-NNNNN.parquet``
+(the customers of store part N, sorted by key) and ``value.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .._tasks import compute_tasks, staged_output
+from ..backend import resolve_backend
+from ..exceptions import InputDataError, UsageError
+from ..outcomes import outcome_window
+from ._bgnbd import MODELS, collapse_rows, fit_bgnbd
+from ._gamma_gamma import fit_gamma_gamma
+from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
+from ._summaries import SUMMARY_COLUMNS, partition_summaries
+
+__all__ = ["SPEND_SAMPLE", "VALUE_META", "ValueSummary", "estimate_value"]
+
+logger = logging.getLogger(__name__)
+
+SPEND_SAMPLE = 1_000_000
+VALUE_META = "value.json"
+_STORE_META = "_store.json"
+# A median wait beyond this many days is no date anyone plans for: written as null.
+_LONGEST_WAIT_DAYS = 36_525
+
+
+@dataclass
+class ValueSummary:
+    """What ``estimate_value`` wrote, and the fits and evaluation in ``value.json``."""
+
+    out_dir: Path
+    as_of: str
+    customers: int
+    document: dict
+
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), **self.document}
+
+
+def _part(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+def _summaries_task(store: str, number: int, staging: str, as_of_day: int, horizon_days, sample: int) -> dict:
+    """Pass 1: summarise, write, and return what the fits need."""
+    summaries = partition_summaries(store, number, as_of_day, horizon_days)
+    summaries.to_parquet(Path(staging) / _part(number), index=False)
+    (x, tx, T), counts = collapse_rows(*(summaries[c].to_numpy() for c in ("frequency", "recency", "T")))
+    repeat = summaries[summaries["frequency"] > 0]
+    step = max(1, math.ceil(len(repeat) / sample)) if sample else 1
+    spend = repeat.iloc[::step][["frequency", "monetary"]].to_numpy(dtype="float64")
+    return {"purchase_rows": np.column_stack([x, tx, T, counts]), "spend_rows": spend, "customers": len(summaries)}
+
+
+def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool):
+    """Pass 2: predict one partition, write it; return its holdout sums (or None)."""
+    xp = resolve_backend(backend_name).xp
+    path = Path(staging) / _part(number)
+    summaries = pd.read_parquet(path)
+    predicted = predict(summaries, fits["purchase"], fits["spend"], xp=xp, **settings)
+    days = predicted["next_purchase_date"]
+    too_far = ~np.isfinite(days) | (days - settings["as_of_day"] > _LONGEST_WAIT_DAYS)
+    next_date = pa.array(np.where(too_far, 0, days).astype("int32"), mask=too_far).cast(pa.date32())
+    columns = {"customer_key": pa.array(summaries["customer_key"])}
+    columns |= {c: pa.array(summaries[c].to_numpy(dtype="float64")) for c in SUMMARY_COLUMNS}
+    columns |= {c: pa.array(predicted[c]) for c in PREDICTION_COLUMNS if c != "next_purchase_date"}
+    columns["next_purchase_date"] = next_date
+    pq.write_table(pa.table(columns), Path(out) / _part(number))
+    sums = (
+        holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp)
+        if holdout
+        else None
+    )
+    path.unlink()
+    return sums
+
+
+def _evaluation(parts: list[dict], horizon_days: int) -> dict:
+    """Totals, per-customer errors and interval coverage over all partitions."""
+    total = {key: sum(part[key] for part in parts) for key in parts[0]}
+    n = max(total["customers"], 1)
+    buyers = max(total["actual_buyers"], 1)
+    return {
+        "horizon_days": horizon_days,
+        "customers": total["customers"],
+        "purchases": {
+            "predicted": total["predicted_purchases"],
+            "actual": total["actual_purchases"],
+            "mae": total["purchases_abs_error"] / n,
+            "rmse": math.sqrt(total["purchases_sq_error"] / n),
+        },
+        "spend": {
+            "predicted": total["predicted_spend"],
+            "actual": total["actual_spend"],
+            "mae": total["spend_abs_error"] / n,
+            "rmse": math.sqrt(total["spend_sq_error"] / n),
+        },
+        "buyers": {"predicted": total["predicted_buyers"], "actual": total["actual_buyers"]},
+        "next_purchase_inside_interval": {
+            f"{round(level * 100)}%": total[f"inside_{round(level * 100)}"] / buyers for level in INTERVALS
+        },
+    }
+
+
+def _as_of_day(store: Path, meta: dict, as_of) -> int:
+    if as_of is None:
+        latest = meta["tables"]["transactions"].get("max_ts")
+        if latest is None:
+            raise InputDataError(f"{store}: the store holds no transactions")
+        return int(pd.Timestamp(latest).floor("D").value // 86_400_000_000_000) + 1
+    if isinstance(as_of, datetime) or not isinstance(as_of, date):
+        stamp = pd.Timestamp(as_of)
+        if stamp != stamp.floor("D"):
+            raise UsageError(f"as_of must be a date (a midnight), got {as_of}")
+        as_of = stamp.date()
+    return (as_of - date(1970, 1, 1)).days
+
+
+def estimate_value(
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    as_of: date | None = None,
+    horizon_days: int = 365,
+    discount_rate: float = 0.1,
+    model: str = "bgnbd",
+    min_repeat_customers: int = 100,
+    backend_name: str = "auto",
+    client=None,
+    progress=None,
+) -> ValueSummary:
+    """Fit BG/NBD (or MBG/NBD) and Gamma-Gamma as of ``as_of``; score every customer.
+
+    Parameters
+    ----------
+    store : path
+        The customer-clustered store written by ingest (``<run>/ingest/store``).
+    out : path
+        Output directory; replaced only when the stage succeeds.
+    as_of : date, optional
+        Midnight UTC of this date ends the calibration period. Default: the day after the
+        store's last transaction.
+    horizon_days : int, default 365
+        Days the predictions cover; when the store holds them, also the holdout.
+    discount_rate : float, default 0.1
+        Yearly rate CLV is discounted at (per 30-day slice).
+    model : {"bgnbd", "mbgnbd"}, default "bgnbd"
+    min_repeat_customers : int, default 100
+        Refuse to fit with fewer customers who bought again before as-of.
+    backend_name : {"auto", "cpu", "gpu"}
+    client : distributed.Client, optional
+    progress : callable, optional
+        ``progress(done, total)`` as the tasks of each pass finish.
+
+    Raises
+    ------
+    UsageError
+        A bad horizon, discount rate or model.
+    InputDataError
+        ``store`` is not a store, or the data cannot support a fit (the message says why).
+    """
+    started = time.perf_counter()
+    if horizon_days < 1:
+        raise UsageError(f"the value horizon must be at least 1 day, got {horizon_days}")
+    if not discount_rate >= 0:
+        raise UsageError(f"the discount rate must be 0 or more, got {discount_rate}")
+    if model not in MODELS:
+        raise UsageError(f"unknown purchase model {model!r}; choose one of {', '.join(MODELS)}")
+    backend = resolve_backend(backend_name)
+    store, out = Path(store), Path(out)
+    if not (store / _STORE_META).exists():
+        raise InputDataError(f"{store}: not a segscale store (no {_STORE_META}); run segscale ingest first")
+    meta = json.loads((store / _STORE_META).read_text())
+    as_of_day = _as_of_day(store, meta, as_of)
+    as_of_date = date(1970, 1, 1) + timedelta(days=as_of_day)
+    holdout = outcome_window(store, as_of_date, horizon_days).covered
+    partitions = int(meta["partitions"])
+
+    with staged_output(out) as staging:
+        (staging / "summaries").mkdir()
+        sample = math.ceil(SPEND_SAMPLE / partitions)
+        tasks = [
+            dask.delayed(_summaries_task)(
+                str(store), n, str(staging / "summaries"), as_of_day, horizon_days if holdout else None, sample
+            )
+            for n in range(partitions)
+        ]
+        parts = compute_tasks(tasks, client, progress, "value summaries")
+        rows = np.concatenate([p["purchase_rows"] for p in parts])
+        purchase_fit = fit_bgnbd(
+            rows[:, 0], rows[:, 1], rows[:, 2], weights=rows[:, 3], model=model, xp=backend.xp,
+            min_repeat_customers=min_repeat_customers,
+        )  # fmt: skip
+        spend_rows = np.concatenate([p["spend_rows"] for p in parts])
+        spend_fit = fit_gamma_gamma(
+            spend_rows[:, 0], spend_rows[:, 1], xp=backend.xp, min_repeat_customers=min_repeat_customers
+        )
+        for name, fit in (("purchase", purchase_fit), ("spend", spend_fit)):
+            if not fit.success:
+                logger.warning("value: the %s model did not converge: %s", name, fit.message)
+        fits = {"purchase": purchase_fit.params, "spend": spend_fit.params}
+        settings = {
+            "as_of_day": as_of_day, "horizon_days": horizon_days, "discount_rate_yearly": discount_rate, "model": model,
+        }  # fmt: skip
+        tasks = [
+            dask.delayed(_score_task)(
+                str(staging / "summaries"), n, str(staging), fits, settings, backend.name, holdout
+            )
+            for n in range(partitions)
+        ]
+        sums = compute_tasks(tasks, client, progress, "value scores")
+        (staging / "summaries").rmdir()
+        customers = sum(p["customers"] for p in parts)
+        document = {
+            "as_of": as_of_date.isoformat(),
+            "time_unit": "days",
+            "horizon_days": horizon_days,
+            "discount_rate_yearly": discount_rate,
+            "customers": customers,
+            "purchase_model": {"name": model, **purchase_fit.to_dict()},
+            "spend_model": {
+                "name": "gamma_gamma",
+                **spend_fit.to_dict(),
+                "frequency_monetary_correlation": float(np.corrcoef(spend_rows[:, 0], spend_rows[:, 1])[0, 1]),
+            },
+            "holdout": _evaluation(sums, horizon_days) if holdout else None,
+            "columns": ["customer_key", *SUMMARY_COLUMNS, *PREDICTION_COLUMNS],
+            "partitions": partitions,
+            "backend": backend.name,
+            "store": str(store),
+            "seconds": round(time.perf_counter() - started, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+        }
+        (staging / VALUE_META).write_text(json.dumps(document, indent=2) + "\n")
+    logger.info("value: %d customers as of %s in %.1f s", customers, as_of_date, document["seconds"])
+    return ValueSummary(out_dir=out, as_of=as_of_date.isoformat(), customers=customers, document=document)

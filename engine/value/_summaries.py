@@ -1,0 +1,92 @@
+"""RFM summaries in the buy-till-you-die convention, per store partition.
+
+A **purchase** is a calendar day (UTC) on which a customer's purchase lines (returns left
+out) add up to a positive amount: several orders on one day are one purchase, as BTYD models
+count them. Per customer, as of the as-of instant (a midnight, so whole days):
+
+- ``frequency``: purchases before as-of minus 1 (repeat purchases);
+- ``recency``: days from the first to the last purchase before as-of;
+- ``T``: days from the first purchase to as-of;
+- ``monetary``: the mean value of the repeat purchases, the first left out (the Gamma-Gamma
+  convention: the first purchase often differs); 0 without repeats.
+
+With a holdout of ``horizon_days`` the same pass also reads [as-of, as-of + horizon) and adds
+what each customer did in it: ``holdout_purchases``, ``holdout_spend`` (their value) and
+``holdout_first_day`` (days from as-of to the start of the day of the first one; NaN if none).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..features import read_store_table
+
+__all__ = ["HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "partition_summaries", "purchase_days", "summarise"]
+
+SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary")
+HOLDOUT_COLUMNS = ("holdout_purchases", "holdout_spend", "holdout_first_day")
+MICROS_PER_DAY = 86_400 * 1_000_000
+
+
+def purchase_days(frame: pd.DataFrame) -> pd.DataFrame:
+    """Purchase lines -> one row per (customer_key, day) with a positive total ``value``.
+
+    ``frame`` has ``customer_key``, ``ts`` (int64 microseconds, UTC), ``amount`` and
+    optionally ``is_return``; ``day`` is the number of days since 1970-01-01.
+    """
+    if "is_return" in frame.columns:
+        frame = frame[~frame["is_return"].fillna(False).astype(bool)]
+    days = pd.DataFrame(
+        {
+            "customer_key": frame["customer_key"].to_numpy(),
+            "day": frame["ts"].to_numpy(dtype="int64") // MICROS_PER_DAY,
+            "value": frame["amount"].to_numpy(dtype="float64", na_value=0.0),
+        }
+    )
+    totals = days.groupby(["customer_key", "day"], sort=True, as_index=False)["value"].sum()
+    return totals[totals["value"] > 0].reset_index(drop=True)
+
+
+def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = None) -> pd.DataFrame:
+    """Per-customer summaries from :func:`purchase_days` rows (see the module docstring).
+
+    Customers whose first purchase is on or after ``as_of_day`` are left out: the model has
+    nothing on them. Sorted by ``customer_key``.
+    """
+    before = days[days["day"] < as_of_day]
+    grouped = before.groupby("customer_key", sort=True)
+    first, last = grouped["day"].min(), grouped["day"].max()
+    count, total = grouped["day"].size(), grouped["value"].sum()
+    first_value = before.drop_duplicates("customer_key").set_index("customer_key")["value"].reindex(first.index)
+    repeats = (count - 1).to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        monetary = np.where(repeats > 0, (total - first_value).to_numpy() / repeats, 0.0)
+    summary = pd.DataFrame(
+        {
+            "customer_key": first.index.to_numpy(),
+            "frequency": repeats,
+            "recency": (last - first).to_numpy(dtype="float64"),
+            "T": (as_of_day - first).to_numpy(dtype="float64"),
+            "monetary": monetary,
+        }
+    )
+    if horizon_days is None:
+        return summary
+    after = days[(days["day"] >= as_of_day) & (days["day"] < as_of_day + horizon_days)]
+    later = after.groupby("customer_key", sort=True)
+    keys = pd.Index(summary["customer_key"])
+    summary["holdout_purchases"] = later["day"].size().reindex(keys, fill_value=0).to_numpy(dtype="float64")
+    summary["holdout_spend"] = later["value"].sum().reindex(keys, fill_value=0.0).to_numpy(dtype="float64")
+    summary["holdout_first_day"] = (later["day"].min() - as_of_day).reindex(keys).to_numpy(dtype="float64")
+    return summary
+
+
+def partition_summaries(store: str, number: int, as_of_day: int, horizon_days: int | None) -> pd.DataFrame:
+    """Summaries of the customers of store partition ``number`` (nothing after the holdout is read)."""
+    end_day = as_of_day + (horizon_days or 0)
+    columns = ["customer_key", "ts", "amount", "is_return"]
+    table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
+    return summarise(purchase_days(table.to_pandas()), as_of_day, horizon_days)
