@@ -1,0 +1,56 @@
+"""Propensity scores (DESIGN 2): point-in-time labels, random forest / logistic / gradient
+boosting models, calibrated probabilities with percentiles, bands and reasons, honest test
+metrics, a fairness audit, scoring of any feature table, and training on a user's own table.
+"""
+
+from ._fairness import FOUR_FIFTHS, fairness_audit, flagged_groups
+from ._labels import LABEL, TARGETS, label_customers, labelled_features, training_origin
+from ._metrics import calibration_table, classification_metrics, lift_table, permutation_importance
+from ._models import MODELS, SPLITS, PropensityFit, make_estimator, split_customers
+from ._pipeline import SCORE_COLUMNS, ScoreSummary, TrainSummary, score_propensity, train_propensity
+from ._prepare import Preparation
+from ._reasons import REASON_COLUMNS, ReasonTable
+from ._scores import BANDS, Bands, Calibrator, percentile_rank, reference_quantiles
+from ._train import Trained, fit_and_evaluate, load_model, write_model
+
+__all__ = [
+    # the stage
+    "TrainSummary",
+    "ScoreSummary",
+    "train_propensity",
+    "score_propensity",
+    "SCORE_COLUMNS",
+    # labels
+    "LABEL",
+    "TARGETS",
+    "label_customers",
+    "labelled_features",
+    "training_origin",
+    # the model
+    "MODELS",
+    "SPLITS",
+    "Preparation",
+    "PropensityFit",
+    "make_estimator",
+    "split_customers",
+    "Trained",
+    "fit_and_evaluate",
+    "load_model",
+    "write_model",
+    # scores
+    "BANDS",
+    "Bands",
+    "Calibrator",
+    "percentile_rank",
+    "reference_quantiles",
+    "REASON_COLUMNS",
+    "ReasonTable",
+    # measurement
+    "calibration_table",
+    "classification_metrics",
+    "lift_table",
+    "permutation_importance",
+    "FOUR_FIFTHS",
+    "fairness_audit",
+    "flagged_groups",
+]

@@ -1,0 +1,158 @@
+"""Point-in-time training rows: features as of T beside what happened in [T, T + horizon).
+
+The features are the feature stage's own, built with ``as_of=T``, so they read only rows
+strictly before T; the labels read only rows in [T, T + horizon), through
+:mod:`engine.outcomes`. The two windows never overlap, and a label window the store does not
+hold in full is refused rather than read as "nothing happened".
+
+Targets (``[propensity] target``):
+
+- ``purchase``: at least one order (lines adding up to a positive amount) in the horizon;
+  every customer with features is a row.
+- ``churn``: no order in the horizon; only customers with an order in the
+  ``churn_lookback_days`` before T are rows (the others have nothing left to churn from).
+- ``event``: at least one event of type ``event_type`` in the horizon; every customer is a row.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .._tasks import compute_tasks
+from ..exceptions import InputDataError, UsageError
+from ..features import build_features, read_store_table
+from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
+
+__all__ = ["LABEL", "TARGETS", "label_customers", "labelled_features", "training_origin"]
+
+TARGETS = ("purchase", "churn", "event")
+LABEL = "label"
+
+
+def training_origin(as_of: date, horizon_days: int) -> date:
+    """The latest T whose label window [T, T + horizon) ends by ``as_of``."""
+    return as_of - timedelta(days=horizon_days)
+
+
+def _covered(store, as_of, horizon_days: int):
+    window = outcome_window(store, as_of, horizon_days)
+    if not window.covered:
+        ends = "holds no timestamps" if window.data_end is None else f"ends at {window.data_end.isoformat()}"
+        raise InputDataError(
+            f"{store}: cannot label {window.start.isoformat()} to {window.end.isoformat()}: the store's data {ends} "
+            "(train on an earlier as_of or a shorter horizon)"
+        )
+    return window
+
+
+def _partition_event_customers(store: str, number: int, start_us: int, end_us: int, event_type: str) -> np.ndarray:
+    """Keys of one partition's customers with an ``event_type`` event in [start, end)."""
+    path = Path(store) / "events"
+    if not (path / f"part-{number:05d}.parquet").exists():
+        return np.empty(0, dtype=object)
+    table = read_store_table(Path(store), "events", number, ["customer_key", "ts", "event_type"], end_us)
+    table = table.filter(pc.greater_equal(table["ts"], start_us))
+    types = pc.cast(table["event_type"], pa.string())
+    table = table.filter(pc.equal(types, event_type))
+    return np.unique(table["customer_key"].to_numpy(zero_copy_only=False).astype(object))
+
+
+def label_customers(
+    store: str | os.PathLike,
+    features: pd.DataFrame,
+    as_of: date,
+    *,
+    target: str = "purchase",
+    horizon_days: int = 90,
+    churn_lookback_days: int = 90,
+    event_type: str | None = None,
+    client=None,
+    progress=None,
+) -> pd.DataFrame:
+    """The label of each eligible customer of ``features`` (a frame as of ``as_of``).
+
+    Parameters
+    ----------
+    store : path
+        The customer-clustered store the features were built from.
+    features : pandas.DataFrame
+        ``customer_key`` and, for churn, ``recency_days`` (days since the last order at T).
+    as_of : date
+        T: the labels read rows in [T, T + horizon_days).
+    target, horizon_days, churn_lookback_days, event_type
+        See the module docstring.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_key``, ``label`` (int8, 1 for the event predicted), eligible rows only, in
+        the order of ``features``.
+    """
+    if target not in TARGETS:
+        raise UsageError(f"propensity: unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    window = _covered(store, as_of, horizon_days)
+    keys = features["customer_key"].to_numpy(dtype=object)
+    if target == "event":
+        if not event_type:
+            raise UsageError("propensity: target event needs event_type (e.g. email_click)")
+        parts = sorted((Path(store) / "events").glob("part-*.parquet"))
+        if not parts:
+            raise InputDataError(f"{store}: the store has no events table; target event cannot be labelled")
+        start_us, end_us = window.start.value // 1_000, window.end.value // 1_000
+        tasks = [
+            dask.delayed(_partition_event_customers)(
+                str(store), int(p.stem.split("-")[1]), start_us, end_us, event_type
+            )
+            for p in parts
+        ]
+        did = np.concatenate(compute_tasks(tasks, client, progress, "event labels"))
+        return pd.DataFrame({"customer_key": keys, LABEL: np.isin(keys, did).astype("int8")})
+    orders = align_outcomes(keys, next_period_outcomes(store, as_of, horizon_days, client=client, progress=progress))[
+        "orders_next"
+    ].to_numpy()
+    if target == "purchase":
+        return pd.DataFrame({"customer_key": keys, LABEL: (orders > 0).astype("int8")})
+    recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    active = recency < churn_lookback_days  # NaN (never ordered) compares False
+    return pd.DataFrame({"customer_key": keys[active], LABEL: (orders[active] == 0).astype("int8")})
+
+
+def labelled_features(
+    store: str | os.PathLike,
+    work: str | os.PathLike,
+    as_of: date,
+    *,
+    options,
+    feature_options=None,
+    backend_name: str = "auto",
+    client=None,
+    progress=None,
+) -> tuple[pd.DataFrame, dict]:
+    """Features as of ``as_of`` (built into ``work``) joined with their labels.
+
+    Returns the frame (``customer_key``, the feature columns, ``label``) and the feature
+    table's metadata.
+    """
+    import json
+
+    _covered(store, as_of, options.horizon_days)  # refuse before building features
+    build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
+                   progress=progress)  # fmt: skip
+    meta = json.loads((Path(work) / "_features.json").read_text())
+    frame = pq.read_table(work).to_pandas()
+    labels = label_customers(
+        store, frame, as_of, target=options.target, horizon_days=options.horizon_days,
+        churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, client=client,
+        progress=progress,
+    )  # fmt: skip
+    frame = frame.merge(labels, on="customer_key", how="inner", validate="one_to_one")
+    return frame.sort_values("customer_key", ignore_index=True), meta

@@ -1,0 +1,197 @@
+"""The propensity model: estimators, customer splits, and one fit that learns everything.
+
+Three models, chosen by name, each built from one set of parameter names (``n_estimators``,
+``max_depth``, ``max_features``, ``min_samples_leaf``, ``seed``):
+
+- ``random_forest``: cuML on the GPU, scikit-learn on the CPU, through the backend's
+  estimator factory. Class imbalance: scikit-learn weighs classes per bootstrap sample
+  (``class_weight="balanced_subsample"``); cuML has no class weights, so on the GPU the
+  majority class is undersampled to the minority's size.
+- ``logistic``: the baseline, scikit-learn on both backends (it is cheap), inputs
+  standardised, ``class_weight="balanced"``.
+- ``gradient_boosting``: scikit-learn's HistGradientBoosting on the CPU
+  (``class_weight="balanced"``, ``n_estimators`` boosting rounds); XGBoost on the GPU when
+  it is installed (``scale_pos_weight`` = negatives / positives), else a UsageError.
+
+Weighting changes the raw scores' scale, never their purpose: the calibrator, fitted on the
+validation split at the true class balance, turns them back into probabilities.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..backend import Backend, usable_cores
+from ..exceptions import InputDataError, UsageError
+from ._prepare import Preparation
+from ._reasons import ReasonTable
+from ._scores import Bands, Calibrator, percentile_rank, reference_quantiles
+
+__all__ = ["MODELS", "SPLITS", "PropensityFit", "make_estimator", "split_customers"]
+
+MODELS = ("random_forest", "logistic", "gradient_boosting")
+SPLITS = ("train", "validation", "test")
+# Rows the partial dependence behind the reasons is measured on.
+_REASON_SAMPLE = 1_000
+
+
+def split_customers(keys, *, seed: int, validation_share: float, test_share: float) -> np.ndarray:
+    """``"train"``, ``"validation"`` or ``"test"`` per customer, from a salted hash of the key.
+
+    The same customer lands in the same split in every run with the same seed, whatever
+    the row order or partitioning.
+    """
+    if not (0 < validation_share and 0 < test_share and validation_share + test_share < 1):
+        raise UsageError(
+            f"propensity: validation and test shares must be positive and sum below 1, "
+            f"got {validation_share} and {test_share}"
+        )
+    hashed = pd.util.hash_array(np.asarray(keys, dtype=object), hash_key=f"segscale{seed:08d}"[-16:])
+    unit = hashed.astype("float64") / 2.0**64
+    split = np.where(unit < test_share, 2, np.where(unit < test_share + validation_share, 1, 0))
+    return np.asarray(SPLITS, dtype=object)[split]
+
+
+def make_estimator(model: str, backend: Backend, *, n_estimators, max_depth, max_features, min_samples_leaf, seed,
+                   positives: int = 1, negatives: int = 1):  # fmt: skip
+    """An unfitted estimator of ``model`` for ``backend``; see the module docstring."""
+    if model == "random_forest":
+        forest = backend.estimator("RandomForestClassifier")
+        common = dict(n_estimators=n_estimators, max_depth=max_depth, max_features=max_features,
+                      min_samples_leaf=min_samples_leaf, random_state=seed)  # fmt: skip
+        if backend.is_gpu:
+            return forest(**common, n_streams=1)  # one stream: the same forest for the same seed
+        return forest(**common, class_weight="balanced_subsample", n_jobs=usable_cores())
+    if model == "logistic":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2_000, class_weight="balanced"))
+    if model == "gradient_boosting":
+        if backend.is_gpu:
+            if importlib.util.find_spec("xgboost") is None:
+                raise UsageError(
+                    "propensity: gradient_boosting on the GPU needs xgboost (pip install xgboost), "
+                    "or use --backend cpu for scikit-learn's HistGradientBoosting"
+                )
+            from xgboost import XGBClassifier
+
+            return XGBClassifier(
+                n_estimators=n_estimators, max_depth=max_depth or 0, colsample_bynode=max_features,
+                min_child_weight=min_samples_leaf, scale_pos_weight=negatives / max(positives, 1),
+                learning_rate=0.05, tree_method="hist", device="cuda", random_state=seed,
+            )  # fmt: skip
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
+            max_iter=n_estimators, max_depth=max_depth, max_features=max_features, min_samples_leaf=min_samples_leaf,
+            learning_rate=0.05, class_weight="balanced", early_stopping=False, random_state=seed,
+        )  # fmt: skip
+    raise UsageError(f"propensity: unknown model {model!r}: use one of {', '.join(MODELS)}")
+
+
+def _cpu_form(estimator, backend: Backend):
+    """The estimator as it is saved and scored: scikit-learn (or XGBoost on the CPU) (STYLE 6)."""
+    if not backend.is_gpu:
+        return estimator
+    if hasattr(estimator, "as_sklearn"):  # cuML's way across
+        return estimator.as_sklearn()
+    if hasattr(estimator, "set_params") and type(estimator).__module__.startswith("xgboost"):
+        return estimator.set_params(device="cpu")
+    return estimator
+
+
+def _balanced_rows(y: np.ndarray, seed: int) -> np.ndarray:
+    """Indices keeping every minority row and as many majority rows, drawn with ``seed``."""
+    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    minority, majority = (positives, negatives) if len(positives) <= len(negatives) else (negatives, positives)
+    kept = np.random.default_rng(seed).choice(majority, size=len(minority), replace=False)
+    return np.sort(np.concatenate([minority, kept]))
+
+
+@dataclass
+class PropensityFit:
+    """Everything a score needs: preparation, estimator (CPU form), calibrator, bands, reasons.
+
+    Built by :meth:`fit`; :meth:`score` applies it to any frame with the input columns.
+    """
+
+    preparation: Preparation
+    estimator: object
+    calibrator: Calibrator
+    bands: Bands
+    reference: list[float]
+    reasons: ReasonTable
+    model: str
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, y: np.ndarray, split: np.ndarray, *, features, options, seed: int,
+            backend: Backend) -> PropensityFit:  # fmt: skip
+        """Fit on the train split, calibrate on the validation split, set bands and reasons.
+
+        Raises
+        ------
+        InputDataError
+            Fewer than ``options.min_class_count`` positives or negatives in the training rows.
+        """
+        y = np.asarray(y).astype("int8")
+        train, validation = split == "train", split == "validation"
+        positives, negatives = int(y[train].sum()), int((1 - y[train]).sum())
+        if min(positives, negatives) < options.min_class_count:
+            raise InputDataError(
+                f"propensity: too little data to train on: {positives} positives and {negatives} negatives "
+                f"in the training split, at least {options.min_class_count} of each needed "
+                "(use more customers, a longer horizon, or lower min_class_count)"
+            )
+        if min(int(y[validation].sum()), int((1 - y[validation]).sum())) == 0:
+            raise InputDataError("propensity: the validation split holds a single class; nothing to calibrate on")
+        preparation = Preparation(tuple(features)).fit(frame.loc[train])
+        matrix = preparation.transform(frame.loc[train])
+        estimator = make_estimator(
+            options.model, backend, n_estimators=options.n_estimators, max_depth=options.max_depth,
+            max_features=options.max_features, min_samples_leaf=options.min_samples_leaf, seed=seed,
+            positives=positives, negatives=negatives,
+        )  # fmt: skip
+        labels = y[train]
+        if backend.is_gpu and options.model == "random_forest":
+            rows = _balanced_rows(labels, seed)
+            matrix, labels = matrix[rows], labels[rows]
+        estimator = _cpu_form(estimator.fit(matrix, labels), backend)
+        fitted = cls(preparation, estimator, Calibrator(options.calibration), Bands(options.band_by, options.bands),
+                     [], ReasonTable(), options.model)  # fmt: skip
+        fitted.calibrator.fit(fitted.raw_scores(frame.loc[validation]), y[validation])
+        fitted.reference = reference_quantiles(fitted.probabilities(frame))
+        fitted.bands.fit(fitted.reference)
+        sample = frame.loc[train].iloc[:: max(1, int(train.sum()) // _REASON_SAMPLE)]
+        fitted.reasons.fit(fitted.probabilities, sample.reset_index(drop=True), preparation)
+        return fitted
+
+    def raw_scores(self, frame: pd.DataFrame, *, where: str = "the frame") -> np.ndarray:
+        """The estimator's uncalibrated positive-class score."""
+        matrix = self.preparation.transform(frame, where=where)
+        if not len(matrix):
+            return np.empty(0)
+        return np.asarray(self.estimator.predict_proba(matrix))[:, 1].astype("float64")
+
+    def probabilities(self, frame: pd.DataFrame, *, where: str = "the frame") -> np.ndarray:
+        """Calibrated probabilities."""
+        return self.calibrator.transform(self.raw_scores(frame, where=where))
+
+    def score(self, frame: pd.DataFrame, *, where: str = "the frame") -> pd.DataFrame:
+        """``score``, ``percentile``, ``band``, ``reason_1..3`` for every row of ``frame``."""
+        probability = self.probabilities(frame, where=where)
+        scored = pd.DataFrame(
+            {
+                "score": probability.astype("float32"),
+                "percentile": percentile_rank(probability, self.reference),
+                "band": pd.Series(self.bands.assign(probability), dtype="string"),
+            }
+        )
+        for name, reasons in self.reasons.top(frame.reset_index(drop=True)).items():
+            scored[name] = pd.Series(reasons, dtype="string")
+        return scored

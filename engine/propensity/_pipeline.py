@@ -1,0 +1,222 @@
+"""The propensity stage on a run: train from the store, score any feature table.
+
+Training (:func:`train_propensity`): features as of T = as_of - horizon, built from the store
+into a scratch directory, labels from [T, as_of) (``_labels``), one fit that learns
+everything on the labelled customers (``_models``), metrics on the test split, a fairness
+audit by the sensitive columns ingest kept apart, and the model directory, written atomically.
+
+Scoring (:func:`score_propensity`), fit small and score big: one task per feature part loads
+the saved model and writes ``part-NNNNN.parquet`` (customer_key, score, percentile, band,
+reason_1..3); the output directory appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import dask
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .._tasks import compute_tasks, staged_output
+from ..backend import resolve_backend
+from ..config import PropensityOptions
+from ..exceptions import InputDataError
+from ._fairness import flagged_groups
+from ._labels import LABEL, labelled_features, training_origin
+from ._reasons import REASON_COLUMNS
+from ._train import fit_and_evaluate, load_model, write_model
+
+__all__ = ["SCORE_COLUMNS", "ScoreSummary", "TrainSummary", "score_propensity", "train_propensity"]
+
+logger = logging.getLogger(__name__)
+
+SCORE_COLUMNS = ("customer_key", "score", "percentile", "band", *REASON_COLUMNS)
+FEATURES_META = "_features.json"
+SCORES_META = "_scores.json"
+
+
+@dataclass
+class TrainSummary:
+    """What ``train_propensity`` (or ``train_table``) wrote and measured."""
+
+    out_dir: Path | None
+    target: str
+    model: str
+    window: dict
+    splits: dict
+    metrics: dict
+    importance: list
+    flagged: list
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+            "target": self.target,
+            "model": self.model,
+            "window": self.window,
+            "splits": self.splits,
+            "metrics": self.metrics,
+            "importance": self.importance[:10],
+            "fairness_flagged": self.flagged,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _summary(out, trained, options, window, started) -> TrainSummary:
+    keys = ("customers", "positives", "base_rate", "roc_auc", "pr_auc", "log_loss", "brier", "ece")
+    return TrainSummary(
+        out_dir=out, target=options.target, model=options.model, window=window, splits=trained.report["splits"],
+        metrics={k: trained.report["test"][k] for k in keys}, importance=trained.report["importance"],
+        flagged=flagged_groups(trained.report.get("fairness", {})), seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def _sensitive(store: Path) -> pd.DataFrame | None:
+    """The sensitive profile columns ingest wrote beside the store, if any."""
+    path = store.parent / "sensitive" / "customers"
+    return pq.read_table(path).to_pandas() if path.exists() and any(path.glob("*.parquet")) else None
+
+
+def train_propensity(
+    store: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    as_of: date,
+    options: PropensityOptions | None = None,
+    feature_options=None,
+    seed: int = 0,
+    backend_name: str = "auto",
+    client=None,
+    progress=None,
+) -> TrainSummary:
+    """Train a propensity model on the store's latest complete label window before ``as_of``.
+
+    Parameters
+    ----------
+    store : path
+        The customer-clustered store (``<run>/ingest/store``).
+    out : path
+        The model directory; replaced only when training succeeds.
+    as_of : date
+        The end of the label window: T = as_of - ``options.horizon_days``.
+    options : PropensityOptions, optional
+    feature_options : FeatureOptions, optional
+        How the training features are built: use the same as the features the model will score.
+
+    Raises
+    ------
+    InputDataError
+        The store does not hold the label window, too few positives or negatives, or a
+        sensitive column among the inputs.
+    """
+    started = time.perf_counter()
+    options = options or PropensityOptions()
+    backend = resolve_backend(backend_name)
+    store, out = Path(store), Path(out)
+    origin = training_origin(as_of, options.horizon_days)
+    with staged_output(out) as staging:
+        scratch = staging / "training-features"
+        frame, meta = labelled_features(
+            store, scratch, origin, options=options, feature_options=feature_options, backend_name=backend.name,
+            client=client, progress=progress,
+        )  # fmt: skip
+        shutil.rmtree(scratch)
+        sensitive = _sensitive(store)
+        sensitive_columns = [c for c in (sensitive.columns if sensitive is not None else []) if c != "customer_key"]
+        features = list(options.features) if options.features else [n for n in meta["features"] if n != LABEL]
+        trained = fit_and_evaluate(
+            frame, features=features, options=options, seed=seed, backend=backend, sensitive=sensitive,
+            sensitive_columns=sensitive_columns,
+        )  # fmt: skip
+        window = {"features_before": origin.isoformat(), "labels_from": origin.isoformat(),
+                  "labels_until": as_of.isoformat(), "horizon_days": options.horizon_days}  # fmt: skip
+        write_model(staging, trained, options=options, seed=seed, backend=backend,
+                    source={"store": str(store), "window": window, "feature_columns": meta["columns"]})  # fmt: skip
+    summary = _summary(out, trained, options, window, started)
+    logger.info(
+        "propensity: %s model for %s, test AUC %.3f, ECE %.3f (%d test customers) in %.1f s",
+        options.model, options.target, summary.metrics["roc_auc"] or float("nan"), summary.metrics["ece"],
+        summary.metrics["customers"], summary.seconds,
+    )  # fmt: skip
+    return summary
+
+
+@dataclass
+class ScoreSummary:
+    """What ``score_propensity`` wrote."""
+
+    out_dir: Path
+    customers: int
+    bands: dict
+    partitions: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir),
+            "customers": self.customers,
+            "bands": self.bands,
+            "partitions": self.partitions,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _score_task(model_dir: str, part: str, out: str) -> dict:
+    """Score one feature part and write it; return its band counts."""
+    fit, _ = load_model(model_dir)
+    path = Path(part)
+    frame = pq.read_table(path).to_pandas()
+    scored = fit.score(frame, where=str(path))
+    scored.insert(0, "customer_key", frame["customer_key"].to_numpy())
+    scored.to_parquet(Path(out) / path.name, index=False)
+    return {band: int((scored["band"] == band).sum()) for band in ("high", "medium", "low")}
+
+
+def score_propensity(
+    model_dir: str | os.PathLike, features: str | os.PathLike, out: str | os.PathLike, *, client=None, progress=None
+) -> ScoreSummary:
+    """Score every customer of a feature table with a saved model, one task per part.
+
+    Raises
+    ------
+    InputDataError
+        Not a model, not a feature table, or a feature table without the columns (or column
+        types) the model was trained on.
+    """
+    started = time.perf_counter()
+    model_dir, features, out = Path(model_dir), Path(features), Path(out)
+    fit, document = load_model(model_dir)
+    meta_path = features / FEATURES_META
+    if not meta_path.exists():
+        raise InputDataError(f"{features}: not a segscale feature table (no {FEATURES_META}); run segscale features")
+    parts = sorted(features.glob("part-*.parquet"))
+    # Check the schema once, before any work: a mismatch is the user's to fix, not a task failure.
+    fit.preparation.check_columns(pq.read_schema(parts[0]).empty_table().to_pandas(), where=str(features))
+    with staged_output(out) as staging:
+        tasks = [dask.delayed(_score_task)(str(model_dir), str(part), str(staging)) for part in parts]
+        counts = compute_tasks(tasks, client, progress, "score")
+        bands = {band: sum(count[band] for count in counts) for band in ("high", "medium", "low")}
+        meta = json.loads(meta_path.read_text())
+        document = {
+            "model": str(model_dir),
+            "model_fingerprint": document["data_fingerprint"],
+            "features": str(features),
+            "as_of": meta.get("as_of"),
+            "customers": sum(bands.values()),
+            "bands": bands,
+            "partitions": len(parts),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+        }
+        (staging / SCORES_META).write_text(json.dumps(document, indent=2) + "\n")
+    summary = ScoreSummary(out, sum(bands.values()), bands, len(parts), time.perf_counter() - started)
+    logger.info("propensity: scored %d customers in %.1f s", summary.customers, summary.seconds)
+    return summary

@@ -1,0 +1,183 @@
+"""Train, measure and save: what store-based and bring-your-own-table training share.
+
+A model directory holds ``model.joblib`` (the fitted estimator in CPU form: scikit-learn,
+or XGBoost set to the CPU) and ``model.json`` (everything else, readable without Python:
+format version, preparation, input columns and their kinds, calibrator, bands, percentile
+reference, reason curves, training window, metrics, backend, package versions and a
+fingerprint of the training data), plus ``metrics.json`` with the full test-split report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..backend import Backend
+from ..exceptions import InputDataError
+from ._fairness import fairness_audit
+from ._labels import LABEL
+from ._metrics import classification_metrics, permutation_importance
+from ._models import SPLITS, PropensityFit, split_customers
+from ._prepare import Preparation
+from ._reasons import ReasonTable
+from ._scores import Bands, Calibrator
+
+__all__ = ["FORMAT_VERSION", "Trained", "fit_and_evaluate", "load_model", "write_model"]
+
+FORMAT_VERSION = 1
+MODEL_JSON, MODEL_FILE, METRICS_JSON = "model.json", "model.joblib", "metrics.json"
+# Test rows permutation importance is measured on, and how often each column is shuffled.
+_IMPORTANCE_ROWS, _IMPORTANCE_REPEATS = 5_000, 3
+_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "joblib", "xgboost", "cuml")
+
+
+@dataclass
+class Trained:
+    """A fitted model and how it did on the test split."""
+
+    fit: PropensityFit
+    report: dict
+    test: pd.DataFrame = field(repr=False)
+
+
+def _fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of the training rows (keys, inputs, labels) in key order."""
+    hashed = pd.util.hash_pandas_object(frame.sort_values("customer_key").reset_index(drop=True), index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
+
+
+def _subset(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
+    """At most about ``limit`` rows, picked by a salted hash of the key (deterministic)."""
+    if len(frame) <= limit:
+        return frame
+    unit = pd.util.hash_array(frame["customer_key"].to_numpy(dtype=object), hash_key=f"sample{seed:010d}"[-16:])
+    return frame.loc[unit.astype("float64") / 2.0**64 < limit / len(frame)].reset_index(drop=True)
+
+
+def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backend: Backend, sensitive=None,
+                     sensitive_columns=()) -> Trained:  # fmt: skip
+    """Split by customer, fit, calibrate, and measure on the test split.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        ``customer_key``, the ``features`` columns and ``label`` (0/1), one row per customer.
+    options : PropensityOptions
+    sensitive : pandas.DataFrame, optional
+        ``customer_key`` and ``sensitive_columns``, audited on the test split.
+    """
+    frame = _subset(frame.reset_index(drop=True), options.sample, seed)
+    features = list(features)
+    leaked = [name for name in features if name in sensitive_columns or name in ("customer_key", LABEL)]
+    if leaked:
+        raise InputDataError(f"propensity: {', '.join(leaked)} cannot be model inputs (key, label or sensitive)")
+    split = split_customers(frame["customer_key"], seed=seed, validation_share=options.validation_share,
+                            test_share=options.test_share)  # fmt: skip
+    y = frame[LABEL].to_numpy().astype("int8")
+    fit = PropensityFit.fit(frame, y, split, features=features, options=options, seed=seed, backend=backend)
+    test_rows = frame.loc[split == "test"].reset_index(drop=True)
+    scored = fit.score(test_rows)
+    test = pd.concat([test_rows[["customer_key", LABEL]], scored], axis=1)
+    metrics = classification_metrics(test[LABEL].to_numpy(), test["score"].to_numpy())
+    sample = test_rows.iloc[:: max(1, len(test_rows) // _IMPORTANCE_ROWS)]
+    importance = permutation_importance(
+        fit.raw_scores, sample, sample[LABEL].to_numpy(), features, repeats=_IMPORTANCE_REPEATS, seed=seed
+    )
+    report = {
+        "splits": {name: int((split == name).sum()) for name in SPLITS},
+        "positives": {name: int(y[split == name].sum()) for name in SPLITS},
+        "test": metrics,
+        "importance": importance,
+        "bands": {band: int((test["band"] == band).sum()) for band in ("high", "medium", "low")},
+        "fingerprint": _fingerprint(frame[["customer_key", *features, LABEL]]),
+    }
+    if sensitive is not None and len(sensitive_columns):
+        report["fairness"] = fairness_audit(test, sensitive, sensitive_columns)
+    return Trained(fit, report, test)
+
+
+def _versions() -> dict:
+    found = {"python": platform.python_version()}
+    for package in _PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def write_model(directory: Path, trained: Trained, *, options, seed: int, backend: Backend, source: dict) -> dict:
+    """Write ``model.joblib``, ``model.json`` and ``metrics.json`` into ``directory``."""
+    import dataclasses
+
+    import joblib
+
+    fit = trained.fit
+    joblib.dump(fit.estimator, directory / MODEL_FILE)
+    metrics = {key: value for key, value in trained.report.items() if key != "fingerprint"}
+    document = {
+        "format": FORMAT_VERSION,
+        "model": fit.model,
+        "options": dataclasses.asdict(options),
+        "seed": seed,
+        "source": source,
+        "inputs": {name: fit.preparation.kinds_[name] for name in fit.preparation.features},
+        "preparation": fit.preparation.to_dict(),
+        "matrix_columns": fit.preparation.output_names,
+        "calibrator": fit.calibrator.to_dict(),
+        "bands": fit.bands.to_dict(),
+        "reference_quantiles": fit.reference,
+        "reasons": fit.reasons.to_dict(),
+        "metrics": {k: trained.report["test"][k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")},
+        "splits": trained.report["splits"],
+        "backend": backend.name,
+        "versions": _versions(),
+        "data_fingerprint": trained.report["fingerprint"],
+        "trained_at": datetime.now(timezone.utc).isoformat(),
+    }
+    (directory / MODEL_JSON).write_text(json.dumps(document, indent=2, default=_plain) + "\n")
+    (directory / METRICS_JSON).write_text(json.dumps(metrics, indent=2, default=_plain) + "\n")
+    return document
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def load_model(model_dir) -> tuple[PropensityFit, dict]:
+    """A saved model and its ``model.json`` document.
+
+    Raises
+    ------
+    InputDataError
+        ``model_dir`` is not a segscale propensity model, or of a newer format.
+    """
+    import joblib
+
+    model_dir = Path(model_dir)
+    path = model_dir / MODEL_JSON
+    if not path.exists() or not (model_dir / MODEL_FILE).exists():
+        raise InputDataError(f"{model_dir}: not a segscale propensity model (no {MODEL_JSON} and {MODEL_FILE})")
+    document = json.loads(path.read_text())
+    if document.get("format") != FORMAT_VERSION:
+        raise InputDataError(f"{path}: model format {document.get('format')} is not {FORMAT_VERSION}; retrain it")
+    fit = PropensityFit(
+        preparation=Preparation.from_dict(document["preparation"]),
+        estimator=joblib.load(model_dir / MODEL_FILE),
+        calibrator=Calibrator.from_dict(document["calibrator"]),
+        bands=Bands.from_dict(document["bands"]),
+        reference=document["reference_quantiles"],
+        reasons=ReasonTable.from_dict(document["reasons"]),
+        model=document["model"],
+    )
+    return fit, document
