@@ -277,6 +277,9 @@ class ValueOptions:
     model : {"bgnbd", "mbgnbd"}, default "bgnbd"
         Purchase model: BG/NBD, or MBG/NBD where customers may also drop out right after their
         first purchase.
+    grain : {"day", "order"}, default "day"
+        A purchase is a calendar day with purchases (the BTYD convention), or each order at its
+        own time.
     min_repeat_customers : int, default 100
         Fitting refuses with fewer customers who bought again before as-of.
     """
@@ -284,6 +287,7 @@ class ValueOptions:
     horizon_days: int = field(default=365, metadata={_MINIMUM: 1})
     discount_rate_yearly: float = field(default=0.1, metadata={_MINIMUM: 0})
     model: Literal["bgnbd", "mbgnbd"] = "bgnbd"
+    grain: Literal["day", "order"] = "day"
     min_repeat_customers: int = field(default=100, metadata={_MINIMUM: 1})
 
 

@@ -37,7 +37,7 @@ from ..outcomes import outcome_window
 from ._bgnbd import MODELS, collapse_rows, fit_bgnbd
 from ._gamma_gamma import fit_gamma_gamma
 from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
-from ._summaries import SUMMARY_COLUMNS, partition_summaries
+from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
 
 __all__ = ["SPEND_SAMPLE", "VALUE_META", "ValueSummary", "estimate_value"]
 
@@ -67,9 +67,11 @@ def _part(number: int) -> str:
     return f"part-{number:05d}.parquet"
 
 
-def _summaries_task(store: str, number: int, staging: str, as_of_day: int, horizon_days, sample: int) -> dict:
+def _summaries_task(
+    store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int
+) -> dict:
     """Pass 1: summarise, write, and return what the fits need."""
-    summaries = partition_summaries(store, number, as_of_day, horizon_days)
+    summaries = partition_summaries(store, number, as_of_day, horizon_days, grain)
     summaries.to_parquet(Path(staging) / _part(number), index=False)
     (x, tx, T), counts = collapse_rows(*(summaries[c].to_numpy() for c in ("frequency", "recency", "T")))
     repeat = summaries[summaries["frequency"] > 0]
@@ -150,6 +152,7 @@ def estimate_value(
     horizon_days: int = 365,
     discount_rate: float = 0.1,
     model: str = "bgnbd",
+    grain: str = "day",
     min_repeat_customers: int = 100,
     backend_name: str = "auto",
     client=None,
@@ -171,6 +174,9 @@ def estimate_value(
     discount_rate : float, default 0.1
         Yearly rate CLV is discounted at (per 30-day slice).
     model : {"bgnbd", "mbgnbd"}, default "bgnbd"
+    grain : {"day", "order"}, default "day"
+        What counts as a purchase: a calendar day with purchases (the BTYD convention) or
+        each order at its own time (see ``engine.value._summaries``).
     min_repeat_customers : int, default 100
         Refuse to fit with fewer customers who bought again before as-of.
     backend_name : {"auto", "cpu", "gpu"}
@@ -192,6 +198,8 @@ def estimate_value(
         raise UsageError(f"the discount rate must be 0 or more, got {discount_rate}")
     if model not in MODELS:
         raise UsageError(f"unknown purchase model {model!r}; choose one of {', '.join(MODELS)}")
+    if grain not in GRAINS:
+        raise UsageError(f"unknown purchase grain {grain!r}; choose one of {', '.join(GRAINS)}")
     backend = resolve_backend(backend_name)
     store, out = Path(store), Path(out)
     if not (store / _STORE_META).exists():
@@ -207,7 +215,7 @@ def estimate_value(
         sample = math.ceil(SPEND_SAMPLE / partitions)
         tasks = [
             dask.delayed(_summaries_task)(
-                str(store), n, str(staging / "summaries"), as_of_day, horizon_days if holdout else None, sample
+                str(store), n, str(staging / "summaries"), as_of_day, horizon_days if holdout else None, grain, sample
             )
             for n in range(partitions)
         ]
@@ -240,6 +248,7 @@ def estimate_value(
         document = {
             "as_of": as_of_date.isoformat(),
             "time_unit": "days",
+            "purchase_grain": grain,
             "horizon_days": horizon_days,
             "discount_rate_yearly": discount_rate,
             "customers": customers,

@@ -77,7 +77,7 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
 
     The interval check: for customers whose next purchase came within the horizon, the
     central ``level`` interval of the wait given alive and given a purchase within the
-    horizon; the actual wait is taken at the middle of the day of that purchase.
+    horizon, against the actual wait (``holdout_wait``).
     """
     actual = summaries["holdout_purchases"].to_numpy(dtype="float64")
     actual_spend = summaries["holdout_spend"].to_numpy(dtype="float64")
@@ -97,8 +97,8 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
         "spend_abs_error": float(np.abs(spend_error).sum()),
         "spend_sq_error": float((spend_error**2).sum()),
     }
-    bought = summaries["holdout_first_day"].notna().to_numpy()
-    wait = summaries["holdout_first_day"].to_numpy(dtype="float64")[bought] + 0.5
+    bought = summaries["holdout_wait"].notna().to_numpy()
+    wait = summaries["holdout_wait"].to_numpy(dtype="float64")[bought]
     x, T = (xp.asarray(summaries[c].to_numpy(dtype="float64")[bought]) for c in ("frequency", "T"))
     for level in INTERVALS:
         low = _host(waiting_time_quantile(purchase, (1 - level) / 2, x, T, xp, within=horizon_days))

@@ -1,18 +1,25 @@
 """RFM summaries in the buy-till-you-die convention, per store partition.
 
-A **purchase** is a calendar day (UTC) on which a customer's purchase lines (returns left
-out) add up to a positive amount: several orders on one day are one purchase, as BTYD models
-count them. Per customer, as of the as-of instant (a midnight, so whole days):
+A **purchase** is, by ``grain``:
+
+- ``"day"`` (the BTYD convention): a calendar day (UTC) on which a customer's purchase lines
+  (returns left out) add up to a positive amount; several orders on one day are one purchase,
+  at the start of that day;
+- ``"order"``: an order (purchase lines sharing an order id, or a timestamp where there is no
+  id, as the feature stage defines it) with a positive amount, at its first line's timestamp.
+
+Per customer, as of the as-of instant (a midnight), in days (fractional with ``"order"``):
 
 - ``frequency``: purchases before as-of minus 1 (repeat purchases);
-- ``recency``: days from the first to the last purchase before as-of;
-- ``T``: days from the first purchase to as-of;
+- ``recency``: from the first to the last purchase before as-of;
+- ``T``: from the first purchase to as-of;
 - ``monetary``: the mean value of the repeat purchases, the first left out (the Gamma-Gamma
   convention: the first purchase often differs); 0 without repeats.
 
 With a holdout of ``horizon_days`` the same pass also reads [as-of, as-of + horizon) and adds
 what each customer did in it: ``holdout_purchases``, ``holdout_spend`` (their value) and
-``holdout_first_day`` (days from as-of to the start of the day of the first one; NaN if none).
+``holdout_wait`` (days from as-of to the first one, taken at the middle of its day with
+``"day"``; NaN if none).
 """
 
 from __future__ import annotations
@@ -24,33 +31,42 @@ import pandas as pd
 
 from ..features import read_store_table
 
-__all__ = ["HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "partition_summaries", "purchase_days", "summarise"]
+__all__ = ["GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "partition_summaries", "purchase_days", "summarise"]
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary")
-HOLDOUT_COLUMNS = ("holdout_purchases", "holdout_spend", "holdout_first_day")
+HOLDOUT_COLUMNS = ("holdout_purchases", "holdout_spend", "holdout_wait")
+GRAINS = ("day", "order")
 MICROS_PER_DAY = 86_400 * 1_000_000
 
 
-def purchase_days(frame: pd.DataFrame) -> pd.DataFrame:
-    """Purchase lines -> one row per (customer_key, day) with a positive total ``value``.
+def purchase_days(frame: pd.DataFrame, grain: str = "day") -> pd.DataFrame:
+    """Purchase lines -> one row per purchase: ``customer_key``, ``day``, ``value`` (positive).
 
     ``frame`` has ``customer_key``, ``ts`` (int64 microseconds, UTC), ``amount`` and
-    optionally ``is_return``; ``day`` is the number of days since 1970-01-01.
+    optionally ``is_return`` and ``order_id``; ``day`` counts days since 1970-01-01 (whole
+    days with ``grain="day"``). Sorted by customer and day.
     """
     if "is_return" in frame.columns:
         frame = frame[~frame["is_return"].fillna(False).astype(bool)]
-    days = pd.DataFrame(
-        {
-            "customer_key": frame["customer_key"].to_numpy(),
-            "day": frame["ts"].to_numpy(dtype="int64") // MICROS_PER_DAY,
-            "value": frame["amount"].to_numpy(dtype="float64", na_value=0.0),
-        }
+    ts = frame["ts"].to_numpy(dtype="int64")
+    lines = pd.DataFrame(
+        {"customer_key": frame["customer_key"].to_numpy(), "value": frame["amount"].to_numpy("float64", na_value=0.0)}
     )
-    totals = days.groupby(["customer_key", "day"], sort=True, as_index=False)["value"].sum()
-    return totals[totals["value"] > 0].reset_index(drop=True)
+    if grain == "day":
+        lines["day"] = ts // MICROS_PER_DAY
+        totals = lines.groupby(["customer_key", "day"], sort=False, as_index=False)["value"].sum()
+    else:
+        order_id = frame["order_id"] if "order_id" in frame.columns else pd.Series("", index=frame.index)
+        lines["order_id"] = order_id.fillna("").astype(str).to_numpy()
+        lines["moment"] = np.where(lines["order_id"].eq(""), ts, 0)
+        lines["day"] = ts / MICROS_PER_DAY
+        grouped = lines.groupby(["customer_key", "order_id", "moment"], sort=False)
+        totals = grouped.agg(day=("day", "min"), value=("value", "sum")).reset_index()
+    totals = totals.loc[totals["value"] > 0, ["customer_key", "day", "value"]]
+    return totals.sort_values(["customer_key", "day"], ignore_index=True)
 
 
-def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = None) -> pd.DataFrame:
+def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = None, grain: str = "day") -> pd.DataFrame:
     """Per-customer summaries from :func:`purchase_days` rows (see the module docstring).
 
     Customers whose first purchase is on or after ``as_of_day`` are left out: the model has
@@ -80,13 +96,17 @@ def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = Non
     keys = pd.Index(summary["customer_key"])
     summary["holdout_purchases"] = later["day"].size().reindex(keys, fill_value=0).to_numpy(dtype="float64")
     summary["holdout_spend"] = later["value"].sum().reindex(keys, fill_value=0.0).to_numpy(dtype="float64")
-    summary["holdout_first_day"] = (later["day"].min() - as_of_day).reindex(keys).to_numpy(dtype="float64")
+    # A day-grain purchase could have been at any time of its day: take the middle.
+    midpoint = 0.5 if grain == "day" else 0.0
+    summary["holdout_wait"] = (later["day"].min() - as_of_day + midpoint).reindex(keys).to_numpy(dtype="float64")
     return summary
 
 
-def partition_summaries(store: str, number: int, as_of_day: int, horizon_days: int | None) -> pd.DataFrame:
+def partition_summaries(
+    store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day"
+) -> pd.DataFrame:
     """Summaries of the customers of store partition ``number`` (nothing after the holdout is read)."""
     end_day = as_of_day + (horizon_days or 0)
-    columns = ["customer_key", "ts", "amount", "is_return"]
+    columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
     table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
-    return summarise(purchase_days(table.to_pandas()), as_of_day, horizon_days)
+    return summarise(purchase_days(table.to_pandas(), grain), as_of_day, horizon_days, grain)
