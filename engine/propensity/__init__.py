@@ -10,6 +10,7 @@ from ._models import MODELS, SPLITS, PropensityFit, make_estimator, split_custom
 from ._pipeline import SCORE_COLUMNS, ScoreSummary, TrainSummary, score_propensity, train_propensity
 from ._prepare import Preparation
 from ._reasons import REASON_COLUMNS, ReasonTable
+from ._table import coerce_columns, parse_labels, read_customer_table, train_table
 from ._scores import BANDS, Bands, Calibrator, percentile_rank, reference_quantiles
 from ._train import Trained, fit_and_evaluate, load_model, write_model
 
@@ -20,6 +21,10 @@ __all__ = [
     "train_propensity",
     "score_propensity",
     "SCORE_COLUMNS",
+    "train_table",
+    "read_customer_table",
+    "coerce_columns",
+    "parse_labels",
     # labels
     "LABEL",
     "TARGETS",
