@@ -511,5 +511,116 @@ def bench(
         raise SegscaleError(f"benchmark runs failed: {', '.join(failed)} (see the table for why)")
 
 
+def _print_propensity(summary) -> None:
+    metrics = summary.metrics
+    title = f"Propensity: {summary.model} for {summary.target} ({summary.seconds:.1f} s)"
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("train / validation / test", " / ".join(f"{summary.splits[s]:,}" for s in ("train", "validation", "test")))
+    table.add_row("test positives", f"{metrics['positives']:,} ({metrics['base_rate']:.1%})")
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
+        value = metrics[name]
+        table.add_row(name, "n/a" if value is None else f"{value:.4f}")
+    stdout.print(table)
+    top = ", ".join(f"{row['feature']} ({row['auc_drop']:.3f})" for row in summary.importance[:5])
+    stdout.print(f"top inputs by permutation importance (test AUC lost): {top}", highlight=False, markup=False)
+    if summary.flagged:
+        stdout.print(f"fairness: selection ratio under 0.8 for {', '.join(summary.flagged)}", highlight=False, markup=False)
+    stdout.print(f"model in {summary.out_dir}" if summary.out_dir else "model not written (use --out DIR)", highlight=False)
+
+
+@app.command()
+def propensity(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="A run config: trains on <output_dir>/ingest/store, writes <output_dir>/propensity."),
+    ] = None,
+    table: Annotated[Path | None, typer.Option("--table", help="Train on a customer-level CSV or Parquet file instead.")] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="--table: the customer id column (default: row numbers).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="--table: the label column (1/0, yes/no, true/false).")] = None,
+    drop: Annotated[str, typer.Option("--drop", help="--table: comma-separated columns that are not inputs.")] = "",
+    sensitive: Annotated[str, typer.Option("--sensitive", help="--table: comma-separated columns audited, never inputs.")] = "",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="The model directory (replaced).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="random_forest, logistic or gradient_boosting.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    as_json: JsonOption = False,
+):
+    """Train a propensity model, measure it on held-out customers and, with a config, score the run's features."""
+    import dataclasses
+
+    from engine.config import PropensityOptions, load_config
+    from engine.propensity import score_propensity, train_propensity, train_table
+
+    options, run_seed, backend_name = PropensityOptions(), 0, "auto"
+    parsed = load_config(config) if config is not None else None
+    if parsed is not None:
+        options, run_seed, backend_name = parsed.propensity, parsed.run.seed, parsed.run.backend
+    if model is not None:
+        options = dataclasses.replace(options, model=model)
+    seed = run_seed if seed is None else seed
+    backend_name = backend.value if backend else backend_name
+    scores = None
+    if table is not None:
+        if target is None:
+            raise UsageError("propensity --table needs --target (the label column)")
+        names = lambda text: tuple(part.strip() for part in text.split(",") if part.strip())  # noqa: E731
+        summary = train_table(
+            table, id_column=id_column, target=target, drop=names(drop), sensitive=names(sensitive), out=out,
+            options=options, seed=seed, backend_name=backend_name,
+        )  # fmt: skip
+    elif parsed is not None:
+        if parsed.run.as_of is None:
+            raise UsageError(f"{config}: propensity needs [run] as_of (labels end there, features are scored there)")
+        run_dir = parsed.run.output_dir
+        out = out or run_dir / "propensity" / "model"
+        with progress("propensity tasks") as update:
+            summary = train_propensity(
+                run_dir / "ingest" / "store", out, as_of=parsed.run.as_of, options=options,
+                feature_options=parsed.features, seed=seed, backend_name=backend_name, progress=update,
+            )  # fmt: skip
+            if (run_dir / "features" / "_features.json").exists():
+                scores = score_propensity(out, run_dir / "features", run_dir / "propensity" / "scores", progress=update)
+    else:
+        raise UsageError("propensity needs a run config, or --table FILE --target COLUMN")
+    if as_json:
+        print_json({"train": summary.to_dict(), "scores": scores.to_dict() if scores else None})
+        return
+    _print_propensity(summary)
+    if scores is not None:
+        _print_scores(scores)
+
+
+def _print_scores(summary) -> None:
+    bands = ", ".join(f"{band} {summary.bands[band]:,}" for band in ("high", "medium", "low"))
+    stdout.print(
+        f"scored {summary.customers:,} customers ({bands}) in {summary.seconds:.1f} s into {summary.out_dir}",
+        highlight=False,
+    )
+
+
+@app.command()
+def score(
+    model: Annotated[Path, typer.Option("--model", help="A model directory (from segscale propensity).")],
+    features_dir: Annotated[Path, typer.Option("--features", help="A feature table (from segscale features).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the scores (replaced).")],
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Score every customer of a feature table with a saved propensity model, one task per part."""
+    from engine.backend import dask_client
+    from engine.propensity import score_propensity
+
+    with dask_client(resolve_backend("cpu"), scheduler=scheduler, workers=workers) as client:
+        with progress("score tasks") as update:
+            summary = score_propensity(model, features_dir, out, client=client, progress=update)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    _print_scores(summary)
+
+
 def main() -> None:
     app()
