@@ -511,6 +511,89 @@ def bench(
         raise SegscaleError(f"benchmark runs failed: {', '.join(failed)} (see the table for why)")
 
 
+def _print_value(document: dict) -> None:
+    purchase, spend = document["purchase_model"], document["spend_model"]
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in purchase["params"].items())
+    stdout.print(
+        f"value: {document['customers']:,} customers as of {document['as_of']}, "
+        f"horizon {document['horizon_days']} days\n"
+        f"{purchase['name']}: {shown} (converged: {purchase['converged']}, "
+        f"log-likelihood {purchase['log_likelihood']:.1f})\n"
+        f"gamma-gamma: {', '.join(f'{k}={v:.4g}' for k, v in spend['params'].items())} "
+        f"(converged: {spend['converged']})",
+        highlight=False,
+    )
+    holdout = document["holdout"]
+    if holdout is None:
+        stdout.print("holdout: the store ends before the horizon does; no evaluation", highlight=False)
+        return
+    table = Table("holdout", "predicted", "actual", "MAE per customer", "RMSE per customer")
+    for name in ("purchases", "spend"):
+        row = holdout[name]
+        cells = (f"{row['predicted']:,.1f}", f"{row['actual']:,.1f}", f"{row['mae']:.3f}", f"{row['rmse']:.3f}")
+        table.add_row(name, *cells)
+    buyers = holdout["buyers"]
+    table.add_row("buyers", f"{buyers['predicted']:,.1f}", f"{buyers['actual']:,}", "", "")
+    stdout.print(table)
+    coverage = holdout["next_purchase_inside_interval"].items()
+    inside = ", ".join(f"{share:.1%} inside the {level} interval" for level, share in coverage)
+    stdout.print(f"next purchase: {inside}", highlight=False)
+
+
+@app.command()
+def value(
+    config: Annotated[
+        Path | None, typer.Argument(help="A run config: reads <output_dir>/ingest/store, writes <output_dir>/value.")
+    ] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="A customer-clustered store (from segscale ingest).")] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=_DATE_FORMATS, help="End of the calibration period (UTC).")
+    ] = None,
+    horizon_days: Annotated[
+        int | None, typer.Option("--horizon-days", min=1, help="Days the predictions cover (and the holdout).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the values into.")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Lifetime value: P(alive), expected purchases and spend, CLV and next purchase date per customer."""
+    from engine.backend import dask_client
+    from engine.config import ValueOptions, load_config
+    from engine.value import estimate_value
+
+    options, run_as_of, backend_name = ValueOptions(), None, "auto"
+    if config is not None:
+        parsed = load_config(config)
+        options, run_as_of, backend_name = parsed.value, parsed.run.as_of, parsed.run.backend
+        store = store or parsed.run.output_dir / "ingest" / "store"
+        out = out or parsed.run.output_dir / "value"
+        scheduler, workers = scheduler or parsed.run.scheduler, workers or parsed.run.workers
+    if store is None or out is None:
+        raise UsageError("value needs a run config, or both --store and --out")
+    backend_name = backend.value if backend else backend_name
+    with dask_client(resolve_backend(backend_name), scheduler=scheduler, workers=workers) as client:
+        with progress("value tasks") as update:
+            summary = estimate_value(
+                store,
+                out,
+                as_of=as_of.date() if as_of else run_as_of,
+                horizon_days=horizon_days or options.horizon_days,
+                discount_rate=options.discount_rate_yearly,
+                model=options.model,
+                grain=options.grain,
+                min_repeat_customers=options.min_repeat_customers,
+                backend_name=backend_name,
+                client=client,
+                progress=update,
+            )
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    _print_value(summary.document)
+
+
 def _print_propensity(summary) -> None:
     metrics = summary.metrics
     title = f"Propensity: {summary.model} for {summary.target} ({summary.seconds:.1f} s)"

@@ -16,7 +16,7 @@ from ._gamma_gamma import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
-from ._pipeline import VALUE_META, ValueSummary, estimate_value
+from ._pipeline import CUSTOMERS_DIR, VALUE_META, ValueSummary, estimate_value
 from ._summaries import purchase_days, summarise
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "estimate_value",
     "ValueSummary",
     "VALUE_META",
+    "CUSTOMERS_DIR",
     # summaries
     "purchase_days",
     "summarise",

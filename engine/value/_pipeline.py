@@ -9,8 +9,9 @@ Two passes over the store's partitions, one task per partition, none shuffling:
 2. with the models fitted on the client, score each partition and, when the store holds the
    horizon after as-of, add up how the predictions compare with what happened.
 
-Output, written to a temporary directory and renamed into place: ``part-NNNNN.parquet``
-(the customers of store part N, sorted by key) and ``value.json``.
+Output, written to a temporary directory and renamed into place:
+``customers/part-NNNNN.parquet`` (the customers of store part N, sorted by key) and
+``value.json``.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from ._gamma_gamma import fit_gamma_gamma
 from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
 from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
 
-__all__ = ["SPEND_SAMPLE", "VALUE_META", "ValueSummary", "estimate_value"]
+__all__ = ["CUSTOMERS_DIR", "SPEND_SAMPLE", "VALUE_META", "ValueSummary", "estimate_value"]
 
 logger = logging.getLogger(__name__)
 
 SPEND_SAMPLE = 1_000_000
 VALUE_META = "value.json"
+CUSTOMERS_DIR = "customers"
 _STORE_META = "_store.json"
 # A median wait beyond this many days is no date anyone plans for: written as null.
 _LONGEST_WAIT_DAYS = 36_525
@@ -212,6 +214,7 @@ def estimate_value(
 
     with staged_output(out) as staging:
         (staging / "summaries").mkdir()
+        (staging / CUSTOMERS_DIR).mkdir()
         sample = math.ceil(SPEND_SAMPLE / partitions)
         tasks = [
             dask.delayed(_summaries_task)(
@@ -238,7 +241,7 @@ def estimate_value(
         }  # fmt: skip
         tasks = [
             dask.delayed(_score_task)(
-                str(staging / "summaries"), n, str(staging), fits, settings, backend.name, holdout
+                str(staging / "summaries"), n, str(staging / CUSTOMERS_DIR), fits, settings, backend.name, holdout
             )
             for n in range(partitions)
         ]

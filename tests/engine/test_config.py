@@ -199,7 +199,7 @@ ERRORS = {
     ),
     "unknown-section-far": (
         "[zzz]\n" + TX,
-        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, propensity, run, segments)"],
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, propensity, run, segments, value)"],
     ),
     "unknown-section-typo": (
         "[ingset]\n" + TX,

@@ -1,0 +1,161 @@
+"""BG/NBD, MBG/NBD and Gamma-Gamma: likelihoods, fits, refusals and predictions."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import betaln, gammaln
+
+from engine.exceptions import InputDataError, UsageError
+from engine.value import (
+    bgnbd_log_likelihood,
+    conditional_expected_purchases,
+    conditional_expected_spend,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    gamma_gamma_log_likelihood,
+    p_alive,
+    waiting_time_quantile,
+)
+
+TRUE = {"r": 0.8, "alpha": 20.0, "a": 1.2, "b": 6.0}
+
+
+def simulate(n, params, rng, *, dropout_at_first=False, t_max=400.0):
+    """Summaries of customers drawn from the model itself (vectorised)."""
+    lam = rng.gamma(params["r"], 1 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n)
+    T = rng.uniform(t_max / 4, t_max, n)
+    # Purchases until dropout, the first one (at time 0) included: geometric on {1, 2, ...}.
+    last = rng.geometric(p)
+    repeats_allowed = last - 1 if dropout_at_first else last
+    arrivals = rng.poisson(lam * T)
+    frequency = np.minimum(arrivals, repeats_allowed)
+    # Given N arrivals in (0, T], the k-th is the k-th of N sorted uniforms: its max has a Beta(k, N-k+1) law.
+    recency = np.where(frequency > 0, T * rng.beta(np.maximum(frequency, 1), arrivals - frequency + 1), 0.0)
+    return frequency.astype(float), recency, T
+
+
+def _reference_likelihood(params, x, tx, T):
+    """FHL 2005 eq. 6 written with Beta functions, one customer at a time."""
+    r, alpha, a, b = params
+    total = 0.0
+    for xi, ti, Ti in zip(x, tx, T):
+        rate = math.exp(gammaln(r + xi) - gammaln(r) + r * math.log(alpha))
+        alive = math.exp(betaln(a, b + xi) - betaln(a, b)) * rate / (alpha + Ti) ** (r + xi)
+        dropped = math.exp(betaln(a + 1, b + xi - 1) - betaln(a, b)) * rate / (alpha + ti) ** (r + xi) if xi else 0.0
+        total += math.log(alive + dropped)
+    return total
+
+
+def test_likelihood_matches_the_paper_formula_on_a_tiny_input():
+    x, tx, T = np.array([0.0, 1, 4, 2]), np.array([0.0, 10, 30, 5]), np.array([40.0, 40, 35, 50])
+    params = (0.5, 12.0, 0.9, 3.0)
+    ours = bgnbd_log_likelihood(params, x, tx, T, np.ones(4), np)
+    assert ours == pytest.approx(_reference_likelihood(params, x, tx, T), rel=1e-12)
+    # Hand-checked: a customer without repeats contributes r log(alpha / (alpha + T)).
+    single = bgnbd_log_likelihood(params, x[:1], tx[:1], T[:1], np.ones(1), np)
+    assert single == pytest.approx(0.5 * math.log(12 / 52), rel=1e-12)
+
+
+def test_collapsed_rows_give_the_same_likelihood_and_fit():
+    rng = np.random.default_rng(1)
+    x, tx, T = simulate(3000, TRUE, rng)
+    x, tx, T = x, np.round(tx), np.ceil(T / 50) * 50  # coarse: many repeated rows
+    weights = np.ones_like(T)
+    doubled = bgnbd_log_likelihood(tuple(TRUE.values()), x, tx, T, 2 * weights, np)
+    stacked = bgnbd_log_likelihood(tuple(TRUE.values()), *(np.tile(v, 2) for v in (x, tx, T)), np.ones(6000), np)
+    assert doubled == pytest.approx(stacked, rel=1e-12)
+    fit = fit_bgnbd(x, tx, T)
+    assert fit.distinct_rows < 3000 and fit.customers == 3000
+    assert fit.log_likelihood == pytest.approx(bgnbd_log_likelihood(tuple(fit.params.values()), x, tx, T, weights, np))
+    by_weight = fit_bgnbd(np.tile(x, 2), np.tile(tx, 2), np.tile(T, 2))
+    halved = fit_bgnbd(x, tx, T, weights=2 * weights)
+    assert halved.params == pytest.approx(by_weight.params, rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
+def test_fit_recovers_the_generating_parameters(model):
+    x, tx, T = simulate(20_000, TRUE, np.random.default_rng(7), dropout_at_first=model == "mbgnbd")
+    fit = fit_bgnbd(x, tx, T, model=model)
+    assert fit.success and fit.iterations > 0
+    for name, value in TRUE.items():
+        assert fit.params[name] == pytest.approx(value, rel=0.12), name
+
+
+def test_plain_bgnbd_is_biased_when_customers_can_leave_after_their_first_purchase():
+    x, tx, T = simulate(20_000, TRUE, np.random.default_rng(7), dropout_at_first=True)
+    plain, modified = fit_bgnbd(x, tx, T), fit_bgnbd(x, tx, T, model="mbgnbd")
+    assert modified.log_likelihood > plain.log_likelihood
+    assert abs(plain.params["r"] / TRUE["r"] - 1) > 0.2
+
+
+@pytest.mark.parametrize(
+    "frequency, recency, T, reason",
+    [
+        ([], [], [], "no customers"),
+        ([0, 0, 0], [0, 0, 0], [10, 20, 30], "0 of 3 customers bought again"),
+        ([1, 2, 3], [1, 2, 3], [10, 20, 30], "every customer bought again"),
+        ([1, 0], [20, 0], [10, 20], "recency <= T"),
+    ],
+)
+def test_fit_refuses_data_that_cannot_support_it(frequency, recency, T, reason):
+    with pytest.raises(InputDataError, match=reason):
+        fit_bgnbd(np.array(frequency, float), np.array(recency, float), np.array(T, float), min_repeat_customers=1)
+
+
+def test_fit_refuses_too_few_repeat_buyers_and_unknown_models():
+    x, tx, T = simulate(500, TRUE, np.random.default_rng(3))
+    with pytest.raises(InputDataError, match="fewer than the 100000 needed"):
+        fit_bgnbd(x, tx, T, min_repeat_customers=100_000)
+    with pytest.raises(UsageError, match="unknown purchase model"):
+        fit_bgnbd(x, tx, T, model="pareto")
+
+
+def test_predictions_agree_with_monte_carlo_over_the_posterior():
+    params = {"r": 1.5, "alpha": 30.0, "a": 1.4, "b": 5.0}
+    x, tx, T, t = np.array([0.0, 3.0]), np.array([0.0, 60.0]), np.array([100.0, 120.0]), 90.0
+    rng = np.random.default_rng(0)
+    for model, extra in (("bgnbd", 0), ("mbgnbd", 1)):
+        alive = p_alive(params, x, tx, T, np, model)
+        expected = conditional_expected_purchases(params, t, x, tx, T, np, model)
+        for i in range(2):
+            # Given alive: lambda ~ Gamma(r + x, alpha + T), p ~ Beta(a, b + x + extra);
+            # purchases in t until dropout: E = (1 - exp(-lambda p t)) / p.
+            lam = rng.gamma(params["r"] + x[i], 1 / (params["alpha"] + T[i]), 400_000)
+            p = rng.beta(params["a"], params["b"] + x[i] + extra, 400_000)
+            given_alive = np.mean(-np.expm1(-lam * p * t) / p)
+            assert expected[i] == pytest.approx(alive[i] * given_alive, rel=0.01)
+    assert p_alive(params, x, tx, T)[0] == 1.0 and p_alive(params, x, tx, T, model="mbgnbd")[0] < 1.0
+
+
+def test_waiting_time_quantiles_invert_the_lomax_law():
+    params = {"r": 2.0, "alpha": 40.0}
+    x, T = np.array([3.0]), np.array([100.0])
+    median = waiting_time_quantile(params, 0.5, x, T)
+    assert ((140 / (140 + median)) ** 5)[0] == pytest.approx(0.5)
+    within = waiting_time_quantile(params, 0.8, x, T, within=30.0)
+    share = (1 - (140 / (140 + within)) ** 5) / (1 - (140 / 170) ** 5)
+    assert within[0] < 30 and share[0] == pytest.approx(0.8)
+
+
+def test_gamma_gamma_recovers_its_parameters_and_refuses_bad_spend():
+    rng = np.random.default_rng(5)
+    n, p, q, gamma = 20_000, 4.0, 3.0, 40.0
+    nu = rng.gamma(q, 1 / gamma, n)
+    x = rng.integers(1, 8, n).astype(float)
+    monetary = rng.gamma(p * x, 1 / (nu * x))  # the mean of x Gamma(p, nu) values
+    fit = fit_gamma_gamma(x, monetary)
+    assert fit.success
+    assert fit.params == pytest.approx({"p": p, "q": q, "gamma": gamma}, rel=0.1)
+    assert fit.log_likelihood == pytest.approx(
+        gamma_gamma_log_likelihood(tuple(fit.params.values()), x, monetary, np.ones(n), np)
+    )
+    spend = conditional_expected_spend(fit.params, np.array([0.0, 5.0]), np.array([0.0, 100.0]))
+    assert spend[0] == pytest.approx(fit.params["p"] * fit.params["gamma"] / (fit.params["q"] - 1))
+    with pytest.raises(InputDataError, match="not positive"):
+        fit_gamma_gamma(x, np.where(np.arange(n) == 0, -1.0, monetary))
+    with pytest.raises(InputDataError, match="spends the same"):
+        fit_gamma_gamma(x, np.ones(n))
+    with pytest.raises(InputDataError, match="fewer than 100"):
+        fit_gamma_gamma(x[:10], monetary[:10])

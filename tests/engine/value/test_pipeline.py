@@ -1,0 +1,146 @@
+"""Summaries from purchase lines, and estimate_value on the store of a small synthetic world."""
+
+import dataclasses
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from engine.config import load_config
+from engine.exceptions import InputDataError, UsageError
+from engine.ingest import ingest
+from engine.synth import WorldSpec, generate_world
+from engine.value import CUSTOMERS_DIR, VALUE_META, estimate_value, purchase_days, summarise
+
+DAY_US = 86_400 * 1_000_000
+
+
+def _lines(rows):
+    frame = pd.DataFrame(rows, columns=["customer_key", "day", "hour", "amount", "is_return", "order_id"])
+    frame["ts"] = ((frame["day"] * 24 + frame["hour"]) * 3_600 * 1_000_000).astype("int64")
+    return frame
+
+
+LINES = _lines(
+    [
+        ("a", 100, 9, 10.0, False, "o1"),
+        ("a", 100, 18, 5.0, False, "o2"),  # a second order on the first day
+        ("a", 104, 10, 20.0, False, "o3"),
+        ("a", 104, 12, 8.0, True, "o3"),  # a return: never a purchase
+        ("a", 110, 10, 30.0, False, "o4"),
+        ("a", 121, 8, 7.0, False, "o5"),  # in the holdout
+        ("b", 105, 11, 12.0, False, "o6"),
+        ("b", 107, 11, -3.0, False, "o7"),  # a day worth nothing is no purchase
+        ("c", 122, 11, 9.0, False, "o8"),  # first bought after as-of: not summarised
+    ]
+)
+
+
+def test_day_summaries_follow_the_btyd_conventions():
+    summary = summarise(purchase_days(LINES), as_of_day=120, horizon_days=10).set_index("customer_key")
+    assert list(summary.index) == ["a", "b"]
+    a, b = summary.loc["a"], summary.loc["b"]
+    assert (a.frequency, a.recency, a["T"], a.monetary) == (2, 10, 20, 25.0)
+    assert (b.frequency, b.recency, b["T"], b.monetary) == (0, 0, 15, 0.0)
+    assert (a.holdout_purchases, a.holdout_spend, a.holdout_wait) == (1, 7.0, 1.5)
+    assert b.holdout_purchases == 0 and np.isnan(b.holdout_wait)
+
+
+def test_order_summaries_keep_each_order_at_its_own_time():
+    summary = summarise(purchase_days(LINES, "order"), as_of_day=120, horizon_days=10, grain="order")
+    a = summary.set_index("customer_key").loc["a"]
+    assert a.frequency == 3 and a.monetary == pytest.approx((5 + 20 + 30) / 3)
+    assert a.recency == pytest.approx(10 + 1 / 24) and a["T"] == pytest.approx(20 - 9 / 24)
+    assert a.holdout_wait == pytest.approx(1 + 8 / 24)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, WorldSpec(customers=3_000, seed=4, chunk_size=1_000))
+    config = load_config(out / "segscale.toml")
+    ingest(dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, partitions=3)))
+    return out / "run" / "ingest" / "store"
+
+
+@pytest.fixture(scope="module")
+def valued(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("value") / "value"
+    summary = estimate_value(
+        store,
+        out,
+        as_of=date(2025, 10, 2),
+        horizon_days=90,
+        model="mbgnbd",
+        min_repeat_customers=50,
+        backend_name="cpu",
+    )
+    return summary, out
+
+
+def test_every_customer_is_scored_and_written(valued):
+    summary, out = valued
+    values = pq.read_table(out / CUSTOMERS_DIR).to_pandas()
+    assert sorted(p.name for p in (out / CUSTOMERS_DIR).glob("*.parquet")) == [
+        f"part-0000{i}.parquet" for i in range(3)
+    ]
+    assert len(values) == summary.customers and values["customer_key"].is_unique
+    assert values["p_alive"].between(0, 1).all() and values["p_purchase"].between(0, 1).all()
+    assert (values["expected_purchases"] >= 0).all() and (values["expected_spend"] > 0).all()
+    # Discounting only ever lowers the value of the expected purchases.
+    assert (values["clv"] <= values["expected_purchases"] * values["expected_spend"] + 1e-9).all()
+    dates = pd.to_datetime(values["next_purchase_date"])
+    assert (dates >= pd.Timestamp("2025-10-02")).all()
+
+
+def test_value_json_reports_fits_and_the_holdout(valued, store):
+    summary, out = valued
+    document = json.loads((out / VALUE_META).read_text())
+    assert document["purchase_model"]["converged"] and document["spend_model"]["converged"]
+    assert document["purchase_model"]["name"] == "mbgnbd" and set(document["purchase_model"]["params"]) == {
+        "r", "alpha", "a", "b",
+    }  # fmt: skip
+    holdout = document["holdout"]
+    assert holdout["customers"] == summary.customers
+    # The world follows the model for most customers: totals come out within a fifth.
+    assert holdout["purchases"]["predicted"] == pytest.approx(holdout["purchases"]["actual"], rel=0.2)
+    assert holdout["buyers"]["predicted"] == pytest.approx(holdout["buyers"]["actual"], rel=0.2)
+    inside = holdout["next_purchase_inside_interval"]
+    assert 0.35 < inside["50%"] < 0.65 and 0.65 < inside["80%"] < 0.92
+    # Holdout purchases are the store's own orders in the window, counted by day.
+    lines = pq.read_table(store / "transactions", columns=["customer_key", "ts", "amount", "is_return"]).to_pandas()
+    lines["ts"] = lines["ts"].dt.tz_convert(None).astype("datetime64[us]").astype("int64")
+    days = purchase_days(lines)
+    start = (date(2025, 10, 2) - date(1970, 1, 1)).days
+    known = set(pq.read_table(out / CUSTOMERS_DIR, columns=["customer_key"]).column(0).to_pylist())
+    window = days[(days["day"] >= start) & (days["day"] < start + 90) & days["customer_key"].isin(known)]
+    assert holdout["purchases"]["actual"] == len(window)
+
+
+def test_without_the_days_after_as_of_there_is_no_holdout(store, tmp_path):
+    summary = estimate_value(store, tmp_path / "v", horizon_days=30, min_repeat_customers=50, backend_name="cpu")
+    assert summary.as_of == "2026-01-01" and summary.document["holdout"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, fragment",
+    [
+        ({"horizon_days": 0}, UsageError, "at least 1 day"),
+        ({"model": "pareto"}, UsageError, "unknown purchase model"),
+        ({"grain": "week"}, UsageError, "unknown purchase grain"),
+        ({"min_repeat_customers": 10**7}, InputDataError, "needed to estimate"),
+        ({"as_of": date(2024, 1, 2)}, InputDataError, "cannot fit BG/NBD"),
+    ],
+)
+def test_refusals_leave_no_output(store, tmp_path, kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        estimate_value(store, tmp_path / "v", backend_name="cpu", **kwargs)
+    assert not (tmp_path / "v").exists()
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(InputDataError, match="not a segscale store"):
+        estimate_value(tmp_path, tmp_path / "v", backend_name="cpu")
