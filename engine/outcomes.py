@@ -11,7 +11,6 @@ every customer as having done nothing.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pyarrow.compute as pc
 from ._tasks import compute_tasks
 from .exceptions import InputDataError, UsageError
 from .features import read_store_table
-from .features._pipeline import STORE_META
+from .features._pipeline import _store_meta
 
 __all__ = ["OUTCOME_COLUMNS", "OutcomeWindow", "align_outcomes", "next_period_outcomes", "outcome_window"]
 
@@ -59,16 +58,6 @@ def _utc(moment) -> pd.Timestamp:
 
 def _micros(stamp: pd.Timestamp) -> int:
     return stamp.value // 1_000
-
-
-def _store_meta(store: Path) -> dict:
-    path = store / STORE_META
-    if not path.exists():
-        raise InputDataError(f"{store}: not a segscale store (no {STORE_META}); run segscale ingest first")
-    meta = json.loads(path.read_text())
-    if "transactions" not in meta.get("tables", {}):
-        raise InputDataError(f"{path}: the store has no transactions table")
-    return meta
 
 
 def _data_end(meta: dict) -> pd.Timestamp | None:
