@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dask
 
-__all__ = ["compute_tasks", "publish", "staged_output"]
+__all__ = ["checkpoint", "compute_tasks", "publish", "staged_output"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,23 @@ def compute_tasks(tasks, client, progress, label):
             progress(done, len(futures))
     logger.debug("%s: %d tasks done", label, len(futures))
     return results
+
+
+def checkpoint(frame, directory: Path | None, name: str):
+    """``frame`` computed once, for several later uses.
+
+    Without a directory it is persisted in the workers' memory. With one, it is written there
+    as Parquet (``directory/name``, one file per partition) and read back lazily: its size then
+    costs disk instead of memory, and later uses stream it a partition at a time. Reading back
+    follows Dask's ``dataframe.backend``, so cuDF frames come back as cuDF.
+    """
+    if directory is None:
+        return frame.persist()
+    import dask.dataframe as dd
+
+    path = Path(directory) / name
+    frame.to_parquet(path, write_index=False)
+    return dd.read_parquet(path)
 
 
 def publish(staging: Path, out: Path) -> None:

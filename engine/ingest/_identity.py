@@ -17,17 +17,24 @@ dataframe operations only (merge, groupby-min, concat, drop_duplicates), so the 
 on pandas and on dask-cudf. Resolution is two steps so a caller can release the identity rows
 between them: :func:`screen_identities` applies the guardrails and leaves a compact edge list
 (customer id, 64-bit identifier hash), and :func:`link_identities` propagates labels over it.
+
+Intermediate results used more than once (identifier pairs, edges, each round's labels) are
+persisted in the workers' memory, or, given a ``workdir``, written there as Parquet and read
+back, so that memory does not grow with the number of customers.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import dask
 import dask.dataframe as dd
 
+from .._tasks import checkpoint
 from ..backend import dataframe_namespace
 from ..exceptions import SegscaleError, UsageError
 from ._store import row_fingerprints
@@ -223,19 +230,21 @@ def _jump(labels):
     return jumped[["customer_id", "previous", "label"]]
 
 
-def _propagate(edges):
+def _propagate(edges, workdir=None):
     """Connected components of the customer-identifier graph by min-label propagation.
 
     Parameters
     ----------
     edges : dask.dataframe.DataFrame
-        Distinct ``customer_id``, ``node`` pairs, persisted.
+        Distinct ``customer_id``, ``node`` pairs, persisted or checkpointed.
+    workdir : path, optional
+        Where each round's results are checkpointed (see :func:`engine._tasks.checkpoint`).
 
     Returns
     -------
     labels : dask.dataframe.DataFrame
         ``customer_id``, ``label`` (the smallest customer id in its component) for every
-        customer in ``edges``, persisted.
+        customer in ``edges``, persisted or checkpointed.
     rounds : int
         Rounds run, the last of which changed no label.
     """
@@ -253,9 +262,12 @@ def _propagate(edges):
             .rename(columns={"label": "previous", "offer": "label"})
         )
         labels = _jump(labels)
-        state = edges.merge(labels[["customer_id", "label"]], on="customer_id")
-        # Persist so the next round starts from these results, not from the whole history.
-        labels, state = dask.persist(labels, state)
+        # Checkpoint so the next round starts from these results, not from the whole history.
+        labels = checkpoint(labels, workdir, f"labels-{rounds}")
+        state = checkpoint(edges.merge(labels[["customer_id", "label"]], on="customer_id"), workdir, f"state-{rounds}")
+        if workdir is not None and rounds > 1:
+            for name in (f"labels-{rounds - 1}", f"state-{rounds - 1}"):
+                shutil.rmtree(Path(workdir) / name)
         changed = int((labels["label"] != labels["previous"]).sum().compute())
         if changed == 0:
             return labels[["customer_id", "label"]], rounds
@@ -283,12 +295,13 @@ def screen_identities(
     cap: int = 5,
     caps: Mapping[str, int] | None = None,
     blocked: Iterable[str] = (),
+    workdir: str | Path | None = None,
 ) -> IdentityScreening:
     """Apply the guardrails: normalise, set aside blocked and over-cap values, count.
 
     Parameters are those of :func:`resolve_identities`. Only ``edges`` stays on the cluster
-    (persisted); the identity rows themselves can be released once ``identities`` (the rows
-    with their reasons) has been computed.
+    (persisted, or checkpointed in ``workdir``); the identity rows themselves can be released
+    once ``identities`` (the rows with their reasons) has been computed.
 
     Raises
     ------
@@ -311,9 +324,8 @@ def screen_identities(
     split = identities.npartitions
     # One row per (customer, identifier) with the rows behind it, for the cap and the report.
     pairs = linkable.groupby(["customer_id", "_kind", "_node"]).size(split_out=split).rename("rows").reset_index()
-    blocked_rows = marked[marked["_blocked"]].groupby("id_key").size()
-    # One pass over the input feeds both.
-    pairs, blocked_rows = dask.persist(pairs, blocked_rows)
+    blocked_rows = marked[marked["_blocked"]].groupby("id_key").size().persist()
+    pairs = checkpoint(pairs, workdir, "pairs")
 
     stats = (
         pairs.groupby(["_kind", "_node"])
@@ -330,7 +342,7 @@ def screen_identities(
     kept = pairs[["customer_id", "_node"]].map_partitions(
         _drop_nodes, over["_node"], meta=pairs._meta[["customer_id", "_node"]]
     )
-    edges = kept.map_partitions(_node_ids, meta=_node_ids(kept._meta)).persist()
+    edges = checkpoint(kept.map_partitions(_node_ids, meta=_node_ids(kept._meta)), workdir, "edges")
     everyone = dd.concat(
         [customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]
     ).drop_duplicates()
@@ -353,8 +365,8 @@ def screen_identities(
     return IdentityScreening(edges=edges, identities=reasons, report=report)
 
 
-def link_identities(edges: dd.DataFrame):
-    """Connected components over screened edges.
+def link_identities(edges: dd.DataFrame, workdir: str | Path | None = None):
+    """Connected components over screened edges; ``workdir`` as in :func:`screen_identities`.
 
     Returns
     -------
@@ -364,7 +376,7 @@ def link_identities(edges: dd.DataFrame):
     rounds : int
         Propagation rounds, the last confirming that no label changed.
     """
-    labels, rounds = _propagate(edges)
+    labels, rounds = _propagate(edges, workdir)
     merged = labels[labels["customer_id"] != labels["label"]].compute()
     merged = merged.rename(columns={"label": "resolved_id"}).sort_values("customer_id").reset_index(drop=True)
     return merged, rounds
@@ -377,6 +389,7 @@ def resolve_identities(
     cap: int = 5,
     caps: Mapping[str, int] | None = None,
     blocked: Iterable[str] = (),
+    workdir: str | Path | None = None,
 ) -> IdentityResolution:
     """Resolve customers linked through shared identifiers to one key per connected component.
 
@@ -398,6 +411,8 @@ def resolve_identities(
     blocked : iterable of str, default ()
         Values that never link, on top of :data:`DEFAULT_BLOCKED`; normalised like the
         identifiers (case, whitespace, and phone digits) before comparing.
+    workdir : path, optional
+        A directory for intermediate results as Parquet, instead of worker memory.
 
     Returns
     -------
@@ -412,8 +427,8 @@ def resolve_identities(
     SegscaleError
         The propagation did not converge in 100 rounds, or identifiers collided in the hash.
     """
-    screening = screen_identities(identities, customer_ids, cap=cap, caps=caps, blocked=blocked)
-    merged, rounds = link_identities(screening.edges)
+    screening = screen_identities(identities, customer_ids, cap=cap, caps=caps, blocked=blocked, workdir=workdir)
+    merged, rounds = link_identities(screening.edges, workdir)
     return IdentityResolution(
         merged=merged,
         identities=screening.identities,

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
-from .._tasks import compute_tasks, staged_output
+from .._tasks import checkpoint, compute_tasks, staged_output
 from ._identity import link_identities, link_report, screen_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
@@ -108,13 +108,17 @@ def _identities(frame, spec, key, options, backend, staging):
     meta = validate_partition(frame._meta, "identities", rules)
     checked = frame.map_partitions(validate_partition, "identities", rules, meta=meta)
     valid = checked.map_partitions(_valid_rows, meta=checked._meta.drop(columns=["reason"]))
-    deduplicated = valid.drop_duplicates().persist()
+    # Identity rows and every intermediate of resolution go to disk, not to worker memory,
+    # which would otherwise grow with the customers and stay taken for the phases after.
+    work = staging / "identity-work"
+    deduplicated = checkpoint(valid.drop_duplicates(), work, "identities")
     screening = screen_identities(
         deduplicated,
         deduplicated["customer_id"],
         cap=options.identifier_cap,
         caps=options.identifier_caps,
         blocked=options.blocked_identifiers,
+        workdir=work,
     )
     linked = screening.identities
     read, valid_rows, distinct_rows, used, blank, unlinked = dask.compute(
@@ -125,8 +129,7 @@ def _identities(frame, spec, key, options, backend, staging):
         checked.map_partitions(_rejected_rows, meta=checked._meta),
         linked.map_partitions(_rejected_rows, meta=linked._meta),
     )
-    # Everything the identity rows were needed for is computed: release them before linking,
-    # whose working set then holds only the compact edges.
+    # Everything the identity rows were needed for is computed: linking reads only the edges.
     edges, screened = screening.edges, screening.report
     del deduplicated, linked, screening
     rejected = pd.concat([_host_frame(blank), _host_frame(unlinked)], ignore_index=True)
@@ -141,7 +144,8 @@ def _identities(frame, spec, key, options, backend, staging):
         "quarantined": {k: int(v) for k, v in sorted(rejected["reason"].value_counts().items())},
         "duplicates": int(valid_rows) - int(distinct_rows),
     }
-    merged, rounds = link_identities(edges)
+    merged, rounds = link_identities(edges, work)
+    shutil.rmtree(work)
     report = link_report(screened, merged, rounds)
     merged = _host_frame(merged)
     merged = backend.df.DataFrame({column: merged[column].tolist() for column in ("customer_id", "resolved_id")})
