@@ -6,12 +6,13 @@ metrics, a fairness audit, scoring of any feature table, and training on a user'
 from ._fairness import FOUR_FIFTHS, fairness_audit, flagged_groups
 from ._labels import LABEL, TARGETS, label_customers, labelled_features, training_origin
 from ._metrics import calibration_table, classification_metrics, lift_table, permutation_importance
+from ._monitor import MonitorLimits, monitor_scores
 from ._models import MODELS, SPLITS, PropensityFit, make_estimator, split_customers
 from ._pipeline import SCORE_COLUMNS, ScoreSummary, TrainSummary, score_propensity, train_propensity
 from ._prepare import Preparation
 from ._reasons import REASON_COLUMNS, ReasonTable
-from ._table import coerce_columns, parse_labels, read_customer_table, train_table
 from ._scores import BANDS, Bands, Calibrator, percentile_rank, reference_quantiles
+from ._table import coerce_columns, parse_labels, read_customer_table, train_table
 from ._train import Trained, fit_and_evaluate, load_model, write_model
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "classification_metrics",
     "lift_table",
     "permutation_importance",
+    "MonitorLimits",
+    "monitor_scores",
     "FOUR_FIFTHS",
     "fairness_audit",
     "flagged_groups",

@@ -207,9 +207,9 @@ def score_propensity(
         bands = {band: sum(count[band] for count in counts) for band in ("high", "medium", "low")}
         meta = json.loads(meta_path.read_text())
         document = {
-            "model": str(model_dir),
+            "model": str(model_dir.resolve()),
             "model_fingerprint": document["data_fingerprint"],
-            "features": str(features),
+            "features": str(features.resolve()),
             "as_of": meta.get("as_of"),
             "customers": sum(bands.values()),
             "bands": bands,

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from datetime import date
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -10,7 +11,16 @@ from sklearn.metrics import roc_auc_score
 
 from engine.config import PropensityOptions
 from engine.exceptions import InputDataError
-from engine.propensity import SCORE_COLUMNS, calibration_table, load_model, score_propensity, train_propensity
+from engine.features import build_features
+from engine.propensity import (
+    SCORE_COLUMNS,
+    MonitorLimits,
+    calibration_table,
+    load_model,
+    monitor_scores,
+    score_propensity,
+    train_propensity,
+)
 
 from .conftest import truth_by_key
 
@@ -88,3 +98,22 @@ def test_thin_data_refuses_to_train_and_writes_nothing(world, tmp_path):
         train_propensity(world_dir / "run" / "ingest" / "store", tmp_path / "m", as_of=config.run.as_of,
                          options=options, backend_name="cpu")  # fmt: skip
     assert not (tmp_path / "m").exists()
+
+
+def test_monitoring_a_scoring_once_its_outcomes_are_in(world, trained, scored, tmp_path):
+    world_dir, config = world
+    store = world_dir / "run" / "ingest" / "store"
+    with pytest.raises(InputDataError, match="cannot label 2026-01-01"):
+        monitor_scores(scored[1], store)  # scored as of the store's end: nothing to compare yet
+    build_features(store, tmp_path / "features", as_of=date(2025, 10, 3), backend_name="cpu")
+    score_propensity(trained[1], tmp_path / "features", tmp_path / "scores")
+    report = monitor_scores(tmp_path / "scores", store)
+    assert report["window"] == {"from": "2025-10-03", "days": 90, "target": "purchase"}
+    assert report["realised"]["roc_auc"] > 0.85 and not report["retrain"] and report["reasons"] == []
+    # A scoring that ranks customers at random is flagged, with the reasons.
+    for path in (tmp_path / "scores").glob("*.parquet"):
+        frame = pq.read_table(path).to_pandas()
+        frame["score"] = frame["score"].sample(frac=1, random_state=0).to_numpy()
+        frame.to_parquet(path, index=False)
+    report = monitor_scores(tmp_path / "scores", store, limits=MonitorLimits(max_auc_drop=0.05))
+    assert report["retrain"] and report["reasons"][0].startswith("AUC 0.")
