@@ -694,8 +694,9 @@ def score(
 ):
     """Score every customer of a feature table with a saved propensity model, one task per part."""
     from engine.backend import dask_client
-    from engine.propensity import score_propensity
+    from engine.propensity import load_model, score_propensity
 
+    load_model(model)  # a wrong --model is the user's to fix: say so before starting workers
     with dask_client(resolve_backend("cpu"), scheduler=scheduler, workers=workers) as client:
         with progress("score tasks") as update:
             summary = score_propensity(model, features_dir, out, client=client, progress=update)
@@ -703,6 +704,36 @@ def score(
         print_json(summary.to_dict())
         return
     _print_scores(summary)
+
+
+@app.command()
+def monitor(
+    scores: Annotated[Path, typer.Option("--scores", help="An earlier scoring (from segscale score).")],
+    store: Annotated[Path, typer.Option("--store", help="A store that now holds the scoring's outcome window.")],
+    max_auc_drop: Annotated[float, typer.Option(help="Retrain when the AUC fell by more than this.")] = 0.05,
+    max_ece: Annotated[float, typer.Option(help="Retrain when the calibration error passed this.")] = 0.05,
+    min_lift_share: Annotated[
+        float, typer.Option(help="Retrain when top-decile lift fell below this share of the test split's.")
+    ] = 0.8,
+    as_json: JsonOption = False,
+):
+    """How an earlier scoring did once its outcomes arrived; flags the model for retraining."""
+    from engine.propensity import MonitorLimits, monitor_scores
+
+    report = monitor_scores(scores, store, limits=MonitorLimits(max_auc_drop, max_ece, min_lift_share))
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"Scoring of {report['window']['from']}: {report['window']['target']} in {report['window']['days']} days", title_justify="left")
+    for column in ("", "realised", "at training (test split)"):
+        table.add_column(column, justify="left" if not column else "right")
+    for name in ("customers", "positives", "roc_auc", "pr_auc", "brier", "ece", "top_decile_lift"):
+        now, then = report["realised"][name], report["expected"][name]
+        shown = [f"{v:,}" if isinstance(v, int) else "n/a" if v is None else f"{v:.3f}" for v in (now, then)]
+        table.add_row(name, *shown)
+    stdout.print(table)
+    verdict = "retrain: " + "; ".join(report["reasons"]) if report["retrain"] else "no retraining needed"
+    stdout.print(verdict, highlight=False, markup=False)
 
 
 def main() -> None:

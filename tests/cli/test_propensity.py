@@ -50,3 +50,8 @@ def test_bad_usage_exits_2(table, tmp_path):
     assert result.exit_code == 2 and "needs --target" in result.output
     result = _run("score", "--model", tmp_path, "--features", tmp_path, "--out", tmp_path / "s", "--workers", "1")
     assert result.exit_code == 2 and "not a segscale propensity model" in result.output
+
+
+def test_monitor_needs_a_scoring(tmp_path):
+    result = _run("monitor", "--scores", tmp_path, "--store", tmp_path)
+    assert result.exit_code == 2 and "not a segscale scoring" in result.output
