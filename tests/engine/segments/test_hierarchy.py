@@ -66,3 +66,12 @@ def test_a_segment_no_micro_cell_belongs_to_still_gets_a_child():
     assert 2 in micro.parent
     placed = assign_micro(points, segments, micro.centres, micro.parent)
     assert (np.asarray(micro.parent)[placed] == segments).all()
+
+
+def test_micro_placement_is_the_same_in_every_array_namespace(blobs, backend):
+    points, segments = blobs
+    micro = fit_micro_segments(points, segments, 3, 12, seed=0, backend_name="cpu", n_init=2)
+    xp = backend.xp
+    placed = assign_micro(xp.asarray(points), xp.asarray(segments), micro.centres, micro.parent, xp)
+    host = placed.get() if hasattr(placed, "get") else placed
+    np.testing.assert_array_equal(host, assign_micro(points, segments, micro.centres, micro.parent))

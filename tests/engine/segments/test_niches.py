@@ -55,3 +55,14 @@ def test_rows_are_placed_in_blocks_the_same_as_at_once(planted, monkeypatch):
     blocked = place_niches(planted, model)
     np.testing.assert_array_equal(whole[0], blocked[0])
     np.testing.assert_array_equal(whole[1], blocked[1])
+
+
+def test_each_backend_fits_and_places_the_same_niches(planted, backend):
+    model = fit_niches(planted, eps=0.6, min_samples=8, backend_name=backend.name)
+    reference = fit_niches(planted, eps=0.6, min_samples=8, backend_name="cpu")
+    assert model.niche_sizes == reference.niche_sizes
+    niche, outlier = place_niches(backend.xp.asarray(planted), model, backend.xp)
+    host = niche.get() if hasattr(niche, "get") else niche
+    expected, _ = place_niches(planted, reference)
+    np.testing.assert_array_equal(host, expected)
+    assert int(outlier.sum()) == int(place_niches(planted, reference)[1].sum())
