@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _segments
+from . import _features, _propensity, _segments
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -168,6 +168,7 @@ def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock
 DATASETS = {
     "world+store": _features.prepare_world_and_store,
     "kmeans-matrix": _segments.prepare_kmeans_matrix,
+    "propensity-frame": _propensity.prepare_propensity_frame,
 }
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb")
@@ -257,6 +258,37 @@ CASES: dict[str, Case] = {
             backends=("cpu", "gpu"),
             baselines=("kmeans-sklearn",),
             dataset="kmeans-matrix",
+        ),
+        # random forest (benchmarks/_propensity.py). The peer runs first, as for k-means: it
+        # leaves its AUC and test scores in the shared data for the segscale cases' comparison.
+        Case(
+            name="rf-sklearn",
+            stage="propensity",
+            description="scikit-learn RandomForestClassifier fit on the train split's prepared matrix + predict_proba "
+            f"of the test split's; purchase in 90 days ({_propensity.SETTINGS}, n_jobs=workers)",
+            run=_propensity.run_sklearn_forest,
+            dataset="propensity-frame",
+        ),
+        Case(
+            name="rf",
+            stage="propensity",
+            description="engine.propensity Preparation + make_estimator forest fit on the train split's labelled "
+            "features + predict_proba of the test split's, matrices included; no calibration, bands, reasons "
+            f"or metrics ({_propensity.SETTINGS}, n_jobs=workers)",
+            run=_propensity.run_segscale_forest,
+            baselines=("rf-sklearn",),
+            dataset="propensity-frame",
+        ),
+        Case(
+            name="rf-stage",
+            stage="propensity",
+            description="engine.propensity fit_and_evaluate on the labelled features: the forest, isotonic "
+            "calibration on the validation split, bands, reasons, test scores, metrics, permutation importance "
+            f"({_propensity.SETTINGS}, n_jobs=usable cores; on the GPU cuML, majority class undersampled)",
+            run=_propensity.run_segscale_stage,
+            backends=("cpu", "gpu"),
+            baselines=("rf-sklearn",),
+            dataset="propensity-frame",
         ),
     )
 }
