@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dask
 
-__all__ = ["checkpoint", "compute_tasks", "publish", "staged_output"]
+__all__ = ["checkpoint", "compute_tasks", "publish", "release_memory", "staged_output"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,26 @@ def checkpoint(frame, directory: Path | None, name: str):
     path = Path(directory) / name
     frame.to_parquet(path, write_index=False)
     return dd.read_parquet(path)
+
+
+def _trim_heap() -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (macOS, musl): nothing to trim this way
+
+
+def release_memory(client) -> None:
+    """Ask every worker's C heap to hand freed memory back to the operating system.
+
+    After a phase that allocated and freed a lot, glibc keeps the freed pages, and the next
+    phase then runs on top of them; Dask's documentation advises ``malloc_trim`` for this
+    "unmanaged memory". Without a client (Dask's local scheduler) there are no workers.
+    """
+    if client is not None:
+        client.run(_trim_heap)
 
 
 def publish(staging: Path, out: Path) -> None:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
-from .._tasks import checkpoint, compute_tasks, staged_output
+from .._tasks import checkpoint, compute_tasks, release_memory, staged_output
 from ._identity import link_identities, link_report, screen_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
@@ -291,6 +291,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             merged, tables["identities"], identity_report = _identities(
                 frames["identities"], config.inputs["identities"], key, options, backend, staging
             )
+            release_memory(client)
         tasks, owners = _phase1(frames, config, rules, dask.delayed(merged, pure=True), key, partitions, staging)
         bucketed = compute_tasks(tasks, client, progress, "phase 1")
         tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
