@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _propensity, _segments
+from . import _features, _propensity, _segments, _spark
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -171,7 +171,7 @@ DATASETS = {
     "propensity-frame": _propensity.prepare_propensity_frame,
 }
 
-_FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb")
+_FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb", "features-spark")
 _SUBSET = "RFM + scores, orders/spend 30/90/365 d, top-5 category shares"
 
 
@@ -240,6 +240,14 @@ CASES: dict[str, Case] = {
             dataset="world+store",
             requires=("duckdb",),
         ),
+        Case(
+            name="features-spark",
+            stage="features",
+            description=f"Spark SQL DataFrames, local[workers], from the raw world's Parquet: {_SUBSET}",
+            run=_spark.run_spark_features,
+            dataset="world+store",
+            requires=("pyspark",),
+        ),
         # k-means (benchmarks/_segments.py). The peer is registered, and so runs, first: it
         # leaves its labels in the shared data for the segscale case's relative quality.
         Case(
@@ -256,8 +264,17 @@ CASES: dict[str, Case] = {
             f"then assign of every row by part ({_segments.SETTINGS})",
             run=_segments.run_segscale_kmeans,
             backends=("cpu", "gpu"),
-            baselines=("kmeans-sklearn",),
+            baselines=("kmeans-sklearn", "kmeans-spark"),
             dataset="kmeans-matrix",
+        ),
+        Case(
+            name="kmeans-spark",
+            stage="kmeans",
+            description="Spark MLlib KMeans, local[workers], fit + transform of every row of the prepared matrix "
+            f"({_spark.KMEANS_SETTINGS})",
+            run=_spark.run_spark_kmeans,
+            dataset="kmeans-matrix",
+            requires=("pyspark",),
         ),
         # random forest (benchmarks/_propensity.py). The peer runs first, as for k-means: it
         # leaves its AUC and test scores in the shared data for the segscale cases' comparison.
@@ -276,7 +293,7 @@ CASES: dict[str, Case] = {
             "features + predict_proba of the test split's, matrices included; no calibration, bands, reasons "
             f"or metrics ({_propensity.SETTINGS}, n_jobs=workers)",
             run=_propensity.run_segscale_forest,
-            baselines=("rf-sklearn",),
+            baselines=("rf-sklearn", "rf-spark"),
             dataset="propensity-frame",
         ),
         Case(
@@ -287,8 +304,17 @@ CASES: dict[str, Case] = {
             f"({_propensity.SETTINGS}, n_jobs=usable cores; on the GPU cuML, majority class undersampled)",
             run=_propensity.run_segscale_stage,
             backends=("cpu", "gpu"),
-            baselines=("rf-sklearn",),
+            baselines=("rf-sklearn", "rf-spark"),
             dataset="propensity-frame",
+        ),
+        Case(
+            name="rf-spark",
+            stage="propensity",
+            description="Spark MLlib RandomForestClassifier, local[workers], fit on the train split's prepared matrix "
+            f"+ probability of the test split's; purchase in 90 days ({_spark.FOREST_SETTINGS})",
+            run=_spark.run_spark_forest,
+            dataset="propensity-frame",
+            requires=("pyspark",),
         ),
     )
 }
