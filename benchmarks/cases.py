@@ -334,13 +334,19 @@ def _check_registry(cases: dict[str, Case]) -> None:
 _check_registry(CASES)
 
 
-def select_cases(stages: Iterable[str], cases: dict[str, Case] | None = None) -> list[Case]:
+def select_cases(
+    stages: Iterable[str], cases: dict[str, Case] | None = None, baselines: Iterable[str] | None = None
+) -> list[Case]:
     """The cases of ``stages``, in registry order within each stage.
+
+    ``baselines`` keeps only those peer cases (all of them when None; none when empty):
+    segscale's own cases always run.
 
     Raises
     ------
     BenchmarkUsageError
-        No stage given, or a stage no case measures (the message lists the known ones).
+        No stage given, a stage no case measures, or a baseline that is no peer of the chosen
+        stages (the message lists the known ones).
     """
     cases = CASES if cases is None else cases
     if isinstance(stages, str):
@@ -351,4 +357,12 @@ def select_cases(stages: Iterable[str], cases: dict[str, Case] | None = None) ->
     if unknown or not stages:
         what = f"unknown stage(s) {', '.join(map(repr, unknown))}" if unknown else "no stage given"
         raise BenchmarkUsageError(f"{what}; known stages: {', '.join(known)}")
-    return [case for stage in stages for case in cases.values() if case.stage == stage]
+    chosen = [case for stage in stages for case in cases.values() if case.stage == stage]
+    if baselines is None:
+        return chosen
+    peers = {name for case in chosen for name in case.baselines}
+    wanted = set(baselines)
+    if wanted - peers:
+        unknown = ", ".join(sorted(wanted - peers))
+        raise BenchmarkUsageError(f"unknown baseline(s) {unknown} for these stages; known: {', '.join(sorted(peers))}")
+    return [case for case in chosen if case.name not in peers or case.name in wanted]

@@ -280,6 +280,7 @@ def run_benchmarks(
     out_dir=Path("benchmarks/out"),
     keep_data=False,
     progress=None,
+    baselines=None,
 ) -> dict:
     """Run every case of ``stages`` at every size; print nothing, write JSON and a plot.
 
@@ -305,6 +306,8 @@ def run_benchmarks(
         Keep the last run's data of each case and size (``data_path`` in its result).
     progress : callable, optional
         Called as ``progress(runs_done, runs_total)`` after each run (warm-ups included).
+    baselines : sequence of str, optional
+        Peer cases to run (default all of the stages' peers; empty for none).
 
     Returns
     -------
@@ -324,7 +327,7 @@ def run_benchmarks(
     """
     registry = _cases.CASES
     _cases._check_registry(registry)
-    selected = _cases.select_cases(stages, registry)
+    selected = _cases.select_cases(stages, registry, baselines)
     sizes, workers, backend_name = _check_arguments(sizes, workers, repeats, backend)
     started = datetime.now(timezone.utc)
     out_dir = Path(out_dir)

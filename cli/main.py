@@ -485,6 +485,9 @@ def bench(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: one per core).")] = None,
     repeats: Annotated[int, typer.Option(min=1)] = 1,
     warmup: Annotated[bool, typer.Option("--warmup", help="Run each case once untimed first.")] = False,
+    baselines: Annotated[
+        str | None, typer.Option(help="Comma-separated peer cases to run (default all; 'none' for none).")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the JSON and plots go.")] = Path("benchmarks/out"),
     as_json: JsonOption = False,
 ):
@@ -501,6 +504,7 @@ def bench(
             warmup=warmup,
             out_dir=out,
             progress=update,
+            baselines=None if baselines is None else [b.strip() for b in baselines.split(",") if b.strip() not in ("", "none")],
         )
     if as_json:
         print_json(document)

@@ -24,7 +24,14 @@ def document(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-rf")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_propensity, "OPTIONS", dataclasses.replace(_propensity.OPTIONS, n_estimators=TREES))
-        document = run_benchmarks(stages=("propensity",), sizes=(CUSTOMERS,), workers=1, out_dir=out, keep_data=True)
+        document = run_benchmarks(
+            stages=("propensity",),
+            sizes=(CUSTOMERS,),
+            workers=1,
+            out_dir=out,
+            keep_data=True,
+            baselines=("rf-sklearn",),
+        )
     return document, out / "data" / f"_propensity-frame-{CUSTOMERS}"
 
 

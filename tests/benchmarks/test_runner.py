@@ -248,3 +248,14 @@ def test_time_against_the_fastest_peer(tmp_path, fake_stage, monkeypatch):
     assert results[0]["fastest_peer"] == "fake-peer" and results[0]["time_vs_fastest_peer"] == 0.25
     assert results[0]["speedup_vs"] == {"fake-peer": 4.0}
     assert results[1]["time_vs_fastest_peer"] is None
+
+
+def test_baselines_choose_which_peers_run():
+    from benchmarks.cases import BenchmarkUsageError, select_cases
+
+    everything = [case.name for case in select_cases(["kmeans"])]
+    assert everything[:2] == ["kmeans-sklearn", "kmeans"] and "kmeans-spark" in everything
+    assert [case.name for case in select_cases(["kmeans"], baselines=["kmeans-sklearn"])] == ["kmeans-sklearn", "kmeans"]
+    assert [case.name for case in select_cases(["kmeans"], baselines=[])] == ["kmeans"]
+    with pytest.raises(BenchmarkUsageError, match="unknown baseline.*known: kmeans-sklearn, kmeans-spark"):
+        select_cases(["kmeans"], baselines=["features-duckdb"])

@@ -22,7 +22,14 @@ def document(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-kmeans")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_segments, "SAMPLE", SAMPLE)
-        document = run_benchmarks(stages=("kmeans",), sizes=(CUSTOMERS,), workers=1, out_dir=out, keep_data=True)
+        document = run_benchmarks(
+            stages=("kmeans",),
+            sizes=(CUSTOMERS,),
+            workers=1,
+            out_dir=out,
+            keep_data=True,
+            baselines=("kmeans-sklearn",),
+        )
     return document, out / "data" / f"_kmeans-matrix-{CUSTOMERS}"
 
 
