@@ -31,6 +31,7 @@ from .._tasks import compute_tasks
 from ..exceptions import InputDataError, UsageError
 from ..features import build_features, read_store_table
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
+from ._prepare import frame_from_table
 
 __all__ = ["LABEL", "TARGETS", "label_customers", "labelled_features", "training_origin"]
 
@@ -148,7 +149,7 @@ def labelled_features(
     build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
                    progress=progress)  # fmt: skip
     meta = json.loads((Path(work) / "_features.json").read_text())
-    frame = pq.read_table(work).to_pandas()
+    frame = frame_from_table(pq.read_table(work))
     labels = label_customers(
         store, frame, as_of, target=options.target, horizon_days=options.horizon_days,
         churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, client=client,

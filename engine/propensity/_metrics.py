@@ -110,7 +110,8 @@ def permutation_importance(
         drops = []
         for _ in range(repeats):
             shuffled = frame.copy()
-            shuffled[name] = frame[name].to_numpy()[rng.permutation(len(frame))]
+            # .array keeps the column's dtype (a nullable boolean stays boolean).
+            shuffled[name] = frame[name].array.take(rng.permutation(len(frame)))
             drops.append(reference - roc_auc_score(y, predict(shuffled)))
         rows.append({"feature": name, "auc_drop": float(np.mean(drops)), "auc_drop_std": float(np.std(drops))})
     return sorted(rows, key=lambda row: -row["auc_drop"])

@@ -31,6 +31,7 @@ from ..config import PropensityOptions
 from ..exceptions import InputDataError
 from ._fairness import flagged_groups
 from ._labels import LABEL, labelled_features, training_origin
+from ._prepare import frame_from_table
 from ._reasons import REASON_COLUMNS
 from ._train import fit_and_evaluate, load_model, write_model
 
@@ -174,7 +175,7 @@ def _score_task(model_dir: str, part: str, out: str) -> dict:
     """Score one feature part and write it; return its band counts."""
     fit, _ = load_model(model_dir)
     path = Path(part)
-    frame = pq.read_table(path).to_pandas()
+    frame = frame_from_table(pq.read_table(path))
     scored = fit.score(frame, where=str(path))
     scored.insert(0, "customer_key", frame["customer_key"].to_numpy())
     scored.to_parquet(Path(out) / path.name, index=False)
@@ -200,7 +201,7 @@ def score_propensity(
         raise InputDataError(f"{features}: not a segscale feature table (no {FEATURES_META}); run segscale features")
     parts = sorted(features.glob("part-*.parquet"))
     # Check the schema once, before any work: a mismatch is the user's to fix, not a task failure.
-    fit.preparation.check_columns(pq.read_schema(parts[0]).empty_table().to_pandas(), where=str(features))
+    fit.preparation.check_columns(frame_from_table(pq.read_schema(parts[0]).empty_table()), where=str(features))
     with staged_output(out) as staging:
         tasks = [dask.delayed(_score_task)(str(model_dir), str(part), str(staging)) for part in parts]
         counts = compute_tasks(tasks, client, progress, "score")

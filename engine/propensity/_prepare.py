@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..exceptions import InputDataError, UsageError
 
-__all__ = ["MAX_LEVELS", "Preparation", "column_kind"]
+__all__ = ["MAX_LEVELS", "Preparation", "column_kind", "frame_from_table"]
 
 # Levels per categorical that get their own column (the most frequent in training); rarer
 # levels, and levels first seen when scoring, are all zeros.
@@ -28,6 +29,16 @@ def column_kind(series: pd.Series) -> str:
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
         return "numeric"
     return "categorical"
+
+
+def frame_from_table(table: pa.Table) -> pd.DataFrame:
+    """A feature table as pandas, booleans kept boolean.
+
+    Arrow's default turns a boolean column with nulls (a profile flag of customers without a
+    profile row) into object, which would make the same column numeric in one part and
+    categorical in another; pandas' nullable boolean keeps its kind whatever the nulls.
+    """
+    return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
 
 
 def _numbers(series: pd.Series) -> np.ndarray:

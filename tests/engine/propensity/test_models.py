@@ -41,6 +41,25 @@ def test_preparation_names_missing_and_mistyped_columns(customers):
         preparation.transform(customers.assign(x=customers["x"].astype(str).astype(object)))
 
 
+def test_a_flag_with_gaps_is_numeric_in_every_part():
+    """A profile flag is null for customers without a profile row: one part has such
+    customers, another none, and an empty part has none at all; all three must read alike."""
+    import pyarrow as pa
+
+    from engine.propensity import frame_from_table, permutation_importance
+
+    gappy = frame_from_table(pa.table({"loyal": pa.array([True, None, False, True] * 50)}))
+    whole = frame_from_table(pa.table({"loyal": pa.array([False, True])}))
+    empty = frame_from_table(pa.table({"loyal": pa.array([], pa.bool_())}))
+    preparation = Preparation(("loyal",)).fit(gappy)
+    assert preparation.kinds_ == {"loyal": "numeric"} and preparation.flagged_ == ["loyal"]
+    assert preparation.transform(whole).tolist() == [[0, 0], [1, 0]]
+    assert preparation.transform(empty).shape == (0, 2)
+    labels = gappy["loyal"].fillna(False).to_numpy(dtype=int)
+    importance = permutation_importance(lambda frame: preparation.transform(frame)[:, 0], gappy, labels, ["loyal"])
+    assert importance[0]["auc_drop"] > 0.2
+
+
 def test_splits_are_deterministic_per_customer_and_seed(customers):
     keys = customers["customer_key"]
     split = split_customers(keys, seed=1, validation_share=0.2, test_share=0.2)
