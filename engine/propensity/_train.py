@@ -4,7 +4,9 @@ A model directory holds ``model.joblib`` (the fitted estimator in CPU form: scik
 or XGBoost set to the CPU) and ``model.json`` (everything else, readable without Python:
 format version, preparation, input columns and their kinds, calibrator, bands, percentile
 reference, reason curves, training window, metrics, backend, package versions and a
-fingerprint of the training data), plus ``metrics.json`` with the full test-split report.
+fingerprint of the training data), plus ``metrics.json`` with the full test-split report and
+``test_scores.parquet`` (customer_key, label, score of every test customer: the ROC and PR
+curves, recomputable by anyone).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from ._prepare import Preparation
 from ._reasons import ReasonTable
 from ._scores import Bands, Calibrator
 
-__all__ = ["FORMAT_VERSION", "Trained", "fit_and_evaluate", "load_model", "write_model"]
+__all__ = ["FORMAT_VERSION", "TEST_SCORES", "Trained", "fit_and_evaluate", "load_model", "write_model"]
 
 FORMAT_VERSION = 1
 MODEL_JSON, MODEL_FILE, METRICS_JSON = "model.json", "model.joblib", "metrics.json"
+TEST_SCORES = "test_scores.parquet"
 # Test rows permutation importance is measured on, and how often each column is shuffled.
 _IMPORTANCE_ROWS, _IMPORTANCE_REPEATS = 5_000, 3
 _PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "joblib", "xgboost", "cuml")
@@ -145,6 +148,7 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
     }
     (directory / MODEL_JSON).write_text(json.dumps(document, indent=2, default=_plain) + "\n")
     (directory / METRICS_JSON).write_text(json.dumps(metrics, indent=2, default=_plain) + "\n")
+    trained.test[["customer_key", LABEL, "score"]].to_parquet(directory / TEST_SCORES, index=False)
     return document
 
 

@@ -45,7 +45,7 @@ def scored(world, trained, tmp_path_factory):
 
 def test_the_model_directory_holds_everything_scoring_needs(trained):
     summary, out = trained
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.joblib", "model.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.joblib", "model.json", "test_scores.parquet"]
     document = json.loads((out / "model.json").read_text())
     assert document["format"] == 1 and document["backend"] == "cpu" and document["model"] == "random_forest"
     assert document["source"]["window"] == {"features_before": "2025-10-03", "labels_from": "2025-10-03",
@@ -57,6 +57,9 @@ def test_the_model_directory_holds_everything_scoring_needs(trained):
     assert metrics["test"]["lift"][0]["lift"] > 2 and metrics["importance"][0]["auc_drop"] > 0
     assert {"gender", "age_band"} <= set(metrics["fairness"])
     assert summary.metrics["roc_auc"] > 0.85 and summary.splits["test"] == summary.metrics["customers"]
+    test = pd.read_parquet(out / "test_scores.parquet")
+    assert list(test.columns) == ["customer_key", "label", "score"] and len(test) == summary.splits["test"]
+    assert roc_auc_score(test["label"], test["score"]) == pytest.approx(summary.metrics["roc_auc"])
 
 
 def test_scores_every_customer_and_tracks_the_truth(world, scored):
