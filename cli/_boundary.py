@@ -1,6 +1,5 @@
-"""The one place where errors become exit codes (DESIGN 6).
-
-0: success. 1: the work failed. 2: bad usage or bad input (click's own usage errors
+"""The one place where errors become exit codes (DESIGN 6), as ``engine.exceptions.exit_code``
+says: 0: success. 1: the work failed. 2: bad usage or bad input (click's own usage errors
 included). Messages are one line on stderr; tracebacks only with ``--log-level debug``.
 """
 
@@ -9,11 +8,10 @@ import logging
 import typer
 from typer.core import TyperGroup
 
-from engine.exceptions import SegscaleError, UsageError
+from engine.exceptions import SegscaleError, exit_code, failure_message
 
 from ._console import stderr
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 logger = logging.getLogger("segscale")
 
 # Newer typer vendors its own click: find ClickException through BadParameter, which derives
@@ -35,18 +33,14 @@ class ErrorBoundary(TyperGroup):
             return super().invoke(ctx)
         except _CLICK_CONTROL_FLOW:
             raise
-        except UsageError as error:
-            logger.debug("usage error", exc_info=True)
-            _fail(str(error), EXIT_USAGE)
+        except KeyboardInterrupt as error:
+            _fail(failure_message(error), exit_code(error))
         except SegscaleError as error:
             logger.debug("work failed", exc_info=True)
-            _fail(str(error), EXIT_FAILED)
-        except KeyboardInterrupt:
-            _fail("interrupted", EXIT_INTERRUPTED)
+            _fail(failure_message(error), exit_code(error))
         except Exception as error:
             logger.debug("internal failure", exc_info=True)
             _fail(
-                f"internal failure: {type(error).__name__}: {error} "
-                "(rerun with --log-level debug for the traceback, and please report it)",
-                EXIT_FAILED,
+                f"{failure_message(error)} (rerun with --log-level debug for the traceback, and please report it)",
+                exit_code(error),
             )

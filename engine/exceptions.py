@@ -1,8 +1,8 @@
 """Typed errors raised by the engine.
 
-The CLI maps them to exit codes in one place (``cli/_errors.py``): a ``UsageError``
-(bad config, bad input, a backend that is not available) exits with 2, any other
-``SegscaleError`` exits with 1.
+The CLI maps them to exit codes in one place (``cli/_boundary.py``, through `exit_code`):
+a ``UsageError`` (bad config, bad input, a backend that is not available, a run directory
+in use) exits with 2, any other exception with 1.
 """
 
 __all__ = [
@@ -12,6 +12,9 @@ __all__ = [
     "ConfigError",
     "InputDataError",
     "BackendUnavailableError",
+    "RunLockedError",
+    "exit_code",
+    "failure_message",
 ]
 
 
@@ -51,3 +54,27 @@ class BackendUnavailableError(UsageError):
             + "; ".join(self.missing)
             + " (install the gpu-cu12 or gpu-cu13 extra on a CUDA node, or use --backend cpu)"
         )
+
+
+class RunLockedError(UsageError):
+    """Another run holds the run directory's lock."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status an error ends a command with: 2 for bad usage or input, 130 for an
+    interrupt, else 1.
+
+    Run manifests record it, so a scheduler reading the manifest sees what the shell saw.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return 130
+    return 2 if isinstance(error, UsageError) else 1
+
+
+def failure_message(error: BaseException) -> str:
+    """The one line an error is reported with, on stderr and in run manifests."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(error, SegscaleError):
+        return one_line(error)
+    return f"internal failure: {type(error).__name__}: {one_line(error)}"
