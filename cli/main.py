@@ -4,7 +4,6 @@ Errors become exit codes in ``cli/_boundary.py`` only.
 """
 
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,11 +11,12 @@ import typer
 from rich.table import Table
 
 import engine
-from engine.backend import BACKEND_CHOICES, resolve_backend
+from engine.backend import resolve_backend
 from engine.exceptions import SegscaleError, UsageError
 
 from ._boundary import ErrorBoundary
-from ._console import LOG_LEVELS, configure_logging, print_json, progress, stdout
+from ._console import configure_logging, print_json, progress, stdout
+from ._options import DATE_FORMATS, Backend, BackendOption, BenchBackend, JsonOption, LogLevel, count
 
 app = typer.Typer(
     cls=ErrorBoundary,
@@ -27,32 +27,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     add_completion=False,
 )
-
-
-def _count(value) -> int:
-    """A positive count written as 1000000, 1_000_000, 250k or 1M."""
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower().replace("_", "")
-    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(text[-1:], 1)
-    try:
-        count = round(float(text[:-1] if scale != 1 else text) * scale)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a count (examples: 50000, 250k, 1M)") from None
-    if count < 1:
-        raise typer.BadParameter(f"{value!r} must be at least 1")
-    return count
-
-
-Backend = Enum("Backend", {name: name for name in BACKEND_CHOICES}, type=str)
-BenchBackend = Enum("BenchBackend", {"cpu": "cpu", "gpu": "gpu"}, type=str)
-LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)
-
-_DATE_FORMATS = ["%Y-%m-%d"]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-BackendOption = Annotated[
-    Backend, typer.Option("--backend", help="auto picks the GPU when cuDF, cuML and a CUDA device are present.")
-]
 
 
 def _version(value: bool):
@@ -102,10 +76,10 @@ def _generate(out, spec, *, workers, scheduler, overwrite):
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the world into.")],
-    customers: Annotated[int, typer.Option("--customers", "-n", parser=_count, help="People in the world (1M = 1000000).")] = 100_000,
+    customers: Annotated[int, typer.Option("--customers", "-n", parser=count, help="People in the world (1M = 1000000).")] = 100_000,
     seed: Annotated[int, typer.Option(min=0, help="Same seed, same bytes, whatever the worker count.")] = 0,
-    start: Annotated[datetime, typer.Option(formats=_DATE_FORMATS, help="First day of activity.")] = datetime(2024, 1, 1),
-    end: Annotated[datetime, typer.Option(formats=_DATE_FORMATS, help="Last day of activity.")] = datetime(2025, 12, 31),
+    start: Annotated[datetime, typer.Option(formats=DATE_FORMATS, help="First day of activity.")] = datetime(2024, 1, 1),
+    end: Annotated[datetime, typer.Option(formats=DATE_FORMATS, help="Last day of activity.")] = datetime(2025, 12, 31),
     dirt: Annotated[float, typer.Option(help="Share of rows given a realistic fault (0 to 0.5).")] = 0.0,
     simulate_future: Annotated[bool, typer.Option("--simulate-future", help="Also record in truth/ who buys in the 30 and 90 days after --end.")] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="People per chunk (part of what the seed reproduces).")] = 25_000,
@@ -147,7 +121,7 @@ def _print_accounting(summary) -> None:
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option("--customers", "-n", parser=_count, help="People in the demo world.")] = 20_000,
+    customers: Annotated[int, typer.Option("--customers", "-n", parser=count, help="People in the demo world.")] = 20_000,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the demo world (replaced if it holds one).")] = Path("segscale-demo"),
     seed: Annotated[int, typer.Option(min=0)] = 0,
     as_json: JsonOption = False,
@@ -307,7 +281,7 @@ def features(
     ] = None,
     store: Annotated[Path | None, typer.Option("--store", help="A customer-clustered store (from segscale ingest).")] = None,
     as_of: Annotated[
-        datetime | None, typer.Option("--as-of", formats=_DATE_FORMATS, help="Only rows before this date (UTC) count.")
+        datetime | None, typer.Option("--as-of", formats=DATE_FORMATS, help="Only rows before this date (UTC) count.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the features into.")] = None,
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
@@ -497,7 +471,7 @@ def bench(
     with progress("benchmark runs") as update:
         document = run_benchmarks(
             stages=tuple(stage.strip() for stage in stages.split(",") if stage.strip()),
-            sizes=tuple(_count(part) for part in customers.split(",") if part),
+            sizes=tuple(count(part) for part in customers.split(",") if part),
             backend=backend.value,
             workers=workers,
             repeats=repeats,
@@ -551,7 +525,7 @@ def value(
     ] = None,
     store: Annotated[Path | None, typer.Option("--store", help="A customer-clustered store (from segscale ingest).")] = None,
     as_of: Annotated[
-        datetime | None, typer.Option("--as-of", formats=_DATE_FORMATS, help="End of the calibration period (UTC).")
+        datetime | None, typer.Option("--as-of", formats=DATE_FORMATS, help="End of the calibration period (UTC).")
     ] = None,
     horizon_days: Annotated[
         int | None, typer.Option("--horizon-days", min=1, help="Days the predictions cover (and the holdout).")
