@@ -17,6 +17,7 @@ from engine.exceptions import SegscaleError, UsageError
 from ._boundary import ErrorBoundary
 from ._console import configure_logging, print_json, progress, stdout
 from ._options import DATE_FORMATS, Backend, BackendOption, BenchBackend, JsonOption, LogLevel, count
+from ._run import demo, report, run
 
 app = typer.Typer(
     cls=ErrorBoundary,
@@ -117,47 +118,6 @@ def _print_accounting(summary) -> None:
         if counts["quarantined"]:
             reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])
             stdout.print(f"  {name} quarantined: " + ", ".join(f"{reason} {rows:,}" for reason, rows in reasons), highlight=False)
-
-
-@app.command()
-def demo(
-    customers: Annotated[int, typer.Option("--customers", "-n", parser=count, help="People in the demo world.")] = 20_000,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the demo world (replaced if it holds one).")] = Path("segscale-demo"),
-    seed: Annotated[int, typer.Option(min=0)] = 0,
-    as_json: JsonOption = False,
-):
-    """Generate a small, slightly dirty world and run the pipeline's stages on it."""
-    from engine.config import load_config
-    from engine.features import build_features
-    from engine.ingest import ingest as run_ingest
-    from engine.segments import build_segments
-    from engine.synth import WorldSpec
-
-    spec = WorldSpec(customers=customers, seed=seed, dirt=0.01, simulate_future=True)
-    world = _generate(out, spec, workers=None, scheduler=None, overwrite=True)
-    with progress("ingest tasks") as update:
-        # Small data: Dask's local scheduler beats starting a cluster.
-        config = load_config(world.config_path)
-        ingested = run_ingest(config, progress=update)
-    with progress("feature tasks") as update:
-        featured = build_features(
-            ingested.out_dir / "store", config.run.output_dir / "features", as_of=config.run.as_of,
-            options=config.features, backend_name=config.run.backend, progress=update,
-        )  # fmt: skip
-    with progress("segment tasks") as update:
-        segmented = build_segments(
-            featured.out_dir, config.run.output_dir / "segments", options=config.segments, seed=config.run.seed,
-            backend_name=config.run.backend, progress=update,
-        )  # fmt: skip
-    if as_json:
-        print_json(
-            {"world": world.to_dict(), "ingest": ingested.to_dict(), "features": featured.to_dict(), "segments": segmented.to_dict()}
-        )
-        return
-    _print_world(world, as_json=False)
-    _print_accounting(ingested)
-    _print_features(featured)
-    stdout.print(_segments_table(segmented))
 
 
 def _environment_table(report: dict, backend_name: str) -> Table:
@@ -712,6 +672,11 @@ def monitor(
     stdout.print(table)
     verdict = "retrain: " + "; ".join(report["reasons"]) if report["retrain"] else "no retraining needed"
     stdout.print(verdict, highlight=False, markup=False)
+
+
+app.command()(run)
+app.command()(report)
+app.command()(demo)
 
 
 def main() -> None:

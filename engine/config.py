@@ -84,6 +84,10 @@ class RunSection:
         Address of an existing Dask scheduler; None starts a local cluster.
     workers : int or None, default None
         Local cluster size (>= 1); None sizes it to the machine.
+    previous_run : Path or None, default None
+        An earlier run directory (relative paths resolve like ``output_dir``): ``segscale run``
+        then compares this run's segments with its (transitions, movers, drift) and the
+        report shows them.
     """
 
     output_dir: Path = Path("run")
@@ -92,6 +96,7 @@ class RunSection:
     as_of: date | None = None
     scheduler: str | None = None
     workers: int | None = field(default=None, metadata={_MINIMUM: 1})
+    previous_run: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from ..exceptions import InputDataError, UsageError
 from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
 from ._partition import KEY, partition_features, value_shares
 
-__all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "read_store_table"]
+__all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "default_as_of", "read_store_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,12 @@ def _default_as_of(store: Path, tables: dict) -> date:
     as_of = datetime.fromisoformat(latest).date() + timedelta(days=1)
     logger.info("no as_of given: using %s, the day after the store's last transaction", as_of)
     return as_of
+
+
+def default_as_of(store: str | os.PathLike) -> date:
+    """The as-of date a run without one uses: the day after the store's last transaction."""
+    store = Path(store)
+    return _default_as_of(store, _store_meta(store)["tables"])
 
 
 def _check_options(options: FeatureOptions) -> frozenset[str]:

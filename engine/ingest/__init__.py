@@ -5,6 +5,6 @@ duplicate, and ``ingest.json`` reconciles the three with the rows read.
 """
 
 from ._pipeline import ROWS_PER_PARTITION, IngestSummary, ingest
-from ._pseudonym import KEY_ENV_VAR
+from ._pseudonym import KEY_ENV_VAR, pseudonym_key
 
-__all__ = ["ingest", "IngestSummary", "ROWS_PER_PARTITION", "KEY_ENV_VAR"]
+__all__ = ["ingest", "IngestSummary", "ROWS_PER_PARTITION", "KEY_ENV_VAR", "pseudonym_key"]

@@ -18,6 +18,7 @@ from ._world import (
     generate,
     generate_chunk,
     generate_world,
+    write_backtest_config,
 )
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "generate",
     "generate_world",
     "generate_chunk",
+    "write_backtest_config",
     # what the world contains
     "Archetype",
     "ARCHETYPES",

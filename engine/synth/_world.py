@@ -285,15 +285,23 @@ def _merge_counts(total: dict, part: dict) -> None:
             total[key] = total.get(key, 0) + value
 
 
-def _run_config_text(spec: WorldSpec) -> str:
-    as_of = spec.end + timedelta(days=1)
+def _run_config_text(spec: WorldSpec, holdout_days: int = 0, output_dir: str = "run") -> str:
+    extracted_at = spec.end + timedelta(days=1)
+    as_of = extracted_at - timedelta(days=holdout_days)
     lines = [
         f"# Run config for the synthetic world written by `segscale generate` (seed {spec.seed},",
         f"# {spec.customers} customers, {spec.start}..{spec.end}). Paths are relative to this file.",
         "# Ground truth lives in truth/ and is never read by the pipeline.",
+    ]
+    if holdout_days:
+        lines += [
+            f"# A backtest: as of {as_of}, with the world's last {holdout_days} days held out, so segments,",
+            "# propensity and value are checked against what customers did next.",
+        ]
+    lines += [
         "",
         "[run]",
-        'output_dir = "run"',
+        f'output_dir = "{output_dir}"',
         f"seed = {spec.seed}",
         f"as_of = {as_of.isoformat()}",
     ]
@@ -305,7 +313,7 @@ def _run_config_text(spec: WorldSpec) -> str:
         "",
         "[ingest]",
         "# The world was extracted when its window closed: later timestamps are clock skew.",
-        f"extracted_at = {as_of.isoformat()}",
+        f"extracted_at = {extracted_at.isoformat()}",
         "# Synthetic data only: for real data set SEGSCALE_PSEUDONYM_KEY instead of writing a key here.",
         f'pseudonym_key = "synthetic-world-{spec.seed}"',
         "",
@@ -314,7 +322,22 @@ def _run_config_text(spec: WorldSpec) -> str:
         "windows = [30, 90, 365]",
         "top_categories = 5",
     ]
+    if holdout_days:
+        lines += ["", "[segments]", f"outcome_days = {holdout_days}", "", "[value]", f"horizon_days = {holdout_days}"]
     return "\n".join(lines) + "\n"
+
+
+def write_backtest_config(world_dir, spec: WorldSpec, holdout_days: int, name: str = "backtest.toml") -> Path:
+    """Write a run config for ``spec``'s world as of ``holdout_days`` before its end.
+
+    The held-out days are what the segment evaluation, the propensity labels and the value
+    holdout measure against; the run writes to ``run-backtest/`` beside the world.
+    """
+    if not 1 <= holdout_days < spec.horizon_days:
+        raise UsageError(f"holdout days must be between 1 and {spec.horizon_days - 1}, got {holdout_days}")
+    path = Path(world_dir) / name
+    path.write_text(_run_config_text(spec, holdout_days, output_dir="backtest"))
+    return path
 
 
 def _world_metadata(spec: WorldSpec, counts: dict) -> dict:

@@ -1,0 +1,23 @@
+"""The whole run (DESIGN 2): ingest, features, segments, propensity, value and, against an
+earlier run, compare; then the report. Resumable stage by stage, one run per directory at a
+time, recorded in ``manifest.json``.
+"""
+
+from ._fingerprint import code_version
+from ._lock import LOCK_NAME, RunLock
+from ._run import MANIFEST, RECORDS, RunSummary, run_pipeline
+from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
+
+__all__ = [
+    "run_pipeline",
+    "RunSummary",
+    "STAGES",
+    "STAGE_NAMES",
+    "Stage",
+    "StageContext",
+    "MANIFEST",
+    "RECORDS",
+    "RunLock",
+    "LOCK_NAME",
+    "code_version",
+]

@@ -1,0 +1,348 @@
+"""``run_pipeline``: every stage in order, resumable, recorded in ``manifest.json``.
+
+A stage runs unless its record (``<run>/_stages/<stage>.json``, written after its output was
+published) holds the fingerprint it has now and its outputs exist: a crashed or killed run
+started again resumes at the first stage that did not finish. Outputs are published
+atomically by the stages themselves; records and the manifest are written to a temporary
+file and renamed into place, so a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from .._memory import PeakMemory
+from ..config import RunConfig, config_to_dict
+from ..exceptions import UsageError, exit_code, failure_message
+from ._fingerprint import code_version, digest
+from ._lock import RunLock
+from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
+
+__all__ = ["MANIFEST", "RECORDS", "RunSummary", "run_pipeline", "write_json"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+RECORDS = "_stages"
+_MANIFEST_FORMAT = 1
+
+
+@contextlib.contextmanager
+def _no_progress(label: str):
+    yield None
+
+
+def write_json(path: Path, document) -> None:
+    """Write ``document`` to ``path`` through a temporary file and a rename."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    os.replace(temporary, path)
+
+
+@dataclass
+class RunSummary:
+    """What ``run_pipeline`` did: the manifest it wrote, and where."""
+
+    run_dir: Path
+    manifest: dict
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / MANIFEST
+
+    def to_dict(self) -> dict:
+        """The manifest's summary: status, as-of, per stage status and time, metrics, paths."""
+        document = self.manifest
+        return {
+            "status": document["status"],
+            "exit_code": document["exit_code"],
+            "run_dir": str(self.run_dir),
+            "manifest": str(self.manifest_path),
+            "as_of": document["as_of"],
+            "stages": {
+                name: {key: stage.get(key) for key in ("status", "seconds", "peak_rss_bytes")}
+                for name, stage in document["stages"].items()
+            },
+            "rows": document["rows"],
+            "metrics": document["metrics"],
+            "wall_seconds": document["wall_seconds"],
+        }
+
+
+def _select(config: RunConfig, stages) -> list[str]:
+    applicable = [name for name in STAGE_NAMES if STAGES[name].applies(config)]
+    if stages is None:
+        return applicable
+    unknown = [name for name in stages if name not in STAGES]
+    if unknown:
+        raise UsageError(f"unknown stage {', '.join(unknown)}; the stages are {', '.join(STAGE_NAMES)}")
+    absent = [name for name in stages if name not in applicable]
+    if absent:
+        raise UsageError(f"stage {', '.join(absent)} does not apply to this config (compare needs [run] previous_run)")
+    return [name for name in applicable if name in stages]
+
+
+def _read_record(run_dir: Path, name: str) -> dict | None:
+    path = run_dir / RECORDS / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        logger.warning("%s: unreadable stage record; the stage will run again", path)
+        return None
+
+
+def _up_to_date(record: dict | None, fingerprint: str, stage: Stage, run_dir: Path) -> bool:
+    return (
+        record is not None
+        and record.get("fingerprint") == fingerprint
+        and all((run_dir / output).exists() for output in stage.outputs)
+    )
+
+
+def _stage_metrics(name: str, summary: dict) -> dict | None:
+    """The numbers a reader of the manifest looks for first, per stage."""
+    if name == "segments":
+        keys = ("customers", "k", "silhouette", "micro_segments", "outliers", "unstable_segments")
+        return {key: summary.get(key) for key in keys}
+    if name == "propensity":
+        train = summary["train"]
+        return {"target": train["target"], "model": train["model"], **train["metrics"], "bands": summary["scores"]["bands"]}
+    if name == "value":
+        purchase = summary["purchase_model"]
+        return {
+            "customers": summary["customers"], "purchase_model": purchase["name"], "params": purchase["params"],
+            "converged": purchase["converged"], "holdout": summary["holdout"],
+        }  # fmt: skip
+    if name == "compare":
+        return {key: summary.get(key) for key in ("common", "adjusted_rand", "psi", "movers")}
+    return None
+
+
+def _rows(summary: dict) -> dict:
+    """Rows read = kept + quarantined + duplicates, per input, from the ingest summary."""
+    rows = {}
+    for table, counts in summary["tables"].items():
+        quarantined = sum(counts["quarantined"].values())
+        rows[table] = {
+            "read": counts["read"], "kept": counts["kept"], "quarantined": quarantined,
+            "duplicates": counts["duplicates"], "quarantine_reasons": counts["quarantined"],
+            "reconciled": counts["read"] == counts["kept"] + quarantined + counts["duplicates"],
+        }  # fmt: skip
+    return rows
+
+
+class _Run:
+    """The state of one ``run_pipeline`` call, and the manifest made from it."""
+
+    def __init__(self, config: RunConfig, selected: list[str], force: bool, client, progress, scheduler: str):
+        self.config, self.selected, self.force = config, selected, force
+        self.client, self.progress, self.scheduler = client, progress, scheduler
+        self.run_dir = Path(config.run.output_dir)
+        self.as_of: date | None = config.run.as_of
+        self.fingerprints: dict[str, str] = {}
+        self.stages: dict[str, dict] = {}
+        self.started_at = datetime.now(timezone.utc)
+        self.clock = time.perf_counter()
+
+    def fingerprint(self, stage: Stage) -> str:
+        if stage.name != "ingest" and self.as_of is None:
+            from ..features import default_as_of
+
+            self.as_of = default_as_of(self.run_dir / "ingest" / "store")
+        return digest(
+            {
+                "stage": stage.name,
+                "settings": stage.settings(self.config, self.as_of),
+                "upstream": {need: self.fingerprints.get(need) for need in stage.needs},
+                "code": code_version(),
+            }
+        )
+
+    def not_selected(self, stage: Stage, needed_by: list[str]) -> None:
+        """A stage left out of ``--stages``. Its recorded fingerprint stands for it downstream;
+        when a selected stage reads its output, that output must exist and be up to date."""
+        record = _read_record(self.run_dir, stage.name)
+        if needed_by:
+            if record is None:
+                raise UsageError(
+                    f"{self.run_dir}: {', '.join(needed_by)} needs {stage.name}, which has not run here; "
+                    f"add {stage.name} to --stages"
+                )
+            if not _up_to_date(record, self.fingerprint(stage), stage, self.run_dir):
+                raise UsageError(
+                    f"{self.run_dir}: {stage.name} is out of date (its inputs, settings or code changed since it "
+                    f"ran) and {', '.join(needed_by)} reads it; add {stage.name} to --stages"
+                )
+        if record is not None:
+            self.fingerprints[stage.name] = record.get("fingerprint", "")
+        self.stages[stage.name] = {"status": "not selected", **_carried(record)}
+
+    def run_or_skip(self, stage: Stage) -> None:
+        fingerprint = self.fingerprint(stage)
+        record = _read_record(self.run_dir, stage.name)
+        if not self.force and _up_to_date(record, fingerprint, stage, self.run_dir):
+            logger.info("stage %s: up to date (finished %s), skipped", stage.name, record.get("finished_at"))
+            self.stages[stage.name] = {"status": "skipped", **_carried(record)}
+        else:
+            self.stages[stage.name] = {"status": "running"}
+            context = StageContext(self.config_with_as_of(), self.as_of, self.client, self.progress)
+            started = time.perf_counter()
+            with PeakMemory() as memory:
+                summary = stage.run(context)
+            record = {
+                "stage": stage.name,
+                "fingerprint": fingerprint,
+                "code_version": code_version(),
+                "finished_at": datetime.now(timezone.utc).isoformat(),
+                "seconds": round(time.perf_counter() - started, 3),
+                "peak_rss_bytes": memory.peak_rss_bytes,
+                "outputs": [str(self.run_dir / output) for output in stage.outputs],
+                "summary": summary,
+            }
+            (self.run_dir / RECORDS).mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / RECORDS / f"{stage.name}.json", record)
+            logger.info(
+                "stage %s: done in %.1f s, peak memory %.2f GiB", stage.name, record["seconds"],
+                memory.peak_rss_bytes / 2**30,
+            )  # fmt: skip
+            self.stages[stage.name] = {"status": "ran", **_carried(record)}
+        self.fingerprints[stage.name] = fingerprint
+
+    def build_report(self) -> None:
+        """The report reads the manifest: write it first, then the report, then the manifest
+        again with the report's entry."""
+        from ..report import build_report
+
+        write_json(self.run_dir / MANIFEST, self.manifest(None))
+        self.stages["report"] = {"status": "running"}
+        started = time.perf_counter()
+        path = build_report(self.run_dir).path
+        self.stages["report"] = {
+            "status": "ran", "seconds": round(time.perf_counter() - started, 3), "outputs": [str(path)],
+        }  # fmt: skip
+        logger.info("report: %s", path)
+
+    def config_with_as_of(self) -> RunConfig:
+        return dataclasses.replace(self.config, run=dataclasses.replace(self.config.run, as_of=self.as_of))
+
+    def manifest(self, error: BaseException | None) -> dict:
+        from ..environment import describe_environment
+
+        stages = dict(self.stages)
+        if error is not None:
+            running = next((name for name, stage in stages.items() if stage["status"] == "running"), None)
+            if running is not None:
+                stages[running] = {"status": "failed", "error": failure_message(error)}
+        for name in STAGE_NAMES:
+            if STAGES[name].applies(self.config) and name not in stages:
+                stages[name] = {"status": "not reached" if error is not None else "not selected"}
+        summaries = {name: stage["summary"] for name, stage in stages.items() if stage.get("summary")}
+        metrics = {name: _stage_metrics(name, summary) for name, summary in summaries.items()}
+        return {
+            "format": _MANIFEST_FORMAT,
+            "status": "succeeded" if error is None else "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
+            "exit_code": 0 if error is None else exit_code(error),
+            "error": None if error is None else failure_message(error),
+            "config_path": str(self.config.source),
+            "config": config_to_dict(self.config),
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "seed": self.config.run.seed,
+            "selected_stages": self.selected,
+            "forced": self.force,
+            "backend": {"requested": self.config.run.backend, "scheduler": self.scheduler},
+            "code_version": code_version(),
+            "environment": describe_environment(),
+            "started_at": self.started_at.isoformat(),
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "wall_seconds": round(time.perf_counter() - self.clock, 3),
+            "peak_rss_bytes": max((s.get("peak_rss_bytes") or 0 for s in stages.values() if s["status"] == "ran"), default=0),
+            "memory_measured": "resident set of this process and its children (local Dask workers included)",
+            "stages": stages,
+            "rows": _rows(summaries["ingest"]) if "ingest" in summaries else {},
+            "metrics": {name: value for name, value in metrics.items() if value is not None},
+            "outputs": {name: stage.get("outputs") for name, stage in stages.items() if stage.get("outputs")},
+        }
+
+
+def _carried(record: dict | None) -> dict:
+    """What a stage's record tells the manifest, whether it ran now or earlier."""
+    if record is None:
+        return {}
+    keys = ("fingerprint", "finished_at", "seconds", "peak_rss_bytes", "outputs", "summary")
+    return {key: record.get(key) for key in keys}
+
+
+def run_pipeline(
+    config: RunConfig,
+    *,
+    stages=None,
+    force: bool = False,
+    client=None,
+    progress=None,
+    report: bool = True,
+) -> RunSummary:
+    """Run the stages of ``config`` in order into ``[run] output_dir``; see the module docstring.
+
+    Parameters
+    ----------
+    config : RunConfig
+        With any command-line overrides (as-of, backend, scheduler) already applied.
+    stages : sequence of str, optional
+        Only these stages (in pipeline order); the others must have run already where a
+        selected stage reads their output. Default: every stage the config has.
+    force : bool, default False
+        Run the selected stages even when they are up to date.
+    client : distributed.Client, optional
+        Tasks run on its cluster; without one, on Dask's local scheduler.
+    progress : callable, optional
+        ``progress(label)``, a context manager yielding ``update(done, total)``.
+    report : bool, default True
+        Write ``report.html`` once every stage is done.
+
+    Returns
+    -------
+    RunSummary
+
+    Raises
+    ------
+    RunLockedError
+        Another run uses the run directory.
+    UsageError
+        Bad stage names, a needed stage missing or out of date, bad input (from a stage).
+    SegscaleError, Exception
+        A stage failed; the manifest records it (status, exit code, message) before the
+        error goes on.
+    """
+    selected = _select(config, stages)
+    run_dir = Path(config.run.output_dir)
+    scheduler = getattr(getattr(client, "scheduler", None), "address", None) or "local threads"
+    with RunLock(run_dir, "run"):
+        state = _Run(config, selected, force, client, progress or _no_progress, scheduler)
+        try:
+            for name in STAGE_NAMES:
+                stage = STAGES[name]
+                if not stage.applies(config):
+                    continue
+                if name in selected:
+                    state.run_or_skip(stage)
+                else:
+                    state.not_selected(stage, [other for other in selected if name in STAGES[other].needs])
+            if report:
+                state.build_report()
+        except BaseException as error:
+            write_json(run_dir / MANIFEST, state.manifest(error))
+            raise
+        manifest = state.manifest(None)
+        write_json(run_dir / MANIFEST, manifest)
+    logger.info("run: %s in %.1f s; manifest %s", manifest["status"], manifest["wall_seconds"], run_dir / MANIFEST)
+    return RunSummary(run_dir, manifest)

@@ -1,0 +1,198 @@
+"""The stages a run is made of, in order, and what each reads, writes and depends on.
+
+Each stage is a thin adapter from the run config to one engine function, which writes its
+own output atomically (``engine._tasks.staged_output``). A stage's ``settings`` are the parts
+of the config its output depends on; with its upstream fingerprints and the code version
+they make its fingerprint (``engine.pipeline._fingerprint``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from ..config import RunConfig, config_to_dict
+from ..exceptions import ConfigError, UsageError
+from ._fingerprint import input_fingerprint, key_check
+
+__all__ = ["STAGE_NAMES", "STAGES", "Stage", "StageContext"]
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage runs with: the run's config (overrides applied) and its resolved values.
+
+    ``progress(label)`` is a context manager yielding ``update(done, total)``.
+    """
+
+    config: RunConfig
+    as_of: date | None
+    client: object | None
+    progress: Callable
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run.output_dir
+
+    @property
+    def backend(self) -> str:
+        return self.config.run.backend
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a run.
+
+    Attributes
+    ----------
+    name : str
+    needs : tuple of str
+        Stages whose outputs it reads (they run first).
+    outputs : tuple of str
+        Directories under the run directory it writes; all must exist for it to be skipped.
+    settings : callable
+        ``settings(config, as_of) -> dict``: what of the config its output depends on.
+    run : callable
+        ``run(context) -> dict``: does the work, returns its JSON-ready summary.
+    applies : callable
+        ``applies(config) -> bool``: whether the run has this stage at all.
+    """
+
+    name: str
+    needs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    settings: Callable[[RunConfig, date | None], dict]
+    run: Callable[[StageContext], dict]
+    applies: Callable[[RunConfig], bool] = lambda config: True
+
+
+def _ingest_settings(config: RunConfig, as_of) -> dict:
+    from ..ingest import pseudonym_key
+
+    # The key itself never enters a document, digested or not: its keyed check stands in.
+    options = dataclasses.replace(config.ingest, pseudonym_key=None)
+    return {
+        "ingest": config_to_dict(options),
+        "inputs": {name: input_fingerprint(spec) for name, spec in sorted(config.inputs.items())},
+        "key": key_check(pseudonym_key(config.ingest.pseudonym_key)),
+    }
+
+
+def _ingest(context: StageContext) -> dict:
+    from ..ingest import ingest
+
+    with context.progress("ingest tasks") as update:
+        return ingest(context.config, client=context.client, progress=update).to_dict()
+
+
+def _features(context: StageContext) -> dict:
+    from ..features import build_features
+
+    run = context.run_dir
+    with context.progress("feature tasks") as update:
+        return build_features(
+            run / "ingest" / "store", run / "features", as_of=context.as_of, options=context.config.features,
+            backend_name=context.backend, client=context.client, progress=update,
+        ).to_dict()  # fmt: skip
+
+
+def _segments(context: StageContext) -> dict:
+    from ..segments import build_segments
+
+    run = context.run_dir
+    with context.progress("segment tasks") as update:
+        return build_segments(
+            run / "features", run / "segments", options=context.config.segments, seed=context.config.run.seed,
+            backend_name=context.backend, client=context.client, progress=update,
+        ).to_dict()  # fmt: skip
+
+
+def _propensity(context: StageContext) -> dict:
+    from ..propensity import score_propensity, train_propensity
+
+    run, config = context.run_dir, context.config
+    model = run / "propensity" / "model"
+    with context.progress("propensity tasks") as update:
+        trained = train_propensity(
+            run / "ingest" / "store", model, as_of=context.as_of, options=config.propensity,
+            feature_options=config.features, seed=config.run.seed, backend_name=context.backend,
+            client=context.client, progress=update,
+        )  # fmt: skip
+        scored = score_propensity(model, run / "features", run / "propensity" / "scores", client=context.client,
+                                  progress=update)  # fmt: skip
+    return {"train": trained.to_dict(), "scores": scored.to_dict()}
+
+
+def _value(context: StageContext) -> dict:
+    from ..value import estimate_value
+
+    run, options = context.run_dir, context.config.value
+    with context.progress("value tasks") as update:
+        return estimate_value(
+            run / "ingest" / "store", run / "value", as_of=context.as_of, horizon_days=options.horizon_days,
+            discount_rate=options.discount_rate_yearly, model=options.model, grain=options.grain,
+            min_repeat_customers=options.min_repeat_customers, backend_name=context.backend,
+            client=context.client, progress=update,
+        ).to_dict()  # fmt: skip
+
+
+def _previous_segments(config: RunConfig) -> Path:
+    previous = config.run.previous_run / "segments"
+    if not (previous / "_segments.json").exists():
+        raise ConfigError(
+            f"{config.source}: [run] previous_run: {config.run.previous_run} holds no segments "
+            "(point it at an earlier run directory, or remove it)"
+        )
+    return previous
+
+
+def _compare_settings(config: RunConfig, as_of) -> dict:
+    marker = _previous_segments(config) / "_segments.json"
+    return {"previous_run": str(config.run.previous_run), "previous_written_ns": marker.stat().st_mtime_ns}
+
+
+def _compare(context: StageContext) -> dict:
+    from ..segments import compare_runs
+
+    run = context.run_dir
+    previous = _previous_segments(context.config)
+    if previous.resolve() == (run / "segments").resolve():
+        raise UsageError(f"{context.config.source}: [run] previous_run is this run's own directory")
+    return compare_runs(previous, run / "segments", out=run / "compare").to_dict()
+
+
+def _section(name: str, *run_values: str):
+    """Settings: one config section, plus named values of the run (as_of, seed)."""
+
+    def settings(config: RunConfig, as_of) -> dict:
+        values = {"as_of": as_of.isoformat() if as_of else None, "seed": config.run.seed}
+        return {name: config_to_dict(getattr(config, name)), **{v: values[v] for v in run_values}}
+
+    return settings
+
+
+def _propensity_settings(config: RunConfig, as_of) -> dict:
+    return {**_section("propensity", "as_of", "seed")(config, as_of), "features": config_to_dict(config.features)}
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage("ingest", (), ("ingest",), _ingest_settings, _ingest),
+        Stage("features", ("ingest",), ("features",), _section("features", "as_of"), _features),
+        Stage("segments", ("features",), ("segments",), _section("segments", "seed"), _segments),
+        Stage(
+            "propensity", ("ingest", "features"), ("propensity/model", "propensity/scores"), _propensity_settings,
+            _propensity,
+        ),  # fmt: skip
+        Stage("value", ("ingest",), ("value",), _section("value", "as_of"), _value),
+        Stage(
+            "compare", ("segments",), ("compare",), _compare_settings, _compare,
+            applies=lambda config: config.run.previous_run is not None,
+        ),  # fmt: skip
+    )
+}
+STAGE_NAMES = tuple(STAGES)

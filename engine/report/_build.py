@@ -1,0 +1,405 @@
+"""``build_report``: the run directory's outputs as one self-contained ``report.html``.
+
+Every section is always present: a stage that did not run says so in its section, with the
+reason where one is known, instead of leaving a gap a reader could take for an oversight.
+The charts are also written as PNG files under ``<run>/report/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._tasks import staged_output
+from . import _charts as charts
+from ._data import BANDS, RunOutputs, audience_table, read_outputs, value_columns
+from ._html import Section, card, facts, figure, note, page, paragraph, percent, table
+
+__all__ = ["ReportSummary", "build_report"]
+
+logger = logging.getLogger(__name__)
+
+REPORT = "report.html"
+IMAGES = "report"
+_GIB = 2**30
+_MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}
+
+
+@dataclass
+class ReportSummary:
+    """Where the report went, which sections it has and the images it holds."""
+
+    path: Path
+    sections: list[str]
+    images: list[Path]
+    audiences: pd.DataFrame | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "sections": self.sections, "images": [str(p) for p in self.images]}
+
+
+class _Figures:
+    """Collects the charts: each is inlined in the page and kept as a PNG file."""
+
+    def __init__(self):
+        self.images: list[tuple[str, bytes]] = []
+
+    def add(self, name: str, chart, alt: str, caption: str | None = None) -> str:
+        image = charts.png(chart)
+        self.images.append((f"{len(self.images) + 1:02d}-{name}.png", image))
+        return figure(image, alt, caption)
+
+
+def _missing(outputs: RunOutputs, stage: str) -> str:
+    status = outputs.manifest["stages"].get(stage, {}).get("status", "not part of this run")
+    error = outputs.manifest["stages"].get(stage, {}).get("error")
+    return note(f"The {stage} stage has no output in this run directory (status: {status}{'; ' + error if error else ''}).")
+
+
+def _gib(value) -> str:
+    return f"{value / _GIB:.2f}" if value else "–"
+
+
+def _moment(iso: str | None) -> str:
+    """An ISO timestamp to the second, UTC: ``2026-12-01 06:36:24Z``."""
+    return iso[:19].replace("T", " ") + "Z" if iso else "–"
+
+
+def _run_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    manifest = outputs.manifest
+    environment = manifest["environment"]
+    stages = manifest["stages"]
+    rows = [
+        (name, stage["status"], stage.get("seconds"), _gib(stage.get("peak_rss_bytes")), _moment(stage.get("finished_at")))
+        for name, stage in stages.items()
+    ]
+    body = table(["stage", "status", "seconds", "peak memory (GiB)", "finished at"], rows)
+    if any(stage.get("seconds") is not None for stage in stages.values()):
+        body += figures.add("stages", charts.stage_times(stages), "seconds per stage")
+    cpu = environment["cpu"]
+    devices = environment["gpu"]["devices"]
+    details = [
+        ("config", manifest["config_path"]),
+        ("status", f"{manifest['status']} (exit code {manifest['exit_code']})" + (f": {manifest['error']}" if manifest["error"] else "")),
+        ("as of", manifest["as_of"]),
+        ("seed", manifest["seed"]),
+        ("backend", f"{manifest['backend']['requested']} (scheduler: {manifest['backend']['scheduler']})"),
+        ("machine", f"{cpu['model']}, {cpu['usable_cores']} usable cores, {environment['memory_gib']} GiB"),
+        ("GPUs", ", ".join(f"{d['name']} ({d['memory_gib']} GiB)" for d in devices) or "none"),
+        ("segscale", manifest["code_version"]),
+        ("packages", ", ".join(f"{k} {v}" for k, v in environment["packages"].items() if v)),
+        ("started / finished", f"{_moment(manifest['started_at'])} / {_moment(manifest['finished_at'])}"),
+    ]
+    return Section("run", "Run", facts(details) + body)
+
+
+def _quality_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    rows = outputs.manifest.get("rows") or {}
+    if not rows:
+        return Section("quality", "Data quality", _missing(outputs, "ingest"))
+    accounting = [
+        (name, r["read"], r["kept"], r["quarantined"], r["duplicates"], r["reconciled"]) for name, r in rows.items()
+    ]
+    body = paragraph("Every input row is kept, quarantined with its reason (under ingest/quarantine/), or dropped as an "
+                     "exact duplicate of another source row: read = kept + quarantined + duplicates.")  # fmt: skip
+    body += table(["input", "read", "kept", "quarantined", "duplicates", "reconciled"], accounting,
+                  flagged=[not r["reconciled"] for r in rows.values()])  # fmt: skip
+    if any(r["quarantine_reasons"] for r in rows.values()):
+        body += figures.add("quarantine", charts.quarantine(rows), "quarantined rows by reason")
+    identity = outputs.identity
+    if identity:
+        blocked = identity.get("blocked") or {}
+        body += "<h3>Identity resolution</h3>" + table(
+            ["accounts", "customers", "accounts merged into another", "largest customer (accounts)",
+             "junk identifier rows blocked", "values over the cap"],
+            [(identity.get("accounts"), identity.get("customers"), identity.get("customers_merged"),
+              identity.get("largest_component"), sum(blocked.values()), len(identity.get("over_cap") or {}))],
+        )  # fmt: skip
+    return Section("quality", "Data quality", body)
+
+
+def _segment_names(outputs: RunOutputs) -> dict[int, str]:
+    return {s["segment"]: s["name"] for s in outputs.profiles or []}
+
+
+def _segments_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    if not outputs.profiles:
+        return Section("segments", "Segments", _missing(outputs, "segments"))
+    summary = outputs.segments or {}
+    body = paragraph(
+        f"{summary.get('customers', 0):,} customers in {summary.get('k')} segments (k chosen by silhouette: "
+        f"{summary.get('silhouette', float('nan')):.3f}), {summary.get('micro_segments', 0)} micro-segments, "
+        f"{summary.get('outliers', 0):,} outliers."
+    )
+    body += figures.add("segment-sizes", charts.segment_sizes(outputs.profiles), "segment sizes and value shares")
+    rows = [
+        (s["name"], s["customers"], percent(s["share_customers"]), percent(s["share_revenue"]),
+         (s.get("stability") or {}).get("jaccard"))
+        for s in outputs.profiles
+    ]  # fmt: skip
+    unstable = [(s.get("stability") or {}).get("stable") is False for s in outputs.profiles]
+    body += table(["segment", "customers", "share of customers", "share of revenue", "stability (Jaccard)"], rows,
+                  flagged=unstable)  # fmt: skip
+    if any(unstable):
+        body += note("Segments in red are unstable: bootstrap refits do not find them again reliably.")
+    return Section("segments", "Segments", body)
+
+
+def _profiles_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    profile = outputs.profile_table
+    if profile is None or not outputs.profiles:
+        return Section("profiles", "Profiles", _missing(outputs, "segments"))
+    features = list(dict.fromkeys(t["feature"] for s in outputs.profiles for t in s["top_features"]))
+    features = [f for f in features if f"z_{f}" in profile.columns][:18]
+    z = profile[[f"z_{f}" for f in features]].to_numpy(dtype="float64")
+    chart = charts.profile_heatmap(profile["segment_name"].tolist(), features, z)
+    body = figures.add("profiles", chart, "z-score heatmap of segment profiles",
+                       "The features that set the segments apart most; red is above the population mean, blue below.")
+    return Section("profiles", "Profiles", body)  # fmt: skip
+
+
+def _names_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    if not outputs.profiles:
+        return Section("names", "Names and rules", _missing(outputs, "segments"))
+    rows = []
+    for s in outputs.profiles:
+        because = ", ".join(f"{feature} z={z:+.2f}" for feature, z in s["because"].items()) or "closest to average"
+        rules = s.get("rules") or {}
+        shown = " OR ".join(f"({rule})" for rule in rules.get("rules", [])[:3]) or rules.get("note") or "–"
+        rows.append((s["name"], because, shown, rules.get("recall"), rules.get("precision")))
+    body = paragraph("Names come from behaviour only. Each segment is restated as decision-tree rules in raw units; "
+                     "recall is the share of its customers the rules catch, precision the share of those caught who "
+                     "belong to it.")  # fmt: skip
+    body += table(["segment", "named for", "rules (up to three)", "recall", "precision"], rows)
+    return Section("names", "Names and rules", body)
+
+
+def _hierarchy_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    micro = (outputs.segment_model or {}).get("micro")
+    if not micro:
+        return Section("hierarchy", "Micro-segments", note("No micro-segments in this run ([segments] micro_k)."))
+    names = [name for _, name in sorted(_segment_names(outputs).items())]
+    hierarchy_path = outputs.run_dir / "segments" / "hierarchy.parquet"
+    sizes = pd.read_parquet(hierarchy_path)["customers"].tolist() if hierarchy_path.exists() else micro["sizes"]
+    chart = charts.hierarchy(np.asarray(micro["linkage"]), micro["parent"], names, sizes)
+    body = figures.add("hierarchy", chart, "dendrogram of micro-segments",
+                       "Ward tree of the micro-segment centres (customers per micro-segment in brackets); a campaign "
+                       "can target a segment or any micro-segment in it (segments/hierarchy.parquet).")  # fmt: skip
+    return Section("hierarchy", "Micro-segments", body)
+
+
+def _stability_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    model = outputs.segment_model or {}
+    body = ""
+    if model.get("stability"):
+        from ..segments import STABLE_JACCARD
+
+        chart = charts.stability(model["stability"], _segment_names(outputs), STABLE_JACCARD)
+        body += figures.add("stability", chart, "bootstrap stability per segment",
+                            f"Refits on bootstrap samples; below {STABLE_JACCARD} a segment is flagged unstable.")  # fmt: skip
+    else:
+        body += _missing(outputs, "segments") if not outputs.profiles else note("Stability was not measured.")
+    comparison = outputs.comparison
+    if comparison is None:
+        body += note("No earlier run to compare with: set [run] previous_run to see transitions, movers and drift.")
+        return Section("stability", "Stability and transitions", body)
+    body += paragraph(
+        f"Against {comparison['run_a']}: {comparison['common']:,} customers in both runs, adjusted Rand index "
+        f"{comparison['adjusted_rand']:.3f}, {comparison['movers']:,} moved to another segment "
+        f"(compare/movers.parquet), size drift PSI {comparison['psi']:.3f}."
+    )
+    moves = comparison["transitions"]
+    body += figures.add(
+        "transitions", charts.transitions(np.asarray(moves["row_shares"]), [s["name"] for s in moves["segments_a"]],
+                                          [s["name"] for s in moves["segments_b"]]),
+        "transition matrix",
+    )  # fmt: skip
+    if comparison["drift"]:
+        body += figures.add("drift", charts.drift(comparison["drift"]), "segment size drift")
+    if comparison["suggestions"]:
+        body += "<h3>Suggested changes</h3>" + table(
+            ["suggestion", "basis", "detail"], [(s["kind"], s["basis"], s["message"]) for s in comparison["suggestions"]]
+        )
+    return Section("stability", "Stability and transitions", body)
+
+
+def _baseline_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    evaluation = outputs.evaluation
+    title = "Against the classic RFM grid"
+    if evaluation is None:
+        return Section("baseline", title, _missing(outputs, "segments"))
+    if "skipped" in evaluation:
+        return Section("baseline", title, note(f"Not measured: {evaluation['skipped']}."))
+    groupings = {"segments": evaluation["segments"], **({"RFM grid": evaluation["rfm_grid"]} if "rfm_grid" in evaluation else {})}
+    body = paragraph(f"What customers did from {evaluation['window']['start'][:10]} to {evaluation['window']['end'][:10]}, "
+                     "after as-of: how much of next-period spend each grouping explains, and how far apart its groups' "
+                     "churn rates are.")  # fmt: skip
+    body += figures.add("baseline", charts.outcome_separation(groupings), "segments against the RFM grid")
+    rows = [(name, g["customers"], g.get("spend_eta_squared"), g.get("log_spend_eta_squared"),
+             g.get("churn_rate_range"), g.get("churn_rate_std")) for name, g in groupings.items()]  # fmt: skip
+    body += table(["grouping", "customers", "spend η²", "log spend η²", "churn rate range", "churn rate std"], rows)
+    return Section("baseline", title, body)
+
+
+def _propensity_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    metrics, model = outputs.propensity_metrics, outputs.propensity_model
+    if metrics is None or model is None:
+        return Section("propensity", "Propensity model", _missing(outputs, "propensity"))
+    test = metrics["test"]
+    window = model["source"].get("window", {})
+    options = model["options"]
+    body = paragraph(
+        f"{model['model'].replace('_', ' ')} predicting {options['target']} within {options['horizon_days']} days; "
+        f"features before {window.get('features_before', '?')}, labels until {window.get('labels_until', '?')}. "
+        "Measured on test customers the model never saw."
+    )
+    splits = metrics["splits"]
+    body += table(
+        ["test customers", "positives", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE", "train / validation / test"],
+        [(test["customers"], test["positives"], test["roc_auc"], test["pr_auc"], test["log_loss"], test["brier"],
+          test["ece"], f"{splits['train']:,} / {splits['validation']:,} / {splits['test']:,}")],
+    )  # fmt: skip
+    scores = outputs.test_scores
+    if scores is not None and 0 < scores["label"].sum() < len(scores):
+        body += figures.add("roc-pr", charts.roc_pr(scores["label"].to_numpy(), scores["score"].to_numpy()), "ROC and PR curves")
+    body += '<div class="grid">'
+    body += figures.add("calibration", charts.calibration(test["calibration"], test["ece"]), "calibration")
+    body += figures.add("gains", charts.gains(test["lift"]), "cumulative gains and lift by decile")
+    body += "</div>"
+    if metrics.get("importance"):
+        body += "<h3>What drives the score</h3>"
+        body += figures.add("importance", charts.importance(metrics["importance"]), "permutation importance")
+    return Section("propensity", "Propensity model", body)
+
+
+def _fairness_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    metrics = outputs.propensity_metrics
+    if metrics is None:
+        return Section("fairness", "Fairness audit", _missing(outputs, "propensity"))
+    audit = metrics.get("fairness") or {}
+    if not audit:
+        return Section("fairness", "Fairness audit", note("No sensitive columns were declared ([ingest] sensitive)."))
+    body = paragraph("Sensitive columns are never model inputs. Per group: AUC within it, share placed in the high band, "
+                     "and that share over the best group's; under 0.8 (the four-fifths rule) is flagged.")  # fmt: skip
+    for column, rows in audit.items():
+        body += f"<h3>{column}</h3>" + table(
+            ["group", "customers", "positives", "AUC", "high-band share", "selection ratio", "flagged"],
+            [(r["group"], r["customers"], r["positives"], r["auc"], percent(r["high_share"]), r["selection_ratio"],
+              r["flagged"]) for r in rows],
+            flagged=[r["flagged"] for r in rows],
+        )  # fmt: skip
+    return Section("fairness", "Fairness audit", body)
+
+
+def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
+    value = outputs.value
+    if value is None:
+        return Section("value", "Lifetime value", _missing(outputs, "value"))
+    purchase, spend = value["purchase_model"], value["spend_model"]
+    body = paragraph(f"{_MODEL_NAMES.get(purchase['name'], purchase['name'])} purchases and Gamma-Gamma spend, fitted on {purchase['customers']:,} "
+                     f"customers as of {value['as_of']}; CLV over {value['horizon_days']} days discounted at "
+                     f"{value['discount_rate_yearly']:.0%} a year.")  # fmt: skip
+    body += table(
+        ["model", "parameters", "converged", "log-likelihood"],
+        [(name, ", ".join(f"{k}={v:.4g}" for k, v in fit["params"].items()), fit["converged"], fit["log_likelihood"])
+         for name, fit in (("purchases", purchase), ("spend", spend))],
+    )  # fmt: skip
+    holdout = value.get("holdout")
+    if holdout:
+        body += "<h3>Holdout: predicted against what happened</h3>" + table(
+            ["", "predicted", "actual", "MAE per customer", "RMSE per customer"],
+            [(name, holdout[name]["predicted"], holdout[name]["actual"], holdout[name]["mae"], holdout[name]["rmse"])
+             for name in ("purchases", "spend")],
+        )  # fmt: skip
+        inside = holdout.get("next_purchase_inside_interval", {})
+        if inside:
+            body += paragraph("Next purchase inside its predicted interval: "
+                              + ", ".join(f"{share:.1%} for the {level} interval" for level, share in inside.items()))
+    else:
+        body += note("No holdout: the data ends before as-of + the horizon.")
+    columns = value_columns(outputs.run_dir)
+    if columns is not None:
+        chart = charts.clv_distribution(columns["clv"], columns["p_alive"], value["horizon_days"])
+        body += figures.add("clv", chart, "CLV and P(alive) distributions")
+    return Section("value", "Lifetime value", body)
+
+
+def _audiences_section(outputs: RunOutputs, figures: _Figures, audiences: pd.DataFrame | None) -> Section:
+    if audiences is None:
+        missing = [s for s in ("segments", "propensity") if not (outputs.run_dir / s).exists()]
+        return Section("audiences", "Audiences", _missing(outputs, missing[0] if missing else "propensity"))
+    names = audiences.drop_duplicates("segment").sort_values("segment")["segment_name"].tolist()
+    counts = (
+        audiences.pivot_table(index="segment_name", columns="band", values="customers", aggfunc="sum", observed=False)
+        .reindex(index=names, columns=list(BANDS)).fillna(0).astype(int).to_numpy()
+    )  # fmt: skip
+    body = paragraph("Every customer falls in one segment and one propensity band; each pair is an audience.")
+    body += figures.add("audiences", charts.audiences(counts, names, list(BANDS)), "audience sizes")
+    top = audiences.sort_values("clv_total", ascending=False).head(10)
+    body += "<h3>Largest audiences by expected value</h3>" + table(
+        ["segment", "band", "customers", "CLV total", "CLV per customer"],
+        [(r.segment_name, str(r.band), int(r.customers), r.clv_total, r.clv_mean) for r in top.itertuples()],
+    )
+    return Section("audiences", "Audiences", body)
+
+
+def _cards(outputs: RunOutputs) -> list[str]:
+    manifest = outputs.manifest
+    metrics = manifest.get("metrics", {})
+    cards = [card("status", manifest["status"]), card("as of", manifest["as_of"] or "–")]
+    if "segments" in metrics:
+        cards += [card("customers", f"{metrics['segments']['customers']:,}"), card("segments", str(metrics["segments"]["k"]))]
+    if "propensity" in metrics and metrics["propensity"].get("roc_auc") is not None:
+        cards.append(card(f"{metrics['propensity']['target']} AUC (test)", f"{metrics['propensity']['roc_auc']:.3f}"))
+    if outputs.value is not None and outputs.value.get("holdout"):
+        cards.append(card("spend predicted / actual", f"{outputs.value['holdout']['spend']['predicted'] / max(outputs.value['holdout']['spend']['actual'], 1e-9):.2f}"))
+    cards.append(card("wall time", f"{manifest['wall_seconds']:.0f} s"))
+    return cards
+
+
+def build_report(run_dir: str | os.PathLike) -> ReportSummary:
+    """Write ``<run_dir>/report.html`` (and its charts under ``<run_dir>/report/``).
+
+    Raises
+    ------
+    InputDataError
+        ``run_dir`` is not a run directory (no ``manifest.json``).
+    """
+    outputs = read_outputs(run_dir)
+    run_dir = outputs.run_dir
+    figures = _Figures()
+    audiences = audience_table(run_dir)
+    sections = [
+        _run_section(outputs, figures),
+        _quality_section(outputs, figures),
+        _segments_section(outputs, figures),
+        _profiles_section(outputs, figures),
+        _names_section(outputs, figures),
+        _hierarchy_section(outputs, figures),
+        _stability_section(outputs, figures),
+        _baseline_section(outputs, figures),
+        _propensity_section(outputs, figures),
+        _fairness_section(outputs, figures),
+        _value_section(outputs, figures),
+        _audiences_section(outputs, figures, audiences),
+    ]
+    title = f"segscale run: {run_dir.name}"
+    subtitle = f"{run_dir} · as of {outputs.manifest['as_of']} · {outputs.manifest['status']}"
+    document = page(title, subtitle, _cards(outputs), sections)
+    with staged_output(run_dir / IMAGES) as staging:
+        for name, image in figures.images:
+            (staging / name).write_bytes(image)
+    path = run_dir / REPORT
+    temporary = path.with_name(f".{REPORT}.{os.getpid()}.tmp")
+    temporary.write_text(document, encoding="utf-8")
+    os.replace(temporary, path)
+    images = [run_dir / IMAGES / name for name, _ in figures.images]
+    logger.info("report: %d sections, %d charts, %.1f MB in %s", len(sections), len(images),
+                len(document) / 1e6, path)  # fmt: skip
+    return ReportSummary(path, [re.sub(r"\s+", " ", s.title) for s in sections], images, audiences)

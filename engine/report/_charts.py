@@ -1,0 +1,331 @@
+"""The report's charts: each function takes plain data and returns a matplotlib Figure.
+
+Drawn with the Agg backend (no display needed, same pixels on every machine), one palette
+and one type size, so the report reads as one document.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import io  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = [
+    "audiences",
+    "calibration",
+    "clv_distribution",
+    "drift",
+    "gains",
+    "hierarchy",
+    "importance",
+    "outcome_separation",
+    "png",
+    "profile_heatmap",
+    "quarantine",
+    "roc_pr",
+    "segment_sizes",
+    "stability",
+    "stage_times",
+    "transitions",
+]
+
+INK, MUTED, ACCENT, WARN = "#1f2937", "#9ca3af", "#2563eb", "#dc2626"
+PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b"]
+plt.rcParams.update(
+    {
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.titleweight": "bold",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.edgecolor": MUTED,
+        "axes.labelcolor": INK,
+        "xtick.color": INK,
+        "ytick.color": INK,
+        "figure.dpi": 110,
+    }
+)
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed (a long report must not hold them all)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def _color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _barh(ax, labels, values, colors=None, fmt="{:,.0f}"):
+    positions = np.arange(len(labels))
+    bars = ax.barh(positions, values, color=colors or ACCENT)
+    ax.set_yticks(positions, labels)
+    ax.invert_yaxis()
+    top = max(values, default=0) or 1
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, fmt.format(value), va="center")
+    ax.set_xlim(0, top * 1.15)
+    return bars
+
+
+def stage_times(stages: dict) -> Figure:
+    """Wall seconds per stage; stages skipped as up to date in grey with their earlier time."""
+    names = [name for name, stage in stages.items() if stage.get("seconds") is not None]
+    seconds = [float(stages[name]["seconds"]) for name in names]
+    colors = [ACCENT if stages[name]["status"] == "ran" else MUTED for name in names]
+    figure, ax = plt.subplots(figsize=(6.5, 0.4 * len(names) + 0.8))
+    _barh(ax, [f"{name} ({stages[name]['status']})" for name in names], seconds, colors, "{:,.1f} s")
+    ax.set_xlabel("seconds")
+    ax.set_title("Time per stage")
+    return figure
+
+
+def quarantine(rows: dict) -> Figure:
+    """Rows quarantined per input and reason."""
+    labels, counts = [], []
+    for table, counts_of in rows.items():
+        for reason, count in sorted(counts_of["quarantine_reasons"].items(), key=lambda item: -item[1]):
+            labels.append(f"{table}: {reason}")
+            counts.append(count)
+    figure, ax = plt.subplots(figsize=(6.5, 0.3 * len(labels) + 0.8))
+    tables = list(dict.fromkeys(label.split(":")[0] for label in labels))
+    _barh(ax, labels, counts, [_color(tables.index(label.split(":")[0])) for label in labels])
+    ax.set_xlabel("rows quarantined")
+    ax.set_title("Quarantined rows by reason")
+    return figure
+
+
+def segment_sizes(segments: list[dict]) -> Figure:
+    """Share of customers beside share of revenue, per segment."""
+    names = [s["name"] for s in segments]
+    positions = np.arange(len(names))
+    figure, ax = plt.subplots(figsize=(6.5, 0.55 * len(names) + 0.9))
+    height = 0.38
+    customers = [100 * s["share_customers"] for s in segments]
+    revenue = [100 * s["share_revenue"] for s in segments]
+    ax.barh(positions - height / 2, customers, height, color=ACCENT, label="customers")
+    ax.barh(positions + height / 2, revenue, height, color="#f59e0b", label="revenue")
+    for y, c, r in zip(positions, customers, revenue):
+        ax.text(c + 0.5, y - height / 2, f"{c:.1f}%", va="center")
+        ax.text(r + 0.5, y + height / 2, f"{r:.1f}%", va="center")
+    ax.set_yticks(positions, names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(customers + revenue) * 1.2)
+    ax.set_xlabel("% of all")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
+    ax.set_title("Segment size and value share", loc="left")
+    return figure
+
+
+def profile_heatmap(names: list[str], features: list[str], z: np.ndarray) -> Figure:
+    """z-scores of each segment's mean against the population, segments x features."""
+    figure, ax = plt.subplots(figsize=(max(6.5, 0.42 * len(features) + 2.5), 0.5 * len(names) + 1.8))
+    image = ax.imshow(np.clip(z, -3, 3), cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
+    ax.set_xticks(np.arange(len(features)), features, rotation=55, ha="right")
+    ax.set_yticks(np.arange(len(names)), names)
+    for (row, column), value in np.ndenumerate(z):
+        if np.isfinite(value):
+            ax.text(column, row, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if abs(value) > 1.8 else INK)  # fmt: skip
+    ax.spines[:].set_visible(False)
+    figure.colorbar(image, ax=ax, shrink=0.8, label="z-score (clipped at ±3)")
+    ax.set_title("Segment profiles: how far each segment's mean is from everyone's")
+    return figure
+
+
+def hierarchy(linkage: np.ndarray, parent: list[int], names: list[str], sizes: list[int]) -> Figure:
+    """The Ward tree of micro-segments, leaves coloured by the macro segment they belong to."""
+    from scipy.cluster.hierarchy import dendrogram
+
+    tree_rows = np.array(linkage, dtype="float64")
+    # The stored tree counts customers in its fourth column; SciPy draws from leaf counts.
+    leaves = len(parent)
+    counts = np.ones(leaves + len(tree_rows))
+    for step, (a, b) in enumerate(tree_rows[:, :2].astype(int)):
+        counts[leaves + step] = counts[a] + counts[b]
+    tree_rows[:, 3] = counts[leaves:]
+    figure, ax = plt.subplots(figsize=(max(6.5, 0.22 * leaves + 1.5), 3.8))
+    tree = dendrogram(
+        tree_rows, ax=ax, color_threshold=0, above_threshold_color=MUTED,
+        labels=[f"m{i} ({sizes[i]:,})" for i in range(len(parent))], leaf_rotation=90, leaf_font_size=7,
+    )  # fmt: skip
+    for label in ax.get_xmajorticklabels():
+        micro = int(label.get_text().split()[0][1:])
+        label.set_color(_color(parent[micro]))
+    handles = [plt.Line2D([], [], color=_color(i), lw=6) for i in range(len(names))]
+    ax.legend(handles, names, frameon=False, fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=min(len(names), 4))
+    ax.set_ylabel("Ward distance")
+    ax.set_title(f"Micro-segments ({len(tree['leaves'])}) nested in the segments", loc="left")
+    return figure
+
+
+def stability(rows: list[dict], names: dict, threshold: float) -> Figure:
+    """Mean bootstrap Jaccard per segment; under the threshold is unstable."""
+    labels = [names.get(row["segment"], str(row["segment"])) for row in rows]
+    values = [row["jaccard"] for row in rows]
+    figure, ax = plt.subplots(figsize=(6.5, 0.4 * len(rows) + 0.9))
+    _barh(ax, labels, values, [ACCENT if v >= threshold else WARN for v in values], "{:.2f}")
+    ax.axvline(threshold, color=WARN, ls="--", lw=1)
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("mean Jaccard over bootstrap refits")
+    ax.set_title("Segment stability")
+    return figure
+
+
+def transitions(row_shares: np.ndarray, before: list[str], after: list[str]) -> Figure:
+    """Where the customers of each earlier segment went: row shares."""
+    figure, ax = plt.subplots(figsize=(0.9 * len(after) + 3, 0.5 * len(before) + 1.8))
+    ax.imshow(row_shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for (row, column), value in np.ndenumerate(row_shares):
+        ax.text(column, row, f"{value:.0%}", ha="center", va="center", fontsize=8, color="white" if value > 0.6 else INK)
+    ax.set_xticks(np.arange(len(after)), after, rotation=30, ha="right")
+    ax.set_yticks(np.arange(len(before)), before)
+    ax.set_xlabel("this run")
+    ax.set_ylabel("previous run")
+    ax.spines[:].set_visible(False)
+    ax.set_title("Transitions between runs (share of each earlier segment)")
+    return figure
+
+
+def drift(rows: list[dict]) -> Figure:
+    """Each matched segment's share of customers in the previous run and in this one."""
+    labels = [row.get("name_b") or row.get("name_a") or "?" for row in rows]
+    positions = np.arange(len(rows))
+    figure, ax = plt.subplots(figsize=(6.5, 0.5 * len(rows) + 0.9))
+    ax.barh(positions - 0.2, [100 * (row.get("share_a") or 0) for row in rows], 0.38, color=MUTED, label="previous")
+    ax.barh(positions + 0.2, [100 * (row.get("share_b") or 0) for row in rows], 0.38, color=ACCENT, label="this run")
+    ax.set_yticks(positions, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of customers")
+    ax.legend(frameon=False)
+    ax.set_title("Segment size drift")
+    return figure
+
+
+def outcome_separation(groupings: dict) -> Figure:
+    """How well each grouping separates what customers did next."""
+    names = list(groupings)
+    measures = [("log_spend_eta_squared", "next-period spend explained (log, η²)"), ("churn_rate_range", "churn rate range")]
+    figure, axes = plt.subplots(1, 2, figsize=(7.5, 2.4))
+    for ax, (key, title) in zip(axes, measures):
+        values = [groupings[name].get(key) or 0.0 for name in names]
+        bars = ax.bar(names, values, color=[_color(i) for i in range(len(names))])
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.2f}", ha="center", va="bottom")
+        ax.set_ylim(0, max(values + [0.01]) * 1.25)
+        ax.set_title(title)
+    figure.suptitle("Segments against the classic RFM grid, on the period after as-of", fontweight="bold")
+    figure.tight_layout()
+    return figure
+
+
+def roc_pr(label: np.ndarray, score: np.ndarray) -> Figure:
+    """ROC and precision-recall curves of the test split."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(label, score)
+    precision, recall, _ = precision_recall_curve(label, score)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.3))
+    left.plot(fpr, tpr, color=ACCENT, lw=2, label=f"AUC {auc(fpr, tpr):.3f}")
+    left.plot([0, 1], [0, 1], color=MUTED, ls="--", lw=1)
+    left.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test split)")
+    left.legend(loc="lower right", frameon=False)
+    right.plot(recall, precision, color=ACCENT, lw=2, label=f"AP {auc(recall, precision):.3f}")
+    right.axhline(float(np.mean(label)), color=MUTED, ls="--", lw=1, label="base rate")
+    right.set(xlabel="recall", ylabel="precision", title="Precision-recall (test split)", ylim=(0, 1.02))
+    right.legend(loc="lower left", frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def calibration(table: list[dict], ece: float) -> Figure:
+    """Observed rate against mean predicted probability per bin, customers per bin below.
+
+    Points are sized by their bin's customers and the line joins only bins holding at least 1%
+    of them: isotonic calibration leaves a few customers in some bins, whose rates are noise.
+    """
+    filled = [row for row in table if row["customers"]]
+    total = sum(row["customers"] for row in filled) or 1
+    solid = [row for row in filled if row["customers"] >= 0.01 * total]
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(3.6, 4.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color=MUTED, ls="--", lw=1)
+    top.plot([r["mean_predicted"] for r in solid], [r["observed_rate"] for r in solid], "-", color=ACCENT)
+    top.scatter([r["mean_predicted"] for r in filled], [r["observed_rate"] for r in filled],
+                s=[12 + 300 * r["customers"] / total for r in filled], color=ACCENT, zorder=3)  # fmt: skip
+    top.set(ylabel="observed rate", title=f"Calibration (ECE {ece:.3f})", xlim=(0, 1), ylim=(-0.02, 1.02))
+    bottom.bar([(r["low"] + r["high"]) / 2 for r in table], [r["customers"] for r in table], width=0.09, color=MUTED)
+    bottom.set(xlabel="predicted probability", ylabel="customers")
+    figure.tight_layout()
+    return figure
+
+
+def gains(lift: list[dict]) -> Figure:
+    """Cumulative gains and lift by decile of score."""
+    deciles = [row["decile"] for row in lift]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(5.6, 3.0))
+    share = [0] + [10 * d for d in deciles]
+    left.plot(share, [0] + [100 * (row["cumulative_gain"] or 0) for row in lift], "o-", color=ACCENT, label="model")
+    left.plot([0, 100], [0, 100], color=MUTED, ls="--", lw=1, label="random")
+    left.set(xlabel="% targeted (by score)", ylabel="% of positives reached", title="Cumulative gains")
+    left.legend(frameon=False)
+    values = [row["lift"] or 0 for row in lift]
+    right.bar(deciles, values, color=ACCENT)
+    right.axhline(1, color=MUTED, ls="--", lw=1)
+    right.set(xlabel="decile (1 = top scores)", ylabel="lift", title="Lift by decile", xticks=deciles)
+    figure.tight_layout()
+    return figure
+
+
+def importance(rows: list[dict], top: int = 15) -> Figure:
+    """Test AUC lost when each input is shuffled, with its spread over repeats."""
+    rows = rows[:top]
+    figure, ax = plt.subplots(figsize=(6.5, 0.32 * len(rows) + 0.9))
+    positions = np.arange(len(rows))
+    ax.barh(positions, [r["auc_drop"] for r in rows], xerr=[r.get("auc_drop_std", 0) for r in rows], color=ACCENT,
+            ecolor=INK, capsize=2)  # fmt: skip
+    ax.set_yticks(positions, [r["feature"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("test AUC lost when shuffled")
+    ax.set_title("Permutation importance")
+    return figure
+
+
+def clv_distribution(clv: np.ndarray, p_alive: np.ndarray, horizon_days: int) -> Figure:
+    """CLV over the horizon (log scale) and P(alive), across customers."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    positive = clv[np.isfinite(clv) & (clv > 0)]
+    if positive.size:
+        bins = np.logspace(np.log10(max(positive.min(), 0.01)), np.log10(positive.max()), 40)
+        left.hist(positive, bins=bins, color=ACCENT)
+        left.set_xscale("log")
+        for q, style in ((0.5, "--"), (0.9, ":")):
+            left.axvline(np.quantile(positive, q), color=INK, ls=style, lw=1, label=f"{q:.0%} quantile")
+        left.legend(frameon=False)
+    left.set(xlabel=f"CLV over {horizon_days} days", ylabel="customers", title="Lifetime value")
+    right.hist(p_alive[np.isfinite(p_alive)], bins=20, range=(0, 1), color="#10b981")
+    right.set(xlabel="P(alive)", ylabel="customers", title="Probability still active")
+    figure.tight_layout()
+    return figure
+
+
+def audiences(counts: np.ndarray, segments: list[str], bands: list[str]) -> Figure:
+    """Customers per segment x propensity band: the audiences a campaign picks from."""
+    figure, ax = plt.subplots(figsize=(5.5, 0.5 * len(segments) + 1.4))
+    ax.imshow(counts, cmap="Blues", aspect="auto")
+    peak = counts.max() or 1
+    for (row, column), value in np.ndenumerate(counts):
+        ax.text(column, row, f"{value:,}", ha="center", va="center", color="white" if value > 0.6 * peak else INK)
+    ax.set_xticks(np.arange(len(bands)), [f"{band} band" for band in bands])
+    ax.set_yticks(np.arange(len(segments)), segments)
+    ax.spines[:].set_visible(False)
+    ax.set_title("Audiences: segment x propensity band")
+    return figure

@@ -1,0 +1,122 @@
+"""What the report reads from a run directory: each stage's own outputs, or None where a
+stage did not run. Nothing here computes a model; the audiences table is a count of what the
+segment and propensity stages wrote, part by part (part N of each holds the same customers).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..exceptions import InputDataError
+
+__all__ = ["RunOutputs", "audience_table", "read_outputs", "value_columns"]
+
+BANDS = ("high", "medium", "low")
+# Customers whose CLV the distribution chart draws: a deterministic every-n-th subset above it.
+_PLOT_ROWS = 1_000_000
+
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+@dataclass
+class RunOutputs:
+    """The documents of one run; None for what the run does not hold."""
+
+    run_dir: Path
+    manifest: dict
+    ingest: dict | None
+    identity: dict | None
+    segments: dict | None
+    profiles: list | None
+    profile_table: pd.DataFrame | None
+    segment_model: dict | None
+    evaluation: dict | None
+    propensity_model: dict | None
+    propensity_metrics: dict | None
+    test_scores: pd.DataFrame | None
+    value: dict | None
+    comparison: dict | None
+
+
+def read_outputs(run_dir: str | Path) -> RunOutputs:
+    """Read every stage's documents from ``run_dir``.
+
+    Raises
+    ------
+    InputDataError
+        ``run_dir`` holds no ``manifest.json`` (it is not a run directory).
+    """
+    run_dir = Path(run_dir)
+    manifest = _json(run_dir / "manifest.json")
+    if manifest is None:
+        raise InputDataError(f"{run_dir}: not a segscale run directory (no manifest.json); run segscale run first")
+    segments, model = run_dir / "segments", run_dir / "propensity" / "model"
+    return RunOutputs(
+        run_dir=run_dir,
+        manifest=manifest,
+        ingest=_json(run_dir / "ingest" / "ingest.json"),
+        identity=_json(run_dir / "ingest" / "identity" / "report.json"),
+        segments=_json(segments / "_segments.json"),
+        profiles=_json(segments / "profiles.json"),
+        profile_table=pd.read_parquet(segments / "profiles.parquet") if (segments / "profiles.parquet").exists() else None,
+        segment_model=_json(segments / "model.json"),
+        evaluation=_json(segments / "evaluation.json"),
+        propensity_model=_json(model / "model.json"),
+        propensity_metrics=_json(model / "metrics.json"),
+        test_scores=pd.read_parquet(model / "test_scores.parquet") if (model / "test_scores.parquet").exists() else None,
+        value=_json(run_dir / "value" / "value.json"),
+        comparison=_json(run_dir / "compare" / "comparison.json"),
+    )
+
+
+def _parts(directory: Path) -> dict[str, Path]:
+    return {path.name: path for path in sorted(directory.glob("part-*.parquet"))} if directory.exists() else {}
+
+
+def audience_table(run_dir: Path) -> pd.DataFrame | None:
+    """Customers (and their total and mean CLV, when the value stage ran) per segment x band.
+
+    Returns None unless both the segment assignments and the propensity scores exist.
+    """
+    assignments = _parts(run_dir / "segments" / "assignments")
+    scores = _parts(run_dir / "propensity" / "scores")
+    values = _parts(run_dir / "value" / "customers")
+    if not assignments or not scores:
+        return None
+    counted = []
+    for name, path in assignments.items():
+        if name not in scores:
+            continue
+        part = pq.read_table(path, columns=["customer_key", "segment", "segment_name"]).to_pandas()
+        part = part.merge(pq.read_table(scores[name], columns=["customer_key", "band"]).to_pandas(), on="customer_key")
+        if name in values:
+            clv = pq.read_table(values[name], columns=["customer_key", "clv"]).to_pandas()
+            part = part.merge(clv, on="customer_key", how="left")
+        else:
+            part["clv"] = np.nan
+        grouped = part.groupby(["segment", "segment_name", "band"], observed=True)
+        counted.append(grouped.agg(customers=("customer_key", "size"), clv_total=("clv", "sum")))
+    if not counted:
+        return None
+    table = pd.concat(counted).groupby(level=[0, 1, 2]).sum().reset_index()
+    table["clv_mean"] = table["clv_total"] / table["customers"]
+    table["band"] = pd.Categorical(table["band"], categories=BANDS, ordered=True)
+    return table.sort_values(["segment", "band"], ignore_index=True)
+
+
+def value_columns(run_dir: Path, columns=("clv", "p_alive")) -> dict[str, np.ndarray] | None:
+    """The value stage's per-customer ``columns``; every n-th row above a million customers."""
+    parts = _parts(run_dir / "value" / "customers")
+    if not parts:
+        return None
+    table = pq.read_table(list(parts.values()), columns=list(columns))
+    step = max(1, table.num_rows // _PLOT_ROWS)
+    return {column: table.column(column).to_numpy()[::step].astype("float64") for column in columns}
