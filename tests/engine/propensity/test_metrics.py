@@ -45,6 +45,24 @@ def test_permutation_importance_ranks_the_used_column_first():
     assert rows[0]["auc_drop"] > 0.4 and rows[1]["auc_drop"] == 0.0
 
 
+def test_permutation_importance_is_the_same_in_batches_and_one_copy_per_call():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500), "c": rng.normal(size=500)})
+    y = (frame["a"] + 0.5 * frame["b"] + rng.normal(size=500) > 0).astype(int).to_numpy()
+    calls = []
+
+    def predict(f):
+        calls.append(len(f))
+        return (f["a"] + 0.5 * f["b"]).to_numpy()
+
+    batched = permutation_importance(predict, frame, y, ["a", "b", "c"], repeats=3, seed=4)
+    batched_calls = len(calls)
+    calls.clear()
+    single = permutation_importance(predict, frame, y, ["a", "b", "c"], repeats=3, seed=4, rows_per_call=1)
+    assert batched == single
+    assert batched_calls == 2 and len(calls) == 1 + 9  # the reference, then every shuffled copy alone
+
+
 def test_fairness_audit_flags_a_group_selected_under_four_fifths():
     scored = pd.DataFrame(
         {
