@@ -49,6 +49,9 @@ __all__ = [
 _DERIVED = "segscale.derived"
 _MINIMUM = "segscale.minimum"
 _KEYS = "segscale.keys"
+# A secret is never written out: config_to_dict says only whether it is set.
+_SECRET = "segscale.secret"
+REDACTED = "(set; not shown)"
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ class IngestOptions:
     """
 
     partitions: int | None = field(default=None, metadata={_MINIMUM: 1})
-    pseudonym_key: str | None = None
+    pseudonym_key: str | None = field(default=None, metadata={_SECRET: True})
     extracted_at: date | None = None
     identifier_cap: int = field(default=5, metadata={_MINIMUM: 1})
     identifier_caps: dict[str, int] = field(default_factory=dict)
@@ -452,7 +455,8 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
     Returns
     -------
     dict
-        Nested dicts mirroring the dataclasses; paths and dates become strings.
+        Nested dicts mirroring the dataclasses; paths and dates become strings, and secrets
+        (``[ingest] pseudonym_key``) are replaced by a note that they are set.
     """
     return _jsonable(config)
 
@@ -731,7 +735,10 @@ _FINISHERS: dict[type, Callable[[dict, _Context, tuple[str, ...]], None]] = {
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: REDACTED if f.metadata.get(_SECRET) and getattr(value, f.name) is not None else _jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -121,6 +121,14 @@ def test_full_config_round_trip(tmp_path, as_of):
     assert as_dict["inputs"]["events"]["table"] == "events"
 
 
+def test_a_configured_key_is_never_written_out(workdir):
+    cfg = load_text(TX + '[ingest]\npseudonym_key = "a-secret-value"\n')
+    assert cfg.ingest.pseudonym_key == "a-secret-value"
+    written = json.dumps(config_to_dict(cfg))
+    assert "a-secret-value" not in written and config_to_dict(cfg)["ingest"]["pseudonym_key"] == "(set; not shown)"
+    assert config_to_dict(load_text(TX))["ingest"]["pseudonym_key"] is None
+
+
 def test_defaults(workdir):
     cfg = load_text(TX)
 
@@ -190,7 +198,7 @@ ERRORS = {
         "[run]\nzzz = 1\n" + TX,
         [
             "cfg.toml: [run] unknown key 'zzz' "
-            "(valid keys: as_of, backend, output_dir, scheduler, seed, workers)"
+            "(valid keys: as_of, backend, output_dir, previous_run, scheduler, seed, workers)"
         ],
     ),
     "unknown-section-close": (
