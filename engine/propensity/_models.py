@@ -106,6 +106,31 @@ def _cpu_form(estimator, backend: Backend):
     return estimator
 
 
+def _sum_positive_share(trees, matrix: np.ndarray) -> np.ndarray:
+    total = np.zeros(len(matrix))
+    for tree in trees:
+        total += tree.predict_proba(matrix, check_input=False)[:, 1]
+    return total
+
+
+def _forest_scores(forest, matrix: np.ndarray) -> np.ndarray:
+    """A scikit-learn forest's mean positive-class probability, added up in tree order.
+
+    The forest's own ``predict_proba`` adds the trees' predictions from its threads in the
+    order they finish, so the same customer can get scores that differ in the last bits from
+    run to run, and a tie at a percentile or band edge then falls either way. Here each thread
+    sums a fixed block of trees and the blocks are added in order: the same bits every run.
+    """
+    from joblib import Parallel, delayed
+
+    trees = forest.estimators_
+    blocks = [block for block in np.array_split(np.arange(len(trees)), max(1, forest.n_jobs or 1)) if len(block)]
+    parts = Parallel(n_jobs=len(blocks), prefer="threads")(
+        delayed(_sum_positive_share)([trees[i] for i in block], matrix) for block in blocks
+    )
+    return np.sum(parts, axis=0) / len(trees)
+
+
 def _balanced_rows(y: np.ndarray, seed: int) -> np.ndarray:
     """Indices keeping every minority row and as many majority rows, drawn with ``seed``."""
     positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
@@ -176,6 +201,8 @@ class PropensityFit:
         matrix = self.preparation.transform(frame, where=where)
         if not len(matrix):
             return np.empty(0)
+        if type(self.estimator).__name__ == "RandomForestClassifier":
+            return _forest_scores(self.estimator, matrix)
         return np.asarray(self.estimator.predict_proba(matrix))[:, 1].astype("float64")
 
     def probabilities(self, frame: pd.DataFrame, *, where: str = "the frame") -> np.ndarray:

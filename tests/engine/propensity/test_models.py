@@ -135,3 +135,18 @@ def test_one_set_of_parameter_names_for_every_model():
     assert (boosting.max_iter, boosting.class_weight) == (7, "balanced")
     with pytest.raises(UsageError, match="unknown model 'svm'"):
         make_estimator("svm", backend, n_estimators=1, max_depth=1, max_features=1.0, min_samples_leaf=1, seed=0)
+
+
+def test_forest_scores_are_the_same_bits_on_every_call():
+    """scikit-learn adds its trees' votes in thread completion order; ours in tree order."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from engine.propensity._models import _forest_scores
+
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(5_000, 8)).astype("float32")
+    labels = (matrix[:, 0] + rng.normal(size=5_000) > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=40, max_depth=8, n_jobs=2, random_state=0).fit(matrix, labels)
+    first = _forest_scores(forest, matrix)
+    np.testing.assert_allclose(first, forest.predict_proba(matrix)[:, 1], rtol=0, atol=1e-12)
+    assert all(np.array_equal(_forest_scores(forest, matrix), first) for _ in range(5))
