@@ -1,5 +1,7 @@
 """Shared fixtures. No GPU library is imported here: GPU items skip themselves."""
 
+import dataclasses
+
 import pytest
 
 
@@ -28,3 +30,34 @@ def backend(request):
     from engine.backend import resolve_backend
 
     return resolve_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def backtest_world(tmp_path_factory):
+    """2,000 people with 1% dirt, and a config that runs as of 90 days before the world's end
+    (the pipeline, report and CLI tests share it)."""
+    from engine.synth import WorldSpec, generate_world, write_backtest_config
+
+    out = tmp_path_factory.mktemp("backtest-world")
+    spec = WorldSpec(customers=2_000, seed=5, dirt=0.01, chunk_size=1_000)
+    generate_world(out, spec)
+    return out, write_backtest_config(out, spec, holdout_days=90)
+
+
+@pytest.fixture
+def config_in(backtest_world):
+    """``config_in(directory, **segments)``: the backtest config writing into ``directory``, with
+    lighter segment settings (fewer refits and micro-segments) so a run takes seconds."""
+    from engine.config import load_config
+
+    config = load_config(backtest_world[1])
+
+    def make(directory, **segments):
+        settings = {"stability_resamples": 3, "micro_k": 12, "niche_points": 2_000, "k_max": 6, **segments}
+        return dataclasses.replace(
+            config,
+            run=dataclasses.replace(config.run, output_dir=directory),
+            segments=dataclasses.replace(config.segments, **settings),
+        )
+
+    return make
