@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from engine.backend import resolve_backend
-from engine.exceptions import InputDataError
+from engine.exceptions import InputDataError, UsageError
 
 from ._console import print_json, progress, stdout
 from ._options import DATE_FORMATS, Backend, JsonOption, count
@@ -19,6 +19,8 @@ from ._options import DATE_FORMATS, Backend, JsonOption, count
 __all__ = ["demo", "report", "run"]
 
 _TOP_AUDIENCES = 5
+# Fewer people leave the propensity model under its 100 buyers and 100 non-buyers to learn from.
+_DEMO_MINIMUM = 2_000
 
 
 def _stages_table(manifest: dict) -> Table:
@@ -166,6 +168,11 @@ def demo(
     from engine.pipeline import RunLock, run_pipeline
     from engine.synth import WorldSpec, generate_world, write_backtest_config
 
+    if customers < _DEMO_MINIMUM:
+        raise UsageError(
+            f"--customers {customers:,} is too few for the demo: it needs at least {_DEMO_MINIMUM:,} so that every "
+            "model has enough buyers and non-buyers to learn from"
+        )
     spec = WorldSpec(customers=customers, seed=seed, dirt=0.01)
     backend = resolve_backend("auto")
     with dask_client(backend) as client:

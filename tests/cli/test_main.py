@@ -27,7 +27,7 @@ def _one_line_error(result, *fragments):
 def test_help_lists_the_commands():
     result = _run("--help")
     assert result.exit_code == 0
-    for command in ("generate", "demo", "doctor", "check", "ingest", "features", "segments", "bench"):
+    for command in ("generate", "demo", "doctor", "check", "ingest", "features", "segments", "run", "report", "bench"):
         assert command in result.stdout
 
 
@@ -135,24 +135,6 @@ def test_doctor_gpu_prints_the_report_then_exits_2():
     assert result.exit_code == 2
     assert json.loads(result.stdout)["backend"] == {"requested": "gpu", "resolved": None}
     assert "cudf" in result.stderr
-
-
-def test_demo_generates_and_ingests_a_small_dirty_world(tmp_path):
-    result = _run("demo", "--customers", 400, "--out", tmp_path / "demo")
-    assert result.exit_code == 0, result.stderr
-    assert "dirty rows" in result.stdout and "quarantined" in result.stdout
-    assert (tmp_path / "demo" / "run" / "ingest" / "store" / "_store.json").exists()
-    assert (tmp_path / "demo" / "run" / "features" / "_features.json").exists()
-    assert "features:" in result.stdout and "segments of" in result.stdout and "revenue share" in result.stdout
-    # A second demo replaces the first instead of refusing.
-    again = _run("demo", "--customers", 300, "--out", tmp_path / "demo", "--json")
-    assert again.exit_code == 0
-    document = json.loads(again.stdout)
-    assert document["world"]["customers"] == 300
-    assert document["features"]["customers"] > 250
-    assert 3 <= document["segments"]["k"] <= 10
-    for table, counts in document["ingest"]["tables"].items():
-        assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"], table
 
 
 @pytest.mark.parametrize(
