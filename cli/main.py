@@ -3,6 +3,7 @@
 Errors become exit codes in ``cli/_boundary.py`` only.
 """
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -44,6 +45,20 @@ def _main(
     log_level: Annotated[LogLevel, typer.Option("--log-level", help="Verbosity of messages on stderr.")] = LogLevel.info,
 ):
     configure_logging(log_level.value)
+
+
+@contextlib.contextmanager
+def _into_run(parsed, stage: str, out):
+    """A stage command writing a run config's stage output holds the run directory's lock, and
+    drops the stage's record so the next ``segscale run`` recomputes it and what reads it."""
+    if parsed is None or not Path(out).absolute().is_relative_to(parsed.run.output_dir / stage):
+        yield
+        return
+    from engine.pipeline import RunLock, forget_stage
+
+    with RunLock(parsed.run.output_dir, stage):
+        forget_stage(parsed.run.output_dir, stage)
+        yield
 
 
 def _world_table(summary) -> Table:
@@ -210,7 +225,9 @@ def ingest(
         workers=workers or parsed.run.workers,
     )
     parsed = dataclasses.replace(parsed, run=run)
-    with dask_client(resolve_backend(run.backend), scheduler=run.scheduler, workers=run.workers) as client:
+    with _into_run(parsed, "ingest", run.output_dir / "ingest"), dask_client(
+        resolve_backend(run.backend), scheduler=run.scheduler, workers=run.workers
+    ) as client:
         with progress("ingest tasks") as update:
             summary = run_ingest(parsed, client=client, progress=update)
     if as_json:
@@ -255,6 +272,7 @@ def features(
     from engine.features import build_features
 
     options, run_as_of, backend_name = FeatureOptions(), None, "auto"
+    parsed = None
     if config is not None:
         parsed = load_config(config)
         options, run_as_of, backend_name = parsed.features, parsed.run.as_of, parsed.run.backend
@@ -265,7 +283,9 @@ def features(
         raise UsageError("features needs a run config, or both --store and --out")
     backend_name = backend.value if backend else backend_name
     as_of_date = as_of.date() if as_of else run_as_of
-    with dask_client(resolve_backend(backend_name), scheduler=scheduler, workers=workers) as client:
+    with _into_run(parsed, "features", out), dask_client(
+        resolve_backend(backend_name), scheduler=scheduler, workers=workers
+    ) as client:
         with progress("feature tasks") as update:
             summary = build_features(
                 store, out, as_of=as_of_date, options=options, backend_name=backend_name, client=client, progress=update
@@ -324,6 +344,7 @@ def segments(
     from engine.segments import build_segments
 
     options, run_seed, backend_name = SegmentOptions(), 0, "auto"
+    parsed = None
     if config is not None:
         parsed = load_config(config)
         options, run_seed, backend_name = parsed.segments, parsed.run.seed, parsed.run.backend
@@ -335,7 +356,9 @@ def segments(
     if k is not None:
         options = dataclasses.replace(options, k=k)
     backend_name = backend.value if backend else backend_name
-    with dask_client(resolve_backend(backend_name), scheduler=scheduler, workers=workers) as client:
+    with _into_run(parsed, "segments", out), dask_client(
+        resolve_backend(backend_name), scheduler=scheduler, workers=workers
+    ) as client:
         with progress("segment tasks") as update:
             summary = build_segments(
                 features_dir, out, options=options, seed=run_seed if seed is None else seed,
@@ -502,6 +525,7 @@ def value(
     from engine.value import estimate_value
 
     options, run_as_of, backend_name = ValueOptions(), None, "auto"
+    parsed = None
     if config is not None:
         parsed = load_config(config)
         options, run_as_of, backend_name = parsed.value, parsed.run.as_of, parsed.run.backend
@@ -511,7 +535,9 @@ def value(
     if store is None or out is None:
         raise UsageError("value needs a run config, or both --store and --out")
     backend_name = backend.value if backend else backend_name
-    with dask_client(resolve_backend(backend_name), scheduler=scheduler, workers=workers) as client:
+    with _into_run(parsed, "value", out), dask_client(
+        resolve_backend(backend_name), scheduler=scheduler, workers=workers
+    ) as client:
         with progress("value tasks") as update:
             summary = estimate_value(
                 store,
@@ -596,7 +622,7 @@ def propensity(
             raise UsageError(f"{config}: propensity needs [run] as_of (labels end there, features are scored there)")
         run_dir = parsed.run.output_dir
         out = out or run_dir / "propensity" / "model"
-        with progress("propensity tasks") as update:
+        with _into_run(parsed, "propensity", out), progress("propensity tasks") as update:
             summary = train_propensity(
                 run_dir / "ingest" / "store", out, as_of=parsed.run.as_of, options=options,
                 feature_options=parsed.features, seed=seed, backend_name=backend_name, progress=update,

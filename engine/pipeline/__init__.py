@@ -5,12 +5,13 @@ time, recorded in ``manifest.json``.
 
 from ._fingerprint import code_version
 from ._lock import LOCK_NAME, RunLock
-from ._run import MANIFEST, RECORDS, RunSummary, run_pipeline
+from ._run import MANIFEST, RECORDS, RunSummary, forget_stage, run_pipeline
 from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
 
 __all__ = [
     "run_pipeline",
     "RunSummary",
+    "forget_stage",
     "STAGES",
     "STAGE_NAMES",
     "Stage",

@@ -2,7 +2,9 @@
 
 A stage runs unless its record (``<run>/_stages/<stage>.json``, written after its output was
 published) holds the fingerprint it has now and its outputs exist: a crashed or killed run
-started again resumes at the first stage that did not finish. Outputs are published
+started again resumes at the first stage that did not finish. A stage's fingerprint holds
+the identity of each upstream output (its fingerprint and when it was written), so a stage
+that runs again, for whatever reason, makes the stages reading it run again too. Outputs are published
 atomically by the stages themselves; records and the manifest are written to a temporary
 file and renamed into place, so a reader never sees half of one.
 """
@@ -26,7 +28,7 @@ from ._fingerprint import code_version, digest
 from ._lock import RunLock
 from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
 
-__all__ = ["MANIFEST", "RECORDS", "RunSummary", "run_pipeline", "write_json"]
+__all__ = ["MANIFEST", "RECORDS", "RunSummary", "forget_stage", "run_pipeline", "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,17 @@ def _read_record(run_dir: Path, name: str) -> dict | None:
     except ValueError:
         logger.warning("%s: unreadable stage record; the stage will run again", path)
         return None
+
+
+def forget_stage(run_dir, name: str) -> None:
+    """Drop a stage's record: its output was (or is being) rewritten outside ``run_pipeline``
+    (``segscale features CONFIG`` ...), so the next run must not take it as up to date."""
+    (Path(run_dir) / RECORDS / f"{name}.json").unlink(missing_ok=True)
+
+
+def _identity(record: dict) -> str:
+    """What a downstream fingerprint holds of an upstream output: which settings made it, and when."""
+    return digest({"fingerprint": record.get("fingerprint"), "finished_at": record.get("finished_at")})
 
 
 def _up_to_date(record: dict | None, fingerprint: str, stage: Stage, run_dir: Path) -> bool:
@@ -184,7 +197,7 @@ class _Run:
                     f"ran) and {', '.join(needed_by)} reads it; add {stage.name} to --stages"
                 )
         if record is not None:
-            self.fingerprints[stage.name] = record.get("fingerprint", "")
+            self.fingerprints[stage.name] = _identity(record)
         self.stages[stage.name] = {"status": "not selected", **_carried(record)}
 
     def run_or_skip(self, stage: Stage) -> None:
@@ -216,7 +229,7 @@ class _Run:
                 memory.peak_rss_bytes / 2**30,
             )  # fmt: skip
             self.stages[stage.name] = {"status": "ran", **_carried(record)}
-        self.fingerprints[stage.name] = fingerprint
+        self.fingerprints[stage.name] = _identity(record)
 
     def build_report(self) -> None:
         """The report reads the manifest: write it first, then the report, then the manifest

@@ -54,6 +54,12 @@ def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path
     assert again.stdout.count("skipped") == 5 and "Top audiences" in again.stdout and "report:" in again.stdout
     rebuilt = _run("report", tmp_path / "run")
     assert rebuilt.exit_code == 0 and "12 sections" in rebuilt.stdout
+    # A stage command rewriting a stage of the run: the next run recomputes it and what reads it.
+    assert _run("features", config_file, "--workers", 1).exit_code == 0
+    after = json.loads(_run("run", config_file, "--workers", 1, "--json").stdout)
+    assert {name: stage["status"] for name, stage in after["stages"].items()} == {
+        "ingest": "skipped", "features": "ran", "segments": "ran", "propensity": "ran", "value": "skipped", "report": "ran",
+    }  # fmt: skip
 
 
 def test_a_second_run_into_a_directory_in_use_exits_2(config_file, tmp_path):
