@@ -81,8 +81,9 @@ def _print_run(summary, audiences) -> None:
         stdout.print(f"value: holdout spend predicted {spend['predicted']:,.0f} against {spend['actual']:,.0f} actual",
                      highlight=False)  # fmt: skip
     stdout.print(f"manifest: {summary.manifest_path}", highlight=False)
-    if "report" in manifest["stages"]:
-        stdout.print(f"report: {manifest['stages']['report']['outputs'][0]}", highlight=False)
+    report_path = summary.to_dict()["report"]
+    if report_path:
+        stdout.print(f"report: {report_path}", highlight=False)
 
 
 def _audiences(run_dir: Path):
@@ -131,7 +132,7 @@ def run(
                          workers=parsed.run.workers) as client:  # fmt: skip
             summary = run_pipeline(parsed, stages=chosen, force=force, client=client, progress=progress)
     if as_json:
-        print_json({**summary.to_dict(), "report": summary.manifest.get("stages", {}).get("report", {}).get("outputs")})
+        print_json(summary.to_dict())
         return
     _print_run(summary, _audiences(summary.run_dir))
 

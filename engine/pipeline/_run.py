@@ -76,6 +76,7 @@ class RunSummary:
             "rows": document["rows"],
             "metrics": document["metrics"],
             "wall_seconds": document["wall_seconds"],
+            "report": (document["stages"].get("report") or {}).get("outputs", [None])[0],
         }
 
 
@@ -239,9 +240,11 @@ class _Run:
         write_json(self.run_dir / MANIFEST, self.manifest(None))
         self.stages["report"] = {"status": "running"}
         started = time.perf_counter()
-        path = build_report(self.run_dir).path
+        with PeakMemory() as memory:
+            path = build_report(self.run_dir).path
         self.stages["report"] = {
-            "status": "ran", "seconds": round(time.perf_counter() - started, 3), "outputs": [str(path)],
+            "status": "ran", "seconds": round(time.perf_counter() - started, 3),
+            "peak_rss_bytes": memory.peak_rss_bytes, "outputs": [str(path)],
         }  # fmt: skip
         logger.info("report: %s", path)
 

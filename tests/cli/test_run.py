@@ -48,7 +48,7 @@ def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path
         "ingest", "features", "segments", "propensity", "value", "report",
     ]  # fmt: skip
     assert summary["manifest"] == str(tmp_path / "run" / "manifest.json") and summary["metrics"]["propensity"]["roc_auc"] > 0.8
-    assert summary["report"] == [str(tmp_path / "run" / "report.html")]
+    assert summary["report"] == str(tmp_path / "run" / "report.html")
     again = _run("run", config_file, "--workers", 1)
     assert again.exit_code == 0, again.stderr
     assert again.stdout.count("skipped") == 5 and "Top audiences" in again.stdout and "report:" in again.stdout

@@ -150,6 +150,9 @@ def test_compare_against_a_previous_run(reference, config_in, tmp_path):
     assert comparison["common"] == result.manifest["metrics"]["segments"]["customers"]
     assert 0 < comparison["adjusted_rand"] <= 1
     assert (tmp_path / "run" / "compare" / "comparison.json").exists()
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert 'alt="transition matrix"' in report and 'alt="segment size drift"' in report
+    assert f"adjusted Rand index {comparison['adjusted_rand']:.3f}" in report
     nowhere = dataclasses.replace(current, run=dataclasses.replace(current.run, previous_run=tmp_path / "missing"))
     with pytest.raises(ConfigError, match=r"\[run\] previous_run: .*missing holds no segments"):
         run_pipeline(nowhere, stages=["compare"])
