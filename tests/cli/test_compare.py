@@ -6,18 +6,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
+from .conftest import invoke
 
 NAMES = ["Dormant", "High-value loyal", "Browsers"]
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
 def _write_run(directory, segments):
     """A segment output as build_segments lays it out, customers k000..k299."""
     (directory / "assignments").mkdir(parents=True)
@@ -40,7 +32,7 @@ def runs(tmp_path):
 
 def test_compare_prints_matches_moves_and_suggestions(runs, tmp_path):
     a, b = runs
-    result = _run("compare", a, b, "--out", tmp_path / "cmp")
+    result = invoke("compare", a, b, "--out", tmp_path / "cmp")
     assert result.exit_code == 0, result.stderr
     assert "adjusted Rand index" in result.stdout and "300 customers in both runs" in result.stdout
     assert "Matched segments" in result.stdout and "33.3% -> 20.0%" in result.stdout
@@ -51,7 +43,7 @@ def test_compare_prints_matches_moves_and_suggestions(runs, tmp_path):
 
 def test_compare_json_is_one_document(runs):
     a, b = runs
-    result = _run("compare", a, b, "--json", "--split-share", 0.45)
+    result = invoke("compare", a, b, "--json", "--split-share", 0.45)
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["movers"] == 40 and document["movers_path"] is None and document["suggestions"] == []
@@ -61,7 +53,7 @@ def test_compare_json_is_one_document(runs):
 
 def test_compare_identical_runs(runs):
     a, _ = runs
-    result = _run("compare", a, a)
+    result = invoke("compare", a, a)
     assert result.exit_code == 0, result.stderr
     assert "adjusted Rand index 1.000" in result.stdout and "no split or merge suggested" in result.stdout
     assert "0 customers moved; movers not written" in result.stdout
@@ -70,7 +62,7 @@ def test_compare_identical_runs(runs):
 @pytest.mark.parametrize("args", [("{missing}", "{a}"), ("{a}", "{a}", "--merge-share", "0")])
 def test_compare_bad_input_exits_2_with_one_line(runs, tmp_path, args):
     a, _ = runs
-    result = _run("compare", *(arg.format(a=a, missing=tmp_path / "missing") for arg in args))
+    result = invoke("compare", *(arg.format(a=a, missing=tmp_path / "missing") for arg in args))
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")

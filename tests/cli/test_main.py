@@ -3,36 +3,22 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import engine
-from cli.main import app
 from engine.exceptions import SegscaleError, UsageError
 
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def _one_line_error(result, *fragments):
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from .conftest import invoke, one_line_error
 
 
 def test_help_lists_the_commands():
-    result = _run("--help")
+    result = invoke("--help")
     assert result.exit_code == 0
     for command in ("generate", "demo", "doctor", "check", "ingest", "features", "segments", "run", "report", "bench"):
         assert command in result.stdout
 
 
 def test_version():
-    result = _run("--version")
+    result = invoke("--version")
     assert result.exit_code == 0
     assert result.stdout.strip() == f"segscale {engine.__version__}"
 
@@ -40,7 +26,7 @@ def test_version():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    result = _run("generate", "--customers", "1.5k", "--out", out, "--seed", 3, "--dirt", 0.02, "--json")
+    result = invoke("generate", "--customers", "1.5k", "--out", out, "--seed", 3, "--dirt", 0.02, "--json")
     assert result.exit_code == 0, result.stderr
     return out, json.loads(result.stdout)
 
@@ -55,7 +41,7 @@ def test_generate_json_is_one_document_on_stdout(world):
 
 
 def test_generate_prints_a_readable_summary(tmp_path):
-    result = _run("generate", "-n", 300, "--out", tmp_path)
+    result = invoke("generate", "-n", 300, "--out", tmp_path)
     assert result.exit_code == 0, result.stderr
     assert "transactions" in result.stdout and "300 customers" in result.stdout
     assert "segscale.toml" in result.stdout
@@ -63,9 +49,9 @@ def test_generate_prints_a_readable_summary(tmp_path):
 
 def test_generate_refuses_to_replace_a_world(world):
     out, _ = world
-    result = _run("generate", "-n", 100, "--out", out)
+    result = invoke("generate", "-n", 100, "--out", out)
     assert result.exit_code == 2
-    _one_line_error(result, str(out), "--overwrite")
+    one_line_error(result, str(out), "--overwrite")
 
 
 @pytest.mark.parametrize(
@@ -78,20 +64,20 @@ def test_generate_refuses_to_replace_a_world(world):
     ],
 )
 def test_generate_bad_options_exit_2(tmp_path, args, fragment):
-    result = _run("generate", "--out", tmp_path, *args)
+    result = invoke("generate", "--out", tmp_path, *args)
     assert result.exit_code == 2
     assert fragment in result.stderr
 
 
 def test_generate_rejects_dirt_out_of_range(tmp_path):
-    result = _run("generate", "--out", tmp_path, "-n", 10, "--dirt", 0.9)
+    result = invoke("generate", "--out", tmp_path, "-n", 10, "--dirt", 0.9)
     assert result.exit_code == 2
-    _one_line_error(result, "--dirt", "0.9")
+    one_line_error(result, "--dirt", "0.9")
 
 
 def test_check_accepts_the_world_config(world):
     out, _ = world
-    result = _run("check", out / "segscale.toml", "--json")
+    result = invoke("check", out / "segscale.toml", "--json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["backend"] == "cpu"
@@ -101,37 +87,37 @@ def test_check_accepts_the_world_config(world):
 def test_check_reports_a_bad_config_in_one_line(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('[run]\nsed = 3\n[inputs.transactions]\npath = "tx.parquet"\n')
-    result = _run("check", config)
+    result = invoke("check", config)
     assert result.exit_code == 2
-    _one_line_error(result, "run.toml", "unknown key 'sed'", "did you mean 'seed'")
+    one_line_error(result, "run.toml", "unknown key 'sed'", "did you mean 'seed'")
 
 
 def test_check_missing_config(tmp_path):
-    result = _run("check", tmp_path / "absent.toml")
+    result = invoke("check", tmp_path / "absent.toml")
     assert result.exit_code == 2
-    _one_line_error(result, "absent.toml", "no such config file")
+    one_line_error(result, "absent.toml", "no such config file")
 
 
 def test_asking_for_the_gpu_without_one_exits_2(world):
     out, _ = world
-    result = _run("check", out / "segscale.toml", "--backend", "gpu")
+    result = invoke("check", out / "segscale.toml", "--backend", "gpu")
     assert result.exit_code == 2
-    _one_line_error(result, "GPU backend requested but not available", "cudf", "--backend cpu")
+    one_line_error(result, "GPU backend requested but not available", "cudf", "--backend cpu")
 
 
 def test_doctor_reports_the_environment():
-    result = _run("doctor", "--json")
+    result = invoke("doctor", "--json")
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["backend"] == {"requested": "auto", "resolved": "cpu"}
     assert report["cpu"]["usable_cores"] >= 1 and report["memory_gib"] > 0
     assert report["packages"]["pandas"] and "cudf" in report["gpu"]["packages"]
-    readable = _run("doctor")
+    readable = invoke("doctor")
     assert readable.exit_code == 0 and "CUDA devices" in readable.stdout
 
 
 def test_doctor_gpu_prints_the_report_then_exits_2():
-    result = _run("doctor", "--backend", "gpu", "--json")
+    result = invoke("doctor", "--backend", "gpu", "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["backend"] == {"requested": "gpu", "resolved": None}
     assert "cudf" in result.stderr
@@ -152,13 +138,13 @@ def test_engine_errors_map_to_exit_codes(monkeypatch, tmp_path, error, code, fra
         raise error
 
     monkeypatch.setattr(engine.synth, "generate", broken)
-    result = _run("generate", "--out", tmp_path, "-n", 10)
+    result = invoke("generate", "--out", tmp_path, "-n", 10)
     assert result.exit_code == code
-    _one_line_error(result, *fragments)
+    one_line_error(result, *fragments)
 
 
 def test_bench_measures_a_tiny_world(tmp_path):
-    result = _run("bench", "--stages", "generate", "--customers", "1k", "--workers", 1, "--out", tmp_path, "--json")
+    result = invoke("bench", "--stages", "generate", "--customers", "1k", "--workers", 1, "--out", tmp_path, "--json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     [measured] = document["results"]
@@ -168,9 +154,9 @@ def test_bench_measures_a_tiny_world(tmp_path):
 
 
 def test_bench_unknown_stage_exits_2(tmp_path):
-    result = _run("bench", "--stages", "segmnts", "--customers", "1k", "--out", tmp_path)
+    result = invoke("bench", "--stages", "segmnts", "--customers", "1k", "--out", tmp_path)
     assert result.exit_code == 2
-    _one_line_error(result, "unknown stage", "generate")
+    one_line_error(result, "unknown stage", "generate")
 
 
 def test_bench_exits_1_when_a_case_fails(tmp_path, monkeypatch):
@@ -180,14 +166,14 @@ def test_bench_exits_1_when_a_case_fails(tmp_path, monkeypatch):
         raise RuntimeError("out of disk")
 
     monkeypatch.setitem(cases.CASES, "generate", dataclasses.replace(cases.CASES["generate"], run=broken))
-    result = _run("bench", "--customers", "1k", "--workers", 1, "--out", tmp_path)
+    result = invoke("bench", "--customers", "1k", "--workers", 1, "--out", tmp_path)
     assert result.exit_code == 1
     assert "out of disk" in result.stdout and "benchmark runs failed: generate at 1,000" in result.stderr
 
 
 def test_ingest_runs_a_generated_world_with_no_edits(world):
     out, _ = world
-    result = _run("ingest", out / "segscale.toml", "--workers", 1, "--json")
+    result = invoke("ingest", out / "segscale.toml", "--workers", 1, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     for table, counts in summary["tables"].items():
@@ -199,25 +185,25 @@ def test_ingest_runs_a_generated_world_with_no_edits(world):
 def test_ingest_bad_input_exits_2(tmp_path):
     (tmp_path / "tx.csv").write_text("client,ts,amount\nA,2024-01-01 10:00:00,3\n")
     (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv"\n[ingest]\npseudonym_key = "a-test-key"\n')
-    result = _run("ingest", tmp_path / "run.toml", "--workers", 1)
+    result = invoke("ingest", tmp_path / "run.toml", "--workers", 1)
     assert result.exit_code == 2
-    _one_line_error(result, "tx.csv", "missing required column 'customer_id'")
+    one_line_error(result, "tx.csv", "missing required column 'customer_id'")
 
 
 def test_ingest_without_a_key_exits_2(tmp_path, monkeypatch):
     monkeypatch.delenv("SEGSCALE_PSEUDONYM_KEY", raising=False)
     (tmp_path / "tx.csv").write_text("customer_id,ts,amount\nA,2024-01-01 10:00:00,3\n")
     (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv"\n')
-    result = _run("ingest", tmp_path / "run.toml", "--workers", 1)
+    result = invoke("ingest", tmp_path / "run.toml", "--workers", 1)
     assert result.exit_code == 2
-    _one_line_error(result, "SEGSCALE_PSEUDONYM_KEY")
+    one_line_error(result, "SEGSCALE_PSEUDONYM_KEY")
 
 
 def test_features_run_a_generated_world_with_no_edits(world):
     out, _ = world
-    ingested = _run("ingest", out / "segscale.toml", "--workers", 1)
+    ingested = invoke("ingest", out / "segscale.toml", "--workers", 1)
     assert ingested.exit_code == 0, ingested.stderr
-    result = _run("features", out / "segscale.toml", "--workers", 1, "--json")
+    result = invoke("features", out / "segscale.toml", "--workers", 1, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert set(summary) == {"out_dir", "as_of", "customers", "features", "partitions", "seconds"}
@@ -229,8 +215,8 @@ def test_features_from_a_store_with_explicit_options(world, tmp_path):
     out, _ = world
     store = out / "run" / "ingest" / "store"
     if not store.exists():
-        assert _run("ingest", out / "segscale.toml", "--workers", 1).exit_code == 0
-    result = _run("features", "--store", store, "--as-of", "2025-06-30", "--out", tmp_path / "f", "--workers", 1)
+        assert invoke("ingest", out / "segscale.toml", "--workers", 1).exit_code == 0
+    result = invoke("features", "--store", store, "--as-of", "2025-06-30", "--out", tmp_path / "f", "--workers", 1)
     assert result.exit_code == 0, result.stderr
     assert "as of 2025-06-30" in result.stdout
     assert json.loads((tmp_path / "f" / "_features.json").read_text())["as_of"] == "2025-06-30"
@@ -245,7 +231,7 @@ def test_features_from_a_store_with_explicit_options(world, tmp_path):
     ],
 )
 def test_features_bad_usage_exits_2(tmp_path, args, fragment):
-    result = _run("features", *[a.format(tmp=tmp_path) for a in args])
+    result = invoke("features", *[a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 2, result.stdout
     assert fragment in result.stderr
 
@@ -253,19 +239,19 @@ def test_features_bad_usage_exits_2(tmp_path, args, fragment):
 def test_segments_run_after_features_with_no_edits(world):
     out, _ = world
     if not (out / "run" / "features" / "_features.json").exists():
-        assert _run("ingest", out / "segscale.toml", "--workers", 1).exit_code == 0
-        assert _run("features", out / "segscale.toml", "--workers", 1).exit_code == 0
-    result = _run("segments", out / "segscale.toml", "--workers", 1, "--k", 4, "--json")
+        assert invoke("ingest", out / "segscale.toml", "--workers", 1).exit_code == 0
+        assert invoke("features", out / "segscale.toml", "--workers", 1).exit_code == 0
+    result = invoke("segments", out / "segscale.toml", "--workers", 1, "--k", 4, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["k"] == 4 and len(summary["segments"]) == 4
     assert sum(s["customers"] for s in summary["segments"]) == summary["customers"]
-    table = _run("segments", out / "segscale.toml", "--workers", 1, "--k", 4)
+    table = invoke("segments", out / "segscale.toml", "--workers", 1, "--k", 4)
     assert table.exit_code == 0 and "4 segments of" in table.stdout
 
 
 def test_segments_without_features_exits_2(tmp_path):
-    result = _run("segments", "--features", tmp_path, "--out", tmp_path / "s", "--workers", 1)
+    result = invoke("segments", "--features", tmp_path, "--out", tmp_path / "s", "--workers", 1)
     assert result.exit_code == 2
-    _one_line_error(result, "not a segscale feature table")
+    one_line_error(result, "not a segscale feature table")
 

@@ -5,15 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
+from .conftest import invoke
 
 
 @pytest.fixture
@@ -34,10 +27,10 @@ def table(tmp_path):
 
 
 def test_table_training_prints_metrics_and_json(table, tmp_path):
-    result = _run("propensity", "--table", table, "--id", "id", "--target", "bought", "--out", tmp_path / "m")
+    result = invoke("propensity", "--table", table, "--id", "id", "--target", "bought", "--out", tmp_path / "m")
     assert result.exit_code == 0, result.output
     assert "roc_auc" in result.output and "top inputs by permutation importance" in result.output
-    result = _run("propensity", "--table", table, "--id", "id", "--target", "bought", "--model", "logistic", "--json")
+    result = invoke("propensity", "--table", table, "--id", "id", "--target", "bought", "--model", "logistic", "--json")
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["train"]["model"] == "logistic" and document["train"]["metrics"]["roc_auc"] > 0.75
@@ -45,13 +38,13 @@ def test_table_training_prints_metrics_and_json(table, tmp_path):
 
 
 def test_bad_usage_exits_2(table, tmp_path):
-    assert _run("propensity").exit_code == 2
-    result = _run("propensity", "--table", table, "--id", "id")
+    assert invoke("propensity").exit_code == 2
+    result = invoke("propensity", "--table", table, "--id", "id")
     assert result.exit_code == 2 and "needs --target" in result.output
-    result = _run("score", "--model", tmp_path, "--features", tmp_path, "--out", tmp_path / "s", "--workers", "1")
+    result = invoke("score", "--model", tmp_path, "--features", tmp_path, "--out", tmp_path / "s", "--workers", "1")
     assert result.exit_code == 2 and "not a segscale propensity model" in result.output
 
 
 def test_monitor_needs_a_scoring(tmp_path):
-    result = _run("monitor", "--scores", tmp_path, "--store", tmp_path)
+    result = invoke("monitor", "--scores", tmp_path, "--store", tmp_path)
     assert result.exit_code == 2 and "not a segscale scoring" in result.output

@@ -6,25 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def _one_line_error(result, *fragments):
-    """Nothing on stdout; the error is one line, the last on stderr (progress may precede it)."""
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert errors == lines[-1:], result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+from .conftest import invoke, one_line_error
 
 
 @pytest.fixture
@@ -40,7 +23,7 @@ def config_file(backtest_world, tmp_path):
 
 
 def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path):
-    result = _run("run", config_file, "--workers", 1, "--json")
+    result = invoke("run", config_file, "--workers", 1, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "succeeded" and summary["exit_code"] == 0 and summary["as_of"] == "2025-10-03"
@@ -49,14 +32,14 @@ def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path
     ]  # fmt: skip
     assert summary["manifest"] == str(tmp_path / "run" / "manifest.json") and summary["metrics"]["propensity"]["roc_auc"] > 0.8
     assert summary["report"] == str(tmp_path / "run" / "report.html")
-    again = _run("run", config_file, "--workers", 1)
+    again = invoke("run", config_file, "--workers", 1)
     assert again.exit_code == 0, again.stderr
     assert again.stdout.count("skipped") == 5 and "Top audiences" in again.stdout and "report:" in again.stdout
-    rebuilt = _run("report", tmp_path / "run")
+    rebuilt = invoke("report", tmp_path / "run")
     assert rebuilt.exit_code == 0 and "12 sections" in rebuilt.stdout
     # A stage command rewriting a stage of the run: the next run recomputes it and what reads it.
-    assert _run("features", config_file, "--workers", 1).exit_code == 0
-    after = json.loads(_run("run", config_file, "--workers", 1, "--json").stdout)
+    assert invoke("features", config_file, "--workers", 1).exit_code == 0
+    after = json.loads(invoke("run", config_file, "--workers", 1, "--json").stdout)
     assert {name: stage["status"] for name, stage in after["stages"].items()} == {
         "ingest": "skipped", "features": "ran", "segments": "ran", "propensity": "ran", "value": "skipped", "report": "ran",
     }  # fmt: skip
@@ -67,9 +50,9 @@ def test_a_second_run_into_a_directory_in_use_exits_2(config_file, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        result = _run("run", config_file, "--workers", 1)
+        result = invoke("run", config_file, "--workers", 1)
         assert result.exit_code == 2
-        _one_line_error(result, "another segscale run is using this run directory", f"pid {holder.pid}", "started")
+        one_line_error(result, "another segscale run is using this run directory", f"pid {holder.pid}", "started")
     finally:
         holder.kill()
         holder.wait()
@@ -79,17 +62,17 @@ def test_bad_config_and_missing_input_exit_2(backtest_world, tmp_path):
     world, backtest = backtest_world
     bad = tmp_path / "bad.toml"
     bad.write_text("[run]\nsed = 1\n[inputs.transactions]\npath = 'x'\n")
-    result = _run("run", bad)
+    result = invoke("run", bad)
     assert result.exit_code == 2
-    _one_line_error(result, "bad.toml: [run] unknown key 'sed' (did you mean 'seed'?)")
+    one_line_error(result, "bad.toml: [run] unknown key 'sed' (did you mean 'seed'?)")
     missing = tmp_path / "missing.toml"
     missing.write_text(backtest.read_text().replace('path = "transactions"', f'path = "{world / "nowhere"}"'))
-    result = _run("run", missing)
+    result = invoke("run", missing)
     assert result.exit_code == 2
-    _one_line_error(result, "[inputs.transactions] path: no such file or directory", "nowhere")
-    result = _run("run", backtest, "--stages", "segmnts")
+    one_line_error(result, "[inputs.transactions] path: no such file or directory", "nowhere")
+    result = invoke("run", backtest, "--stages", "segmnts")
     assert result.exit_code == 2
-    _one_line_error(result, "unknown stage segmnts")
+    one_line_error(result, "unknown stage segmnts")
 
 
 def test_an_internal_failure_exits_1_and_the_manifest_says_so(config_file, tmp_path, monkeypatch):
@@ -99,23 +82,23 @@ def test_an_internal_failure_exits_1_and_the_manifest_says_so(config_file, tmp_p
         raise RuntimeError("worker lost")
 
     monkeypatch.setitem(STAGES, "features", dataclasses.replace(STAGES["features"], run=broken))
-    result = _run("run", config_file, "--workers", 1)
+    result = invoke("run", config_file, "--workers", 1)
     assert result.exit_code == 1
-    _one_line_error(result, "internal failure: RuntimeError: worker lost", "--log-level debug")
+    one_line_error(result, "internal failure: RuntimeError: worker lost", "--log-level debug", after_progress=True)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["exit_code"] == 1
     assert manifest["stages"]["ingest"]["status"] == "ran" and manifest["stages"]["features"]["status"] == "failed"
 
 
 def test_report_of_a_directory_that_is_not_a_run_exits_2(tmp_path):
-    result = _run("report", tmp_path / "nothing")
+    result = invoke("report", tmp_path / "nothing")
     assert result.exit_code == 2
-    _one_line_error(result, "not a segscale run directory (no manifest.json)")
+    one_line_error(result, "not a segscale run directory (no manifest.json)")
     assert not (tmp_path / "nothing").exists()
 
 
 def test_demo_runs_everything_and_points_at_the_report(tmp_path):
-    result = _run("demo", "--customers", "2k", "--out", tmp_path / "demo")
+    result = invoke("demo", "--customers", "2k", "--out", tmp_path / "demo")
     assert result.exit_code == 0, result.stderr
     for fragment in ("world: 2,000 customers", "segments of", "value share", "Top audiences", "test AUC", "report:"):
         assert fragment in result.stdout, fragment
@@ -128,6 +111,6 @@ def test_demo_runs_everything_and_points_at_the_report(tmp_path):
 
 
 def test_demo_refuses_a_world_too_small_to_learn_from(tmp_path):
-    result = _run("demo", "--customers", 500, "--out", tmp_path / "demo")
+    result = invoke("demo", "--customers", 500, "--out", tmp_path / "demo")
     assert result.exit_code == 2
-    _one_line_error(result, "--customers 500 is too few for the demo", "at least 2,000")
+    one_line_error(result, "--customers 500 is too few for the demo", "at least 2,000")

@@ -3,30 +3,23 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from cli.main import app
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(arg) for arg in args])
+from .conftest import invoke
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    assert _run("generate", "--customers", "2k", "--out", out, "--seed", 5, "--workers", 1).exit_code == 0
+    assert invoke("generate", "--customers", "2k", "--out", out, "--seed", 5, "--workers", 1).exit_code == 0
     config = out / "segscale.toml"
     # A [value] section the config parser must accept: MBG/NBD, each order a purchase.
     config.write_text(config.read_text() + '\n[value]\nmodel = "mbgnbd"\ngrain = "order"\nmin_repeat_customers = 50\n')
-    assert _run("ingest", config, "--workers", 1).exit_code == 0
+    assert invoke("ingest", config, "--workers", 1).exit_code == 0
     return out
 
 
 def test_value_from_a_run_config_prints_one_json_document(world):
-    result = _run("value", world / "segscale.toml", "--workers", 1, "--json")
+    result = invoke("value", world / "segscale.toml", "--workers", 1, "--json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["out_dir"] == str(world / "run" / "value")
@@ -38,7 +31,7 @@ def test_value_from_a_run_config_prints_one_json_document(world):
 def test_value_from_a_store_with_a_holdout_prints_the_evaluation(world, tmp_path):
     store = world / "run" / "ingest" / "store"
     args = ("--store", store, "--as-of", "2025-10-02", "--horizon-days", 90, "--out", tmp_path / "v", "--workers", 1)
-    result = _run("value", *args)
+    result = invoke("value", *args)
     assert result.exit_code == 0, result.stderr
     assert "bgnbd: r=" in result.stdout and "purchases" in result.stdout and "inside the 80% interval" in result.stdout
 
@@ -51,13 +44,13 @@ def test_value_from_a_store_with_a_holdout_prints_the_evaluation(world, tmp_path
     ],
 )
 def test_value_bad_usage_exits_2(tmp_path, args, fragment):
-    result = _run("value", *[str(a).format(tmp=tmp_path) for a in args], "--workers", 1)
+    result = invoke("value", *[str(a).format(tmp=tmp_path) for a in args], "--workers", 1)
     assert result.exit_code == 2 and result.stdout == ""
     assert fragment in result.stderr
 
 
 def test_value_refuses_thin_data_with_exit_2(world, tmp_path):
     store = world / "run" / "ingest" / "store"
-    result = _run("value", "--store", store, "--as-of", "2024-01-03", "--out", tmp_path / "v", "--workers", 1)
+    result = invoke("value", "--store", store, "--as-of", "2024-01-03", "--out", tmp_path / "v", "--workers", 1)
     assert result.exit_code == 2 and "cannot fit BG/NBD" in result.stderr
     assert not (tmp_path / "v").exists()
