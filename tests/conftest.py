@@ -44,7 +44,7 @@ def backtest_world(tmp_path_factory):
     return out, write_backtest_config(out, spec, holdout_days=90)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def config_in(backtest_world):
     """``config_in(directory, **segments)``: the backtest config writing into ``directory``, with
     lighter segment settings (fewer refits and micro-segments) so a run takes seconds."""

@@ -248,6 +248,19 @@ class _Run:
         }  # fmt: skip
         logger.info("report: %s", path)
 
+    def resolved_backend(self) -> str | None:
+        from ..backend import resolve_backend
+
+        try:
+            return resolve_backend(self.config.run.backend).name
+        except UsageError:  # the run failed on it, and the manifest says so
+            return None
+
+    def memory_scope(self) -> str:
+        if self.client is not None and getattr(self.client, "cluster", None) is None:
+            return "resident set of this process only: the external scheduler's workers are not measured"
+        return "resident set of this process and its children (local Dask workers included)"
+
     def config_with_as_of(self) -> RunConfig:
         return dataclasses.replace(self.config, run=dataclasses.replace(self.config.run, as_of=self.as_of))
 
@@ -275,14 +288,15 @@ class _Run:
             "seed": self.config.run.seed,
             "selected_stages": self.selected,
             "forced": self.force,
-            "backend": {"requested": self.config.run.backend, "scheduler": self.scheduler},
+            "backend": {"requested": self.config.run.backend, "resolved": self.resolved_backend(),
+                        "scheduler": self.scheduler},  # fmt: skip
             "code_version": code_version(),
             "environment": describe_environment(),
             "started_at": self.started_at.isoformat(),
             "finished_at": datetime.now(timezone.utc).isoformat(),
             "wall_seconds": round(time.perf_counter() - self.clock, 3),
             "peak_rss_bytes": max((s.get("peak_rss_bytes") or 0 for s in stages.values() if s["status"] == "ran"), default=0),
-            "memory_measured": "resident set of this process and its children (local Dask workers included)",
+            "memory_measured": self.memory_scope(),
             "stages": stages,
             "rows": _rows(summaries["ingest"]) if "ingest" in summaries else {},
             "metrics": {name: value for name, value in metrics.items() if value is not None},

@@ -22,16 +22,9 @@ def _mtimes(directory):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, backtest_world):
+def reference(tmp_path_factory, config_in):
     """One full run, untouched by the tests that read it."""
-    from engine.config import load_config
-
-    config = load_config(backtest_world[1])
-    config = dataclasses.replace(
-        config,
-        run=dataclasses.replace(config.run, output_dir=tmp_path_factory.mktemp("reference") / "run"),
-        segments=dataclasses.replace(config.segments, stability_resamples=3, micro_k=12, niche_points=2_000, k_max=6),
-    )
+    config = config_in(tmp_path_factory.mktemp("reference") / "run")
     return config, run_pipeline(config)
 
 
@@ -52,6 +45,7 @@ def test_a_run_does_every_stage_and_records_it(reference):
     assert 3 <= metrics["segments"]["k"] <= 6 and metrics["propensity"]["roc_auc"] > 0.8
     assert metrics["value"]["converged"] and metrics["value"]["holdout"]["purchases"]["actual"] > 0
     assert {"segscale", "cpu", "memory_gib", "packages"} <= set(manifest["environment"])
+    assert manifest["backend"] == {"requested": "auto", "resolved": "cpu", "scheduler": "local threads"}
     for name in ("ingest", "features", "segments", "propensity", "value"):
         record = json.loads((summary.run_dir / RECORDS / f"{name}.json").read_text())
         assert record["fingerprint"] == stages[name]["fingerprint"] and len(record["fingerprint"]) == 64

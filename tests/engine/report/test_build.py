@@ -19,18 +19,8 @@ SECTIONS = ("run", "quality", "segments", "profiles", "names", "hierarchy", "sta
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory, backtest_world):
-    import dataclasses
-
-    from engine.config import load_config
-
-    config = load_config(backtest_world[1])
-    config = dataclasses.replace(
-        config,
-        run=dataclasses.replace(config.run, output_dir=tmp_path_factory.mktemp("report") / "run"),
-        segments=dataclasses.replace(config.segments, stability_resamples=3, micro_k=12, niche_points=2_000, k_max=6),
-    )
-    return run_pipeline(config).run_dir
+def full_run(tmp_path_factory, config_in):
+    return run_pipeline(config_in(tmp_path_factory.mktemp("report") / "run")).run_dir
 
 
 def _images(document):
