@@ -272,6 +272,8 @@ def _propensity_section(outputs: RunOutputs, figures: _Figures) -> Section:
     body += figures.add("calibration", charts.calibration(test["calibration"], test["ece"]), "calibration")
     body += figures.add("gains", charts.gains(test["lift"]), "cumulative gains and lift by decile")
     body += "</div>"
+    body += note("Lift here is the model's, by decile of score on the test split. The lift of a campaign (treated "
+                 "against a holdout) needs a measurement stage, which segscale does not have yet.")  # fmt: skip
     if metrics.get("importance"):
         body += "<h3>What drives the score</h3>"
         body += figures.add("importance", charts.importance(metrics["importance"]), "permutation importance")
