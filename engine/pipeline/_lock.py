@@ -35,7 +35,9 @@ _HELD: dict[Path, int] = {}
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+    except psutil.AccessDenied:  # another user's process: running, just not ours to inspect
+        return True
+    except (psutil.NoSuchProcess, ValueError):
         return False
 
 

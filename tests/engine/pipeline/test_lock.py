@@ -86,3 +86,23 @@ def test_an_unreadable_lock_is_a_clear_error(tmp_path):
     with pytest.raises(RunLockedError, match="cannot be read; if no segscale run uses"):
         with RunLock(run):
             pass
+
+
+def test_a_holder_we_may_not_inspect_counts_as_running(tmp_path, monkeypatch):
+    import socket
+
+    import psutil
+
+    import engine.pipeline._lock as lock_module
+
+    def denied(pid):
+        raise psutil.AccessDenied(pid)
+
+    monkeypatch.setattr(lock_module.psutil, "Process", denied)
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = {"pid": 4242, "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00+00:00", "command": "run"}
+    (run / LOCK_NAME).write_text(json.dumps(holder))
+    with pytest.raises(RunLockedError, match="pid 4242"):
+        with RunLock(run):
+            pass
