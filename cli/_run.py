@@ -48,19 +48,22 @@ def _segments_table(manifest: dict) -> Table | None:
     return table
 
 
-def _audiences_table(audiences) -> Table | None:
-    if audiences is None or audiences.empty:
+def _audiences_table(manifest: dict) -> Table | None:
+    """The largest audiences by CLV, from the report's count of them in the manifest."""
+    audiences = (manifest["stages"].get("report", {}).get("summary") or {}).get("audiences")
+    if not audiences:
         return None
-    top = audiences.sort_values("clv_total", ascending=False).head(_TOP_AUDIENCES)
+    top = sorted(audiences, key=lambda row: -row["clv_total"])[:_TOP_AUDIENCES]
     table = Table(title="Top audiences (segment x propensity band) by expected value", title_justify="left")
     for column in ("segment", "band", "customers", "CLV total", "CLV each"):
         table.add_column(column, justify="left" if column in ("segment", "band") else "right")
-    for row in top.itertuples():
-        table.add_row(row.segment_name, str(row.band), f"{row.customers:,}", f"{row.clv_total:,.0f}", f"{row.clv_mean:,.1f}")
+    for row in top:
+        table.add_row(row["segment_name"], row["band"], f"{row['customers']:,}", f"{row['clv_total']:,.0f}",
+                      f"{row['clv_mean']:,.1f}")  # fmt: skip
     return table
 
 
-def _print_run(summary, audiences) -> None:
+def _print_run(summary) -> None:
     manifest = summary.manifest
     stdout.print(_stages_table(manifest))
     rows = manifest.get("rows") or {}
@@ -68,7 +71,7 @@ def _print_run(summary, audiences) -> None:
         shown = "; ".join(f"{name} {r['read']:,} read = {r['kept']:,} kept + {r['quarantined']:,} quarantined + "
                           f"{r['duplicates']:,} duplicates" for name, r in rows.items())  # fmt: skip
         stdout.print(f"rows: {shown}", highlight=False)
-    for table in (_segments_table(manifest), _audiences_table(audiences)):
+    for table in (_segments_table(manifest), _audiences_table(manifest)):
         if table is not None:
             stdout.print(table)
     metrics = manifest.get("metrics", {})
@@ -84,12 +87,6 @@ def _print_run(summary, audiences) -> None:
     report_path = summary.to_dict()["report"]
     if report_path:
         stdout.print(f"report: {report_path}", highlight=False)
-
-
-def _audiences(run_dir: Path):
-    from engine.report import audience_table
-
-    return audience_table(run_dir)
 
 
 def _run_config(config, *, as_of, backend, scheduler, workers):
@@ -134,7 +131,7 @@ def run(
     if as_json:
         print_json(summary.to_dict())
         return
-    _print_run(summary, _audiences(summary.run_dir))
+    _print_run(summary)
 
 
 def report(
@@ -191,4 +188,4 @@ def demo(
         f"`segscale run {config.source}`",
         highlight=False,
     )
-    _print_run(summary, _audiences(summary.run_dir))
+    _print_run(summary)

@@ -2,7 +2,7 @@
 
 A stage is up to date when its fingerprint matches the one recorded when it last finished:
 the settings it reads (its config sections and the run values it uses, such as as-of and
-seed), its upstream stages' fingerprints, the code that computes it, and for ingest the
+seed), its upstream outputs' identities (``engine.pipeline._run``), the code that computes it, and for ingest the
 input files themselves (path, size and modification time of every file, the cheap test
 build tools use) and the pseudonymisation key. How the work runs (backend, scheduler,
 workers) is not part of it: both backends compute the same outputs.

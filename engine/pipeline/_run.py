@@ -241,12 +241,12 @@ class _Run:
         self.stages["report"] = {"status": "running"}
         started = time.perf_counter()
         with PeakMemory() as memory:
-            path = build_report(self.run_dir).path
+            report = build_report(self.run_dir)
         self.stages["report"] = {
             "status": "ran", "seconds": round(time.perf_counter() - started, 3),
-            "peak_rss_bytes": memory.peak_rss_bytes, "outputs": [str(path)],
+            "peak_rss_bytes": memory.peak_rss_bytes, "outputs": [str(report.path)], "summary": report.to_dict(),
         }  # fmt: skip
-        logger.info("report: %s", path)
+        logger.info("report: %s", report.path)
 
     def resolved_backend(self) -> str | None:
         from ..backend import resolve_backend

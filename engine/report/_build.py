@@ -41,7 +41,17 @@ class ReportSummary:
     audiences: pd.DataFrame | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "sections": self.sections, "images": [str(p) for p in self.images]}
+        audiences = None
+        if self.audiences is not None:
+            audiences = [
+                {"segment": int(row.segment), "segment_name": str(row.segment_name), "band": str(row.band),
+                 "customers": int(row.customers), "clv_total": float(row.clv_total), "clv_mean": float(row.clv_mean)}
+                for row in self.audiences.itertuples()
+            ]  # fmt: skip
+        return {
+            "path": str(self.path), "sections": self.sections, "images": [str(p) for p in self.images],
+            "audiences": audiences,
+        }  # fmt: skip
 
 
 class _Figures:

@@ -52,6 +52,8 @@ def test_audiences_count_every_scored_customer_once(full_run):
     audiences = audience_table(full_run)
     scores = pd.read_parquet(full_run / "propensity" / "scores")
     assert audiences["customers"].sum() == len(scores)
+    listed = json.loads((full_run / "manifest.json").read_text())["stages"]["report"]["summary"]["audiences"]
+    assert [row["customers"] for row in listed] == audiences["customers"].tolist()
     assert set(audiences["band"]) <= {"high", "medium", "low"}
     value = pd.read_parquet(full_run / "value" / "customers", columns=["customer_key", "clv"])
     scored_value = value[value["customer_key"].isin(scores["customer_key"])]["clv"].sum()
