@@ -316,6 +316,12 @@ class PropensityOptions:
         The event type an ``event`` target looks for.
     horizon_days : int, default 90
     churn_lookback_days : int, default 90
+    origins : int, default 1
+        Training origins: T, T - ``origin_step_days``, ... Every origin adds a row per
+        customer (features as of it, labels of its horizon), so the model sees more windows;
+        calibration and the test metrics use the latest origin only, the one scores resemble.
+    origin_step_days : int or None
+        Days between origins; None means ``horizon_days`` (label windows end to end).
     model : {"random_forest", "logistic", "gradient_boosting"}, default "random_forest"
     n_estimators : int, default 100
         Trees (random forest) or boosting rounds (gradient boosting). scikit-learn's and
@@ -344,6 +350,8 @@ class PropensityOptions:
     event_type: str | None = None
     horizon_days: int = field(default=90, metadata={_MINIMUM: 1})
     churn_lookback_days: int = field(default=90, metadata={_MINIMUM: 1})
+    origins: int = field(default=1, metadata={_MINIMUM: 1})
+    origin_step_days: int | None = field(default=None, metadata={_MINIMUM: 1})
     model: Literal["random_forest", "logistic", "gradient_boosting"] = "random_forest"
     n_estimators: int = field(default=100, metadata={_MINIMUM: 1})
     max_depth: int | None = field(default=12, metadata={_MINIMUM: 1})

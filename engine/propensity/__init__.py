@@ -4,7 +4,7 @@ metrics, a fairness audit, scoring of any feature table, and training on a user'
 """
 
 from ._fairness import FOUR_FIFTHS, fairness_audit, flagged_groups
-from ._labels import LABEL, TARGETS, label_customers, labelled_features, training_origin
+from ._labels import LABEL, ORIGIN, TARGETS, label_customers, labelled_features, training_origin, training_origins
 from ._metrics import calibration_table, classification_metrics, lift_table, permutation_importance
 from ._monitor import MonitorLimits, monitor_scores
 from ._models import MODELS, SPLITS, PropensityFit, make_estimator, split_customers
@@ -32,6 +32,8 @@ __all__ = [
     "label_customers",
     "labelled_features",
     "training_origin",
+    "training_origins",
+    "ORIGIN",
     # the model
     "MODELS",
     "SPLITS",

@@ -33,15 +33,24 @@ from ..features import build_features, read_store_table
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
 from ._prepare import frame_from_table
 
-__all__ = ["LABEL", "TARGETS", "label_customers", "labelled_features", "training_origin"]
+__all__ = ["LABEL", "ORIGIN", "TARGETS", "label_customers", "labelled_features", "training_origin", "training_origins"]
 
 TARGETS = ("purchase", "churn", "event")
 LABEL = "label"
+ORIGIN = "origin"  # the T of a training row, when training has several origins
 
 
 def training_origin(as_of: date, horizon_days: int) -> date:
     """The latest T whose label window [T, T + horizon) ends by ``as_of``."""
     return as_of - timedelta(days=horizon_days)
+
+
+def training_origins(as_of: date, horizon_days: int, origins: int = 1, step_days: int | None = None) -> list[date]:
+    """The latest origin, then ``origins - 1`` earlier ones ``step_days`` apart (default: the horizon)."""
+    if origins < 1:
+        raise UsageError(f"propensity: origins must be at least 1, got {origins}")
+    latest = training_origin(as_of, horizon_days)
+    return [latest - timedelta(days=k * (step_days or horizon_days)) for k in range(origins)]
 
 
 def _covered(store, as_of, horizon_days: int):

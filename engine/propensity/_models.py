@@ -156,8 +156,12 @@ class PropensityFit:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, y: np.ndarray, split: np.ndarray, *, features, options, seed: int,
-            backend: Backend) -> PropensityFit:  # fmt: skip
+            backend: Backend, recent: np.ndarray | None = None) -> PropensityFit:  # fmt: skip
         """Fit on the train split, calibrate on the validation split, set bands and reasons.
+
+        ``recent`` marks the rows of the latest training origin when there are several: the
+        model learns from every train row, but calibration and the percentile reference use
+        recent rows only, so that scores describe the period they will be used in.
 
         Raises
         ------
@@ -165,7 +169,8 @@ class PropensityFit:
             Fewer than ``options.min_class_count`` positives or negatives in the training rows.
         """
         y = np.asarray(y).astype("int8")
-        train, validation = split == "train", split == "validation"
+        recent = np.ones(len(frame), dtype=bool) if recent is None else np.asarray(recent, dtype=bool)
+        train, validation = split == "train", (split == "validation") & recent
         positives, negatives = int(y[train].sum()), int((1 - y[train]).sum())
         if min(positives, negatives) < options.min_class_count:
             raise InputDataError(
@@ -190,7 +195,7 @@ class PropensityFit:
         fitted = cls(preparation, estimator, Calibrator(options.calibration), Bands(options.band_by, options.bands),
                      [], ReasonTable(), options.model)  # fmt: skip
         fitted.calibrator.fit(fitted.raw_scores(frame.loc[validation]), y[validation])
-        fitted.reference = reference_quantiles(fitted.probabilities(frame))
+        fitted.reference = reference_quantiles(fitted.probabilities(frame.loc[recent]))
         fitted.bands.fit(fitted.reference)
         sample = frame.loc[train].iloc[:: max(1, int(train.sum()) // _REASON_SAMPLE)]
         fitted.reasons.fit(fitted.probabilities, sample.reset_index(drop=True), preparation)

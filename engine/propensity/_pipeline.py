@@ -1,7 +1,8 @@
 """The propensity stage on a run: train from the store, score any feature table.
 
-Training (:func:`train_propensity`): features as of T = as_of - horizon, built from the store
-into a scratch directory, labels from [T, as_of) (``_labels``), one fit that learns
+Training (:func:`train_propensity`): features as of T = as_of - horizon (and, with
+``origins``, as of earlier Ts too), built from the store into scratch directories, labels
+from [T, T + horizon) (``_labels``), one fit that learns
 everything on the labelled customers (``_models``), metrics on the test split, a fairness
 audit by the sensitive columns ingest kept apart, and the model directory, written atomically.
 
@@ -30,7 +31,7 @@ from ..backend import resolve_backend
 from ..config import PropensityOptions
 from ..exceptions import InputDataError
 from ._fairness import flagged_groups
-from ._labels import LABEL, labelled_features, training_origin
+from ._labels import LABEL, ORIGIN, labelled_features, training_origins
 from ._prepare import frame_from_table
 from ._reasons import REASON_COLUMNS
 from ._train import fit_and_evaluate, load_model, write_model
@@ -87,6 +88,18 @@ def _sensitive(store: Path) -> pd.DataFrame | None:
     return pq.read_table(path).to_pandas() if path.exists() and any(path.glob("*.parquet")) else None
 
 
+def _check_earliest_origin(store: Path, earliest: date, options: PropensityOptions) -> None:
+    """Refuse, before building anything, an origin with no transaction before it."""
+    if not (store / "_store.json").exists():
+        return  # labelling says what is wrong with the store
+    first = json.loads((store / "_store.json").read_text())["tables"]["transactions"].get("min_ts")
+    if first is not None and pd.Timestamp(earliest, tz="UTC") <= pd.Timestamp(first):
+        raise InputDataError(
+            f"{store}: the training origin {earliest.isoformat()} is not after the first transaction ({first}); "
+            f"use fewer than {options.origins} [propensity] origins or a shorter origin_step_days"
+        )
+
+
 def train_propensity(
     store: str | os.PathLike,
     out: str | os.PathLike,
@@ -123,14 +136,19 @@ def train_propensity(
     options = options or PropensityOptions()
     backend = resolve_backend(backend_name)
     store, out = Path(store), Path(out)
-    origin = training_origin(as_of, options.horizon_days)
+    origins = training_origins(as_of, options.horizon_days, options.origins, options.origin_step_days)
+    _check_earliest_origin(store, origins[-1], options)
     with staged_output(out) as staging:
-        scratch = staging / "training-features"
-        frame, meta = labelled_features(
-            store, scratch, origin, options=options, feature_options=feature_options, backend_name=backend.name,
-            client=client, progress=progress,
-        )  # fmt: skip
-        shutil.rmtree(scratch)
+        frames = []
+        for origin in origins:
+            scratch = staging / f"training-features-{origin.isoformat()}"
+            frame, meta = labelled_features(
+                store, scratch, origin, options=options, feature_options=feature_options, backend_name=backend.name,
+                client=client, progress=progress,
+            )  # fmt: skip
+            shutil.rmtree(scratch)
+            frames.append(frame.assign(**{ORIGIN: origin}) if len(origins) > 1 else frame)
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         sensitive = _sensitive(store)
         sensitive_columns = [c for c in (sensitive.columns if sensitive is not None else []) if c != "customer_key"]
         features = list(options.features) if options.features else [n for n in meta["features"] if n != LABEL]
@@ -138,8 +156,9 @@ def train_propensity(
             frame, features=features, options=options, seed=seed, backend=backend, sensitive=sensitive,
             sensitive_columns=sensitive_columns,
         )  # fmt: skip
-        window = {"features_before": origin.isoformat(), "labels_from": origin.isoformat(),
-                  "labels_until": as_of.isoformat(), "horizon_days": options.horizon_days}  # fmt: skip
+        latest = origins[0].isoformat()
+        window = {"features_before": latest, "labels_from": latest, "labels_until": as_of.isoformat(),
+                  "horizon_days": options.horizon_days, "origins": [o.isoformat() for o in origins]}  # fmt: skip
         write_model(staging, trained, options=options, seed=seed, backend=backend,
                     source={"store": str(store), "window": window, "feature_columns": meta["columns"]})  # fmt: skip
     summary = _summary(out, trained, options, window, started)

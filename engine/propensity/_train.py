@@ -25,7 +25,7 @@ import pandas as pd
 from ..backend import Backend
 from ..exceptions import InputDataError
 from ._fairness import fairness_audit
-from ._labels import LABEL
+from ._labels import LABEL, ORIGIN
 from ._metrics import classification_metrics, permutation_importance
 from ._models import SPLITS, PropensityFit, split_customers
 from ._prepare import Preparation
@@ -52,8 +52,9 @@ class Trained:
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 of the training rows (keys, inputs, labels) in key order."""
-    hashed = pd.util.hash_pandas_object(frame.sort_values("customer_key").reset_index(drop=True), index=False)
+    """SHA-256 of the training rows (keys, inputs, labels) in key (and origin) order."""
+    keys = [c for c in ("customer_key", ORIGIN) if c in frame.columns]
+    hashed = pd.util.hash_pandas_object(frame.sort_values(keys).reset_index(drop=True), index=False)
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
 
@@ -72,21 +73,26 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
     Parameters
     ----------
     frame : pandas.DataFrame
-        ``customer_key``, the ``features`` columns and ``label`` (0/1), one row per customer.
+        ``customer_key``, the ``features`` columns and ``label`` (0/1), one row per customer,
+        or per customer and training origin when an ``origin`` column is present. A customer
+        is in one split at every origin; the test metrics and calibration read the latest
+        origin's rows.
     options : PropensityOptions
     sensitive : pandas.DataFrame, optional
         ``customer_key`` and ``sensitive_columns``, audited on the test split.
     """
     frame = _subset(frame.reset_index(drop=True), options.sample, seed)
     features = list(features)
-    leaked = [name for name in features if name in sensitive_columns or name in ("customer_key", LABEL)]
+    leaked = [name for name in features if name in sensitive_columns or name in ("customer_key", LABEL, ORIGIN)]
     if leaked:
         raise InputDataError(f"propensity: {', '.join(leaked)} cannot be model inputs (key, label or sensitive)")
     split = split_customers(frame["customer_key"], seed=seed, validation_share=options.validation_share,
                             test_share=options.test_share)  # fmt: skip
+    recent = (frame[ORIGIN] == frame[ORIGIN].max()).to_numpy() if ORIGIN in frame.columns else np.ones(len(frame), bool)
     y = frame[LABEL].to_numpy().astype("int8")
-    fit = PropensityFit.fit(frame, y, split, features=features, options=options, seed=seed, backend=backend)
-    test_rows = frame.loc[split == "test"].reset_index(drop=True)
+    fit = PropensityFit.fit(frame, y, split, features=features, options=options, seed=seed, backend=backend,
+                            recent=recent)  # fmt: skip
+    test_rows = frame.loc[(split == "test") & recent].reset_index(drop=True)
     scored = fit.score(test_rows)
     test = pd.concat([test_rows[["customer_key", LABEL]], scored], axis=1)
     metrics = classification_metrics(test[LABEL].to_numpy(), test["score"].to_numpy())
@@ -94,13 +100,16 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
     importance = permutation_importance(
         fit.raw_scores, sample, sample[LABEL].to_numpy(), features, repeats=_IMPORTANCE_REPEATS, seed=seed
     )
+    keys = [c for c in ("customer_key", ORIGIN) if c in frame.columns]
     report = {
-        "splits": {name: int((split == name).sum()) for name in SPLITS},
-        "positives": {name: int(y[split == name].sum()) for name in SPLITS},
+        # Customers of the latest origin per split; train_rows counts every origin's.
+        "splits": {name: int(((split == name) & recent).sum()) for name in SPLITS},
+        "positives": {name: int(y[(split == name) & recent].sum()) for name in SPLITS},
+        "train_rows": int((split == "train").sum()),
         "test": metrics,
         "importance": importance,
         "bands": {band: int((test["band"] == band).sum()) for band in ("high", "medium", "low")},
-        "fingerprint": _fingerprint(frame[["customer_key", *features, LABEL]]),
+        "fingerprint": _fingerprint(frame[[*keys, *features, LABEL]]),
     }
     if sensitive is not None and len(sensitive_columns):
         report["fairness"] = fairness_audit(test, sensitive, sensitive_columns)
@@ -141,6 +150,7 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
         "reasons": fit.reasons.to_dict(),
         "metrics": {k: trained.report["test"][k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")},
         "splits": trained.report["splits"],
+        "train_rows": trained.report["train_rows"],
         "backend": backend.name,
         "versions": _versions(),
         "data_fingerprint": trained.report["fingerprint"],

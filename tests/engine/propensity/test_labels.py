@@ -11,7 +11,7 @@ import pytest
 
 from engine.config import PropensityOptions
 from engine.exceptions import InputDataError, UsageError
-from engine.propensity import label_customers, labelled_features, training_origin
+from engine.propensity import label_customers, labelled_features, training_origin, training_origins
 
 T = date(2025, 10, 3)
 
@@ -42,6 +42,10 @@ def labelled(world, tmp_path_factory):
 
 def test_training_origin_is_the_latest_complete_window():
     assert training_origin(date(2026, 1, 1), 90) == T
+    assert training_origins(date(2026, 1, 1), 90, origins=3) == [T, date(2025, 7, 5), date(2025, 4, 6)]
+    assert training_origins(date(2026, 1, 1), 90, origins=2, step_days=30) == [T, date(2025, 9, 3)]
+    with pytest.raises(UsageError, match="origins must be at least 1"):
+        training_origins(date(2026, 1, 1), 90, origins=0)
 
 
 def test_purchase_labels_count_orders_in_the_window_only(world, labelled):

@@ -1,5 +1,6 @@
 """train_propensity and score_propensity on a small world, against the world's truth."""
 
+import dataclasses
 import json
 import shutil
 from datetime import date
@@ -49,7 +50,8 @@ def test_the_model_directory_holds_everything_scoring_needs(trained):
     document = json.loads((out / "model.json").read_text())
     assert document["format"] == 1 and document["backend"] == "cpu" and document["model"] == "random_forest"
     assert document["source"]["window"] == {"features_before": "2025-10-03", "labels_from": "2025-10-03",
-                                            "labels_until": "2026-01-01", "horizon_days": 90}  # fmt: skip
+                                            "labels_until": "2026-01-01", "horizon_days": 90,
+                                            "origins": ["2025-10-03"]}  # fmt: skip
     assert "gender" not in document["inputs"] and "recency_days" in document["inputs"]
     assert {"scikit-learn", "numpy", "python"} <= set(document["versions"]) and len(document["data_fingerprint"]) == 64
     metrics = json.loads((out / "metrics.json").read_text())
@@ -92,6 +94,26 @@ def test_a_feature_table_without_the_models_columns_is_a_clear_error(world, trai
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputDataError, match="not a segscale propensity model"):
         load_model(tmp_path)
+
+
+def test_earlier_origins_add_training_rows_and_keep_the_latest_test_customers(world, trained, tmp_path):
+    world_dir, config = world
+    store = world_dir / "run" / "ingest" / "store"
+    options = dataclasses.replace(OPTIONS, n_estimators=20, origins=3)
+    summary = train_propensity(store, tmp_path / "m", as_of=config.run.as_of, options=options, seed=config.run.seed,
+                               backend_name="cpu")  # fmt: skip
+    document = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert document["source"]["window"]["origins"] == ["2025-10-03", "2025-07-05", "2025-04-06"]
+    # Customers acquired after an earlier origin have no row at it: between 1x and 3x the rows.
+    assert 1.5 * document["splits"]["train"] < document["train_rows"] < 3 * document["splits"]["train"]
+    assert summary.splits == trained[0].splits
+    one, three = (pd.read_parquet(d / "test_scores.parquet") for d in (trained[1], tmp_path / "m"))
+    assert sorted(three["customer_key"]) == sorted(one["customer_key"])
+    assert (three.sort_values("customer_key")["label"].to_numpy() == one.sort_values("customer_key")["label"].to_numpy()).all()
+    with pytest.raises(InputDataError, match="the training origin 2023-07-16 is not after the first transaction"):
+        train_propensity(store, tmp_path / "m2", as_of=config.run.as_of, options=dataclasses.replace(options, origins=10),
+                         backend_name="cpu")  # fmt: skip
+    assert not (tmp_path / "m2").exists()
 
 
 def test_thin_data_refuses_to_train_and_writes_nothing(world, tmp_path):
