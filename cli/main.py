@@ -473,14 +473,16 @@ def bench(
 
 
 def _print_value(document: dict) -> None:
+    from engine.value import format_params
+
     purchase, spend = document["purchase_model"], document["spend_model"]
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in purchase["params"].items())
+    shown = format_params(purchase)
     stdout.print(
         f"value: {document['customers']:,} customers as of {document['as_of']}, "
         f"horizon {document['horizon_days']} days\n"
         f"{purchase['name']}: {shown} (converged: {purchase['converged']}, "
         f"log-likelihood {purchase['log_likelihood']:.1f})\n"
-        f"gamma-gamma: {', '.join(f'{k}={v:.4g}' for k, v in spend['params'].items())} "
+        f"gamma-gamma: {format_params(spend)} "
         f"(converged: {spend['converged']})",
         highlight=False,
     )

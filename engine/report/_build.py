@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .._tasks import staged_output
+from ..value import format_params
 from . import _charts as charts
 from ._data import BANDS, RunOutputs, audience_table, read_outputs, value_columns
 from ._html import Section, card, facts, figure, note, page, paragraph, percent, table
@@ -319,7 +320,7 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
                      f"{value['discount_rate_yearly']:.0%} a year.")  # fmt: skip
     body += table(
         ["model", "parameters", "converged", "log-likelihood"],
-        [(name, ", ".join(f"{k}={v:.4g}" for k, v in fit["params"].items()), fit["converged"], fit["log_likelihood"])
+        [(name, format_params(fit), fit["converged"], fit["log_likelihood"])
          for name, fit in (("purchases", purchase), ("spend", spend))],
     )  # fmt: skip
     holdout = value.get("holdout")

@@ -7,6 +7,7 @@ ready run config.
 """
 
 from ._archetypes import ARCHETYPE_NAMES, ARCHETYPES, CATEGORIES, Archetype
+from ._btyd import simulate_btyd_summaries
 from ._dirt import FAULTS
 from ._world import (
     CONFIG_NAME,
@@ -29,6 +30,7 @@ __all__ = [
     "generate_world",
     "generate_chunk",
     "write_backtest_config",
+    "simulate_btyd_summaries",
     # what the world contains
     "Archetype",
     "ARCHETYPES",

@@ -7,6 +7,7 @@ from ._bgnbd import (
     bgnbd_log_likelihood,
     conditional_expected_purchases,
     fit_bgnbd,
+    format_params,
     p_alive,
     waiting_time_quantile,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ModelFit",
     "bgnbd_log_likelihood",
     "fit_bgnbd",
+    "format_params",
     "p_alive",
     "conditional_expected_purchases",
     "waiting_time_quantile",

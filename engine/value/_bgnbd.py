@@ -35,8 +35,10 @@ __all__ = [
     "ModelFit",
     "bgnbd_log_likelihood",
     "collapse_rows",
+    "standard_errors",
     "conditional_expected_purchases",
     "fit_bgnbd",
+    "format_params",
     "p_alive",
     "special_functions",
     "waiting_time_quantile",
@@ -61,11 +63,14 @@ class ModelFit:
     """A fitted model: parameters, the maximised log-likelihood and how the optimiser ended.
 
     ``params`` maps parameter names to values in the data's time unit (days);
+    ``standard_errors`` holds each one's asymptotic standard error (None when the data do
+    not pin the parameters down: the observed information is not positive definite);
     ``log_likelihood`` is the total over customers; ``customers`` the rows fitted and
     ``distinct_rows`` how many distinct summaries the likelihood was evaluated on.
     """
 
     params: dict[str, float]
+    standard_errors: dict[str, float | None]
     log_likelihood: float
     success: bool
     iterations: int
@@ -76,6 +81,7 @@ class ModelFit:
     def to_dict(self) -> dict:
         return {
             "params": self.params,
+            "standard_errors": self.standard_errors,
             "log_likelihood": self.log_likelihood,
             "converged": self.success,
             "iterations": self.iterations,
@@ -83,6 +89,15 @@ class ModelFit:
             "customers": self.customers,
             "distinct_rows": self.distinct_rows,
         }
+
+
+def format_params(fit: dict) -> str:
+    """``r=0.68±0.011, alpha=...`` from a fit's ``to_dict()`` (no ± where there is no error)."""
+    errors = fit.get("standard_errors") or {}
+    return ", ".join(
+        f"{name}={value:.4g}" + ("" if errors.get(name) is None else f"±{errors[name]:.2g}")
+        for name, value in fit["params"].items()
+    )
 
 
 def collapse_rows(*columns: np.ndarray, weights=None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -94,6 +109,30 @@ def collapse_rows(*columns: np.ndarray, weights=None) -> tuple[list[np.ndarray],
     distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
     totals = np.bincount(inverse.ravel(), weights=weights, minlength=len(distinct)).astype(np.float64)
     return [distinct[:, i] for i in range(distinct.shape[1])], totals
+
+
+def standard_errors(objective, log_params: np.ndarray, customers: float, params: dict) -> dict:
+    """Asymptotic standard errors of ``params`` from the observed information.
+
+    ``objective`` is the mean negative log-likelihood over log parameters and ``log_params``
+    its minimum. Its Hessian there (central differences) times ``customers`` is the
+    information of the log parameters; their standard errors are the parameters' relative
+    ones (delta method). All None when the information is not positive definite.
+    """
+    step = 1e-4
+    size = len(log_params)
+    unit = np.eye(size) * step
+    hessian = np.empty((size, size))
+    for i in range(size):
+        for j in range(i, size):
+            corners = (objective(log_params + unit[i] + unit[j]) - objective(log_params + unit[i] - unit[j])
+                       - objective(log_params - unit[i] + unit[j]) + objective(log_params - unit[i] - unit[j]))  # fmt: skip
+            hessian[i, j] = hessian[j, i] = corners / (4 * step**2)
+    information = hessian * customers
+    if not np.all(np.isfinite(information)) or np.linalg.eigvalsh(information).min() <= 0:
+        return dict.fromkeys(params)
+    relative = np.sqrt(np.diag(np.linalg.inv(information)))
+    return {name: float(value * error) for (name, value), error in zip(params.items(), relative)}
 
 
 def _surviving_b(model, b, frequency):
@@ -206,6 +245,7 @@ def fit_bgnbd(
     unscaled = (xp.asarray(v) for v in (frequency, recency, T, weights))
     return ModelFit(
         params=params,
+        standard_errors=standard_errors(objective, result.x, total, params),
         log_likelihood=bgnbd_log_likelihood(tuple(params.values()), *unscaled, xp, model),
         success=bool(result.success),
         iterations=int(result.nit),

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..exceptions import InputDataError
-from ._bgnbd import ModelFit, collapse_rows, special_functions
+from ._bgnbd import ModelFit, collapse_rows, special_functions, standard_errors
 
 __all__ = ["GAMMA_GAMMA_PARAMETERS", "conditional_expected_spend", "fit_gamma_gamma", "gamma_gamma_log_likelihood"]
 
@@ -74,6 +74,7 @@ def fit_gamma_gamma(frequency, monetary, *, xp=np, min_repeat_customers: int = 1
     unscaled = (xp.asarray(v) for v in (frequency, monetary, np.ones_like(monetary)))
     return ModelFit(
         params=params,
+        standard_errors=standard_errors(objective, result.x, total, params),
         log_likelihood=gamma_gamma_log_likelihood(tuple(params.values()), *unscaled, xp),
         success=bool(result.success),
         iterations=int(result.nit),

@@ -7,6 +7,7 @@ import pytest
 from scipy.special import betaln, gammaln
 
 from engine.exceptions import InputDataError, UsageError
+from engine.synth import simulate_btyd_summaries
 from engine.value import (
     bgnbd_log_likelihood,
     conditional_expected_purchases,
@@ -19,21 +20,6 @@ from engine.value import (
 )
 
 TRUE = {"r": 0.8, "alpha": 20.0, "a": 1.2, "b": 6.0}
-
-
-def simulate(n, params, rng, *, dropout_at_first=False, t_max=400.0):
-    """Summaries of customers drawn from the model itself (vectorised)."""
-    lam = rng.gamma(params["r"], 1 / params["alpha"], n)
-    p = rng.beta(params["a"], params["b"], n)
-    T = rng.uniform(t_max / 4, t_max, n)
-    # Purchases until dropout, the first one (at time 0) included: geometric on {1, 2, ...}.
-    last = rng.geometric(p)
-    repeats_allowed = last - 1 if dropout_at_first else last
-    arrivals = rng.poisson(lam * T)
-    frequency = np.minimum(arrivals, repeats_allowed)
-    # Given N arrivals in (0, T], the k-th is the k-th of N sorted uniforms: its max has a Beta(k, N-k+1) law.
-    recency = np.where(frequency > 0, T * rng.beta(np.maximum(frequency, 1), arrivals - frequency + 1), 0.0)
-    return frequency.astype(float), recency, T
 
 
 def _reference_likelihood(params, x, tx, T):
@@ -60,7 +46,7 @@ def test_likelihood_matches_the_paper_formula_on_a_tiny_input():
 
 def test_collapsed_rows_give_the_same_likelihood_and_fit():
     rng = np.random.default_rng(1)
-    x, tx, T = simulate(3000, TRUE, rng)
+    x, tx, T = simulate_btyd_summaries(3000, TRUE, rng)
     x, tx, T = x, np.round(tx), np.ceil(T / 50) * 50  # coarse: many repeated rows
     weights = np.ones_like(T)
     doubled = bgnbd_log_likelihood(tuple(TRUE.values()), x, tx, T, 2 * weights, np)
@@ -76,15 +62,27 @@ def test_collapsed_rows_give_the_same_likelihood_and_fit():
 
 @pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
 def test_fit_recovers_the_generating_parameters(model):
-    x, tx, T = simulate(20_000, TRUE, np.random.default_rng(7), dropout_at_first=model == "mbgnbd")
+    x, tx, T = simulate_btyd_summaries(20_000, TRUE, np.random.default_rng(7), model=model)
     fit = fit_bgnbd(x, tx, T, model=model)
     assert fit.success and fit.iterations > 0
     for name, value in TRUE.items():
         assert fit.params[name] == pytest.approx(value, rel=0.12), name
 
 
+def test_standard_errors_match_the_spread_of_estimates_over_resamples():
+    fits = [fit_bgnbd(*simulate_btyd_summaries(3000, TRUE, np.random.default_rng(100 + seed))) for seed in range(40)]
+    estimates = np.array([list(fit.params.values()) for fit in fits])
+    errors = np.array([list(fit.standard_errors.values()) for fit in fits])
+    ratio = estimates.std(axis=0, ddof=1) / errors.mean(axis=0)
+    assert np.all((0.65 < ratio) & (ratio < 1.5)), ratio
+    # Four times the customers, half the error.
+    bigger = fit_bgnbd(*simulate_btyd_summaries(12_000, TRUE, np.random.default_rng(7)))
+    shrink = np.array(list(bigger.standard_errors.values())) / errors.mean(axis=0)
+    assert np.all((0.4 < shrink) & (shrink < 0.6)), shrink
+
+
 def test_plain_bgnbd_is_biased_when_customers_can_leave_after_their_first_purchase():
-    x, tx, T = simulate(20_000, TRUE, np.random.default_rng(7), dropout_at_first=True)
+    x, tx, T = simulate_btyd_summaries(20_000, TRUE, np.random.default_rng(7), model="mbgnbd")
     plain, modified = fit_bgnbd(x, tx, T), fit_bgnbd(x, tx, T, model="mbgnbd")
     assert modified.log_likelihood > plain.log_likelihood
     assert abs(plain.params["r"] / TRUE["r"] - 1) > 0.2
@@ -105,7 +103,7 @@ def test_fit_refuses_data_that_cannot_support_it(frequency, recency, T, reason):
 
 
 def test_fit_refuses_too_few_repeat_buyers_and_unknown_models():
-    x, tx, T = simulate(500, TRUE, np.random.default_rng(3))
+    x, tx, T = simulate_btyd_summaries(500, TRUE, np.random.default_rng(3))
     with pytest.raises(InputDataError, match="fewer than the 100000 needed"):
         fit_bgnbd(x, tx, T, min_repeat_customers=100_000)
     with pytest.raises(UsageError, match="unknown purchase model"):
@@ -148,6 +146,9 @@ def test_gamma_gamma_recovers_its_parameters_and_refuses_bad_spend():
     fit = fit_gamma_gamma(x, monetary)
     assert fit.success
     assert fit.params == pytest.approx({"p": p, "q": q, "gamma": gamma}, rel=0.1)
+    for name, value in {"p": p, "q": q, "gamma": gamma}.items():
+        assert 0 < fit.standard_errors[name] < 0.1 * value
+        assert abs(fit.params[name] - value) < 4 * fit.standard_errors[name], name
     assert fit.log_likelihood == pytest.approx(
         gamma_gamma_log_likelihood(tuple(fit.params.values()), x, monetary, np.ones(n), np)
     )
