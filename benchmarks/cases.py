@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _propensity, _segments, _spark
+from . import _features, _propensity, _quality, _segments, _spark
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -169,6 +169,7 @@ DATASETS = {
     "world+store": _features.prepare_world_and_store,
     "kmeans-matrix": _segments.prepare_kmeans_matrix,
     "propensity-frame": _propensity.prepare_propensity_frame,
+    "future-world": _quality.prepare_future_world,
 }
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb", "features-spark")
@@ -315,6 +316,33 @@ CASES: dict[str, Case] = {
             run=_spark.run_spark_forest,
             dataset="propensity-frame",
             requires=("pyspark",),
+        ),
+        # quality: the propensity and value stages against the world's truth (benchmarks/_quality.py)
+        Case(
+            name="propensity-truth",
+            stage="quality",
+            description="engine.propensity train (stage defaults) + score at the world's end; AUC and ECE on the "
+            "simulated next 90 days beside the oracle's and the purchase-history Bayes AUC",
+            run=_quality.run_propensity_truth,
+            backends=("cpu", "gpu"),
+            dataset="future-world",
+        ),
+        Case(
+            name="propensity-truth-3-origins",
+            stage="quality",
+            description="the same with [propensity] origins = 3 (three label windows of training rows)",
+            run=_quality.run_propensity_truth_3_origins,
+            backends=("cpu", "gpu"),
+            dataset="future-world",
+        ),
+        Case(
+            name="value-truth",
+            stage="quality",
+            description="engine.value MBG/NBD + Gamma-Gamma (order grain, 90 days); parameters recovered per "
+            "stationary archetype, and on 100k draws from the model",
+            run=_quality.run_value_truth,
+            backends=("cpu", "gpu"),
+            dataset="future-world",
         ),
     )
 }
