@@ -308,12 +308,16 @@ class PropensityOptions:
 
     Attributes
     ----------
-    target : {"purchase", "churn", "event"}, default "purchase"
+    target : {"purchase", "churn", "event", "response"}, default "purchase"
         purchase: at least one order in the horizon. churn: no order in the horizon, among
         customers with an order in the ``churn_lookback_days`` before T. event: at least one
-        event of type ``event_type`` in the horizon.
+        event of type ``event_type`` in the horizon. response: converted, among the
+        customers treated in ``campaign`` (the outcomes table); set as_of so that T is when
+        the campaign went out.
     event_type : str or None
         The event type an ``event`` target looks for.
+    campaign : str or None
+        The outcomes table's campaign a ``response`` target models.
     horizon_days : int, default 90
     churn_lookback_days : int, default 90
     origins : int, default 1
@@ -346,8 +350,9 @@ class PropensityOptions:
         Input feature columns; None uses every feature column.
     """
 
-    target: Literal["purchase", "churn", "event"] = "purchase"
+    target: Literal["purchase", "churn", "event", "response"] = "purchase"
     event_type: str | None = None
+    campaign: str | None = None
     horizon_days: int = field(default=90, metadata={_MINIMUM: 1})
     churn_lookback_days: int = field(default=90, metadata={_MINIMUM: 1})
     origins: int = field(default=1, metadata={_MINIMUM: 1})

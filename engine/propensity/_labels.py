@@ -12,6 +12,9 @@ Targets (``[propensity] target``):
 - ``churn``: no order in the horizon; only customers with an order in the
   ``churn_lookback_days`` before T are rows (the others have nothing left to churn from).
 - ``event``: at least one event of type ``event_type`` in the horizon; every customer is a row.
+- ``response``: converted in campaign ``campaign`` of the outcomes table; only the customers
+  it treated are rows. The outcomes table has no times: the campaign is taken to go out at T,
+  and the store's windows are not checked.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from ._prepare import frame_from_table
 
 __all__ = ["LABEL", "ORIGIN", "TARGETS", "label_customers", "labelled_features", "training_origin", "training_origins"]
 
-TARGETS = ("purchase", "churn", "event")
+TARGETS = ("purchase", "churn", "event", "response")
 LABEL = "label"
 ORIGIN = "origin"  # the T of a training row, when training has several origins
 
@@ -76,6 +79,35 @@ def _partition_event_customers(store: str, number: int, start_us: int, end_us: i
     return np.unique(table["customer_key"].to_numpy(zero_copy_only=False).astype(object))
 
 
+def _partition_responses(store: str, number: int, campaign: str) -> tuple[pd.DataFrame, set]:
+    """One partition's customers treated in ``campaign`` and whether they converted; and
+    every campaign the partition holds."""
+    columns = ["customer_key", "campaign", "treated", "converted"]
+    frame = read_store_table(Path(store), "outcomes", number, columns, None).to_pandas()
+    treated = frame[(frame["campaign"] == campaign) & frame["treated"].fillna(False).astype(bool)]
+    # A customer with several outcome rows for one campaign responded if any row converted.
+    responses = treated.groupby("customer_key", as_index=False, sort=False)["converted"].max()
+    return responses, set(frame["campaign"].dropna().unique())
+
+
+def _response_labels(store, keys: np.ndarray, campaign: str | None, client, progress) -> pd.DataFrame:
+    if not campaign:
+        raise UsageError("propensity: target response needs campaign (the outcomes table's campaign to model)")
+    parts = sorted((Path(store) / "outcomes").glob("part-*.parquet"))
+    if not parts:
+        raise InputDataError(f"{store}: the store has no outcomes table; target response needs [inputs.outcomes]")
+    tasks = [dask.delayed(_partition_responses)(str(store), int(p.stem.split("-")[1]), campaign) for p in parts]
+    results = compute_tasks(tasks, client, progress, "responses")
+    campaigns = set().union(*(found for _, found in results))
+    if campaign not in campaigns:
+        listed = ", ".join(sorted(campaigns)[:10]) or "none"
+        raise InputDataError(f"{store}: the outcomes table has no campaign {campaign!r} (it has: {listed})")
+    responses = pd.concat([frame for frame, _ in results], ignore_index=True)
+    rows = pd.DataFrame({"customer_key": keys}).merge(responses, on="customer_key", how="inner")
+    return pd.DataFrame({"customer_key": rows["customer_key"].to_numpy(),
+                         LABEL: rows["converted"].fillna(False).astype("int8").to_numpy()})  # fmt: skip
+
+
 def label_customers(
     store: str | os.PathLike,
     features: pd.DataFrame,
@@ -85,6 +117,7 @@ def label_customers(
     horizon_days: int = 90,
     churn_lookback_days: int = 90,
     event_type: str | None = None,
+    campaign: str | None = None,
     client=None,
     progress=None,
 ) -> pd.DataFrame:
@@ -98,7 +131,7 @@ def label_customers(
         ``customer_key`` and, for churn, ``recency_days`` (days since the last order at T).
     as_of : date
         T: the labels read rows in [T, T + horizon_days).
-    target, horizon_days, churn_lookback_days, event_type
+    target, horizon_days, churn_lookback_days, event_type, campaign
         See the module docstring.
 
     Returns
@@ -109,8 +142,10 @@ def label_customers(
     """
     if target not in TARGETS:
         raise UsageError(f"propensity: unknown target {target!r}: use one of {', '.join(TARGETS)}")
-    window = _covered(store, as_of, horizon_days)
     keys = features["customer_key"].to_numpy(dtype=object)
+    if target == "response":
+        return _response_labels(store, keys, campaign, client, progress)
+    window = _covered(store, as_of, horizon_days)
     if target == "event":
         if not event_type:
             raise UsageError("propensity: target event needs event_type (e.g. email_click)")
@@ -154,15 +189,16 @@ def labelled_features(
     """
     import json
 
-    _covered(store, as_of, options.horizon_days)  # refuse before building features
+    if options.target != "response":
+        _covered(store, as_of, options.horizon_days)  # refuse before building features
     build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
                    progress=progress)  # fmt: skip
     meta = json.loads((Path(work) / "_features.json").read_text())
     frame = frame_from_table(pq.read_table(work))
     labels = label_customers(
         store, frame, as_of, target=options.target, horizon_days=options.horizon_days,
-        churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, client=client,
-        progress=progress,
+        churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, campaign=options.campaign,
+        client=client, progress=progress,
     )  # fmt: skip
     frame = frame.merge(labels, on="customer_key", how="inner", validate="one_to_one")
     return frame.sort_values("customer_key", ignore_index=True), meta

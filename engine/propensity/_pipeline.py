@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..config import PropensityOptions
-from ..exceptions import InputDataError
+from ..exceptions import InputDataError, UsageError
 from ._fairness import flagged_groups
 from ._labels import LABEL, ORIGIN, labelled_features, training_origins
 from ._prepare import frame_from_table
@@ -136,6 +136,8 @@ def train_propensity(
     options = options or PropensityOptions()
     backend = resolve_backend(backend_name)
     store, out = Path(store), Path(out)
+    if options.target == "response" and options.origins > 1:
+        raise UsageError("propensity: a campaign's responses are one window; origins apply to purchase, churn and event")
     origins = training_origins(as_of, options.horizon_days, options.origins, options.origin_step_days)
     _check_earliest_origin(store, origins[-1], options)
     with staged_output(out) as staging:

@@ -5,14 +5,16 @@ import json
 import shutil
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from engine.config import PropensityOptions
-from engine.exceptions import InputDataError
+from engine.config import PropensityOptions, load_config
+from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
+from engine.ingest import ingest
 from engine.propensity import (
     SCORE_COLUMNS,
     MonitorLimits,
@@ -142,3 +144,55 @@ def test_monitoring_a_scoring_once_its_outcomes_are_in(world, trained, scored, t
         frame.to_parquet(path, index=False)
     report = monitor_scores(tmp_path / "scores", store, limits=MonitorLimits(max_auc_drop=0.05))
     assert report["retrain"] and report["reasons"][0].startswith("AUC 0.")
+
+
+@pytest.fixture(scope="module")
+def campaign_store(world):
+    """The world ingested again with an outcomes table: half the accounts treated in "spring"
+    (converting more often the likelier the person is to buy), a few in "winter"."""
+    world_dir, _ = world
+    accounts = pq.read_table(world_dir / "truth" / "accounts", columns=["customer_id", "person_id"]).to_pandas()
+    persons = pq.read_table(world_dir / "truth" / "persons", columns=["person_id", "p_purchase_90d"]).to_pandas()
+    accounts = accounts.merge(persons, on="person_id")
+    rng = np.random.default_rng(0)
+    treated = rng.random(len(accounts)) < 0.5
+    converted = rng.random(len(accounts)) < 0.05 + 0.6 * accounts["p_purchase_90d"].to_numpy()
+    yes_no = np.array(["no", "yes"])
+    outcomes = pd.DataFrame({"customer_id": accounts["customer_id"], "campaign": "spring",
+                             "treated": yes_no[treated.astype(int)], "converted": yes_no[(treated & converted).astype(int)]})  # fmt: skip
+    winter = outcomes.head(50).assign(campaign="winter")
+    pd.concat([outcomes, winter]).to_csv(world_dir / "outcomes.csv", index=False)
+    text = (world_dir / "segscale.toml").read_text().replace('output_dir = "run"', 'output_dir = "campaign-run"')
+    text += '\n[inputs.outcomes]\npath = "outcomes.csv"\nformat = "csv"\n'
+    (world_dir / "campaign.toml").write_text(text)
+    config = load_config(world_dir / "campaign.toml")
+    ingest(dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, partitions=2)))
+    return world_dir / "campaign-run" / "ingest" / "store", config, int(treated.sum())
+
+
+def test_a_response_model_learns_who_converts_among_the_treated(campaign_store, tmp_path):
+    store, config, treated_accounts = campaign_store
+    options = dataclasses.replace(OPTIONS, target="response", campaign="spring", n_estimators=50)
+    summary = train_propensity(store, tmp_path / "m", as_of=config.run.as_of, options=options, backend_name="cpu")
+    rows = sum(summary.splits.values())
+    # Treated accounts, fewer where identity resolution merged several into one customer.
+    assert 0.8 * treated_accounts < rows <= treated_accounts
+    assert summary.metrics["roc_auc"] > 0.7 and 0.1 < summary.metrics["base_rate"] < 0.6
+    for campaign, error, message in [
+        ("autumn", InputDataError, r"no campaign 'autumn' \(it has: spring, winter\)"),
+        (None, UsageError, "target response needs campaign"),
+    ]:
+        with pytest.raises(error, match=message):
+            train_propensity(store, tmp_path / "x", as_of=config.run.as_of,
+                             options=dataclasses.replace(options, campaign=campaign), backend_name="cpu")  # fmt: skip
+    with pytest.raises(UsageError, match="origins apply to purchase, churn and event"):
+        train_propensity(store, tmp_path / "x", as_of=config.run.as_of,
+                         options=dataclasses.replace(options, origins=2), backend_name="cpu")  # fmt: skip
+
+
+def test_a_response_target_needs_an_outcomes_table(world, tmp_path):
+    world_dir, config = world
+    options = dataclasses.replace(OPTIONS, target="response", campaign="spring")
+    with pytest.raises(InputDataError, match="the store has no outcomes table"):
+        train_propensity(world_dir / "run" / "ingest" / "store", tmp_path / "m", as_of=config.run.as_of,
+                         options=options, backend_name="cpu")  # fmt: skip
