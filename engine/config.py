@@ -326,6 +326,9 @@ class PropensityOptions:
         calibration and the test metrics use the latest origin only, the one scores resemble.
     origin_step_days : int or None
         Days between origins; None means ``horizon_days`` (label windows end to end).
+    out_of_time_test : bool, default False
+        With two or more origins: fit and calibrate on the earlier origins only, and measure
+        on the latest window's test customers, later than anything the model learned from.
     model : {"random_forest", "logistic", "gradient_boosting"}, default "random_forest"
     n_estimators : int, default 100
         Trees (random forest) or boosting rounds (gradient boosting). scikit-learn's and
@@ -357,6 +360,7 @@ class PropensityOptions:
     churn_lookback_days: int = field(default=90, metadata={_MINIMUM: 1})
     origins: int = field(default=1, metadata={_MINIMUM: 1})
     origin_step_days: int | None = field(default=None, metadata={_MINIMUM: 1})
+    out_of_time_test: bool = False
     model: Literal["random_forest", "logistic", "gradient_boosting"] = "random_forest"
     n_estimators: int = field(default=100, metadata={_MINIMUM: 1})
     max_depth: int | None = field(default=12, metadata={_MINIMUM: 1})

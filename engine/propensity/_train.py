@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..backend import Backend
-from ..exceptions import InputDataError
+from ..exceptions import InputDataError, UsageError
 from ._fairness import fairness_audit
 from ._labels import LABEL, ORIGIN
 from ._metrics import classification_metrics, permutation_importance
@@ -66,6 +66,13 @@ def _subset(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     return frame.loc[unit.astype("float64") / 2.0**64 < limit / len(frame)].reset_index(drop=True)
 
 
+def _latest(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of the latest training origin (every row when there is one)."""
+    if ORIGIN not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    return (frame[ORIGIN] == frame[ORIGIN].max()).to_numpy()
+
+
 def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backend: Backend, sensitive=None,
                      sensitive_columns=()) -> Trained:  # fmt: skip
     """Split by customer, fit, calibrate, and measure on the test split.
@@ -76,7 +83,8 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
         ``customer_key``, the ``features`` columns and ``label`` (0/1), one row per customer,
         or per customer and training origin when an ``origin`` column is present. A customer
         is in one split at every origin; the test metrics and calibration read the latest
-        origin's rows.
+        origin's rows (with ``options.out_of_time_test``, the model learns from the earlier
+        origins only and calibrates on the latest of those).
     options : PropensityOptions
     sensitive : pandas.DataFrame, optional
         ``customer_key`` and ``sensitive_columns``, audited on the test split.
@@ -88,10 +96,15 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
         raise InputDataError(f"propensity: {', '.join(leaked)} cannot be model inputs (key, label or sensitive)")
     split = split_customers(frame["customer_key"], seed=seed, validation_share=options.validation_share,
                             test_share=options.test_share)  # fmt: skip
-    recent = (frame[ORIGIN] == frame[ORIGIN].max()).to_numpy() if ORIGIN in frame.columns else np.ones(len(frame), bool)
+    recent = _latest(frame)
     y = frame[LABEL].to_numpy().astype("int8")
-    fit = PropensityFit.fit(frame, y, split, features=features, options=options, seed=seed, backend=backend,
-                            recent=recent)  # fmt: skip
+    # Rows the model learns from: every origin's, or for an out-of-time test the earlier ones.
+    learning = ~recent if options.out_of_time_test else np.ones(len(frame), bool)
+    if not learning.any():
+        raise UsageError("propensity: an out-of-time test needs at least 2 origins ([propensity] origins)")
+    learned = frame.loc[learning].reset_index(drop=True)
+    fit = PropensityFit.fit(learned, y[learning], split[learning], features=features, options=options, seed=seed,
+                            backend=backend, recent=_latest(learned))  # fmt: skip
     test_rows = frame.loc[(split == "test") & recent].reset_index(drop=True)
     scored = fit.score(test_rows)
     test = pd.concat([test_rows[["customer_key", LABEL]], scored], axis=1)
@@ -105,7 +118,8 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
         # Customers of the latest origin per split; train_rows counts every origin's.
         "splits": {name: int(((split == name) & recent).sum()) for name in SPLITS},
         "positives": {name: int(y[(split == name) & recent].sum()) for name in SPLITS},
-        "train_rows": int((split == "train").sum()),
+        "train_rows": int(((split == "train") & learning).sum()),
+        "out_of_time_test": bool(options.out_of_time_test),
         "test": metrics,
         "importance": importance,
         "bands": {band: int((test["band"] == band).sum()) for band in ("high", "medium", "low")},
@@ -151,6 +165,7 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
         "metrics": {k: trained.report["test"][k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece")},
         "splits": trained.report["splits"],
         "train_rows": trained.report["train_rows"],
+        "out_of_time_test": trained.report["out_of_time_test"],
         "backend": backend.name,
         "versions": _versions(),
         "data_fingerprint": trained.report["fingerprint"],

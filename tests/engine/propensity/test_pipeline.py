@@ -19,9 +19,11 @@ from engine.propensity import (
     SCORE_COLUMNS,
     MonitorLimits,
     calibration_table,
+    labelled_features,
     load_model,
     monitor_scores,
     score_propensity,
+    split_customers,
     train_propensity,
 )
 
@@ -116,6 +118,23 @@ def test_earlier_origins_add_training_rows_and_keep_the_latest_test_customers(wo
         train_propensity(store, tmp_path / "m2", as_of=config.run.as_of, options=dataclasses.replace(options, origins=10),
                          backend_name="cpu")  # fmt: skip
     assert not (tmp_path / "m2").exists()
+
+
+def test_an_out_of_time_test_learns_from_earlier_windows_only(world, trained, tmp_path):
+    world_dir, config = world
+    store = world_dir / "run" / "ingest" / "store"
+    options = dataclasses.replace(OPTIONS, n_estimators=20, origins=2, out_of_time_test=True)
+    train_propensity(store, tmp_path / "m", as_of=config.run.as_of, options=options, seed=config.run.seed,
+                     backend_name="cpu")  # fmt: skip
+    document = json.loads((tmp_path / "m" / "model.json").read_text())
+    earlier, _ = labelled_features(store, tmp_path / "f", date(2025, 7, 5), options=OPTIONS, backend_name="cpu")
+    split = split_customers(earlier["customer_key"], seed=config.run.seed, validation_share=0.2, test_share=0.2)
+    assert document["out_of_time_test"] and document["train_rows"] == (split == "train").sum()
+    one, later = (pd.read_parquet(d / "test_scores.parquet") for d in (trained[1], tmp_path / "m"))
+    assert sorted(later["customer_key"]) == sorted(one["customer_key"])
+    with pytest.raises(UsageError, match="an out-of-time test needs at least 2 origins"):
+        train_propensity(store, tmp_path / "m1", as_of=config.run.as_of,
+                         options=dataclasses.replace(options, origins=1), backend_name="cpu")  # fmt: skip
 
 
 def test_thin_data_refuses_to_train_and_writes_nothing(world, tmp_path):
