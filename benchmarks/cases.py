@@ -154,11 +154,17 @@ def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock
         setup_seconds = time.perf_counter() - started
         with clock:
             summary = ingest(config, client=client)
+    # Where the time and the memory go: ingest measures each of its phases.
+    quality = {}
+    for name, phase in summary.phases.items():
+        label = name.replace(" ", "_")
+        quality |= {f"{label}_seconds": phase["seconds"], f"{label}_peak_rss_gib": phase["peak_rss_gib"]}
     return {
         "rows": {table: counts["read"] for table, counts in summary.tables.items()},
         "setup_seconds": setup_seconds,
         "workers": workers,
         "data_path": str(summary.out_dir),
+        "quality": quality,
     }
 
 

@@ -12,7 +12,9 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
 ``identity/mapping/part-NNNNN.parquet``, ``identity/report.json``
     Every source customer id and its customer key; merges and blocked values.
 ``ingest.json``
-    Per input: rows read = kept + quarantined + duplicates dropped.
+    Per input: rows read = kept + quarantined + duplicates dropped; per phase (identities,
+    phase 1, phase 2): seconds and the peak resident memory of this process and its
+    descendants (local Dask workers included; an external cluster's workers are not).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +36,7 @@ import pyarrow.parquet as pq
 from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
+from .._memory import PeakMemory
 from .._tasks import checkpoint, compute_tasks, release_memory, staged_output
 from ._identity import link_identities, link_report, screen_identities
 from ._pseudonym import pseudonym_key, pseudonymise
@@ -48,6 +52,7 @@ logger = logging.getLogger(__name__)
 ROWS_PER_PARTITION = 2_000_000
 _MAX_PARTITIONS = 4096
 _STORED = ("transactions", "events", "customers", "outcomes")
+_PHASE_SAMPLE_S = 0.2
 
 
 @dataclass
@@ -59,6 +64,7 @@ class IngestSummary:
     tables: dict[str, dict]
     identity: dict
     seconds: float
+    phases: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -67,7 +73,18 @@ class IngestSummary:
             "tables": self.tables,
             "identity": self.identity,
             "seconds": round(self.seconds, 3),
+            "phases": self.phases,
         }
+
+
+@contextmanager
+def _phase(phases: dict, name: str):
+    """Record the block's seconds and the process tree's peak RSS under ``phases[name]``."""
+    started = time.perf_counter()
+    with PeakMemory(_PHASE_SAMPLE_S) as memory:
+        yield
+    phases[name] = {"seconds": round(time.perf_counter() - started, 3),
+                    "peak_rss_gib": round(memory.peak_rss_bytes / 2**30, 3)}  # fmt: skip
 
 
 def _extracted_at(options) -> pd.Timestamp:
@@ -121,27 +138,27 @@ def _identities(frame, spec, key, options, backend, staging):
         workdir=work,
     )
     linked = screening.identities
-    read, valid_rows, distinct_rows, used, blank, unlinked = dask.compute(
-        frame.shape[0],
-        valid.shape[0],
-        deduplicated.shape[0],
-        linked["reason"].isna().sum(),
-        checked.map_partitions(_rejected_rows, meta=checked._meta),
-        linked.map_partitions(_rejected_rows, meta=linked._meta),
+    # Rejected rows are written where they are, a file per partition: gathered here, they
+    # would grow with the customers.
+    target = str(staging / "quarantine" / "identities")
+    writes = [
+        dask.delayed(_quarantine_identities)(part, target, number, key)
+        for number, part in enumerate([*checked.to_delayed(), *linked.to_delayed()])
+    ]
+    read, valid_rows, distinct_rows, used, reasons = dask.compute(
+        frame.shape[0], valid.shape[0], deduplicated.shape[0], linked["reason"].isna().sum(), writes
     )
     # Everything the identity rows were needed for is computed: linking reads only the edges.
     edges, screened = screening.edges, screening.report
     del deduplicated, linked, screening
-    rejected = pd.concat([_host_frame(blank), _host_frame(unlinked)], ignore_index=True)
-    if len(rejected):
-        text = as_text(rejected.drop(columns=["reason"])).assign(reason=rejected["reason"].to_numpy())
-        target = staging / "quarantine" / "identities"
-        target.mkdir(parents=True)
-        _hash_column(text, "id_value", key).to_parquet(target / part_name(0), index=False)
+    quarantined: dict[str, int] = {}
+    for counts in reasons:
+        for reason, rows in counts.items():
+            quarantined[reason] = quarantined.get(reason, 0) + rows
     accounting = {
         "read": int(read),
         "kept": int(used),
-        "quarantined": {k: int(v) for k, v in sorted(rejected["reason"].value_counts().items())},
+        "quarantined": dict(sorted(quarantined.items())),
         "duplicates": int(valid_rows) - int(distinct_rows),
     }
     merged, rounds = link_identities(edges, work)
@@ -150,6 +167,17 @@ def _identities(frame, spec, key, options, backend, staging):
     merged = _host_frame(merged)
     merged = backend.df.DataFrame({column: merged[column].tolist() for column in ("customer_id", "resolved_id")})
     return merged, accounting, report
+
+
+def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int]:
+    """Write one partition's rejected identity rows (text, identifier hashed); their reasons."""
+    rejected = _host_frame(_rejected_rows(part))
+    if not len(rejected):
+        return {}
+    text = as_text(rejected.drop(columns=["reason"])).assign(reason=rejected["reason"].to_numpy())
+    Path(target).mkdir(parents=True, exist_ok=True)
+    _hash_column(text, "id_value", key).to_parquet(Path(target) / part_name(number), index=False)
+    return {str(reason): int(rows) for reason, rows in rejected["reason"].value_counts().items()}
 
 
 def _host_frame(frame):
@@ -287,15 +315,19 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         tables: dict[str, dict] = {}
         identity_report: dict = {}
         merged = backend.df.DataFrame({"customer_id": [], "resolved_id": []}).astype(str)
+        phases: dict[str, dict] = {}
         if "identities" in frames:
-            merged, tables["identities"], identity_report = _identities(
-                frames["identities"], config.inputs["identities"], key, options, backend, staging
-            )
-            release_memory(client)
-        tasks, owners = _phase1(frames, config, rules, dask.delayed(merged, pure=True), key, partitions, staging)
-        bucketed = compute_tasks(tasks, client, progress, "phase 1")
-        tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
-        reduced = compute_tasks(tasks, client, progress, "phase 2")
+            with _phase(phases, "identities"):
+                merged, tables["identities"], identity_report = _identities(
+                    frames["identities"], config.inputs["identities"], key, options, backend, staging
+                )
+                release_memory(client)
+        with _phase(phases, "phase 1"):
+            tasks, owners = _phase1(frames, config, rules, dask.delayed(merged, pure=True), key, partitions, staging)
+            bucketed = compute_tasks(tasks, client, progress, "phase 1")
+        with _phase(phases, "phase 2"):
+            tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
+            reduced = compute_tasks(tasks, client, progress, "phase 2")
 
         def results_of(results, results_owners, table):
             return [r for r, owner in zip(results, results_owners) if owner == table]
@@ -324,8 +356,10 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         shutil.rmtree(staging / "buckets", ignore_errors=True)
         summary = IngestSummary(
             out_dir=out, partitions=partitions, tables=tables, identity=identity_report,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, phases=phases,
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         (staging / "ingest.json").write_text(json.dumps(document, indent=2) + "\n")
+    logger.info("ingest: %s", ", ".join(f"{name} {p['seconds']:.1f} s (peak {p['peak_rss_gib']:.2f} GiB)"
+                                        for name, p in phases.items()))  # fmt: skip
     return summary

@@ -92,6 +92,16 @@ def test_every_row_is_kept_quarantined_or_a_counted_duplicate(ingested, dirty_wo
         assert quarantined == sum(counts["quarantined"].values())
 
 
+def test_each_phase_reports_its_time_and_peak_memory(ingested):
+    summary, out = ingested
+    assert list(summary.phases) == ["identities", "phase 1", "phase 2"]
+    assert json.loads((out / "ingest.json").read_text())["phases"] == summary.phases
+    for phase in summary.phases.values():
+        # This process alone holds more than 50 MB; the whole run takes longer than any phase.
+        assert 0.05 < phase["peak_rss_gib"] < 8 and 0 < phase["seconds"] < summary.seconds
+    assert sum(p["seconds"] for p in summary.phases.values()) <= summary.seconds
+
+
 def test_quarantine_keeps_original_text_and_a_reason(ingested):
     _, out = ingested
     rows = _read(out / "quarantine" / "transactions")
