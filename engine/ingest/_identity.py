@@ -123,8 +123,9 @@ class IdentityScreening:
     ----------
     edges : dask.dataframe.DataFrame
         Persisted, distinct ``customer_id``, ``node`` (int64 hash of id type + normalised
-        value) pairs of every row used for linking. Eight bytes per identifier instead of its
-        text keep the propagation's working set small.
+        value) pairs of every row used for linking whose value another customer holds too
+        (a value only one customer holds links no one). Eight bytes per identifier instead of
+        its text keep the propagation's working set small.
     identities : dask.dataframe.DataFrame
         The input rows with ``reason`` (see :class:`IdentityResolution`); lazy.
     report : dict
@@ -333,23 +334,27 @@ def screen_identities(
         .reset_index()
         .rename(columns={"customer_id": "holders"})
     )
+    stats = checkpoint(stats, workdir, "stats")  # read for the cap, the shared values and the count
     over = (
         stats.map_partitions(_over_cap, cap=cap, caps=caps, meta=_over_cap(stats._meta, cap=cap, caps=caps))
         .repartition(npartitions=1)
         .persist()
     )
+    # Only a value two or more customers hold can link anyone: most customers hold none, and
+    # leaving their values out shrinks every propagation round to the customers that may merge.
+    shared = stats.loc[stats["holders"] >= 2, ["_node"]]
+    candidates = pairs[["customer_id", "_node"]].merge(shared, on="_node", npartitions=split)
     # A single-partition argument is broadcast to every partition of the first.
-    kept = pairs[["customer_id", "_node"]].map_partitions(
-        _drop_nodes, over["_node"], meta=pairs._meta[["customer_id", "_node"]]
-    )
+    kept = candidates.map_partitions(_drop_nodes, over["_node"], meta=candidates._meta)
     edges = checkpoint(kept.map_partitions(_node_ids, meta=_node_ids(kept._meta)), workdir, "edges")
     everyone = dd.concat(
         [customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]
     ).drop_duplicates()
-    customers, texts, hashes, blocked_rows, over = dask.compute(
-        everyone.shape[0], stats["_node"].nunique(), edges["node"].nunique(), blocked_rows, over
+    customers, shared_texts, hashes, blocked_rows, over = dask.compute(
+        everyone.shape[0], shared.shape[0], edges["node"].nunique(), blocked_rows, over
     )
-    linked_texts = texts - len(over)
+    # Over-cap values are held by more than one customer, so they are among the shared.
+    linked_texts = shared_texts - len(over)
     if hashes != linked_texts:
         raise SegscaleError(
             f"identity resolution: {linked_texts} distinct identifiers but {hashes} distinct hashes; "

@@ -263,18 +263,19 @@ def test_an_identifier_hash_collision_is_an_error_not_a_wrong_link(monkeypatch):
 
     monkeypatch.setattr(_identity, "row_fingerprints", same_hash)
     with pytest.raises(SegscaleError, match="2 distinct identifiers but 1 distinct hashes"):
-        _resolve([("A", "email", "a@example.org"), ("B", "email", "b@example.org")])
+        _resolve([("A", "email", "a@example.org"), ("B", "email", "a@example.org"),
+                  ("C", "email", "c@example.org"), ("D", "email", "c@example.org")])  # fmt: skip
 
 
-def test_edges_hold_a_hash_per_identifier_not_its_text():
-    frame = _identities([("A", "email", "a@example.org"), ("B", "email", "A@example.org "), ("C", "phone", "555")])
+def test_edges_hold_a_hash_per_shared_identifier_not_its_text():
+    rows = [("A", "email", "a@example.org"), ("B", "email", "A@example.org "), ("C", "phone", "555"),
+            ("C", "phone", "+1 555"), ("D", "phone", "1555"), ("A", "device_id", "only-a")]  # fmt: skip
+    frame = _identities(rows)
     screening = _identity.screen_identities(dd.from_pandas(frame, npartitions=2), dd.from_pandas(frame["customer_id"], npartitions=1))
     edges = screening.edges.compute()
     assert list(edges.columns) == ["customer_id", "node"] and edges["node"].dtype == "int64"
-    assert edges.groupby("node")["customer_id"].apply(sorted).tolist() in (
-        [["A", "B"], ["C"]],
-        [["C"], ["A", "B"]],
-    )
+    # Values one customer holds (A's device, C's own "555") link no one and are left out.
+    assert sorted(edges.groupby("node")["customer_id"].apply(sorted).tolist()) == [["A", "B"], ["C", "D"]]
 
 
 def test_no_convergence_is_a_clear_error(monkeypatch):
