@@ -41,6 +41,7 @@ __all__ = [
     "history_purchase_probability",
     "prepare_future_world",
     "run_propensity_truth",
+    "run_propensity_truth_3_origins",
     "run_value_truth",
 ]
 

@@ -348,7 +348,8 @@ class PropensityOptions:
     validation_share, test_share : float, default 0.2 each
         Customers (by a salted hash of the key) held out to calibrate and to measure.
     sample : int, default 1000000
-        Most customers a model trains on (a deterministic subset above that).
+        Most training rows (customers, times origins), a deterministic subset of customers
+        above that.
     features : tuple of str or None
         Input feature columns; None uses every feature column.
     """
