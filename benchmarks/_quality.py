@@ -51,31 +51,15 @@ _ESTIMATOR_CHECK_PARAMS = {"r": 0.8, "alpha": 20.0, "a": 1.2, "b": 6.0}
 _DECLINE_GRID = 64  # points of the uniform prior on a declining archetype's decay rate
 
 
-def _truth_by_key(world: Path, mapping_dir: Path) -> pd.DataFrame:
-    """customer_key -> the person's truth, for keys that hold one person only."""
-    import pyarrow.parquet as pq
-
-    mapping = pq.read_table(mapping_dir).to_pandas()
-    accounts = pq.read_table(world / "truth" / "accounts", columns=["customer_id", "person_id"]).to_pandas()
-    columns = ["person_id", "archetype", "p_purchase_90d", "purchased_next_90d"]
-    persons = pq.read_table(world / "truth" / "persons", columns=columns).to_pandas()
-    keyed = mapping.merge(accounts, on="customer_id").drop_duplicates(["customer_key", "person_id"])
-    single = keyed.groupby("customer_key")["person_id"].nunique() == 1
-    keyed = keyed[keyed["customer_key"].isin(single[single].index)].drop_duplicates("customer_key")
-    truth = keyed[["customer_key", "person_id"]].merge(persons, on="person_id")
-    truth["archetype"] = truth["archetype"].astype(str)
-    return truth
-
-
 def _purchase_history(store: Path, as_of_day: int) -> pd.DataFrame:
     """Order-grain summaries as of ``as_of_day`` and the sum of repeat days since the first."""
     from engine.features import read_store_table
     from engine.value import purchase_days, summarise
 
     partitions = json.loads((store / "_store.json").read_text())["partitions"]
+    columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
     parts = []
     for number in range(int(partitions)):
-        columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
         table = read_store_table(store, "transactions", number, columns, as_of_day * 86_400_000_000)
         days = purchase_days(table.to_pandas(), "order")
         summary = summarise(days, as_of_day, grain="order")
@@ -91,7 +75,7 @@ def prepare_future_world(size: int, directory: Path, backend_name: str, workers:
     from engine.config import load_config
     from engine.features import build_features
     from engine.ingest import ingest
-    from engine.synth import WorldSpec, generate_world
+    from engine.synth import WorldSpec, generate_world, truth_by_customer_key
 
     world = directory / "world"
     with dask_client(resolve_backend(backend_name), workers=workers) as client:
@@ -104,7 +88,9 @@ def prepare_future_world(size: int, directory: Path, backend_name: str, workers:
         build_features(store, directory / "features", as_of=config.run.as_of, options=config.features,
                        backend_name=backend_name, client=client)  # fmt: skip
     as_of_day = (config.run.as_of - pd.Timestamp("1970-01-01").date()).days
-    truth = _truth_by_key(world, summary.out_dir / "identity" / "mapping")
+    columns = ["archetype", "p_purchase_90d", "purchased_next_90d"]
+    truth = truth_by_customer_key(world, summary.out_dir / "identity" / "mapping", columns)
+    truth["archetype"] = truth["archetype"].astype(str)
     truth = truth.merge(_purchase_history(store, as_of_day), on="customer_key")
     truth.to_parquet(directory / "truth.parquet", index=False)
     return {"store": store, "features": directory / "features", "truth": directory / "truth.parquet",
@@ -143,10 +129,11 @@ def history_purchase_probability(history: pd.DataFrame, horizon_days: float) -> 
 
             # Terms both branches share: the Gamma integral's constant and the repeats' rate.
             shared = gammaln(r + x) - gammaln(r) + r * np.log(alpha) - decay * days_sum - betaln(a, b)
-            log_alive.append(shared + betaln(a, b + x + 1) - (r + x) * np.log(alpha + exposure(T)))
+            so_far = alpha + exposure(T)
+            log_alive.append(shared + betaln(a, b + x + 1) - (r + x) * np.log(so_far))
             log_dropped.append(shared + betaln(a + 1, b + x) - (r + x) * np.log(alpha + exposure(tx)))
             more = exposure(T + horizon_days) - exposure(T)
-            buys.append(-np.expm1((r + x) * np.log((alpha + exposure(T)) / (alpha + exposure(T) + more))))
+            buys.append(-np.expm1((r + x) * np.log(so_far / (so_far + more))))
         log_alive, log_dropped, buys = np.array(log_alive), np.array(log_dropped), np.array(buys)
         top = np.maximum(log_alive, log_dropped).max(axis=0)
         alive, dropped = np.exp(log_alive - top), np.exp(log_dropped - top)

@@ -51,10 +51,14 @@ class Trained:
     test: pd.DataFrame = field(repr=False)
 
 
+def _row_keys(frame: pd.DataFrame) -> list[str]:
+    """What identifies a training row: the customer, and the origin when there are several."""
+    return [c for c in ("customer_key", ORIGIN) if c in frame.columns]
+
+
 def _fingerprint(frame: pd.DataFrame) -> str:
     """SHA-256 of the training rows (keys, inputs, labels) in key (and origin) order."""
-    keys = [c for c in ("customer_key", ORIGIN) if c in frame.columns]
-    hashed = pd.util.hash_pandas_object(frame.sort_values(keys).reset_index(drop=True), index=False)
+    hashed = pd.util.hash_pandas_object(frame.sort_values(_row_keys(frame)).reset_index(drop=True), index=False)
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
 
@@ -113,7 +117,6 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
     importance = permutation_importance(
         fit.raw_scores, sample, sample[LABEL].to_numpy(), features, repeats=_IMPORTANCE_REPEATS, seed=seed
     )
-    keys = [c for c in ("customer_key", ORIGIN) if c in frame.columns]
     report = {
         # Customers of the latest origin per split; train_rows counts every origin's.
         "splits": {name: int(((split == name) & recent).sum()) for name in SPLITS},
@@ -123,7 +126,7 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
         "test": metrics,
         "importance": importance,
         "bands": {band: int((test["band"] == band).sum()) for band in ("high", "medium", "low")},
-        "fingerprint": _fingerprint(frame[[*keys, *features, LABEL]]),
+        "fingerprint": _fingerprint(frame[[*_row_keys(frame), *features, LABEL]]),
     }
     if sensitive is not None and len(sensitive_columns):
         report["fairness"] = fairness_audit(test, sensitive, sensitive_columns)

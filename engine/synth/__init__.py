@@ -9,6 +9,7 @@ ready run config.
 from ._archetypes import ARCHETYPE_NAMES, ARCHETYPES, CATEGORIES, Archetype
 from ._btyd import simulate_btyd_summaries
 from ._dirt import FAULTS
+from ._truth import truth_by_customer_key
 from ._world import (
     CONFIG_NAME,
     DATA_TABLES,
@@ -31,6 +32,7 @@ __all__ = [
     "generate_chunk",
     "write_backtest_config",
     "simulate_btyd_summaries",
+    "truth_by_customer_key",
     # what the world contains
     "Archetype",
     "ARCHETYPES",

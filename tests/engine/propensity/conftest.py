@@ -4,13 +4,12 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from engine.config import load_config
 from engine.features import build_features
 from engine.ingest import ingest
-from engine.synth import WorldSpec, generate_world
+from engine.synth import WorldSpec, generate_world, truth_by_customer_key
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +27,8 @@ def world(tmp_path_factory):
 
 def truth_by_key(world_dir) -> pd.DataFrame:
     """customer_key -> the person's true p_purchase_90d and purchased_next_90d (keys of one person only)."""
-    mapping = pq.read_table(world_dir / "run" / "ingest" / "identity" / "mapping").to_pandas()
-    accounts = pq.read_table(world_dir / "truth" / "accounts", columns=["customer_id", "person_id"]).to_pandas()
-    columns = ["person_id", "p_purchase_90d", "purchased_next_90d"]
-    persons = pq.read_table(world_dir / "truth" / "persons", columns=columns).to_pandas()
-    keyed = mapping.merge(accounts, on="customer_id").drop_duplicates(["customer_key", "person_id"])
-    single = keyed.groupby("customer_key")["person_id"].nunique() == 1
-    keyed = keyed[keyed["customer_key"].isin(single[single].index)].drop_duplicates("customer_key")
-    return keyed[["customer_key", "person_id"]].merge(persons, on="person_id")
+    mapping = world_dir / "run" / "ingest" / "identity" / "mapping"
+    return truth_by_customer_key(world_dir, mapping, ["p_purchase_90d", "purchased_next_90d"])
 
 
 @pytest.fixture
