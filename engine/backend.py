@@ -37,6 +37,7 @@ __all__ = [
     "array_namespace",
     "dataframe_namespace",
     "frame_from_arrow",
+    "frame_to_arrow",
     "to_array",
     # detection
     "GpuDevice",
@@ -163,25 +164,37 @@ def array_namespace(frame) -> ModuleType:
     return numpy
 
 
-def frame_from_arrow(table, backend_name: str):
+def frame_from_arrow(table, backend_name: str, *, arrow_strings: bool = True):
     """A pyarrow Table as a dataframe of the backend: cudf on ``gpu``; pandas on ``cpu``.
 
     On the CPU, strings stay Arrow-backed (no Python objects) and dictionary columns become
-    pandas categoricals; on the GPU the columns move to the device once.
+    pandas categoricals; with ``arrow_strings=False`` the frame gets the dtypes pandas' own
+    Parquet reader would give it. On the GPU the columns move to the device once.
     """
     if backend_name == "gpu":
         import cudf
 
         return cudf.DataFrame.from_arrow(table)
+    if not arrow_strings:
+        return table.to_pandas()
     import pandas
     import pyarrow
 
-    def arrow_strings(arrow_type):
+    def arrow_strings_of(arrow_type):
         if pyarrow.types.is_string(arrow_type) or pyarrow.types.is_large_string(arrow_type):
             return pandas.ArrowDtype(arrow_type)
         return None
 
-    return table.to_pandas(types_mapper=arrow_strings)
+    return table.to_pandas(types_mapper=arrow_strings_of)
+
+
+def frame_to_arrow(frame):
+    """A pandas or cuDF frame as a pyarrow Table in host memory, without its index."""
+    if dataframe_namespace(frame).__name__ == "cudf":
+        return frame.to_arrow(preserve_index=False)
+    import pyarrow
+
+    return pyarrow.Table.from_pandas(frame, preserve_index=False)
 
 
 def to_array(series, dtype=None, na_value=None):
