@@ -1,5 +1,5 @@
-"""Quality against the synthetic world's truth (issue 6): propensity and lifetime value at a
-size, measured where the world knows the answer.
+"""Quality against the synthetic world's truth (issues 5 and 6): propensity, lifetime value
+and segments at a size, measured where the world knows the answer.
 
 Shared data (``future-world``, built once per size, untimed): a world of ``size`` people
 (seed 0, 1% dirt) whose next 90 days are simulated into ``truth/``, its store, the features
@@ -24,6 +24,14 @@ repeat purchases' days since the first).
   largest distance from it in the fit's standard errors; and the same for a fit on 100,000
   customers drawn from the model itself (``simulate_btyd_summaries``), which tests the
   estimator alone.
+- ``segments-truth``: ``build_segments`` with the stage's defaults (k chosen by silhouette)
+  timed. Then, untimed, the adjusted Rand index against the planted archetypes of: those
+  segments (``ari_vs_archetypes``), segments with k fixed at the number of archetypes
+  (``ari_vs_archetypes_k_archetypes``) and the classic RFM grid (``rfm_grid_ari_vs_archetypes``);
+  the ARI of the default run and one with the next seed (``ari_between_seeds``); and
+  ``supervised_ari_vs_archetypes``, of a gradient-boosting classifier that is *told* the
+  archetypes, predicting them out of fold from the very matrix k-means sees: about the best
+  any partition of those features can do, which bounds what an unsupervised one can.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ __all__ = [
     "prepare_future_world",
     "run_propensity_truth",
     "run_propensity_truth_3_origins",
+    "run_segments_truth",
     "run_value_truth",
 ]
 
@@ -49,6 +58,8 @@ HORIZON_DAYS = 90
 ESTIMATOR_CHECK_CUSTOMERS = 100_000
 _ESTIMATOR_CHECK_PARAMS = {"r": 0.8, "alpha": 20.0, "a": 1.2, "b": 6.0}
 _DECLINE_GRID = 64  # points of the uniform prior on a declining archetype's decay rate
+# Customers the supervised reference learns from, out of fold (5 folds).
+SUPERVISED_CUSTOMERS = 50_000
 
 
 def _purchase_history(store: Path, as_of_day: int) -> pd.DataFrame:
@@ -223,6 +234,69 @@ def run_value_truth(size, workdir, backend_name, workers, clock, data) -> dict:
                                     model="mbgnbd")  # fmt: skip
     quality |= _recovery("estimator_check", fit_bgnbd(*draws, model="mbgnbd"), _ESTIMATOR_CHECK_PARAMS)
     return {"rows": {"customers": summary.customers}, "data_path": str(workdir), "quality": quality}
+
+
+def _segments_of(out: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "assignments", columns=["customer_key", "segment", "rfm_segment"]).to_pandas()
+
+
+def _supervised_ari(out: Path, features: Path, truth: pd.DataFrame) -> float:
+    """ARI of out-of-fold archetype predictions from the matrix the segment model prepares."""
+    import pyarrow.parquet as pq
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.model_selection import cross_val_predict
+
+    from engine.segments import SegmentFit
+
+    fit = SegmentFit.from_dict(json.loads((out / "model.json").read_text()))
+    frame = pq.read_table(features, columns=["customer_key", *fit.preparation.columns_]).to_pandas()
+    frame = frame.merge(truth, on="customer_key")
+    frame = frame.sample(n=min(len(frame), SUPERVISED_CUSTOMERS), random_state=0)
+    matrix = fit.preparation.transform(frame)
+    predicted = cross_val_predict(HistGradientBoostingClassifier(random_state=0), matrix, frame["archetype"], cv=5)
+    return float(adjusted_rand_score(frame["archetype"], predicted))
+
+
+def run_segments_truth(size, workdir, backend_name, workers, clock, data) -> dict:
+    """Segment with the stage's defaults (timed); agreement with the planted archetypes after."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from engine.backend import dask_client, resolve_backend
+    from engine.config import SegmentOptions
+    from engine.segments import build_segments
+    from engine.synth import ARCHETYPES
+
+    seed, runs = data["seed"], {}
+    with dask_client(resolve_backend(backend_name), workers=workers) as client:
+        with clock:
+            summary = build_segments(data["features"], workdir / "default", seed=seed, backend_name=backend_name,
+                                     client=client)  # fmt: skip
+        for name, options, run_seed in (("next-seed", SegmentOptions(), seed + 1),
+                                        ("k-archetypes", SegmentOptions(k=len(ARCHETYPES)), seed)):  # fmt: skip
+            runs[name] = build_segments(data["features"], workdir / name, options=options, seed=run_seed,
+                                        backend_name=backend_name, client=client)  # fmt: skip
+    truth = pd.read_parquet(data["truth"], columns=["customer_key", "archetype"])
+    default = _segments_of(workdir / "default").merge(truth, on="customer_key")
+    fixed = _segments_of(workdir / "k-archetypes").merge(truth, on="customer_key")
+    seeds = _segments_of(workdir / "default").merge(_segments_of(workdir / "next-seed"), on="customer_key")
+    return {
+        "rows": {"customers": summary.customers},
+        "data_path": str(workdir),
+        "quality": {
+            "k": summary.k,
+            "silhouette": round(summary.silhouette, 4),
+            "ari_vs_archetypes": round(adjusted_rand_score(default["archetype"], default["segment"]), 4),
+            "ari_vs_archetypes_k_archetypes": round(adjusted_rand_score(fixed["archetype"], fixed["segment"]), 4),
+            "rfm_grid_ari_vs_archetypes": round(adjusted_rand_score(default["archetype"], default["rfm_segment"]), 4),
+            "supervised_ari_vs_archetypes": round(_supervised_ari(workdir / "default", data["features"], truth), 4),
+            "ari_between_seeds": round(adjusted_rand_score(seeds["segment_x"], seeds["segment_y"]), 4),
+            "k_next_seed": runs["next-seed"].k,
+            "customers_vs_truth": len(default),
+        },
+    }
 
 
 run_propensity_truth_3_origins = partial(run_propensity_truth, origins=3)

@@ -323,7 +323,7 @@ CASES: dict[str, Case] = {
             dataset="propensity-frame",
             requires=("pyspark",),
         ),
-        # quality: the propensity and value stages against the world's truth (benchmarks/_quality.py)
+        # quality: the propensity, value and segment stages against the world's truth (benchmarks/_quality.py)
         Case(
             name="propensity-truth",
             stage="quality",
@@ -338,6 +338,15 @@ CASES: dict[str, Case] = {
             stage="quality",
             description="the same with [propensity] origins = 3 (three label windows of training rows)",
             run=_quality.run_propensity_truth_3_origins,
+            backends=("cpu", "gpu"),
+            dataset="future-world",
+        ),
+        Case(
+            name="segments-truth",
+            stage="quality",
+            description="engine.segments with the stage's defaults; ARI against the planted archetypes beside "
+            "k fixed at the archetypes, the RFM grid, a classifier told the archetypes, and another seed",
+            run=_quality.run_segments_truth,
             backends=("cpu", "gpu"),
             dataset="future-world",
         ),
