@@ -158,7 +158,8 @@ def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock
     quality = {}
     for name, phase in summary.phases.items():
         label = name.replace(" ", "_")
-        quality |= {f"{label}_seconds": phase["seconds"], f"{label}_peak_rss_gib": phase["peak_rss_gib"]}
+        quality |= {f"{label}_{measure}": phase[measure]
+                    for measure in ("seconds", "peak_rss_gib", "client_peak_rss_gib", "worker_peak_rss_gib")}  # fmt: skip
     return {
         "rows": {table: counts["read"] for table, counts in summary.tables.items()},
         "setup_seconds": setup_seconds,

@@ -25,18 +25,25 @@ def tree_rss(process: psutil.Process | None = None) -> int:
     processes (the interpreter, forked copies) count once per process, so this is an upper
     bound on the physical memory the tree holds.
     """
-    process = process or psutil.Process()
-    total = process.memory_info().rss
+    return _tree_rss_parts(process or psutil.Process())[0]
+
+
+def _tree_rss_parts(process: psutil.Process) -> tuple[int, int, int]:
+    """(tree total, ``process`` itself, its largest descendant) resident bytes."""
+    own = process.memory_info().rss
     try:
         children = process.children(recursive=True)
     except _GONE:
         children = []
+    largest = total = 0
     for child in children:
         try:
-            total += child.memory_info().rss
+            rss = child.memory_info().rss
         except _GONE:
-            pass
-    return total
+            continue
+        total += rss
+        largest = max(largest, rss)
+    return own + total, own, largest
 
 
 class PeakMemory:
@@ -57,6 +64,9 @@ class PeakMemory:
     ----------
     start_rss_bytes, peak_rss_bytes : int
         Tree RSS on entry and the highest sample.
+    peak_own_rss_bytes, peak_descendant_rss_bytes : int
+        The highest RSS of this process alone (the client, and the scheduler of a local
+        cluster), and of the largest single descendant (a worker): where a peak sits.
     peak_gpu_bytes : int or None
         Highest GPU sample; None without ``gpu_used_bytes``.
     samples : int
@@ -74,6 +84,8 @@ class PeakMemory:
         self._error: BaseException | None = None
         self.start_rss_bytes = 0
         self.peak_rss_bytes = 0
+        self.peak_own_rss_bytes = 0
+        self.peak_descendant_rss_bytes = 0
         self.peak_gpu_bytes: int | None = None
         self.samples = 0
         self._frozen = False
@@ -87,7 +99,7 @@ class PeakMemory:
         with self._lock:
             self._generation += 1
             self._frozen = False
-            self.peak_rss_bytes = 0
+            self.peak_rss_bytes = self.peak_own_rss_bytes = self.peak_descendant_rss_bytes = 0
             self.peak_gpu_bytes = None
         self.start_rss_bytes = self.sample()
 
@@ -101,12 +113,14 @@ class PeakMemory:
     def sample(self) -> int:
         """Take one sample now; return the tree RSS in bytes."""
         generation = self._generation
-        rss = tree_rss(self._process)
+        rss, own, descendant = _tree_rss_parts(self._process)
         used = None if self._gpu_used_bytes is None else int(self._gpu_used_bytes())
         with self._lock:
             if self._frozen or generation != self._generation:
                 return rss
             self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+            self.peak_own_rss_bytes = max(self.peak_own_rss_bytes, own)
+            self.peak_descendant_rss_bytes = max(self.peak_descendant_rss_bytes, descendant)
             if used is not None:
                 self.peak_gpu_bytes = used if self.peak_gpu_bytes is None else max(self.peak_gpu_bytes, used)
             self.samples += 1

@@ -14,7 +14,8 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
 ``ingest.json``
     Per input: rows read = kept + quarantined + duplicates dropped; per phase (identities,
     phase 1, phase 2): seconds and the peak resident memory of this process and its
-    descendants (local Dask workers included; an external cluster's workers are not).
+    descendants (local Dask workers included; an external cluster's workers are not), and
+    of this process alone and of the largest descendant.
 """
 
 from __future__ import annotations
@@ -83,8 +84,13 @@ def _phase(phases: dict, name: str):
     started = time.perf_counter()
     with PeakMemory(_PHASE_SAMPLE_S) as memory:
         yield
-    phases[name] = {"seconds": round(time.perf_counter() - started, 3),
-                    "peak_rss_gib": round(memory.peak_rss_bytes / 2**30, 3)}  # fmt: skip
+    phases[name] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_gib": round(memory.peak_rss_bytes / 2**30, 3),
+        # Where the peak sits: this process (with a local cluster's scheduler), or a worker.
+        "client_peak_rss_gib": round(memory.peak_own_rss_bytes / 2**30, 3),
+        "worker_peak_rss_gib": round(memory.peak_descendant_rss_bytes / 2**30, 3),
+    }
 
 
 def _extracted_at(options) -> pd.Timestamp:

@@ -34,6 +34,9 @@ def test_children_count():
         with PeakMemory() as memory:
             pass
         assert memory.peak_rss_bytes >= own + 140 * MB
+        # The child's 150 MB show as the largest descendant, not as this process.
+        assert memory.peak_descendant_rss_bytes >= 140 * MB
+        assert memory.peak_own_rss_bytes < memory.peak_rss_bytes - 140 * MB
     finally:
         child.kill()
         child.wait()

@@ -99,6 +99,9 @@ def test_each_phase_reports_its_time_and_peak_memory(ingested):
     for phase in summary.phases.values():
         # This process alone holds more than 50 MB; the whole run takes longer than any phase.
         assert 0.05 < phase["peak_rss_gib"] < 8 and 0 < phase["seconds"] < summary.seconds
+        # Each part's peak may come at another moment than the tree's, but never exceeds it.
+        assert 0 < phase["client_peak_rss_gib"] <= phase["peak_rss_gib"]
+        assert 0 <= phase["worker_peak_rss_gib"] <= phase["peak_rss_gib"]
     assert sum(p["seconds"] for p in summary.phases.values()) <= summary.seconds
 
 
