@@ -84,3 +84,14 @@ def test_value_parameters_are_compared_with_the_generating_ones(document):
     assert quality["estimator_check_max_abs_rel_error"] < 0.15 and quality["estimator_check_max_abs_z"] < 4
     loyal = quality["loyal_high_value_customers"]
     assert 0.05 * CUSTOMERS < loyal < 0.2 * CUSTOMERS
+
+
+def test_segments_are_scored_against_the_planted_archetypes(document):
+    quality = _quality_of(document, "segments-truth")
+    assert quality["customers_vs_truth"] > 0.9 * CUSTOMERS
+    # Told the archetypes, a classifier on the same matrix recovers them far better than
+    # k-means can; the classic RFM grid, which ignores most behaviour, does worst.
+    assert quality["supervised_ari_vs_archetypes"] > quality["ari_vs_archetypes_k_archetypes"] + 0.1
+    assert quality["ari_vs_archetypes_k_archetypes"] > quality["rfm_grid_ari_vs_archetypes"] > 0
+    assert 0 < quality["ari_vs_archetypes"] < 1 and quality["ari_between_seeds"] > 0.9
+    assert 3 <= quality["k"] <= 10 and quality["k_next_seed"] >= 3
