@@ -12,9 +12,11 @@ before its clock starts.
   part, 50k in all), silhouette and the other scores of the choice included, then ``assign``
   of every row, part by part in this process (the pipeline runs one Dask task per part; here
   the matrix is already in memory).
+- ``kmeans-distributed`` fits on every row with ``fit_distributed_kmeans`` (k-means||, then
+  Lloyd passes over the parts, the data never gathered), then assigns every row by part.
 - ``kmeans-sklearn`` fits ``KMeans`` on every row, then predicts every row.
 
-Both use k-means++, the pipeline's n_init, tol, max_iter and seed, and as many threads as
+All use k-means++ (k-means|| for the distributed fit), the pipeline's n_init, tol, max_iter and seed, and as many threads as
 the run has workers. Their quality is the inertia over all rows (sum of squared distances to
 the assigned centre, float64, computed the same way for both, untimed). The peer runs first
 and leaves its labels and inertia in the shared data, so the segscale case can also report
@@ -29,12 +31,16 @@ import json
 import math
 from pathlib import Path
 
+import dask
 import numpy as np
 
 from engine.config import SegmentOptions
 from engine.segments import choose_k
 
-__all__ = ["K", "SAMPLE", "SETTINGS", "prepare_kmeans_matrix", "run_segscale_kmeans", "run_sklearn_kmeans"]
+__all__ = [
+    "K", "SAMPLE", "SETTINGS",
+    "prepare_kmeans_matrix", "run_distributed_kmeans", "run_segscale_kmeans", "run_sklearn_kmeans",
+]  # fmt: skip
 
 K = 6
 _SEED = 0
@@ -133,7 +139,30 @@ def run_segscale_kmeans(size, workdir, backend_name, workers, clock, data) -> di
         for rows in data["rows_per_part"]:
             labels[start : start + rows], _ = assign(matrix[start : start + rows], model.centres, xp)
             start += rows
-    labels = _host(labels)
+    return _scored(host, _host(labels), model, data)
+
+
+def run_distributed_kmeans(size, workdir, backend_name, workers, clock, data) -> dict:
+    """segscale's distributed k-means on every row: k-means|| and Lloyd passes over the
+    parts (Dask's local scheduler, one thread per worker), then ``assign`` by part."""
+    from threadpoolctl import threadpool_limits
+
+    from engine.backend import resolve_backend
+    from engine.segments import assign, fit_distributed_kmeans
+
+    xp = resolve_backend(backend_name).xp
+    host = np.load(data["matrix"])
+    matrix = xp.asarray(host)
+    starts = np.concatenate([[0], np.cumsum(data["rows_per_part"])]).astype(np.int64)
+    parts = [matrix[start:end] for start, end in zip(starts[:-1], starts[1:])]
+    with dask.config.set(scheduler="threads", num_workers=workers), threadpool_limits(limits=1), clock:
+        model = fit_distributed_kmeans(parts, K, seed=_SEED, n_init=_N_INIT, max_iter=_MAX_ITER, tol=_TOL)
+        labels = xp.concatenate([assign(part, model.centres, xp)[0] for part in parts])
+    return _scored(host, _host(labels), model, data)
+
+
+def _scored(host: np.ndarray, labels: np.ndarray, model, data) -> dict:
+    """The result of a segscale case: inertia over every row, and against the peer's."""
     inertia = _inertia(host, labels, np.asarray(model.centres), data["rows_per_part"])
     quality = {"inertia": round(inertia, 2), "iterations": model.iterations}
     reference = data["sklearn"]

@@ -276,6 +276,16 @@ CASES: dict[str, Case] = {
             dataset="kmeans-matrix",
         ),
         Case(
+            name="kmeans-distributed",
+            stage="kmeans",
+            description="engine.segments fit_distributed_kmeans on every row (k-means||, Lloyd passes over the "
+            f"parts), then assign of every row by part ({_segments.SETTINGS})",
+            run=_segments.run_distributed_kmeans,
+            backends=("cpu", "gpu"),
+            baselines=("kmeans-sklearn", "kmeans-spark"),
+            dataset="kmeans-matrix",
+        ),
+        Case(
             name="kmeans-spark",
             stage="kmeans",
             description="Spark MLlib KMeans, local[workers], fit + transform of every row of the prepared matrix "

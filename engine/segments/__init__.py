@@ -6,6 +6,7 @@ two runs. Fitted on a sample, every customer placed per partition.
 
 from ._baseline import NO_PURCHASES, RFM_GRID, outcome_separation, rfm_grid
 from ._compare import SegmentComparison, compare_runs
+from ._distributed import fit_distributed_kmeans
 from ._fit import SegmentFit, fit_segments
 from ._hierarchy import MicroSegments, assign_micro, fit_micro_segments, ward_linkage
 from ._kmeans import KMeansChoice, SegmentModel, assign, choose_k
@@ -31,6 +32,7 @@ __all__ = [
     "SegmentModel",
     "assign",
     "choose_k",
+    "fit_distributed_kmeans",
     "MicroSegments",
     "assign_micro",
     "fit_micro_segments",

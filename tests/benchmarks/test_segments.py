@@ -40,7 +40,7 @@ def _result(document, case):
 def test_both_cases_cluster_every_customer(document):
     document, dataset = document
     customers = json.loads((dataset / "features" / "_features.json").read_text())["customers"]
-    assert [r["case"] for r in document["results"]] == ["kmeans-sklearn", "kmeans"]
+    assert [r["case"] for r in document["results"]] == ["kmeans-sklearn", "kmeans", "kmeans-distributed"]
     for result in document["results"]:
         assert result["status"] == "ok", result["reason"]
         assert result["rows_by_table"] == {"customers": customers} and result["median_seconds"] > 0
@@ -63,6 +63,9 @@ def test_quality_is_inertia_and_relative_to_the_peer(document):
     assert ours["inertia_vs_sklearn"] < 1.1 and 0.5 < ours["ari_vs_sklearn"] < 1.0
     assert _result(document, "kmeans")["fastest_peer"] == "kmeans-sklearn"
     assert _result(document, "kmeans")["time_vs_fastest_peer"] > 0
+    # Fitted on every row, the distributed k-means matches the full fit's inertia.
+    distributed = _result(document, "kmeans-distributed")["quality"]
+    assert distributed["inertia_vs_sklearn"] < 1.005 and distributed["ari_vs_sklearn"] > 0.9
 
 
 def test_table_and_json_show_both_cases_with_their_quality(document):

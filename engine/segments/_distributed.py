@@ -1,0 +1,174 @@
+"""k-means over Dask partitions: a fit on more customers than one worker can hold.
+
+The data stay where they are, one prepared matrix per partition (NumPy or CuPy), and only
+small per-partition reductions travel: costs, a few sampled rows, per-centre sums and counts.
+
+- Initialisation is k-means|| (Bahmani et al., "Scalable k-means++", VLDB 2012). It starts
+  from one row drawn uniformly. Each of ``rounds`` passes then keeps every row with
+  probability ``min(1, oversampling * d^2 / cost)``, where d is the row's distance to the
+  nearest candidate so far and cost is the sum of d^2 over all rows. The candidates are
+  weighted by the rows nearest to each, and a weighted k-means++ on them in the client
+  gives the k starting centres.
+- Lloyd iterations follow. Each partition sums its rows per nearest centre, the client adds
+  the sums up and moves the centres. It stops when the squared centre shift is at most
+  ``tol`` times the data's mean variance, scikit-learn's criterion, or after ``max_iter``
+  passes. A centre that loses all its rows keeps its place.
+
+Every random draw comes from a stream seeded by (seed, restart, round, partition), so the
+fit does not depend on how tasks are scheduled or how many workers run them.
+"""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+
+from .._tasks import compute_tasks
+from ._kmeans import SegmentModel, _ordered
+
+__all__ = ["fit_distributed_kmeans"]
+
+# k-means|| passes: Bahmani et al. find about 5 enough, whatever the data size.
+_ROUNDS = 5
+
+
+def _host(array) -> np.ndarray:
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+def _xp(part):
+    if hasattr(part, "get"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _nearest(part, centres):
+    """Nearest centre (int) and squared distance to it (clipped at 0) of each row."""
+    xp = _xp(part)
+    centres = xp.asarray(centres)
+    squared = (part**2).sum(axis=1)[:, None] - 2 * part @ centres.T + (centres**2).sum(axis=1)[None, :]
+    nearest = squared.argmin(axis=1)
+    return nearest, xp.maximum(xp.take_along_axis(squared, nearest[:, None], axis=1)[:, 0], 0)
+
+
+def _moments(part) -> tuple[int, np.ndarray, np.ndarray]:
+    """Rows, column sums and column sums of squares: the data's variance, for the tolerance."""
+    return int(part.shape[0]), _host(part.sum(axis=0)), _host((part**2).sum(axis=0))
+
+
+def _row(part, index: int) -> np.ndarray:
+    return _host(part[index])
+
+
+def _cost(part, centres) -> float:
+    return float(_nearest(part, centres)[1].sum()) if part.shape[0] else 0.0
+
+
+def _oversample(part, centres, oversampling: float, cost: float, stream) -> np.ndarray:
+    """Rows kept with probability min(1, oversampling * d^2 / cost), drawn from ``stream``."""
+    if not part.shape[0]:
+        return np.empty((0, len(centres[0])))
+    _, squared = _nearest(part, centres)
+    keep = np.random.default_rng(stream).random(part.shape[0]) < oversampling * _host(squared) / cost
+    return _host(part[_xp(part).asarray(np.flatnonzero(keep))])
+
+
+def _sums(part, centres) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-centre row sums and counts of the rows nearest to each centre, and their inertia."""
+    k, dims = len(centres), len(centres[0])
+    if not part.shape[0]:
+        return np.zeros((k, dims)), np.zeros(k), 0.0
+    xp = _xp(part)
+    nearest, squared = _nearest(part, centres)
+    counts = xp.bincount(nearest, minlength=k)
+    sums = xp.zeros((k, dims), dtype=part.dtype)
+    # Column by column: bincount with weights is one pass and works on NumPy and CuPy alike.
+    for column in range(dims):
+        sums[:, column] = xp.bincount(nearest, weights=part[:, column], minlength=k)
+    return _host(sums), _host(counts).astype(np.float64), float(squared.sum())
+
+
+def _each(function, parts, *args, client, label):
+    return compute_tasks([dask.delayed(function)(part, *args) for part in parts], client, None, label)
+
+
+def _initial_centres(parts, rows, k, *, oversampling, seed, restart, client) -> np.ndarray:
+    """k-means||: candidates from ``_ROUNDS`` oversampling passes, reduced to k by weighted
+    k-means++ (scikit-learn, in this process: the candidates are a few times k rows)."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng([seed, restart])
+    part = int(rng.choice(len(parts), p=rows / rows.sum()))
+    first = compute_tasks([dask.delayed(_row)(parts[part], int(rng.integers(rows[part])))], client, None, "k-means|| start")
+    candidates = np.asarray(first)
+    for round_number in range(_ROUNDS):
+        cost = sum(_each(_cost, parts, candidates, client=client, label="k-means|| cost"))
+        if cost == 0:
+            break  # every row sits on a candidate
+        tasks = [
+            dask.delayed(_oversample)(part, candidates, oversampling, cost, [seed, restart, round_number, number])
+            for number, part in enumerate(parts)
+        ]
+        picked = [rows_ for rows_ in compute_tasks(tasks, client, None, "k-means|| sample") if len(rows_)]
+        if picked:
+            candidates = np.concatenate([candidates, *picked])
+    candidates = np.unique(candidates, axis=0)
+    if len(candidates) <= k:
+        raise ValueError(f"k-means||: only {len(candidates)} distinct rows for {k} centres")
+    weights = sum(counts for _, counts, _ in _each(_sums, parts, candidates, client=client, label="k-means|| weights"))
+    picker = KMeans(n_clusters=k, init="k-means++", n_init=1, random_state=int(rng.integers(2**31)))
+    return picker.fit(candidates, sample_weight=weights).cluster_centers_
+
+
+def fit_distributed_kmeans(parts, k: int, *, seed: int = 0, n_init: int = 1, max_iter: int = 300,
+                           tol: float = 1e-4, oversampling: float | None = None, client=None) -> SegmentModel:  # fmt: skip
+    """k-means with k-means|| initialisation and Lloyd iterations over ``parts``.
+
+    Parameters
+    ----------
+    parts : list
+        One prepared matrix (rows x dimensions, NumPy or CuPy) per partition, as values or
+        as Dask delayed objects or futures (persist them first: every pass reads them).
+    k : int
+    n_init : int, default 1
+        Restarts from new k-means|| draws; the lowest inertia wins.
+    max_iter, tol
+        As scikit-learn's ``KMeans``: ``tol`` is relative to the data's mean variance.
+    oversampling : float, optional
+        Rows k-means|| expects to keep per pass; default 2k, as the paper recommends.
+    client : distributed.Client, optional
+        Tasks run on its cluster; without one, on Dask's local scheduler.
+
+    Returns
+    -------
+    SegmentModel
+        The centres (in canonical order), the inertia over every row, the Lloyd passes.
+    """
+    # Wrapped once, so that no pass hashes or copies an in-memory matrix again.
+    parts = [dask.delayed(part) for part in parts]
+    moments = _each(_moments, parts, client=client, label="k-means moments")
+    rows = np.array([m[0] for m in moments], dtype=np.float64)
+    total = rows.sum()
+    if total <= k:
+        raise ValueError(f"k-means: {int(total)} rows cannot make {k} centres")
+    mean = sum(m[1] for m in moments) / total
+    variance = sum(m[2] for m in moments) / total - mean**2
+    threshold = tol * float(np.mean(variance))
+    best = None
+    for restart in range(n_init):
+        centres = _initial_centres(parts, rows, k, oversampling=oversampling or 2 * k, seed=seed, restart=restart,
+                                   client=client)  # fmt: skip
+        for iteration in range(1, max_iter + 1):
+            reduced = _each(_sums, parts, centres, client=client, label="k-means step")
+            sums, counts = sum(r[0] for r in reduced), sum(r[1] for r in reduced)
+            moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
+            shift = float(((moved - centres) ** 2).sum())
+            centres = moved
+            if shift <= threshold:
+                break
+        inertia = sum(r[2] for r in _each(_sums, parts, centres, client=client, label="k-means inertia"))
+        if best is None or inertia < best.inertia:
+            best = SegmentModel(centres=centres.tolist(), k=k, inertia=float(inertia), iterations=iteration, seed=seed)
+    return _ordered(best)
