@@ -90,9 +90,17 @@ def _partition_responses(store: str, number: int, campaign: str) -> tuple[pd.Dat
     return responses, set(frame["campaign"].dropna().unique())
 
 
-def _response_labels(store, keys: np.ndarray, campaign: str | None, client, progress) -> pd.DataFrame:
-    if not campaign:
+def _check_target(target: str, event_type: str | None, campaign: str | None) -> None:
+    """Refuse a target without what it needs, before any work is done."""
+    if target not in TARGETS:
+        raise UsageError(f"propensity: unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    if target == "event" and not event_type:
+        raise UsageError("propensity: target event needs event_type (e.g. email_click)")
+    if target == "response" and not campaign:
         raise UsageError("propensity: target response needs campaign (the outcomes table's campaign to model)")
+
+
+def _response_labels(store, keys: np.ndarray, campaign: str, client, progress) -> pd.DataFrame:
     parts = sorted((Path(store) / "outcomes").glob("part-*.parquet"))
     if not parts:
         raise InputDataError(f"{store}: the store has no outcomes table; target response needs [inputs.outcomes]")
@@ -140,15 +148,12 @@ def label_customers(
         ``customer_key``, ``label`` (int8, 1 for the event predicted), eligible rows only, in
         the order of ``features``.
     """
-    if target not in TARGETS:
-        raise UsageError(f"propensity: unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    _check_target(target, event_type, campaign)
     keys = features["customer_key"].to_numpy(dtype=object)
     if target == "response":
         return _response_labels(store, keys, campaign, client, progress)
     window = _covered(store, as_of, horizon_days)
     if target == "event":
-        if not event_type:
-            raise UsageError("propensity: target event needs event_type (e.g. email_click)")
         parts = sorted((Path(store) / "events").glob("part-*.parquet"))
         if not parts:
             raise InputDataError(f"{store}: the store has no events table; target event cannot be labelled")
@@ -189,8 +194,10 @@ def labelled_features(
     """
     import json
 
+    # Refuse before building features.
+    _check_target(options.target, options.event_type, options.campaign)
     if options.target != "response":
-        _covered(store, as_of, options.horizon_days)  # refuse before building features
+        _covered(store, as_of, options.horizon_days)
     build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
                    progress=progress)  # fmt: skip
     meta = json.loads((Path(work) / "_features.json").read_text())

@@ -138,6 +138,8 @@ def train_propensity(
     store, out = Path(store), Path(out)
     if options.target == "response" and options.origins > 1:
         raise UsageError("propensity: a campaign's responses are one window; origins apply to purchase, churn and event")
+    if options.out_of_time_test and options.origins < 2:
+        raise UsageError("propensity: an out-of-time test needs at least 2 origins ([propensity] origins)")
     origins = training_origins(as_of, options.horizon_days, options.origins, options.origin_step_days)
     _check_earliest_origin(store, origins[-1], options)
     with staged_output(out) as staging:

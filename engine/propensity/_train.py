@@ -105,7 +105,7 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
     # Rows the model learns from: every origin's, or for an out-of-time test the earlier ones.
     learning = ~recent if options.out_of_time_test else np.ones(len(frame), bool)
     if not learning.any():
-        raise UsageError("propensity: an out-of-time test needs at least 2 origins ([propensity] origins)")
+        raise UsageError("propensity: an out-of-time test needs rows from at least 2 origins")
     learned = frame.loc[learning].reset_index(drop=True)
     fit = PropensityFit.fit(learned, y[learning], split[learning], features=features, options=options, seed=seed,
                             backend=backend, recent=_latest(learned))  # fmt: skip

@@ -137,6 +137,23 @@ def test_an_out_of_time_test_learns_from_earlier_windows_only(world, trained, tm
                          options=dataclasses.replace(options, origins=1), backend_name="cpu")  # fmt: skip
 
 
+def test_impossible_options_are_refused_before_any_feature_is_built(world, tmp_path, monkeypatch):
+    world_dir, config = world
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("features were built")
+
+    monkeypatch.setattr("engine.propensity._labels.build_features", no_features)
+    for options, message in [
+        (dataclasses.replace(OPTIONS, origins=1, out_of_time_test=True), "out-of-time test needs at least 2 origins"),
+        (dataclasses.replace(OPTIONS, target="response", campaign=None), "target response needs campaign"),
+        (dataclasses.replace(OPTIONS, target="event", event_type=None), "target event needs event_type"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            train_propensity(world_dir / "run" / "ingest" / "store", tmp_path / "m", as_of=config.run.as_of,
+                             options=options, backend_name="cpu")  # fmt: skip
+
+
 def test_thin_data_refuses_to_train_and_writes_nothing(world, tmp_path):
     world_dir, config = world
     options = PropensityOptions(n_estimators=10, min_class_count=100_000)
