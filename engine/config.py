@@ -226,6 +226,9 @@ class SegmentOptions:
     pca_components : int or None
     sample : int, default 50000
         Customers the preparation and k-means are fitted on.
+    kmeans_fit : {"sample", "all"}, default "sample"
+        Where the k-means centres come from: the sample, or every customer, by a k-means
+        distributed over the feature parts (k is still chosen on the sample).
     n_init : int, default 4
         k-means restarts per candidate k.
     micro_k : int or None, default 40
@@ -258,6 +261,7 @@ class SegmentOptions:
     scaler: Literal["robust", "standard"] = "robust"
     pca_components: int | None = field(default=None, metadata={_MINIMUM: 1})
     sample: int = field(default=50_000, metadata={_MINIMUM: 100})
+    kmeans_fit: Literal["sample", "all"] = "sample"
     n_init: int = field(default=4, metadata={_MINIMUM: 1})
     micro_k: int | None = field(default=40, metadata={_MINIMUM: 2})
     niches: bool = True

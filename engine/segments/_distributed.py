@@ -77,17 +77,15 @@ def _oversample(part, centres, oversampling: float, cost: float, stream) -> np.n
 
 def _sums(part, centres) -> tuple[np.ndarray, np.ndarray, float]:
     """Per-centre row sums and counts of the rows nearest to each centre, and their inertia."""
-    k, dims = len(centres), len(centres[0])
+    k = len(centres)
     if not part.shape[0]:
-        return np.zeros((k, dims)), np.zeros(k), 0.0
+        return np.zeros((k, len(centres[0]))), np.zeros(k), 0.0
     xp = _xp(part)
     nearest, squared = _nearest(part, centres)
-    counts = xp.bincount(nearest, minlength=k)
-    sums = xp.zeros((k, dims), dtype=part.dtype)
-    # Column by column: bincount with weights is one pass and works on NumPy and CuPy alike.
-    for column in range(dims):
-        sums[:, column] = xp.bincount(nearest, weights=part[:, column], minlength=k)
-    return _host(sums), _host(counts).astype(np.float64), float(squared.sum())
+    # One matrix product sums every centre's rows: a one-hot (rows x k) against the part.
+    membership = xp.zeros((part.shape[0], k), dtype=part.dtype)
+    membership[xp.arange(part.shape[0]), nearest] = 1
+    return _host(membership.T @ part), _host(membership.sum(axis=0)).astype(np.float64), float(squared.sum())
 
 
 def _each(function, parts, *args, client, label):

@@ -85,8 +85,12 @@ class SegmentFit:
         )
 
 
-def fit_segments(sample, options: SegmentOptions, *, seed: int, backend) -> tuple[SegmentFit, np.ndarray]:
+def fit_segments(sample, options: SegmentOptions, *, seed: int, backend, refit=None) -> tuple[SegmentFit, np.ndarray]:
     """Fit every part of the segment model on a host (pandas) sample of feature rows.
+
+    ``refit(preparation, k)``, when given, returns the k-means model to use instead of the
+    sample's, once k is chosen: :func:`build_segments` fits every customer with it. The
+    rest of the model is then fitted to those centres.
 
     Returns the fit and the sample's segments (host int32), from which the sample profile
     and names are made.
@@ -96,6 +100,8 @@ def fit_segments(sample, options: SegmentOptions, *, seed: int, backend) -> tupl
     prepared = preparation.fit(sample).transform(sample)
     fitted_on = backend.xp.asarray(prepared) if backend.is_gpu else prepared
     choice, kmeans = choose_k(fitted_on, ks, seed=seed, backend_name=backend.name, n_init=options.n_init)
+    if refit is not None:
+        kmeans = refit(preparation, kmeans.k)
     segments, _ = assign(prepared, kmeans.centres)
     model = SegmentFit(preparation=preparation, kmeans=kmeans, k_scores=choice.scores)
     rows = prepared.shape[0]

@@ -5,7 +5,9 @@ Fit small, score big:
 1. a deterministic sample of customers (every n-th of each feature part, parts being in
    pseudonymous key order) fits the whole segment model (``_fit``): preparation, k-means with
    k chosen by silhouette, micro-segments, DBSCAN niches, bootstrap stability; the sample's
-   profile earns each segment its name;
+   profile earns each segment its name. With ``[segments] kmeans_fit = "all"`` the k-means
+   centres for that k come from every customer instead, by a k-means distributed over the
+   feature parts (``_distributed``);
 2. one task per feature part places every customer, writes the assignments and returns
    per-segment sums and counts, from which the population profile is built.
 
@@ -37,7 +39,9 @@ from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
 from ._baseline import outcome_separation, rfm_grid
+from ._distributed import fit_distributed_kmeans
 from ._fit import SegmentFit, fit_segments
+from ._kmeans import SegmentModel
 from ._profiles import name_segments, partition_sums, profile_table
 
 __all__ = ["SegmentSummary", "build_segments"]
@@ -87,6 +91,25 @@ def _sample_task(features: str, number: int, rows: int, every: int) -> pd.DataFr
     """Every ``every``-th customer of one part (parts are in pseudonymous key order)."""
     table = pq.read_table(Path(features) / _part(number))
     return table.take(np.arange(0, rows, every)).to_pandas()
+
+
+def _prepared_task(features: str, number: int, preparation, backend_name: str):
+    """One part's prepared matrix, in the backend's array namespace."""
+    backend = resolve_backend(backend_name)
+    table = pq.read_table(Path(features) / _part(number), columns=preparation.columns_)
+    return preparation.transform(frame_from_arrow(table, backend.name), backend.xp)
+
+
+def _every_customer(features: Path, parts: list[int], options: SegmentOptions, seed: int, backend, client):
+    """``refit`` for :func:`fit_segments`: k-means on every customer, distributed over the
+    feature parts, whose prepared matrices stay on the workers while it runs."""
+
+    def refit(preparation, k: int) -> SegmentModel:
+        tasks = [dask.delayed(_prepared_task)(str(features), n, preparation, backend.name) for n in parts]
+        prepared = client.persist(tasks) if client is not None else list(dask.persist(*tasks))
+        return fit_distributed_kmeans(prepared, k, seed=seed, n_init=options.n_init, client=client)
+
+    return refit
 
 
 def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name):
@@ -169,7 +192,10 @@ def build_segments(
     every = max(1, math.ceil(customers / options.sample))
     tasks = [dask.delayed(_sample_task)(str(features), n, rows[n], every) for n in range(partitions) if rows[n]]
     sample = pd.concat(compute_tasks(tasks, client, progress, "sample"), ignore_index=True)
-    model, sample_segments = fit_segments(sample, options, seed=seed, backend=backend)
+    refit = None
+    if options.kmeans_fit == "all":
+        refit = _every_customer(features, [n for n in range(partitions) if rows[n]], options, seed, backend, client)
+    model, sample_segments = fit_segments(sample, options, seed=seed, backend=backend, refit=refit)
     profile_columns = _numeric_columns(meta)
     sample_profile = profile_table(
         [partition_sums(sample, sample_segments, profile_columns, model.kmeans.k)],
@@ -237,6 +263,7 @@ def build_segments(
             "features": str(features),
             "as_of": meta.get("as_of"),
             "sample": len(sample),
+            "kmeans_fit": options.kmeans_fit,
             "niche_eps": model.niches.eps if model.niches else None,
             "rules_fidelity": round(model.rules.fidelity_, 4),
             "backend": backend.name,

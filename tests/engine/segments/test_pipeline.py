@@ -95,6 +95,23 @@ def test_reruns_are_identical_and_seeds_agree(segmented, world, tmp_path):
     assert other_seed.k == summary.k
 
 
+def test_kmeans_can_be_fitted_on_every_customer(world, tmp_path):
+    features = world / "run" / "features"
+
+    def inertia(out):
+        return float((_assignments(out)["distance"].astype("float64") ** 2).sum())
+
+    options = SegmentOptions(sample=500, k=4, micro_k=None, niches=False, stability_resamples=0)
+    build_segments(features, tmp_path / "sample", options=options, backend_name="cpu")
+    build_segments(features, tmp_path / "all", options=dataclasses.replace(options, kmeans_fit="all"),
+                   backend_name="cpu")  # fmt: skip
+    # Centres fitted on all 3,000 customers fit them better than those of a 500-customer sample.
+    assert inertia(tmp_path / "all") < inertia(tmp_path / "sample")
+    model = json.loads((tmp_path / "all" / "model.json").read_text())["kmeans"]
+    assert model["inertia"] == pytest.approx(inertia(tmp_path / "all"), rel=1e-4)
+    assert json.loads((tmp_path / "all" / "_segments.json").read_text())["kmeans_fit"] == "all"
+
+
 def test_micro_segments_niches_and_outliers_reach_every_customer(segmented):
     summary, out = segmented
     assignments = _assignments(out)
