@@ -52,13 +52,13 @@ def _git_sha() -> str | None:
     return sha if completed.returncode == 0 and sha else None
 
 
-def _metadata(started: datetime, run: dict) -> dict:
+def _metadata(started: datetime, git_sha: str | None, run: dict) -> dict:
     from engine.environment import describe_environment
 
     environment = describe_environment()
     return {
         "timestamp": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "git_sha": _git_sha(),
+        "git_sha": git_sha,
         "segscale_version": environment["segscale"],
         "python": environment["python"],
         "platform": environment["platform"],
@@ -330,6 +330,8 @@ def run_benchmarks(
     selected = _cases.select_cases(stages, registry, baselines)
     sizes, workers, backend_name = _check_arguments(sizes, workers, repeats, backend)
     started = datetime.now(timezone.utc)
+    # Read now: a commit made while a long run goes on must not be credited with its numbers.
+    git_sha = _git_sha()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_root = out_dir / "data"
@@ -403,6 +405,7 @@ def run_benchmarks(
         "schema": SCHEMA_VERSION,
         "metadata": _metadata(
             started,
+            git_sha,
             {
                 "stages": list(dict.fromkeys(case.stage for case in selected)),
                 "sizes": list(sizes),

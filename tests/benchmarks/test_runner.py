@@ -167,6 +167,15 @@ def test_failures_are_reported_and_others_still_run(tmp_path, fake_stage):
     assert Path(document["paths"]["plot"]).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_the_commit_is_the_one_checked_out_when_the_run_started(tmp_path, fake_stage, monkeypatch):
+    from benchmarks import runner
+
+    heads = iter(["commit-at-start", "commit-made-during-the-run"])
+    monkeypatch.setattr(runner, "_git_sha", lambda: next(heads))
+    document = run_benchmarks(stages=("fake",), sizes=(10,), workers=1, out_dir=tmp_path)
+    assert document["metadata"]["git_sha"] == "commit-at-start"
+
+
 def test_gpu_request_without_gpu_fails_before_running(tmp_path, fake_stage):
     from engine.backend import probe_gpu
 
@@ -255,7 +264,8 @@ def test_baselines_choose_which_peers_run():
 
     everything = [case.name for case in select_cases(["kmeans"])]
     assert everything[:2] == ["kmeans-sklearn", "kmeans"] and "kmeans-spark" in everything
-    assert [case.name for case in select_cases(["kmeans"], baselines=["kmeans-sklearn"])] == ["kmeans-sklearn", "kmeans"]
-    assert [case.name for case in select_cases(["kmeans"], baselines=[])] == ["kmeans"]
+    ours = ["kmeans", "kmeans-distributed"]
+    assert [case.name for case in select_cases(["kmeans"], baselines=["kmeans-sklearn"])] == ["kmeans-sklearn", *ours]
+    assert [case.name for case in select_cases(["kmeans"], baselines=[])] == ours
     with pytest.raises(BenchmarkUsageError, match="unknown baseline.*known: kmeans-sklearn, kmeans-spark"):
         select_cases(["kmeans"], baselines=["features-duckdb"])
