@@ -24,16 +24,12 @@ import dask
 import numpy as np
 
 from .._tasks import compute_tasks
-from ._kmeans import SegmentModel, _ordered
+from ._kmeans import SegmentModel, _host, _ordered
 
 __all__ = ["fit_distributed_kmeans"]
 
 # k-means|| passes: Bahmani et al. find about 5 enough, whatever the data size.
 _ROUNDS = 5
-
-
-def _host(array) -> np.ndarray:
-    return array.get() if hasattr(array, "get") else np.asarray(array)
 
 
 def _xp(part):
