@@ -153,9 +153,9 @@ def dataframe_namespace(frame) -> ModuleType:
     return pandas
 
 
-def array_namespace(frame) -> ModuleType:
-    """The array module matching a frame or series: cupy for cuDF, numpy for pandas."""
-    if dataframe_namespace(frame).__name__ == "cudf":
+def array_namespace(data) -> ModuleType:
+    """The array module matching a frame, series or array: cupy for cuDF and CuPy, else numpy."""
+    if type(data).__module__.split(".")[0] in ("cudf", "cupy"):
         import cupy
 
         return cupy

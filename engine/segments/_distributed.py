@@ -24,6 +24,7 @@ import dask
 import numpy as np
 
 from .._tasks import compute_tasks
+from ..backend import array_namespace
 from ._kmeans import SegmentModel, _host, _ordered
 
 __all__ = ["fit_distributed_kmeans"]
@@ -32,17 +33,9 @@ __all__ = ["fit_distributed_kmeans"]
 _ROUNDS = 5
 
 
-def _xp(part):
-    if hasattr(part, "get"):
-        import cupy
-
-        return cupy
-    return np
-
-
 def _nearest(part, centres):
     """Nearest centre (int) and squared distance to it (clipped at 0) of each row."""
-    xp = _xp(part)
+    xp = array_namespace(part)
     centres = xp.asarray(centres)
     squared = (part**2).sum(axis=1)[:, None] - 2 * part @ centres.T + (centres**2).sum(axis=1)[None, :]
     nearest = squared.argmin(axis=1)
@@ -68,7 +61,7 @@ def _oversample(part, centres, oversampling: float, cost: float, stream) -> np.n
         return np.empty((0, len(centres[0])))
     _, squared = _nearest(part, centres)
     keep = np.random.default_rng(stream).random(part.shape[0]) < oversampling * _host(squared) / cost
-    return _host(part[_xp(part).asarray(np.flatnonzero(keep))])
+    return _host(part[array_namespace(part).asarray(np.flatnonzero(keep))])
 
 
 def _sums(part, centres) -> tuple[np.ndarray, np.ndarray, float]:
@@ -76,7 +69,7 @@ def _sums(part, centres) -> tuple[np.ndarray, np.ndarray, float]:
     k = len(centres)
     if not part.shape[0]:
         return np.zeros((k, len(centres[0]))), np.zeros(k), 0.0
-    xp = _xp(part)
+    xp = array_namespace(part)
     nearest, squared = _nearest(part, centres)
     # One matrix product sums every centre's rows: a one-hot (rows x k) against the part.
     membership = xp.zeros((part.shape[0], k), dtype=part.dtype)

@@ -494,3 +494,11 @@ def test_a_backend_is_resolved_once_per_process(monkeypatch):
     monkeypatch.setattr(backend_module, "probe_gpu", lambda: calls.append(1) or real_probe())
     assert resolve_backend("auto") is resolve_backend("auto")
     assert len(calls) == 1
+
+
+def test_array_namespace_follows_frames_and_arrays(backend):
+    frame = backend.df.DataFrame({"a": [1.0, 2.0]})
+    assert backend_module.array_namespace(frame) is backend.xp
+    assert backend_module.array_namespace(frame["a"]) is backend.xp
+    assert backend_module.array_namespace(backend.xp.zeros(2)) is backend.xp
+    assert backend_module.array_namespace(np.zeros(2)) is np
