@@ -279,9 +279,10 @@ def run_segments_truth(size, workdir, backend_name, workers, clock, data) -> dic
             runs[name] = build_segments(data["features"], workdir / name, options=options, seed=run_seed,
                                         backend_name=backend_name, client=client)  # fmt: skip
     truth = pd.read_parquet(data["truth"], columns=["customer_key", "archetype"])
-    default = _segments_of(workdir / "default").merge(truth, on="customer_key")
+    segments = _segments_of(workdir / "default")
+    default = segments.merge(truth, on="customer_key")
     fixed = _segments_of(workdir / "k-archetypes").merge(truth, on="customer_key")
-    seeds = _segments_of(workdir / "default").merge(_segments_of(workdir / "next-seed"), on="customer_key")
+    seeds = segments.merge(_segments_of(workdir / "next-seed"), on="customer_key")
     return {
         "rows": {"customers": summary.customers},
         "data_path": str(workdir),

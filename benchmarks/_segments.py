@@ -54,11 +54,16 @@ _TOL = inspect.signature(choose_k).parameters["tol"].default
 SETTINGS = f"k={K}, k-means++, n_init={_N_INIT}, tol={_TOL:g}, max_iter={_MAX_ITER}, seed={_SEED}"
 
 
+def _bounds(rows_per_part: list[int]) -> np.ndarray:
+    """Where each part starts in the concatenated matrix, and where the last one ends."""
+    return np.concatenate([[0], np.cumsum(rows_per_part)]).astype(np.int64)
+
+
 def _pipeline_sample(rows_per_part: list[int], sample: int) -> np.ndarray:
     """Row numbers (in the concatenated matrix) of the sample ``build_segments`` fits on:
     every n-th customer of each part, n chosen so the whole holds about ``sample`` rows."""
     every = max(1, math.ceil(sum(rows_per_part) / sample))
-    starts = np.concatenate([[0], np.cumsum(rows_per_part)[:-1]]).astype(np.int64)
+    starts = _bounds(rows_per_part)[:-1]
     return np.concatenate([start + np.arange(0, rows, every) for start, rows in zip(starts, rows_per_part)])
 
 
@@ -82,7 +87,7 @@ def prepare_kmeans_matrix(size: int, directory: Path, backend_name: str, workers
     parts = [features / f"part-{number:05d}.parquet" for number in range(len(rows_per_part))]
 
     sample_index = _pipeline_sample(rows_per_part, SAMPLE)
-    starts = np.concatenate([[0], np.cumsum(rows_per_part)]).astype(np.int64)
+    starts = _bounds(rows_per_part)
     sample_frames = []
     for number, part in enumerate(parts):
         within = sample_index[(sample_index >= starts[number]) & (sample_index < starts[number + 1])] - starts[number]
@@ -153,7 +158,7 @@ def run_distributed_kmeans(size, workdir, backend_name, workers, clock, data) ->
     xp = resolve_backend(backend_name).xp
     host = np.load(data["matrix"])
     matrix = xp.asarray(host)
-    starts = np.concatenate([[0], np.cumsum(data["rows_per_part"])]).astype(np.int64)
+    starts = _bounds(data["rows_per_part"])
     parts = [matrix[start:end] for start, end in zip(starts[:-1], starts[1:])]
     with dask.config.set(scheduler="threads", num_workers=workers), threadpool_limits(limits=1), clock:
         model = fit_distributed_kmeans(parts, K, seed=_SEED, n_init=_N_INIT, max_iter=_MAX_ITER, tol=_TOL)
