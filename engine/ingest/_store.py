@@ -43,6 +43,8 @@ SENSITIVE_TABLE = "customers_sensitive"
 ACCOUNTS = "_accounts"
 # Bucket rows carry the fingerprint of their source row until duplicates are dropped.
 FINGERPRINT = "_source_row"
+# Rows hashed at a time when fingerprinting on pandas: see row_fingerprints.
+_HASH_SLICE_ROWS = 100_000
 
 
 def part_name(number: int) -> str:
@@ -59,23 +61,52 @@ def _host(values):
 
 
 def attach_keys(frame, merged, key: bytes, partitions: int):
-    """Add ``customer_key`` and ``partition`` to rows that have a valid ``customer_id``.
+    """Give every row of ``frame`` its ``customer_key`` and store ``partition``.
 
     ``merged`` maps the accounts that identity resolution merged (``customer_id`` ->
-    ``resolved_id``); every other account is its own customer. Only the partition's distinct
-    resolved ids are hashed.
+    ``resolved_id``); every other account is its own customer. Work is done once per
+    distinct account of the partition (a few thousand, against millions of event rows) and
+    spread to the rows by position, so no frame-sized join or copy is made.
+
+    Returns
+    -------
+    keyed : DataFrame
+        ``frame`` with ``customer_key`` and ``partition`` added.
+    accounts : DataFrame
+        ``customer_id``, ``customer_key``, ``partition``: each distinct account once.
+
+    Raises
+    ------
+    ValueError
+        A row has no customer id (validation quarantines those before this).
     """
     namespace = dataframe_namespace(frame)
-    resolved = frame[["customer_id"]].merge(merged, on="customer_id", how="left")
-    resolved["resolved_id"] = resolved["resolved_id"].fillna(resolved["customer_id"])
-    distinct = resolved["resolved_id"].drop_duplicates()
-    keys, partition = pseudonymise(_host(distinct), key, partitions)
-    # Built from the series itself so the id keeps its dtype even with no rows.
-    lookup = distinct.to_frame(name="resolved_id").reset_index(drop=True)
-    lookup["customer_key"] = namespace.Series(keys, dtype=resolved["customer_id"].dtype)
-    lookup["partition"] = namespace.Series(partition, dtype="int32")
-    accounts = resolved.drop_duplicates("customer_id").merge(lookup, on="resolved_id")
-    return frame.merge(accounts[["customer_id", "customer_key", "partition"]], on="customer_id", how="left")
+    codes, distinct = frame["customer_id"].factorize()
+    if len(codes) and int(codes.min()) < 0:
+        raise ValueError("attach_keys: rows without a customer id must be quarantined first")
+    accounts = namespace.DataFrame({"customer_id": distinct, "position": namespace.Series(range(len(distinct)))})
+    # cuDF's merge does not keep row order, hence the position to restore it.
+    accounts = accounts.merge(merged, on="customer_id", how="left").sort_values("position")
+    resolved = accounts["resolved_id"].fillna(accounts["customer_id"])
+    keys, partition = pseudonymise(_host(resolved), key, partitions)
+    accounts = namespace.DataFrame({
+        "customer_id": accounts["customer_id"].reset_index(drop=True),
+        # Built with the id's dtype so the key keeps it even with no rows.
+        "customer_key": namespace.Series(keys, dtype=frame["customer_id"].dtype),
+        "partition": namespace.Series(partition, dtype="int32"),
+    })  # fmt: skip
+    keyed = frame.assign(
+        customer_key=_spread(accounts["customer_key"], codes, frame.index),
+        partition=_spread(accounts["partition"], codes, frame.index),
+    )
+    return keyed, accounts
+
+
+def _spread(values, codes, index):
+    """``values[codes]`` as a series on ``index``: per-account values given to their rows."""
+    spread = values.take(codes)
+    spread.index = index
+    return spread
 
 
 def row_fingerprints(raw):
@@ -84,7 +115,15 @@ def row_fingerprints(raw):
         return raw.hash_values(method="xxhash64")
     import pandas
 
-    return pandas.util.hash_pandas_object(raw, index=False)
+    # pandas hashes Arrow-backed text through an array of Python str objects, about 300 bytes
+    # per cell: over a whole partition that was the largest allocation of phase 1 (+420 MiB
+    # for 1.5M event rows). Row hashes do not depend on the other rows, so slices give the
+    # same values with that array bounded by the slice.
+    slices = [
+        pandas.util.hash_pandas_object(raw.iloc[start : start + _HASH_SLICE_ROWS], index=False)
+        for start in range(0, len(raw), _HASH_SLICE_ROWS)
+    ]
+    return pandas.concat(slices) if slices else pandas.util.hash_pandas_object(raw, index=False)
 
 
 def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, drop_from_quarantine=()):
@@ -113,10 +152,9 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
 
     valid = checked[~invalid].drop(columns=["reason"])
     valid[FINGERPRINT] = row_fingerprints(raw).values[~invalid.values]
-    valid = attach_keys(valid, merged, key, partitions)
+    valid, accounts = attach_keys(valid, merged, key, partitions)
     buckets = staging / "buckets"
     _write_by_partition(valid, buckets / table / _bucket_name(index), partitions)
-    accounts = valid[["customer_id", "customer_key", "partition"]].drop_duplicates()
     _write_by_partition(accounts, buckets / ACCOUNTS / f"{table}-{_bucket_name(index)}", partitions)
     return {
         "read": len(raw),
@@ -130,19 +168,23 @@ def _write_by_partition(frame, path: Path, partitions: int) -> None:
 
     Every file has all ``partitions`` batches, empty ones included, so a batch's position is
     its partition. Rows keep their input order within a partition (Arrow's sort is stable).
+    Batches are gathered one at a time: a sorted copy of the whole frame would double it.
     """
     table = frame_to_arrow(frame)
-    table = table.take(pyarrow.compute.sort_indices(table["partition"]))
+    order = pyarrow.compute.sort_indices(table["partition"])
     sizes = numpy.bincount(table["partition"].to_numpy(), minlength=partitions)
-    table = table.drop_columns(["partition"]).combine_chunks()
-    batches = table.to_batches()
-    rows = batches[0] if batches else pyarrow.RecordBatch.from_pylist([], schema=table.schema)
+    table = table.drop_columns(["partition"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pyarrow.ipc.new_file(str(path), rows.schema) as writer:
+    with pyarrow.ipc.new_file(str(path), table.schema) as writer:
         offset = 0
         for size in sizes.tolist():
-            writer.write_batch(rows.slice(offset, size))
+            rows = table.take(order.slice(offset, size)).combine_chunks()
+            writer.write_batch(rows.to_batches()[0] if rows.num_rows else _empty_batch(table.schema))
             offset += size
+
+
+def _empty_batch(schema):
+    return pyarrow.RecordBatch.from_pylist([], schema=schema)
 
 
 def _bucket(staging, table, number, backend_name, empty):

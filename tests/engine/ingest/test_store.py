@@ -1,0 +1,95 @@
+"""The phase-1 helpers of the store: row fingerprints, customer keys, bucket files."""
+
+import numpy as np
+import pandas as pd
+import pyarrow
+import pyarrow.ipc
+import pytest
+
+from engine.backend import frame_to_arrow, resolve_backend
+from engine.ingest import _store
+from engine.ingest._pseudonym import pseudonymise
+
+KEY = b"a-test-key-of-some-length"
+
+
+def _events(backend, rows=50, accounts=7, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in rng.integers(0, accounts, rows)],
+        "event_type": rng.choice(["view", "click", "cart"], rows),
+        "amount": rng.random(rows),
+    })  # fmt: skip
+    # Valid rows keep the input's index, with gaps where rows were quarantined.
+    frame.index = np.arange(0, 3 * rows, 3)
+    return frame if backend.name == "cpu" else backend.df.from_pandas(frame)
+
+
+def _host(frame):
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
+def test_fingerprints_in_slices_equal_those_of_the_whole_frame(monkeypatch):
+    frame = _events(resolve_backend("cpu"), rows=23)
+    whole = pd.util.hash_pandas_object(frame, index=False)
+    monkeypatch.setattr(_store, "_HASH_SLICE_ROWS", 5)
+    sliced = _store.row_fingerprints(frame)
+    pd.testing.assert_series_equal(sliced, whole)
+    assert _store.row_fingerprints(frame.iloc[:0]).empty
+
+
+def test_attach_keys_gives_merged_accounts_their_customers_key(backend):
+    frame = _events(backend)
+    merged = backend.df.DataFrame({"customer_id": ["c1", "c2"], "resolved_id": ["c5", "c5"]})
+    keyed, accounts = _store.attach_keys(frame, merged, KEY, partitions=4)
+    keyed, accounts = _host(keyed), _host(accounts)
+
+    source = _host(frame)
+    resolved = source["customer_id"].replace({"c1": "c5", "c2": "c5"})
+    expected_keys, expected_partitions = pseudonymise(resolved.tolist(), KEY, 4)
+    assert keyed.index.tolist() == source.index.tolist()
+    assert keyed["customer_key"].tolist() == expected_keys
+    assert keyed["partition"].tolist() == expected_partitions.tolist()
+    pd.testing.assert_frame_equal(keyed[source.columns], source, check_dtype=False)
+    # Accounts: each distinct id once, with the key its rows got.
+    assert sorted(accounts["customer_id"]) == sorted(source["customer_id"].unique())
+    by_row = keyed.drop_duplicates("customer_id").set_index("customer_id")[["customer_key", "partition"]]
+    pd.testing.assert_frame_equal(
+        accounts.set_index("customer_id").loc[by_row.index], by_row, check_dtype=False
+    )
+    assert len(set(keyed.loc[keyed["customer_id"].isin(["c1", "c2", "c5"]), "customer_key"])) == 1
+
+
+def test_attach_keys_refuses_rows_without_an_id():
+    frame = pd.DataFrame({"customer_id": pd.Series(["c1", None], dtype="str")})
+    merged = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "resolved_id": pd.Series([], dtype="str")})
+    with pytest.raises(ValueError, match="quarantined first"):
+        _store.attach_keys(frame, merged, KEY, partitions=2)
+
+
+def test_attach_keys_on_no_rows_keeps_the_id_dtype():
+    frame = pd.DataFrame({"customer_id": pd.Series([], dtype="str")})
+    keyed, accounts = _store.attach_keys(frame, frame.assign(resolved_id=frame["customer_id"]), KEY, 3)
+    assert keyed.empty and accounts.empty
+    assert keyed["customer_key"].dtype == frame["customer_id"].dtype
+
+
+def test_bucket_file_holds_each_partitions_rows_in_input_order(backend, tmp_path):
+    frame = _events(backend, rows=200)
+    unmerged = backend.df.DataFrame({"customer_id": [], "resolved_id": []}).astype(str)
+    keyed, _ = _store.attach_keys(frame, unmerged, KEY, 5)
+    path = tmp_path / "bucket.arrow"
+    # Partitions 4 (rows removed) and 5 (keys are taken modulo 5) get no rows: their
+    # batches must still be there, empty, so that batch N stays partition N.
+    keyed = keyed[keyed["partition"] != 4]
+    _store._write_by_partition(keyed, path, partitions=6)
+
+    expected = frame_to_arrow(keyed).to_pandas()
+    with pyarrow.OSFile(str(path)) as source:
+        reader = pyarrow.ipc.open_file(source)
+        assert reader.num_record_batches == 6
+        for number in range(6):
+            batch = reader.get_batch(number).to_pandas()
+            rows = expected[expected["partition"] == number].drop(columns=["partition"]).reset_index(drop=True)
+            pd.testing.assert_frame_equal(batch, rows)
+            assert len(batch) > 0 or number in (4, 5)
