@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import dask
 
-__all__ = ["checkpoint", "compute_tasks", "publish", "release_memory", "staged_output"]
+__all__ = ["checkpoint", "compute_tasks", "publish", "release_memory", "staged_output", "trim_heap", "trimmed"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +56,48 @@ def checkpoint(frame, directory: Path | None, name: str):
     return dd.read_parquet(path)
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
+    """Hand the memory this process has freed back to the operating system.
+
+    Freed pages stay with the allocator that served them: glibc for NumPy and pandas, Arrow's
+    own pool (mimalloc) for Arrow buffers and pandas' Arrow-backed text. Neither reuses the
+    other's, so a worker that alternates between them keeps the high-water mark of both
+    under its next task. Dask's documentation advises ``malloc_trim`` for this "unmanaged
+    memory"; Arrow's pool has ``release_unused``.
+    """
     import ctypes
 
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc (macOS, musl): nothing to trim this way
+    try:
+        import pyarrow
+    except ImportError:
+        return
+    pyarrow.default_memory_pool().release_unused()
+
+
+def trimmed(function):
+    """``function``, followed by `trim_heap` once its locals are gone: for task functions
+    whose working set is several times their input."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            trim_heap()
+
+    return run
 
 
 def release_memory(client) -> None:
-    """Ask every worker's C heap to hand freed memory back to the operating system.
-
-    After a phase that allocated and freed a lot, glibc keeps the freed pages, and the next
-    phase then runs on top of them; Dask's documentation advises ``malloc_trim`` for this
-    "unmanaged memory". Without a client (Dask's local scheduler) there are no workers.
-    """
+    """Run `trim_heap` on every worker: after a phase that allocated and freed a lot, the
+    next would otherwise run on top of the pages it kept. Without a client (Dask's local
+    scheduler) there are no workers."""
     if client is not None:
-        client.run(_trim_heap)
+        client.run(trim_heap)
 
 
 def publish(staging: Path, out: Path) -> None:

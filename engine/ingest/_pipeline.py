@@ -38,7 +38,7 @@ from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
 from .._memory import PeakMemory
-from .._tasks import checkpoint, compute_tasks, release_memory, staged_output
+from .._tasks import checkpoint, compute_tasks, release_memory, staged_output, trimmed
 from ._identity import link_identities, link_report, screen_identities
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
@@ -240,7 +240,7 @@ def _phase1(frames, config, rules, merged, key, partitions, staging):
         drop = options.direct_identifiers if table == "customers" else ()
         for index, part in enumerate(frames[table].to_delayed()):
             tasks.append(
-                dask.delayed(bucket_rows)(
+                dask.delayed(trimmed(bucket_rows))(
                     part, index, table=table, rules=rules[table], merged=merged, key=key,
                     partitions=partitions, staging=str(staging), drop_from_quarantine=drop,
                 )
@@ -258,7 +258,7 @@ def _phase2(frames, config, rules, backend, partitions, staging):
         empty = _empty_bucket(frames[table], table, rules[table])
         for number in range(partitions):
             tasks.append(
-                dask.delayed(reduce_bucket)(
+                dask.delayed(trimmed(reduce_bucket))(
                     table, number, staging=str(staging), out=str(staging), backend_name=backend.name,
                     empty=empty, sort_by=_sort_order(table),
                     direct=options.direct_identifiers if customers else (),
@@ -267,7 +267,7 @@ def _phase2(frames, config, rules, backend, partitions, staging):
             )  # fmt: skip
             owners.append(table)
     for number in range(partitions):
-        tasks.append(dask.delayed(reduce_accounts)(number, staging=str(staging), out=str(staging), backend_name=backend.name))
+        tasks.append(dask.delayed(trimmed(reduce_accounts))(number, staging=str(staging), out=str(staging), backend_name=backend.name))
         owners.append(ACCOUNTS)
     return tasks, owners
 

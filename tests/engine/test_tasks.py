@@ -4,7 +4,8 @@ import dask.dataframe as dd
 import pandas as pd
 import pytest
 
-from engine._tasks import checkpoint, release_memory, staged_output
+from engine import _tasks
+from engine._tasks import checkpoint, release_memory, staged_output, trimmed
 
 
 @pytest.fixture
@@ -37,6 +38,26 @@ def test_release_memory_runs_on_every_worker_and_without_a_client():
         with Client(cluster) as client:
             release_memory(client)
             assert client.submit(sum, [1, 2]).result() == 3
+            # Wrapped task functions travel to workers like plain ones.
+            assert client.submit(trimmed(sum), [1, 2]).result() == 3
+
+
+def test_trimmed_trims_after_the_task_returns_or_fails(monkeypatch):
+    calls = []
+    monkeypatch.setattr(_tasks, "trim_heap", lambda: calls.append("trim"))
+
+    def task(value):
+        calls.append("task")
+        if value < 0:
+            raise ValueError("negative")
+        return value * 2
+
+    wrapped = trimmed(task)
+    assert wrapped.__name__ == "task"  # Dask names the task's keys after it
+    assert wrapped(3) == 6
+    with pytest.raises(ValueError, match="negative"):
+        wrapped(-1)
+    assert calls == ["task", "trim", "task", "trim"]
 
 
 def test_staged_output_replaces_the_target_only_on_success(tmp_path):
