@@ -81,32 +81,65 @@ def _each(function, parts, *args, client, label):
     return compute_tasks([dask.delayed(function)(part, *args) for part in parts], client, None, label)
 
 
-def _initial_centres(parts, rows, k, *, oversampling, seed, restart, client) -> np.ndarray:
-    """k-means||: candidates from ``_ROUNDS`` oversampling passes, reduced to k by weighted
-    k-means++ (scikit-learn, in this process: the candidates are a few times k rows)."""
+# One task per partition serves every restart still running: the restarts share each pass
+# over the data instead of taking turns, so a fit makes as many passes as its slowest
+# restart, not their sum. Per restart the arithmetic is what it would be alone.
+
+
+def _costs(part, candidate_sets) -> list[float]:
+    return [_cost(part, candidates) for candidates in candidate_sets]
+
+
+def _oversample_each(part, candidate_sets, oversampling, costs, streams) -> list[np.ndarray]:
+    return [_oversample(part, c, oversampling, cost, stream) for c, cost, stream in zip(candidate_sets, costs, streams)]
+
+
+def _sums_each(part, centre_sets) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    return [_sums(part, centres) for centres in centre_sets]
+
+
+def _initial_centres(parts, rows, k, *, oversampling, seed, restarts, client) -> list[np.ndarray]:
+    """k-means|| for each restart: candidates from ``_ROUNDS`` oversampling passes, reduced
+    to k by weighted k-means++ (scikit-learn, in this process: the candidates are a few
+    times k rows)."""
     from sklearn.cluster import KMeans
 
-    rng = np.random.default_rng([seed, restart])
-    part = int(rng.choice(len(parts), p=rows / rows.sum()))
-    first = compute_tasks([dask.delayed(_row)(parts[part], int(rng.integers(rows[part])))], client, None, "k-means|| start")
-    candidates = np.asarray(first)
+    streams = [np.random.default_rng([seed, restart]) for restart in range(restarts)]
+    starts = []
+    for rng in streams:
+        part = int(rng.choice(len(parts), p=rows / rows.sum()))
+        starts.append(dask.delayed(_row)(parts[part], int(rng.integers(rows[part]))))
+    candidates = [np.asarray([row]) for row in compute_tasks(starts, client, None, "k-means|| start")]
+    growing = list(range(restarts))
     for round_number in range(_ROUNDS):
-        cost = sum(_each(_cost, parts, candidates, client=client, label="k-means|| cost"))
-        if cost == 0:
-            break  # every row sits on a candidate
+        per_part = _each(_costs, parts, [candidates[r] for r in growing], client=client, label="k-means|| cost")
+        costs = {r: sum(part_costs[i] for part_costs in per_part) for i, r in enumerate(growing)}
+        growing = [r for r in growing if costs[r] != 0]  # at 0 every row sits on a candidate
+        if not growing:
+            break
         tasks = [
-            dask.delayed(_oversample)(part, candidates, oversampling, cost, [seed, restart, round_number, number])
+            dask.delayed(_oversample_each)(
+                part, [candidates[r] for r in growing], oversampling, [costs[r] for r in growing],
+                [[seed, r, round_number, number] for r in growing],
+            )
             for number, part in enumerate(parts)
-        ]
-        picked = [rows_ for rows_ in compute_tasks(tasks, client, None, "k-means|| sample") if len(rows_)]
-        if picked:
-            candidates = np.concatenate([candidates, *picked])
-    candidates = np.unique(candidates, axis=0)
-    if len(candidates) <= k:
-        raise ValueError(f"k-means||: only {len(candidates)} distinct rows for {k} centres")
-    weights = sum(counts for _, counts, _ in _each(_sums, parts, candidates, client=client, label="k-means|| weights"))
-    picker = KMeans(n_clusters=k, init="k-means++", n_init=1, random_state=int(rng.integers(2**31)))
-    return picker.fit(candidates, sample_weight=weights).cluster_centers_
+        ]  # fmt: skip
+        picked = compute_tasks(tasks, client, None, "k-means|| sample")
+        for i, r in enumerate(growing):
+            kept = [part_rows[i] for part_rows in picked if len(part_rows[i])]
+            if kept:
+                candidates[r] = np.concatenate([candidates[r], *kept])
+    candidates = [np.unique(c, axis=0) for c in candidates]
+    for c in candidates:
+        if len(c) <= k:
+            raise ValueError(f"k-means||: only {len(c)} distinct rows for {k} centres")
+    per_part = _each(_sums_each, parts, candidates, client=client, label="k-means|| weights")
+    centres = []
+    for r, rng in enumerate(streams):
+        weights = sum(part_sums[r][1] for part_sums in per_part)
+        picker = KMeans(n_clusters=k, init="k-means++", n_init=1, random_state=int(rng.integers(2**31)))
+        centres.append(picker.fit(candidates[r], sample_weight=weights).cluster_centers_)
+    return centres
 
 
 def fit_distributed_kmeans(parts, k: int, *, seed: int = 0, n_init: int = 1, max_iter: int = 300,
@@ -143,19 +176,26 @@ def fit_distributed_kmeans(parts, k: int, *, seed: int = 0, n_init: int = 1, max
     mean = sum(m[1] for m in moments) / total
     variance = sum(m[2] for m in moments) / total - mean**2
     threshold = tol * float(np.mean(variance))
-    best = None
-    for restart in range(n_init):
-        centres = _initial_centres(parts, rows, k, oversampling=oversampling or 2 * k, seed=seed, restart=restart,
-                                   client=client)  # fmt: skip
-        for iteration in range(1, max_iter + 1):
-            reduced = _each(_sums, parts, centres, client=client, label="k-means step")
-            sums, counts = sum(r[0] for r in reduced), sum(r[1] for r in reduced)
-            moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
-            shift = float(((moved - centres) ** 2).sum())
-            centres = moved
-            if shift <= threshold:
-                break
-        inertia = sum(r[2] for r in _each(_sums, parts, centres, client=client, label="k-means inertia"))
-        if best is None or inertia < best.inertia:
-            best = SegmentModel(centres=centres.tolist(), k=k, inertia=float(inertia), iterations=iteration, seed=seed)
-    return _ordered(best)
+    centres = _initial_centres(parts, rows, k, oversampling=oversampling or 2 * k, seed=seed, restarts=n_init,
+                               client=client)  # fmt: skip
+    iterations = [0] * n_init
+    moving = list(range(n_init))
+    for iteration in range(1, max_iter + 1):
+        reduced = _each(_sums_each, parts, [centres[r] for r in moving], client=client, label="k-means step")
+        still = []
+        for i, r in enumerate(moving):
+            sums, counts = sum(p[i][0] for p in reduced), sum(p[i][1] for p in reduced)
+            moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres[r])
+            shift = float(((moved - centres[r]) ** 2).sum())
+            centres[r], iterations[r] = moved, iteration
+            if shift > threshold:
+                still.append(r)
+        moving = still
+        if not moving:
+            break
+    final = _each(_sums_each, parts, centres, client=client, label="k-means inertia")
+    inertias = [sum(p[r][2] for p in final) for r in range(n_init)]
+    best = min(range(n_init), key=inertias.__getitem__)  # the first of equals, as scikit-learn
+    model = SegmentModel(centres=centres[best].tolist(), k=k, inertia=float(inertias[best]),
+                         iterations=iterations[best], seed=seed)  # fmt: skip
+    return _ordered(model)

@@ -5,6 +5,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
+from engine.segments import _distributed
 from engine.segments._distributed import fit_distributed_kmeans
 
 
@@ -41,6 +42,21 @@ def test_iterations_stop_at_max_iter_and_at_the_tolerance(blobs):
     assert fit_distributed_kmeans(parts, 6, seed=0, max_iter=1).iterations == 1
     loose, strict = (fit_distributed_kmeans(parts, 6, seed=0, tol=tol) for tol in (1.0, 1e-8))
     assert loose.iterations < strict.iterations and strict.inertia <= loose.inertia
+
+
+def test_restarts_share_each_pass_over_the_data(blobs, monkeypatch):
+    _, parts = blobs
+    passes = []
+    compute = _distributed.compute_tasks
+    monkeypatch.setattr(_distributed, "compute_tasks", lambda *args: passes.append(args[-1]) or compute(*args))
+    one = fit_distributed_kmeans(parts, 6, seed=0, n_init=1, tol=1e-8)
+    alone = len(passes)
+    passes.clear()
+    four = fit_distributed_kmeans(parts, 6, seed=0, n_init=4, tol=1e-8)
+    # Four restarts in turn would take about four times the passes; shared, the slowest
+    # restart sets the count.
+    assert len(passes) < 2 * alone
+    assert four.inertia <= one.inertia
 
 
 def test_too_few_rows_for_k_is_refused():
