@@ -31,11 +31,15 @@ def compute_tasks(tasks, client, progress, label):
     futures = client.compute(tasks)
     position = {future.key: i for i, future in enumerate(futures)}
     results = [None] * len(futures)
-    for done, future in enumerate(as_completed(futures), start=1):
+    # Only as_completed holds the futures: each is let go once its result is here, so a
+    # worker forgets a finished task then instead of keeping every one until the last.
+    completed = as_completed(futures)
+    del futures
+    for done, future in enumerate(completed, start=1):
         results[position[future.key]] = future.result()
         if progress is not None:
-            progress(done, len(futures))
-    logger.debug("%s: %d tasks done", label, len(futures))
+            progress(done, len(results))
+    logger.debug("%s: %d tasks done", label, len(results))
     return results
 
 
