@@ -115,7 +115,7 @@ def row_fingerprints(raw):
         return raw.hash_values(method="xxhash64")
     import pandas
 
-    # pandas hashes Arrow-backed text through an array of Python str objects, about 300 bytes
+    # pandas hashes Arrow-backed text through an array of Python str objects, about 60 bytes
     # per cell: over a whole partition that was the largest allocation of phase 1 (+420 MiB
     # for 1.5M event rows). Row hashes do not depend on the other rows, so slices give the
     # same values with that array bounded by the slice.
