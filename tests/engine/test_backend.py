@@ -359,6 +359,9 @@ def test_dask_client_local_cpu_cluster(tmp_path, monkeypatch):
         assert [worker["nthreads"] for worker in workers.values()] == [1, 1]
         assert dask.config.get("dataframe.backend") == "pandas"
         assert spill.is_dir()
+        # No statistical profiler in the workers of a cluster started here.
+        profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+        assert list(profiling.values()) == [False, False]
     _assert_closed(client, cluster)
 
 
