@@ -375,16 +375,16 @@ def link_identities(edges: dd.DataFrame, workdir: str | Path | None = None):
 
     Returns
     -------
-    merged : DataFrame
-        Computed: ``customer_id``, ``resolved_id`` (the smallest customer id of its
-        component) for the accounts whose resolved id is not their own, sorted.
+    merged : dask.dataframe.DataFrame
+        Lazy, over the last round's persisted or checkpointed labels: ``customer_id``,
+        ``resolved_id`` (the smallest customer id of its component) for the accounts whose
+        resolved id is not their own.
     rounds : int
         Propagation rounds, the last confirming that no label changed.
     """
     labels, rounds = _propagate(edges, workdir)
-    merged = labels[labels["customer_id"] != labels["label"]].compute()
-    merged = merged.rename(columns={"label": "resolved_id"}).sort_values("customer_id").reset_index(drop=True)
-    return merged, rounds
+    merged = labels[labels["customer_id"] != labels["label"]]
+    return merged.rename(columns={"label": "resolved_id"}), rounds
 
 
 def resolve_identities(
@@ -434,6 +434,7 @@ def resolve_identities(
     """
     screening = screen_identities(identities, customer_ids, cap=cap, caps=caps, blocked=blocked, workdir=workdir)
     merged, rounds = link_identities(screening.edges, workdir)
+    merged = merged.compute().sort_values("customer_id").reset_index(drop=True)
     return IdentityResolution(
         merged=merged,
         identities=screening.identities,
@@ -456,16 +457,21 @@ def _guardrail_report(blocked_rows, over) -> dict:
 
 def link_report(screened: dict, merged, rounds: int) -> dict:
     """The JSON-ready report (see :class:`IdentityResolution`) from the screening's report
-    and the merged accounts."""
+    and the merged accounts (computed, or a Dask frame whose counts are computed here)."""
     customers = screened["customers"]
+    if isinstance(merged, dd.DataFrame):
+        sizes = merged.groupby("resolved_id").size(split_out=merged.npartitions)
+    else:
+        sizes = merged.groupby("resolved_id").size()
+    relabelled, components, largest = dask.compute(merged.shape[0], sizes.count(), sizes.max())
     # Each merged component holds its resolved id, which is not among the relabelled rows.
-    sizes = _to_host(merged.groupby("resolved_id").size()) + 1
+    relabelled, components = int(relabelled), int(components)
     return {
         "customers": customers,
-        "components": customers - len(merged),
-        "merged_components": len(sizes),
-        "customers_merged": int(sizes.sum()),
-        "largest_component": int(sizes.max()) if len(sizes) else (1 if customers else 0),
+        "components": customers - relabelled,
+        "merged_components": components,
+        "customers_merged": relabelled + components,
+        "largest_component": int(largest) + 1 if components else (1 if customers else 0),
         "iterations": rounds,
         **{key: screened[key] for key in ("blocked", "over_cap")},
     }

@@ -40,6 +40,7 @@ from ..exceptions import InputDataError, SegscaleError
 from .._memory import PeakMemory
 from .._tasks import checkpoint, compute_tasks, release_memory, staged_output, trimmed
 from ._identity import link_identities, link_report, screen_identities
+from ._merged import MergedAccounts, write_merged_part
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
 from ._store import ACCOUNTS, FINGERPRINT, bucket_rows, part_name, reduce_accounts, reduce_bucket, row_fingerprints
@@ -120,11 +121,11 @@ def _valid_rows(frame):
     return frame[frame["reason"].isna().values].drop(columns=["reason"])
 
 
-def _identities(frame, spec, key, options, backend, staging):
+def _identities(frame, spec, key, options, staging):
     """Validate, dedupe and resolve identities; quarantine the rows not used for linking.
 
-    Returns the accounts that merged (``customer_id`` -> ``resolved_id``, as a frame of the
-    backend), the row accounting and the resolution report. Only rejected rows come to this
+    Returns the accounts that merged (as :class:`MergedAccounts`, written under ``staging``),
+    the row accounting and the resolution report. Only rejected rows come to this
     process; the rest stays on the cluster.
     """
     rules = ParseRules(spec.timestamp_format, spec.timezone)
@@ -168,11 +169,15 @@ def _identities(frame, spec, key, options, backend, staging):
         "duplicates": int(valid_rows) - int(distinct_rows),
     }
     merged, rounds = link_identities(edges, work)
-    shutil.rmtree(work)
     report = link_report(screened, merged, rounds)
-    merged = _host_frame(merged)
-    merged = backend.df.DataFrame({column: merged[column].tolist() for column in ("customer_id", "resolved_id")})
-    return merged, accounting, report
+    # Written by the workers, partition by partition: gathered here, the map would grow with
+    # the customers in this process, and again in every worker it was sent to.
+    lookup = staging / "merged-accounts"
+    dask.compute([
+        dask.delayed(write_merged_part)(part, str(lookup), number) for number, part in enumerate(merged.to_delayed())
+    ])  # fmt: skip
+    shutil.rmtree(work)
+    return MergedAccounts(lookup), accounting, report
 
 
 def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int]:
@@ -320,16 +325,16 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     with staged_output(out) as staging:
         tables: dict[str, dict] = {}
         identity_report: dict = {}
-        merged = backend.df.DataFrame({"customer_id": [], "resolved_id": []}).astype(str)
+        merged = MergedAccounts()
         phases: dict[str, dict] = {}
         if "identities" in frames:
             with _phase(phases, "identities"):
                 merged, tables["identities"], identity_report = _identities(
-                    frames["identities"], config.inputs["identities"], key, options, backend, staging
+                    frames["identities"], config.inputs["identities"], key, options, staging
                 )
                 release_memory(client)
         with _phase(phases, "phase 1"):
-            tasks, owners = _phase1(frames, config, rules, dask.delayed(merged, pure=True), key, partitions, staging)
+            tasks, owners = _phase1(frames, config, rules, merged, key, partitions, staging)
             bucketed = compute_tasks(tasks, client, progress, "phase 1")
         with _phase(phases, "phase 2"):
             tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
@@ -359,7 +364,8 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             "sensitive_columns": [c for c in options.sensitive if "customers" in frames and c in frames["customers"].columns],
         }
         (staging / "store" / "_store.json").write_text(json.dumps(store_meta, indent=2) + "\n")
-        shutil.rmtree(staging / "buckets", ignore_errors=True)
+        for transient in ("buckets", "merged-accounts"):
+            shutil.rmtree(staging / transient, ignore_errors=True)
         summary = IngestSummary(
             out_dir=out, partitions=partitions, tables=tables, identity=identity_report,
             seconds=time.perf_counter() - started, phases=phases,

@@ -63,10 +63,10 @@ def _host(values):
 def attach_keys(frame, merged, key: bytes, partitions: int):
     """Give every row of ``frame`` its ``customer_key`` and store ``partition``.
 
-    ``merged`` maps the accounts that identity resolution merged (``customer_id`` ->
-    ``resolved_id``); every other account is its own customer. Work is done once per
-    distinct account of the partition (a few thousand, against millions of event rows) and
-    spread to the rows by position, so no frame-sized join or copy is made.
+    ``merged`` (:class:`~engine.ingest._merged.MergedAccounts`) holds the accounts that
+    identity resolution merged; every other account is its own customer. Work is done once
+    per distinct account of the partition (a few thousand, against millions of event rows)
+    and spread to the rows by position, so no frame-sized join or copy is made.
 
     Returns
     -------
@@ -84,13 +84,9 @@ def attach_keys(frame, merged, key: bytes, partitions: int):
     codes, distinct = frame["customer_id"].factorize()
     if len(codes) and int(codes.min()) < 0:
         raise ValueError("attach_keys: rows without a customer id must be quarantined first")
-    accounts = namespace.DataFrame({"customer_id": distinct, "position": namespace.Series(range(len(distinct)))})
-    # cuDF's merge does not keep row order, hence the position to restore it.
-    accounts = accounts.merge(merged, on="customer_id", how="left").sort_values("position")
-    resolved = accounts["resolved_id"].fillna(accounts["customer_id"])
-    keys, partition = pseudonymise(_host(resolved), key, partitions)
+    keys, partition = pseudonymise(merged.resolve(_host(distinct)), key, partitions)
     accounts = namespace.DataFrame({
-        "customer_id": accounts["customer_id"].reset_index(drop=True),
+        "customer_id": namespace.Series(distinct, dtype=frame["customer_id"].dtype),
         # Built with the id's dtype so the key keeps it even with no rows.
         "customer_key": namespace.Series(keys, dtype=frame["customer_id"].dtype),
         "partition": namespace.Series(partition, dtype="int32"),

@@ -8,6 +8,7 @@ import pytest
 
 from engine.backend import frame_to_arrow, resolve_backend
 from engine.ingest import _store
+from engine.ingest._merged import MergedAccounts, write_merged_part
 from engine.ingest._pseudonym import pseudonymise
 
 KEY = b"a-test-key-of-some-length"
@@ -38,10 +39,10 @@ def test_fingerprints_in_slices_equal_those_of_the_whole_frame(monkeypatch):
     assert _store.row_fingerprints(frame.iloc[:0]).empty
 
 
-def test_attach_keys_gives_merged_accounts_their_customers_key(backend):
+def test_attach_keys_gives_merged_accounts_their_customers_key(backend, tmp_path):
     frame = _events(backend)
-    merged = backend.df.DataFrame({"customer_id": ["c1", "c2"], "resolved_id": ["c5", "c5"]})
-    keyed, accounts = _store.attach_keys(frame, merged, KEY, partitions=4)
+    write_merged_part(backend.df.DataFrame({"customer_id": ["c1", "c2"], "resolved_id": ["c5", "c5"]}), tmp_path, 0)
+    keyed, accounts = _store.attach_keys(frame, MergedAccounts(tmp_path), KEY, partitions=4)
     keyed, accounts = _host(keyed), _host(accounts)
 
     source = _host(frame)
@@ -62,22 +63,20 @@ def test_attach_keys_gives_merged_accounts_their_customers_key(backend):
 
 def test_attach_keys_refuses_rows_without_an_id():
     frame = pd.DataFrame({"customer_id": pd.Series(["c1", None], dtype="str")})
-    merged = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "resolved_id": pd.Series([], dtype="str")})
     with pytest.raises(ValueError, match="quarantined first"):
-        _store.attach_keys(frame, merged, KEY, partitions=2)
+        _store.attach_keys(frame, MergedAccounts(), KEY, partitions=2)
 
 
 def test_attach_keys_on_no_rows_keeps_the_id_dtype():
     frame = pd.DataFrame({"customer_id": pd.Series([], dtype="str")})
-    keyed, accounts = _store.attach_keys(frame, frame.assign(resolved_id=frame["customer_id"]), KEY, 3)
+    keyed, accounts = _store.attach_keys(frame, MergedAccounts(), KEY, 3)
     assert keyed.empty and accounts.empty
     assert keyed["customer_key"].dtype == frame["customer_id"].dtype
 
 
 def test_bucket_file_holds_each_partitions_rows_in_input_order(backend, tmp_path):
     frame = _events(backend, rows=200)
-    unmerged = backend.df.DataFrame({"customer_id": [], "resolved_id": []}).astype(str)
-    keyed, _ = _store.attach_keys(frame, unmerged, KEY, 5)
+    keyed, _ = _store.attach_keys(frame, MergedAccounts(), KEY, 5)
     path = tmp_path / "bucket.arrow"
     # Partitions 4 (rows removed) and 5 (keys are taken modulo 5) get no rows: their
     # batches must still be there, empty, so that batch N stays partition N.
