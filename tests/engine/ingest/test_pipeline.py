@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import load_config
 from engine.exceptions import InputDataError, UsageError
-from engine.ingest import KEY_ENV_VAR, ingest
+from engine.ingest import KEY_ENV_VAR, _merged, _pipeline, ingest
 from engine.synth import WorldSpec, generate_world
 
 SPEC = dict(customers=3_000, seed=21, chunk_size=1_000)
@@ -212,9 +212,19 @@ def test_no_direct_identifier_or_key_reaches_any_output(ingested, clean_world):
     assert not {"gender", "age_band", "email", "phone", "full_name"} & set(_read(out / "store" / "customers").columns)
 
 
-def test_ingest_is_deterministic(ingested, dirty_world, tmp_path):
+def test_ingest_is_deterministic(ingested, dirty_world, tmp_path, monkeypatch):
     _, first = ingested
+    # However the merged accounts are split into lookup files.
+    files = []
+
+    def write_merged_part(part, directory, number):
+        files.append(_merged.write_merged_part(part, directory, number))
+        return files[-1]
+
+    monkeypatch.setattr(_pipeline, "MERGED_ROWS_PER_FILE", 7)
+    monkeypatch.setattr(_pipeline, "write_merged_part", write_merged_part)
     ingest(_config(dirty_world, tmp_path, partitions=4))
+    assert len([rows for rows in files if rows]) > 1
     second = tmp_path / "ingest"
     for path in sorted((first / "store").rglob("*.parquet")) + sorted((first / "identity").rglob("*.parquet")):
         twin = second / path.relative_to(first)
