@@ -3,11 +3,12 @@
 Phase 1 asks, for the few thousand accounts of each input partition, which customer each
 belongs to. Handing every task the whole map (``customer_id`` -> ``resolved_id``) cost every
 worker a copy, the client another, and each task a join over all of it: memory and time per
-task grew with the number of customers. Here the map is one Arrow IPC file per partition of
-identity resolution's output, its rows sorted by a 64-bit hash of ``customer_id``. A lookup
-memory-maps each file, binary-searches the hashes and compares the ids of the candidates, so
-it costs (ids looked up) x log(map rows), and the pages it touches are the operating
-system's file cache, shared by the workers, not their heaps.
+task grew with the number of customers. Here the map is a few Arrow IPC files, one per
+partition of it (the ingest stage bounds their rows, so their number stays small), each
+sorted by a 64-bit hash of ``customer_id``. A lookup memory-maps each file, binary-searches
+the hashes and compares the ids of the candidates, so it costs (ids looked up) x log(map
+rows), and the pages it touches are the operating system's file cache, shared by the
+workers, not their heaps.
 """
 
 from __future__ import annotations
