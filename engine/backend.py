@@ -39,6 +39,7 @@ __all__ = [
     "frame_from_arrow",
     "frame_to_arrow",
     "to_array",
+    "to_host",
     # detection
     "GpuDevice",
     "GpuProbe",
@@ -207,6 +208,11 @@ def to_array(series, dtype=None, na_value=None):
     if na_value is None:
         return series.to_numpy(dtype=dtype)
     return series.to_numpy(dtype=dtype, na_value=na_value)
+
+
+def to_host(frame):
+    """A cuDF frame, series or index copied to pandas; a pandas one as it is."""
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
 
 
 def usable_cores() -> int:

@@ -35,7 +35,7 @@ import dask
 import dask.dataframe as dd
 
 from .._tasks import checkpoint
-from ..backend import dataframe_namespace
+from ..backend import to_host
 from ..exceptions import SegscaleError, UsageError
 from ._store import row_fingerprints
 
@@ -278,11 +278,6 @@ def _propagate(edges, workdir=None):
     )
 
 
-def _to_host(frame):
-    """A small computed result as pandas, for building the report."""
-    return frame if dataframe_namespace(frame).__name__ == "pandas" else frame.to_pandas()
-
-
 def _check_caps(cap: int, caps: Mapping[str, int]) -> None:
     for name, value in (("cap", cap), *((f"caps[{kind!r}]", v) for kind, v in caps.items())):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -366,7 +361,7 @@ def screen_identities(
         blocked=blocked_keys,
         meta=_with_reason(identities._meta, over["_node"].iloc[:0], blocked=blocked_keys),
     )
-    report = {"customers": int(customers), **_guardrail_report(_to_host(blocked_rows), _to_host(over))}
+    report = {"customers": int(customers), **_guardrail_report(to_host(blocked_rows), to_host(over))}
     return IdentityScreening(edges=edges, identities=reasons, report=report)
 
 

@@ -20,6 +20,8 @@ import pandas
 import pyarrow
 import pyarrow.ipc
 
+from ..backend import to_host
+
 __all__ = ["MergedAccounts", "write_merged_part"]
 
 _HASH = "id_hash"
@@ -30,17 +32,13 @@ def _hash_ids(ids: numpy.ndarray) -> numpy.ndarray:
     return pandas.util.hash_array(ids, categorize=False)
 
 
-def _host(frame):
-    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
-
-
 def write_merged_part(part, directory: str, number: int) -> int:
     """Write one partition of the merged accounts (``customer_id``, ``resolved_id``, pandas
     or cuDF) as lookup file ``number`` under ``directory``; returns its rows.
 
     A partition without rows writes no file.
     """
-    part = _host(part)
+    part = to_host(part)
     if not len(part):
         return 0
     ids = part["customer_id"].to_numpy(dtype=object)
@@ -72,7 +70,7 @@ class MergedAccounts:
         return f"MergedAccounts({self.directory!r})"
 
     def _files(self) -> list[Path]:
-        if self.directory is None or not Path(self.directory).exists():
+        if self.directory is None:
             return []
         return sorted(Path(self.directory).glob("merged-*.arrow"))
 

@@ -34,7 +34,7 @@ import dask
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..backend import resolve_backend
+from ..backend import resolve_backend, to_host
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
 from .._memory import PeakMemory
@@ -188,17 +188,13 @@ def _identities(frame, spec, key, options, staging):
 
 def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int]:
     """Write one partition's rejected identity rows (text, identifier hashed); their reasons."""
-    rejected = _host_frame(_rejected_rows(part))
+    rejected = to_host(_rejected_rows(part))
     if not len(rejected):
         return {}
     text = as_text(rejected.drop(columns=["reason"])).assign(reason=rejected["reason"].to_numpy())
     Path(target).mkdir(parents=True, exist_ok=True)
     _hash_column(text, "id_value", key).to_parquet(Path(target) / part_name(number), index=False)
     return {str(reason): int(rows) for reason, rows in rejected["reason"].value_counts().items()}
-
-
-def _host_frame(frame):
-    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
 
 
 def _empty_bucket(frame, table, rules):

@@ -22,7 +22,7 @@ import pyarrow
 import pyarrow.compute
 import pyarrow.ipc
 
-from ..backend import dataframe_namespace, frame_from_arrow, frame_to_arrow, resolve_backend
+from ..backend import dataframe_namespace, frame_from_arrow, frame_to_arrow, resolve_backend, to_host
 from ._pseudonym import pseudonymise
 from ._validate import as_text, validate_partition
 
@@ -57,7 +57,7 @@ def _bucket_name(index: int) -> str:
 
 def _host(values):
     """A host-side list of str from a pandas or cuDF series."""
-    return (values.to_pandas() if hasattr(values, "to_pandas") else values).tolist()
+    return to_host(values).tolist()
 
 
 def attach_keys(frame, merged, key: bytes, partitions: int):
