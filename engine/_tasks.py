@@ -17,19 +17,8 @@ __all__ = ["checkpoint", "compute_tasks", "publish", "release_memory", "staged_o
 logger = logging.getLogger(__name__)
 
 
-def compute_tasks(tasks, client, progress, label, *, tasks_per_worker=None):
-    """Compute delayed tasks, on the client's cluster when there is one, reporting progress.
-
-    ``tasks_per_worker`` bounds how many of these tasks one worker process runs, on a
-    cluster that segscale started (`~engine.backend.owns_workers`): the tasks then run in
-    waves of that many per worker, each wave on freshly restarted workers. A worker's
-    resident memory between tasks climbs with every task it has run (about 0.5 MiB per
-    ingest task, where the same task run over and over in a plain process stays flat), so
-    without this a phase's peak would grow with its number of tasks, and so with the data.
-    Only for tasks that read
-    their inputs from files: a restart forgets whatever the workers held. On a cluster
-    segscale was pointed at, the workers are never restarted and the tasks run as one wave.
-    """
+def compute_tasks(tasks, client, progress, label):
+    """Compute delayed tasks, on the client's cluster when there is one, reporting progress."""
     if not tasks:
         return []
     if client is None:
@@ -37,19 +26,6 @@ def compute_tasks(tasks, client, progress, label, *, tasks_per_worker=None):
         if progress is not None:
             progress(len(tasks), len(tasks))
         return list(results)
-    from .backend import owns_workers
-
-    if tasks_per_worker is None or not owns_workers(client):
-        return _compute_wave(tasks, client, progress, label, 0, len(tasks))
-    wave = tasks_per_worker * len(client.scheduler_info()["workers"])
-    results = []
-    for start in range(0, len(tasks), wave):
-        client.restart()
-        results += _compute_wave(tasks[start : start + wave], client, progress, label, start, len(tasks))
-    return results
-
-
-def _compute_wave(tasks, client, progress, label, done_before, total):
     from distributed import as_completed
 
     futures = client.compute(tasks)
@@ -59,11 +35,11 @@ def _compute_wave(tasks, client, progress, label, done_before, total):
     # worker forgets a finished task then instead of keeping every one until the last.
     completed = as_completed(futures)
     del futures
-    for done, future in enumerate(completed, start=done_before + 1):
+    for done, future in enumerate(completed, start=1):
         results[position[future.key]] = future.result()
         if progress is not None:
-            progress(done, total)
-    logger.debug("%s: %d of %d tasks done", label, done_before + len(results), total)
+            progress(done, len(results))
+    logger.debug("%s: %d tasks done", label, len(results))
     return results
 
 

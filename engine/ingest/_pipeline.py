@@ -55,10 +55,6 @@ ROWS_PER_PARTITION = 2_000_000
 _MAX_PARTITIONS = 4096
 # Merged accounts per lookup file: a write task holds one file's rows as Python str.
 MERGED_ROWS_PER_FILE = 500_000
-# Store tasks a local worker runs before it is restarted (see compute_tasks): a worker's
-# floor climbs with each task, and this caps it whatever the data size. At 1M customers
-# phase 1 has 60 tasks per worker on 2 workers, so it runs as one wave.
-TASKS_PER_WORKER = 64
 _STORED = ("transactions", "events", "customers", "outcomes")
 _PHASE_SAMPLE_S = 0.2
 
@@ -341,10 +337,10 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
                 release_memory(client)
         with _phase(phases, "phase 1"):
             tasks, owners = _phase1(frames, config, rules, merged, key, partitions, staging)
-            bucketed = compute_tasks(tasks, client, progress, "phase 1", tasks_per_worker=TASKS_PER_WORKER)
+            bucketed = compute_tasks(tasks, client, progress, "phase 1")
         with _phase(phases, "phase 2"):
             tasks, reduce_owners = _phase2(frames, config, rules, backend, partitions, staging)
-            reduced = compute_tasks(tasks, client, progress, "phase 2", tasks_per_worker=TASKS_PER_WORKER)
+            reduced = compute_tasks(tasks, client, progress, "phase 2")
 
         def results_of(results, results_owners, table):
             return [r for r, owner in zip(results, results_owners) if owner == table]

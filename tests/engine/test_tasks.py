@@ -1,15 +1,11 @@
 """What every stage shares: checkpoints, staged output, releasing worker memory."""
 
-import os
-
-import dask
 import dask.dataframe as dd
 import pandas as pd
 import pytest
 
 from engine import _tasks
-from engine._tasks import checkpoint, compute_tasks, release_memory, staged_output, trimmed
-from engine.backend import dask_client, resolve_backend
+from engine._tasks import checkpoint, release_memory, staged_output, trimmed
 
 
 @pytest.fixture
@@ -44,34 +40,6 @@ def test_release_memory_runs_on_every_worker_and_without_a_client():
             assert client.submit(sum, [1, 2]).result() == 3
             # Wrapped task functions travel to workers like plain ones.
             assert client.submit(trimmed(sum), [1, 2]).result() == 3
-
-
-def _pid_of(number):
-    return number, os.getpid()
-
-
-def test_tasks_per_worker_restarts_the_workers_of_a_cluster_segscale_started(tmp_path):
-    seen = []
-    tasks = [dask.delayed(_pid_of)(number) for number in range(5)]
-    with dask_client(resolve_backend("cpu"), workers=1, local_directory=tmp_path) as client:
-        results = compute_tasks(tasks, client, lambda done, total: seen.append((done, total)), "test", tasks_per_worker=2)
-    # Every result, in the order of the tasks, though they ran in three waves of processes.
-    assert [number for number, _ in results] == list(range(5))
-    pids = [pid for _, pid in results]
-    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
-    assert len(set(pids)) == 3 and os.getpid() not in pids
-    assert seen == [(done, 5) for done in range(1, 6)]
-
-
-def test_tasks_per_worker_leaves_the_workers_of_an_existing_cluster_alone():
-    from distributed import Client, LocalCluster
-
-    tasks = [dask.delayed(_pid_of)(number) for number in range(4)]
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
-            results = compute_tasks(tasks, client, None, "test", tasks_per_worker=1)
-    assert [number for number, _ in results] == list(range(4))
-    assert len({pid for _, pid in results}) == 1
 
 
 def test_trimmed_trims_after_the_task_returns_or_fails(monkeypatch):

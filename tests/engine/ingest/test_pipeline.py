@@ -231,25 +231,6 @@ def test_ingest_is_deterministic(ingested, dirty_world, tmp_path, monkeypatch):
         assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(twin.read_bytes()).digest(), path
 
 
-def test_ingest_on_workers_restarted_between_waves_writes_the_same_store(ingested, dirty_world, tmp_path, monkeypatch):
-    from engine.backend import dask_client, resolve_backend
-
-    summary, first = ingested
-    monkeypatch.setattr(_pipeline, "TASKS_PER_WORKER", 4)
-    with dask_client(resolve_backend("cpu"), workers=1, local_directory=tmp_path / "dask") as client:
-        restarts = []
-        restart = client.restart
-        monkeypatch.setattr(client, "restart", lambda: restarts.append(1) or restart())
-        again = ingest(_config(dirty_world, tmp_path, partitions=4), client=client)
-    # Phase 1 (9 input files) in 3 waves, phase 2 (4 partitions x 4 outputs) in 4.
-    assert len(restarts) == 7
-    assert again.tables == summary.tables
-    second = tmp_path / "ingest"
-    for path in sorted((first / "store").rglob("*.parquet")) + sorted((first / "identity").rglob("*.parquet")):
-        twin = second / path.relative_to(first)
-        assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(twin.read_bytes()).digest(), path
-
-
 def test_rerun_replaces_the_previous_output(dirty_world, tmp_path):
     config = _config(dirty_world, tmp_path, partitions=2)
     ingest(config)
