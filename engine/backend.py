@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -48,7 +47,6 @@ __all__ = [
     "usable_cores",
     # Dask
     "dask_client",
-    "owns_workers",
     "SCHEDULER_ENV_VAR",
 ]
 
@@ -56,10 +54,6 @@ logger = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("auto", "cpu", "gpu")
 SCHEDULER_ENV_VAR = "DASK_SCHEDULER_ADDRESS"
-
-# Clusters that dask_client started: their workers are segscale's to restart, where those of
-# a scheduler it was pointed at belong to someone else and may be running their work.
-_STARTED_CLUSTERS: weakref.WeakSet = weakref.WeakSet()
 
 # Estimator name -> (scikit-learn module, cuML module). Both sides share the class name,
 # and cuML keeps scikit-learn's parameter names for these, so stages build either one
@@ -446,8 +440,9 @@ def dask_client(
     # Workers sample the stack of every running task for the dashboard's profile and keep the
     # last 1000 s of samples: memory no task needs, growing with the run. Over 60 ingest tasks
     # it doubled the growth of a worker's resident floor (+58 against +27 MiB). Nannies start
-    # and restart workers with this process's config of the moment, so it stays set while a
-    # local cluster lives; an existing cluster keeps its owner's settings.
+    # workers, and restart those that die (past their memory limit, say), with this process's
+    # config of the moment, so it stays set while a local cluster lives; an existing cluster
+    # keeps its owner's settings.
     settings = {} if address is not None else {"distributed.worker.profile.enabled": False}
     with dask.config.set(settings):
         try:
@@ -469,7 +464,6 @@ def dask_client(
                     cluster = _local_cuda_cluster(workers, memory_limit, local_directory, rmm_pool_size)
                 else:
                     cluster = _local_cpu_cluster(workers, memory_limit, local_directory)
-                _STARTED_CLUSTERS.add(cluster)
                 client = Client(cluster)
             with dask.config.set({"dataframe.backend": backend.dataframe_backend}):
                 yield client
@@ -478,9 +472,3 @@ def dask_client(
                 client.close()
             if cluster is not None:
                 cluster.close()
-
-
-def owns_workers(client) -> bool:
-    """Whether ``client``'s workers belong to a local cluster that `dask_client` started,
-    so that segscale may restart them; never those of an existing scheduler."""
-    return client is not None and getattr(client, "cluster", None) in _STARTED_CLUSTERS

@@ -19,7 +19,6 @@ from engine.backend import (
     GpuDevice,
     GpuProbe,
     dask_client,
-    owns_workers,
     probe_gpu,
     resolve_backend,
     usable_cores,
@@ -363,8 +362,7 @@ def test_dask_client_local_cpu_cluster(tmp_path, monkeypatch):
         # No statistical profiler in the workers of a cluster started here.
         profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
         assert list(profiling.values()) == [False, False]
-        # Its workers are segscale's to restart, and they come back with the same settings.
-        assert owns_workers(client)
+        # A worker the nanny starts again (as after dying past its memory limit) has them too.
         client.restart()
         profiling = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
         assert list(profiling.values()) == [False, False]
@@ -409,7 +407,6 @@ def test_dask_client_connects_to_an_existing_scheduler(external_cluster, monkeyp
             assert client.scheduler.address == address
             assert client.submit(lambda x: x * 3, 2).result() == 6
             assert dask.config.get("dataframe.backend") == "pandas"
-            assert not owns_workers(client)
         # The config is restored on exit.
         assert dask.config.get("dataframe.backend") == "sentinel"
     assert client.status == "closed"
