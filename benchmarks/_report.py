@@ -58,6 +58,8 @@ def format_table(document: dict) -> Table:
                 result["status"],
             )
         )
+    for curve in document.get("scaling", []):
+        notes.append(_scaling_note(curve))
     table = Table(
         title=f"segscale bench ({_subtitle(document.get('metadata', {}))})",
         title_justify="left",
@@ -74,6 +76,19 @@ def format_table(document: dict) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def _scaling_note(curve: dict) -> str:
+    """One line per scale curve: time slope (and per part), peak RSS from the smallest size to the largest."""
+    sizes = curve["sizes"]
+    parts = ", ".join(f"{name} {_number(slope, '.2f')}" for name, slope in curve["part_time_slopes"].items())
+    return (
+        f"{curve['case']} from {_customers_label(sizes[0])} to {_customers_label(sizes[-1])} customers: "
+        f"time slope {_number(curve['time_slope'], '.2f')} (log-log; 1 is linear)"
+        + (f", by part: {parts}" if parts else "")
+        + f"; peak RSS {curve['peak_rss_gib'][0]:.2f} -> {curve['peak_rss_gib'][-1]:.2f} GiB"
+        f" (x{_number(curve['peak_rss_vs_smallest'][-1], '.2f')})"
+    )
 
 
 def _customers_label(size: int) -> str:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _propensity, _quality, _segments, _spark
+from . import _features, _pipeline, _propensity, _quality, _segments, _spark
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -205,6 +205,14 @@ CASES: dict[str, Case] = {
             description="engine.ingest: a generated world (1% dirt) validated, deduplicated, "
             "identity-resolved and written to the customer-clustered store; rows = rows read",
             run=_run_ingest,
+            backends=("cpu", "gpu"),
+        ),
+        Case(
+            name="pipeline",
+            stage="pipeline",
+            description="engine.pipeline run_pipeline (segscale run) on a generated world (1% dirt), every stage "
+            "at its defaults and the report; per-stage seconds and peak RSS from the manifest",
+            run=_pipeline.run_pipeline_case,
             backends=("cpu", "gpu"),
         ),
         Case(

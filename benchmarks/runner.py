@@ -12,10 +12,12 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import shutil
 import statistics
 import subprocess
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -240,6 +242,48 @@ def _compare_with_baselines(results: list[dict], cases: dict[str, Case]) -> None
             result["time_vs_fastest_peer"] = result["median_seconds"] / peers[fastest]
 
 
+def _log_log_slope(sizes: list[int], values: list) -> float | None:
+    """Least-squares slope of log(value) against log(size): 1.0 is linear scaling."""
+    points = [(math.log(size), math.log(value)) for size, value in zip(sizes, values) if value and value > 0]
+    if len({x for x, _ in points}) < 2:
+        return None
+    xs, ys = zip(*points)
+    return statistics.linear_regression(xs, ys).slope
+
+
+def _scaling(results: list[dict]) -> list[dict]:
+    """How each case measured at two sizes or more grows with customers (issue 8's scale
+    curve): the log-log slope of its median time and of each ``*_seconds`` quality column
+    (a stage or phase inside it), and its peak RSS at each size against the smallest's."""
+    by_case: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for result in results:
+        if result["status"] == "ok":
+            by_case[result["case"], result["backend"]].append(result)
+    curves = []
+    for (case, backend), measured in by_case.items():
+        measured = sorted(measured, key=lambda result: result["size"])
+        sizes = [result["size"] for result in measured]
+        if len(set(sizes)) < 2:
+            continue
+        parts = [key for key in measured[0]["quality"] if key.endswith("_seconds")]
+        peaks = [result["peak_rss_gib"] for result in measured]
+        curves.append(
+            {
+                "case": case,
+                "backend": backend,
+                "sizes": sizes,
+                "time_slope": _log_log_slope(sizes, [result["median_seconds"] for result in measured]),
+                "part_time_slopes": {
+                    key.removesuffix("_seconds"): _log_log_slope(sizes, [r["quality"].get(key) for r in measured])
+                    for key in parts
+                },
+                "peak_rss_gib": peaks,
+                "peak_rss_vs_smallest": [peak / peaks[0] if peaks[0] else None for peak in peaks],
+            }
+        )
+    return curves
+
+
 # ---------------------------------------------------------------------------------------
 # the runner
 
@@ -316,7 +360,10 @@ def run_benchmarks(
         hardware, the run's arguments), ``results`` (one per case and size: ``case``,
         ``size``, ``status`` ("ok", "skipped" or "failed") and ``reason``, ``rows``,
         ``rows_by_table``, ``median_seconds``, ``min_seconds``, ``rows_per_second``,
-        ``peak_rss_gib``, ``setup_seconds``, ``runs`` ...) and ``paths`` (``json``, ``plot``).
+        ``peak_rss_gib``, ``setup_seconds``, ``runs`` ...), ``scaling`` (per case run at two
+        sizes or more: ``time_slope``, the log-log slope of time against customers, the same
+        per ``*_seconds`` quality column in ``part_time_slopes``, and ``peak_rss_gib`` and
+        ``peak_rss_vs_smallest`` per size) and ``paths`` (``json``, ``plot``).
 
     Raises
     ------
@@ -419,6 +466,7 @@ def run_benchmarks(
             },
         ),
         "results": results,
+        "scaling": _scaling(results),
         "paths": {"json": str(json_path), "plot": None},
     }
     written_plot = write_plot(document, plot_path)

@@ -269,3 +269,37 @@ def test_baselines_choose_which_peers_run():
     assert [case.name for case in select_cases(["kmeans"], baselines=[])] == ours
     with pytest.raises(BenchmarkUsageError, match="unknown baseline.*known: kmeans-sklearn, kmeans-spark"):
         select_cases(["kmeans"], baselines=["features-duckdb"])
+
+
+def _measured(case, size, seconds, peak, **quality):
+    from benchmarks import runner
+
+    return {**runner._result(CASES[case], size, "cpu", 1, "ok"), "median_seconds": seconds, "peak_rss_gib": peak,
+            "quality": quality}  # fmt: skip
+
+
+def test_scaling_is_the_log_log_slope_of_time_and_the_growth_of_peak_memory(fake_stage):
+    from benchmarks import runner
+
+    results = [
+        # Linear in total, quadratic in one part, constant in another; memory up 50% at 4x.
+        _measured("fake-ours", size, seconds=size / 100, peak=1.0 + 0.5 * (size == 400), load_seconds=(size / 100) ** 2,
+                  fit_seconds=3.0, score=1.0)
+        for size in (400, 100, 200)
+    ] + [_measured("fake-peer", 100, seconds=1.0, peak=1.0), runner._result(CASES["fake-peer"], 200, "cpu", 1, "failed")]
+    (curve,) = runner._scaling(results)  # the peer has one size that ran: no curve
+    assert curve["case"] == "fake-ours" and curve["sizes"] == [100, 200, 400]
+    assert curve["time_slope"] == pytest.approx(1.0)
+    assert curve["part_time_slopes"] == {"load": pytest.approx(2.0), "fit": pytest.approx(0.0)}
+    assert curve["peak_rss_gib"] == [1.0, 1.0, 1.5] and curve["peak_rss_vs_smallest"] == [1.0, 1.0, 1.5]
+    text = " ".join(_table_text({"results": results, "scaling": [curve]}).split())
+    assert "fake-ours from 100 to 400 customers: time slope 1.00" in text
+    assert "by part: load 2.00, fit 0.00; peak RSS 1.00 -> 1.50 GiB (x1.50)" in text
+
+
+def test_a_run_at_several_sizes_reports_its_scale_curve(tmp_path, fake_stage):
+    document = run_benchmarks(stages=("fake",), sizes=(10, 20), workers=1, out_dir=tmp_path, baselines=())
+    curves = {curve["case"]: curve for curve in document["scaling"]}
+    assert set(curves) == {"fake-ours"}  # the others failed
+    assert curves["fake-ours"]["sizes"] == [10, 20] and curves["fake-ours"]["time_slope"] is not None
+    assert json.loads(Path(document["paths"]["json"]).read_text())["scaling"] == json.loads(json.dumps(document["scaling"]))

@@ -1,0 +1,64 @@
+"""The whole pipeline at one size (issue 8, the scale curve): ``segscale run`` on a world.
+
+The ``pipeline`` case writes a world of ``size`` customers (seed 0, 1% dirt) outside the
+clock, then times ``engine.pipeline.run_pipeline`` on the config `segscale generate` wrote
+for it: ingest, features, segments, propensity, value and the report, with every section at
+its defaults, on a local cluster of ``workers`` processes started outside the clock. The
+workers keep Dask's default memory limit (85% of the machine's memory, shared) and spill
+past it, so a size that does not fit in memory runs out of core or fails, and the result
+says which.
+
+Quality columns: each stage's seconds and the peak RSS of the process tree during it (from
+the run's manifest), and what the stages produced (customers, segments, test AUC), so a
+run at a larger size can be checked for doing the same work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["run_pipeline_case"]
+
+_GIB = 2**30
+
+
+def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
+    from engine.backend import dask_client, resolve_backend
+    from engine.config import load_config
+    from engine.pipeline import run_pipeline
+    from engine.synth import WorldSpec, generate_world
+
+    spec = WorldSpec(customers=size, seed=0, dirt=0.01)
+    world = Path(tempfile.mkdtemp(prefix="world-", dir=workdir))
+    started = time.perf_counter()
+    with dask_client(resolve_backend(backend_name), workers=workers) as client:
+        generate_world(world, spec, client=client, overwrite=True)
+        config = load_config(world / "segscale.toml")
+        config = dataclasses.replace(
+            config, run=dataclasses.replace(config.run, output_dir=workdir / "run", backend=backend_name)
+        )
+        setup_seconds = time.perf_counter() - started
+        with clock:
+            summary = run_pipeline(config, client=client)
+    manifest = summary.manifest
+    quality = {}
+    for name, stage in manifest["stages"].items():
+        if stage.get("status") == "ran":
+            quality[f"{name}_seconds"] = stage["seconds"]
+            quality[f"{name}_peak_rss_gib"] = round(stage["peak_rss_bytes"] / _GIB, 3)
+    metrics = manifest["metrics"]
+    quality |= {
+        "customers": metrics.get("segments", {}).get("customers"),
+        "segments": metrics.get("segments", {}).get("k"),
+        "test_auc": metrics.get("propensity", {}).get("roc_auc"),
+    }
+    return {
+        "rows": {table: counts["read"] for table, counts in manifest["rows"].items()},
+        "setup_seconds": setup_seconds,
+        "workers": workers,
+        "data_path": str(summary.run_dir),
+        "quality": quality,
+    }

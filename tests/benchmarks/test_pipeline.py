@@ -1,0 +1,37 @@
+"""The pipeline benchmark: segscale run on a generated world, each stage's time and memory."""
+
+import pytest
+
+from benchmarks import run_benchmarks
+
+CUSTOMERS = 2_000
+STAGES = ("ingest", "features", "segments", "propensity", "value", "report")
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-pipeline")
+    document = run_benchmarks(stages=("pipeline",), sizes=(CUSTOMERS,), workers=1, out_dir=out)
+    (result,) = document["results"]
+    return result
+
+
+def test_every_stage_runs_and_reports_its_time_and_memory(result):
+    assert result["status"] == "ok", result["reason"]
+    quality = result["quality"]
+    for stage in STAGES:
+        assert quality[f"{stage}_seconds"] > 0
+        assert 0 < quality[f"{stage}_peak_rss_gib"] <= result["peak_rss_gib"] + 0.001  # rounded to 3 places
+    # The stages are the timed work, so together they fit in it.
+    assert sum(quality[f"{stage}_seconds"] for stage in STAGES) <= result["median_seconds"]
+
+
+def test_it_reports_what_the_run_produced(result):
+    quality = result["quality"]
+    # About one key per person: accounts merge by identity, and dirt leaves a few strays.
+    assert 0.9 * CUSTOMERS < quality["customers"] < 1.1 * CUSTOMERS
+    assert 3 <= quality["segments"] <= 10
+    assert 0.5 < quality["test_auc"] <= 1.0
+    # Rows are the inputs read, every table of the world.
+    assert set(result["rows_by_table"]) == {"transactions", "events", "customers", "identities"}
+    assert result["rows"] == sum(result["rows_by_table"].values()) > CUSTOMERS
