@@ -20,26 +20,31 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["run_pipeline_case"]
+__all__ = ["dirty_world", "run_pipeline_case"]
 
 _GIB = 2**30
 
 
-def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
-    from engine.backend import dask_client, resolve_backend
+def dirty_world(size: int, workdir: Path, client, backend_name: str):
+    """Write a world of ``size`` customers (seed 0, 1% dirt) under ``workdir`` on ``client``'s
+    cluster; return the run config `segscale generate` wrote for it, with its output in
+    ``workdir/run`` and ``backend_name`` as its backend. The ingest case shares it."""
     from engine.config import load_config
-    from engine.pipeline import run_pipeline
     from engine.synth import WorldSpec, generate_world
 
-    spec = WorldSpec(customers=size, seed=0, dirt=0.01)
     world = Path(tempfile.mkdtemp(prefix="world-", dir=workdir))
+    generate_world(world, WorldSpec(customers=size, seed=0, dirt=0.01), client=client, overwrite=True)
+    config = load_config(world / "segscale.toml")
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, output_dir=workdir / "run", backend=backend_name))
+
+
+def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
+    from engine.backend import dask_client, resolve_backend
+    from engine.pipeline import run_pipeline
+
     started = time.perf_counter()
     with dask_client(resolve_backend(backend_name), workers=workers) as client:
-        generate_world(world, spec, client=client, overwrite=True)
-        config = load_config(world / "segscale.toml")
-        config = dataclasses.replace(
-            config, run=dataclasses.replace(config.run, output_dir=workdir / "run", backend=backend_name)
-        )
+        config = dirty_world(size, workdir, client, backend_name)
         setup_seconds = time.perf_counter() - started
         with clock:
             summary = run_pipeline(config, client=client)

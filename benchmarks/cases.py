@@ -137,20 +137,12 @@ def _run_generate(size: int, workdir: Path, backend_name: str, workers: int, clo
 
 def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
     """Generate a world of ``size`` customers (untimed, dirt 1%), then time ingesting it."""
-    import dataclasses
-
     from engine.backend import dask_client, resolve_backend
-    from engine.config import load_config
     from engine.ingest import ingest
-    from engine.synth import WorldSpec, generate_world
 
-    spec = WorldSpec(customers=size, seed=0, dirt=0.01)
-    world = Path(tempfile.mkdtemp(prefix="world-", dir=workdir))
     started = time.perf_counter()
     with dask_client(resolve_backend(backend_name), workers=workers) as client:
-        generate_world(world, spec, client=client, overwrite=True)
-        config = load_config(world / "segscale.toml")
-        config = dataclasses.replace(config, run=dataclasses.replace(config.run, output_dir=workdir / "run"))
+        config = _pipeline.dirty_world(size, workdir, client, backend_name)
         setup_seconds = time.perf_counter() - started
         with clock:
             summary = ingest(config, client=client)

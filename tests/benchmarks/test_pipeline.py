@@ -35,3 +35,11 @@ def test_it_reports_what_the_run_produced(result):
     # Rows are the inputs read, every table of the world.
     assert set(result["rows_by_table"]) == {"transactions", "events", "customers", "identities"}
     assert result["rows"] == sum(result["rows_by_table"].values()) > CUSTOMERS
+
+
+def test_the_ingest_case_ingests_the_same_world(result, tmp_path):
+    document = run_benchmarks(stages=("ingest",), sizes=(CUSTOMERS,), workers=1, out_dir=tmp_path)
+    (ingest,) = document["results"]
+    assert ingest["status"] == "ok", ingest["reason"]
+    assert ingest["rows_by_table"] == result["rows_by_table"]
+    assert {"identities_seconds", "phase_1_seconds", "phase_2_seconds"} <= ingest["quality"].keys()
