@@ -21,7 +21,11 @@ def test_every_stage_runs_and_reports_its_time_and_memory(result):
     quality = result["quality"]
     for stage in STAGES:
         assert quality[f"{stage}_seconds"] > 0
-        assert 0 < quality[f"{stage}_peak_rss_gib"] <= result["peak_rss_gib"] + 0.001  # rounded to 3 places
+        assert quality[f"{stage}_peak_rss_gib"] > 0
+    # The run's sampler and the bench's watch the same processes, at instants of their own,
+    # so the highest stage peak is near the bench's peak but need not be below it.
+    highest = max(quality[f"{stage}_peak_rss_gib"] for stage in STAGES)
+    assert highest == pytest.approx(result["peak_rss_gib"], rel=0.25)
     # The stages are the timed work, so together they fit in it.
     assert sum(quality[f"{stage}_seconds"] for stage in STAGES) <= result["median_seconds"]
 
