@@ -35,7 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
-from ..backend import frame_from_arrow, resolve_backend
+from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
 from ..exceptions import InputDataError, UsageError
 from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
@@ -149,14 +149,12 @@ def _features_task(
     result = {"rows": len(frame), "lines": {}}
     for column, long in spends.items():
         long.to_parquet(Path(staging) / f"{column}-{_part(number)}", index=False)
-        lines = long.groupby("value")["lines"].sum()
-        lines = lines.to_pandas() if hasattr(lines, "to_pandas") else lines
+        lines = to_host(long.groupby("value")["lines"].sum())
         result["lines"][column] = {str(value): int(count) for value, count in lines.items()}
     if "rfm" in params.groups:
         buyers = frame[frame["frequency"] > 0]
         step = max(1, math.ceil(len(buyers) / sample)) if sample else 1
-        picked = buyers.iloc[::step][["recency_days", "frequency", "monetary_total"]]
-        picked = picked.to_pandas() if hasattr(picked, "to_pandas") else picked
+        picked = to_host(buyers.iloc[::step][["recency_days", "frequency", "monetary_total"]])
         result["rfm"] = picked.to_numpy(dtype="float64")
     return result
 

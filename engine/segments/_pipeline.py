@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
-from ..backend import frame_from_arrow, resolve_backend
+from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
@@ -129,7 +129,7 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
     if set(RFM_SCORES) <= set(frame.columns):
         # The classic grid is a host lookup of three small integers per customer.
         scores = frame[list(RFM_SCORES)]
-        assignments["rfm_segment"] = rfm_grid(scores.to_pandas() if backend.is_gpu else scores).to_numpy()
+        assignments["rfm_segment"] = rfm_grid(to_host(scores)).to_numpy()
         columns.append("rfm_segment")
     assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
     assignments[columns].to_parquet(Path(out) / _part(number), index=False)

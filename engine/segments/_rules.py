@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from ..backend import to_host
 from ..exceptions import UsageError
 from ._prepare import Preparation
 
@@ -48,8 +49,7 @@ def _filled(frame, columns, fill) -> np.ndarray:
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise UsageError(f"feature table lacks the rule columns {', '.join(absent)}")
-    values = frame[list(columns)]
-    values = values.to_pandas() if hasattr(values, "to_pandas") else values
+    values = to_host(frame[list(columns)])
     raw = values.to_numpy(dtype="float64", na_value=np.nan)
     return np.where(np.isnan(raw), np.asarray(fill, dtype="float64"), raw)
 
