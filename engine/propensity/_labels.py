@@ -19,7 +19,9 @@ Targets (``[propensity] target``):
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -36,7 +38,10 @@ from ..features import build_features, read_store_table
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
 from ._prepare import frame_from_table
 
-__all__ = ["LABEL", "ORIGIN", "TARGETS", "label_customers", "labelled_features", "training_origin", "training_origins"]
+__all__ = [
+    "LABEL", "ORIGIN", "TARGETS", "Labelled", "label_customers", "label_origin", "labelled_features",
+    "read_labelled", "sample_units", "training_origin", "training_origins",
+]  # fmt: skip
 
 TARGETS = ("purchase", "churn", "event", "response")
 LABEL = "label"
@@ -176,6 +181,94 @@ def label_customers(
     return pd.DataFrame({"customer_key": keys[active], LABEL: (orders[active] == 0).astype("int8")})
 
 
+def sample_units(keys, seed: int) -> np.ndarray:
+    """Each key's place in [0, 1) for the training sample.
+
+    A salted hash of the key, so a customer is drawn or not whatever reads the rows and in
+    whatever order: the store-reading path and ``fit_and_evaluate`` draw the same customers.
+    """
+    salt = f"sample{seed:010d}"[-16:]
+    return pd.util.hash_array(np.asarray(keys, dtype=object), hash_key=salt).astype("float64") / 2.0**64
+
+
+@dataclass
+class Labelled:
+    """One origin's labels, beside the feature table (built, not yet read) they label."""
+
+    work: Path
+    labels: pd.DataFrame  # customer_key, label, and _PART: the feature part holding the row
+    meta: dict
+
+
+_PART = "_part"
+
+
+def label_origin(
+    store: str | os.PathLike,
+    work: str | os.PathLike,
+    as_of: date,
+    *,
+    options,
+    feature_options=None,
+    backend_name: str = "auto",
+    client=None,
+    progress=None,
+) -> Labelled:
+    """Build the features as of ``as_of`` into ``work`` and label their customers.
+
+    Only the key (and, for churn, ``recency_days``) is read back here: the full rows are read
+    by :func:`read_labelled`, for the customers the training sample keeps.
+    """
+    # Refuse before building features.
+    _check_target(options.target, options.event_type, options.campaign)
+    if options.target != "response":
+        _covered(store, as_of, options.horizon_days)
+    build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
+                   progress=progress)  # fmt: skip
+    work = Path(work)
+    meta = json.loads((work / "_features.json").read_text())
+    columns = ["customer_key", "recency_days"] if options.target == "churn" else ["customer_key"]
+    parts = sorted(work.glob("part-*.parquet"))
+    tables = [pq.read_table(part, columns=columns) for part in parts]
+    keys = frame_from_table(pa.concat_tables(tables))
+    keys[_PART] = np.repeat(np.arange(len(parts), dtype="int32"), [table.num_rows for table in tables])
+    labels = label_customers(
+        store, keys, as_of, target=options.target, horizon_days=options.horizon_days,
+        churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, campaign=options.campaign,
+        client=client, progress=progress,
+    )  # fmt: skip
+    labels = labels.merge(keys[["customer_key", _PART]], on="customer_key", how="left", validate="one_to_one")
+    return Labelled(work, labels, meta)
+
+
+def _part_rows(part: str, keys: np.ndarray) -> pa.Table:
+    """The rows of one feature part whose key is in ``keys``."""
+    table = pq.read_table(part)
+    return table.filter(pc.is_in(table["customer_key"], value_set=pa.array(keys, table.schema.field("customer_key").type)))
+
+
+def read_labelled(labelled: Labelled, fraction: float = 1.0, *, seed: int = 0, client=None, progress=None) -> pd.DataFrame:
+    """The feature rows of the labelled customers whose ``sample_units`` fall below ``fraction``,
+    with their labels, in key order.
+
+    Each part is read and filtered on a worker, so the client holds the sample, never the
+    whole table: with ``fraction = limit / rows`` the result is what ``fit_and_evaluate``
+    would draw from every row.
+    """
+    labels = labelled.labels
+    if fraction < 1:
+        labels = labels.loc[sample_units(labels["customer_key"], seed) < fraction]
+    parts = sorted(labelled.work.glob("part-*.parquet"))
+    wanted = labels.groupby(_PART, sort=True)["customer_key"]
+    tasks = [dask.delayed(_part_rows)(str(parts[number]), keys.to_numpy(dtype=object)) for number, keys in wanted]
+    tables = compute_tasks(tasks, client, progress, "training rows")
+    schema = pq.read_schema(parts[0])
+    # A part whose column is all null holds it as null type: promote it, as a dataset read would.
+    frame = frame_from_table(pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table())
+    frame = frame.merge(labels.drop(columns=_PART), on="customer_key", how="inner", validate="one_to_one")
+    return frame.sort_values("customer_key", ignore_index=True)
+
+
 def labelled_features(
     store: str | os.PathLike,
     work: str | os.PathLike,
@@ -187,25 +280,11 @@ def labelled_features(
     client=None,
     progress=None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Features as of ``as_of`` (built into ``work``) joined with their labels.
+    """Features as of ``as_of`` (built into ``work``) joined with their labels, every row.
 
     Returns the frame (``customer_key``, the feature columns, ``label``) and the feature
     table's metadata.
     """
-    import json
-
-    # Refuse before building features.
-    _check_target(options.target, options.event_type, options.campaign)
-    if options.target != "response":
-        _covered(store, as_of, options.horizon_days)
-    build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
-                   progress=progress)  # fmt: skip
-    meta = json.loads((Path(work) / "_features.json").read_text())
-    frame = frame_from_table(pq.read_table(work))
-    labels = label_customers(
-        store, frame, as_of, target=options.target, horizon_days=options.horizon_days,
-        churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, campaign=options.campaign,
-        client=client, progress=progress,
-    )  # fmt: skip
-    frame = frame.merge(labels, on="customer_key", how="inner", validate="one_to_one")
-    return frame.sort_values("customer_key", ignore_index=True), meta
+    labelled = label_origin(store, work, as_of, options=options, feature_options=feature_options,
+                            backend_name=backend_name, client=client, progress=progress)  # fmt: skip
+    return read_labelled(labelled, client=client, progress=progress), labelled.meta

@@ -2,8 +2,10 @@
 
 Training (:func:`train_propensity`): features as of T = as_of - horizon (and, with
 ``origins``, as of earlier Ts too), built from the store into scratch directories, labels
-from [T, T + horizon) (``_labels``), one fit that learns
-everything on the labelled customers (``_models``), metrics on the test split, a fairness
+from [T, T + horizon) (``_labels``), the training sample (``[propensity] sample`` rows, drawn
+by a salted hash of the key) read from the feature parts on the workers, so the client never
+holds every customer's features, one fit that learns
+everything on the sampled customers (``_models``), metrics on the test split, a fairness
 audit by the sensitive columns ingest kept apart, and the model directory, written atomically.
 
 Scoring (:func:`score_propensity`), fit small and score big: one task per feature part loads
@@ -31,7 +33,7 @@ from ..backend import resolve_backend
 from ..config import PropensityOptions
 from ..exceptions import InputDataError, UsageError
 from ._fairness import flagged_groups
-from ._labels import LABEL, ORIGIN, labelled_features, training_origins
+from ._labels import LABEL, ORIGIN, label_origin, read_labelled, training_origins
 from ._prepare import frame_from_table
 from ._reasons import REASON_COLUMNS
 from ._train import fit_and_evaluate, load_model, write_model
@@ -143,15 +145,21 @@ def train_propensity(
     origins = training_origins(as_of, options.horizon_days, options.origins, options.origin_step_days)
     _check_earliest_origin(store, origins[-1], options)
     with staged_output(out) as staging:
+        labelled = [
+            label_origin(store, staging / f"training-features-{origin.isoformat()}", origin, options=options,
+                         feature_options=feature_options, backend_name=backend.name, client=client, progress=progress)
+            for origin in origins
+        ]  # fmt: skip
+        # Draw the training sample while reading, by the rule fit_and_evaluate applies to all
+        # rows, so the client never holds every customer's features.
+        rows = sum(len(one.labels) for one in labelled)
+        fraction = options.sample / rows if rows > options.sample else 1.0
         frames = []
-        for origin in origins:
-            scratch = staging / f"training-features-{origin.isoformat()}"
-            frame, meta = labelled_features(
-                store, scratch, origin, options=options, feature_options=feature_options, backend_name=backend.name,
-                client=client, progress=progress,
-            )  # fmt: skip
-            shutil.rmtree(scratch)
+        for origin, one in zip(origins, labelled):
+            frame = read_labelled(one, fraction, seed=seed, client=client, progress=progress)
+            shutil.rmtree(one.work)
             frames.append(frame.assign(**{ORIGIN: origin}) if len(origins) > 1 else frame)
+        meta = labelled[0].meta
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         sensitive = _sensitive(store)
         sensitive_columns = [c for c in (sensitive.columns if sensitive is not None else []) if c != "customer_key"]

@@ -25,7 +25,7 @@ import pandas as pd
 from ..backend import Backend
 from ..exceptions import InputDataError, UsageError
 from ._fairness import fairness_audit
-from ._labels import LABEL, ORIGIN
+from ._labels import LABEL, ORIGIN, sample_units
 from ._metrics import classification_metrics, permutation_importance
 from ._models import SPLITS, PropensityFit, split_customers
 from ._prepare import Preparation
@@ -66,8 +66,7 @@ def _subset(frame: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:
     """At most about ``limit`` rows, picked by a salted hash of the key (deterministic)."""
     if len(frame) <= limit:
         return frame
-    unit = pd.util.hash_array(frame["customer_key"].to_numpy(dtype=object), hash_key=f"sample{seed:010d}"[-16:])
-    return frame.loc[unit.astype("float64") / 2.0**64 < limit / len(frame)].reset_index(drop=True)
+    return frame.loc[sample_units(frame["customer_key"], seed) < limit / len(frame)].reset_index(drop=True)
 
 
 def _latest(frame: pd.DataFrame) -> np.ndarray:

@@ -16,6 +16,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
 from engine.ingest import ingest
 from engine.propensity import (
+    _labels,
     SCORE_COLUMNS,
     MonitorLimits,
     calibration_table,
@@ -25,7 +26,9 @@ from engine.propensity import (
     score_propensity,
     split_customers,
     train_propensity,
+    training_origins,
 )
+from engine.propensity._train import _fingerprint, _subset
 
 from .conftest import truth_by_key
 
@@ -118,6 +121,30 @@ def test_earlier_origins_add_training_rows_and_keep_the_latest_test_customers(wo
         train_propensity(store, tmp_path / "m2", as_of=config.run.as_of, options=dataclasses.replace(options, origins=10),
                          backend_name="cpu")  # fmt: skip
     assert not (tmp_path / "m2").exists()
+
+
+def test_the_sample_drawn_while_reading_is_the_sample_of_every_row(world, tmp_path, monkeypatch):
+    """The client reads only the sampled customers' features, and trains on exactly the rows
+    fit_and_evaluate would have drawn from every origin's every row."""
+    world_dir, config = world
+    store = world_dir / "run" / "ingest" / "store"
+    options = dataclasses.replace(OPTIONS, n_estimators=10, origins=2, sample=1_500)
+    read = []
+    part_rows = _labels._part_rows
+    monkeypatch.setattr(_labels, "_part_rows", lambda *args: read.append(part_rows(*args)) or read[-1])
+    train_propensity(store, tmp_path / "m", as_of=config.run.as_of, options=options, seed=config.run.seed,
+                     backend_name="cpu")  # fmt: skip
+    document = json.loads((tmp_path / "m" / "model.json").read_text())
+    rows_read = sum(table.num_rows for table in read)
+    frames = []
+    for origin in training_origins(config.run.as_of, 90, origins=2):
+        frame, meta = labelled_features(store, tmp_path / f"f{origin}", origin, options=OPTIONS, backend_name="cpu")
+        frames.append(frame.assign(origin=origin))
+    every = pd.concat(frames, ignore_index=True)
+    drawn = _subset(every, 1_500, config.run.seed)
+    inputs = [name for name in meta["features"] if name != "label"]
+    assert len(every) > 2 * len(drawn) and rows_read == len(drawn)
+    assert document["data_fingerprint"] == _fingerprint(drawn[["customer_key", "origin", *inputs, "label"]])
 
 
 def test_an_out_of_time_test_learns_from_earlier_windows_only(world, trained, tmp_path):
