@@ -25,7 +25,9 @@ from .exceptions import InputDataError, UsageError
 from .features import read_store_table
 from .features._pipeline import _store_meta
 
-__all__ = ["OUTCOME_COLUMNS", "OutcomeWindow", "align_outcomes", "next_period_outcomes", "outcome_window"]
+__all__ = [
+    "OUTCOME_COLUMNS", "OutcomeWindow", "align_outcomes", "next_period_outcomes", "outcome_window", "partition_outcomes",
+]  # fmt: skip
 
 OUTCOME_COLUMNS = ("orders_next", "spend_next")
 _COLUMNS = ["customer_key", "ts", "amount", "is_return", "order_id"]
@@ -88,7 +90,7 @@ def outcome_window(store: str | os.PathLike, as_of, horizon_days: int) -> Outcom
     return OutcomeWindow(start, start + pd.Timedelta(days=horizon_days), _data_end(_store_meta(Path(store))))
 
 
-def _partition_outcomes(store: str, number: int, start_us: int, end_us: int) -> pd.DataFrame:
+def partition_outcomes(store: str, number: int, start_us: int, end_us: int) -> pd.DataFrame:
     """One partition's customers with a transaction row in [start, end): orders and net spend."""
     table = read_store_table(Path(store), "transactions", number, _COLUMNS, end_us)
     table = table.filter(pc.greater_equal(table["ts"], start_us))
@@ -156,7 +158,7 @@ def next_period_outcomes(
         )
     partitions = int(_store_meta(Path(store))["partitions"])
     start_us, end_us = _micros(window.start), _micros(window.end)
-    tasks = [dask.delayed(_partition_outcomes)(str(store), n, start_us, end_us) for n in range(partitions)]
+    tasks = [dask.delayed(partition_outcomes)(str(store), n, start_us, end_us) for n in range(partitions)]
     parts = compute_tasks(tasks, client, progress, "outcomes")
     frame = pd.concat(parts, ignore_index=True)
     # Partitions hold disjoint customers: sorting is only for a stable order across runs.

@@ -35,7 +35,8 @@ import pyarrow.parquet as pq
 from .._tasks import compute_tasks
 from ..exceptions import InputDataError, UsageError
 from ..features import build_features, read_store_table
-from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
+from ..features._pipeline import _store_meta
+from ..outcomes import align_outcomes, outcome_window, partition_outcomes
 from ._prepare import frame_from_table
 
 __all__ = [
@@ -74,9 +75,6 @@ def _covered(store, as_of, horizon_days: int):
 
 def _partition_event_customers(store: str, number: int, start_us: int, end_us: int, event_type: str) -> np.ndarray:
     """Keys of one partition's customers with an ``event_type`` event in [start, end)."""
-    path = Path(store) / "events"
-    if not (path / f"part-{number:05d}.parquet").exists():
-        return np.empty(0, dtype=object)
     table = read_store_table(Path(store), "events", number, ["customer_key", "ts", "event_type"], end_us)
     table = table.filter(pc.greater_equal(table["ts"], start_us))
     types = pc.cast(table["event_type"], pa.string())
@@ -105,20 +103,85 @@ def _check_target(target: str, event_type: str | None, campaign: str | None) -> 
         raise UsageError("propensity: target response needs campaign (the outcomes table's campaign to model)")
 
 
-def _response_labels(store, keys: np.ndarray, campaign: str, client, progress) -> pd.DataFrame:
-    parts = sorted((Path(store) / "outcomes").glob("part-*.parquet"))
-    if not parts:
-        raise InputDataError(f"{store}: the store has no outcomes table; target response needs [inputs.outcomes]")
-    tasks = [dask.delayed(_partition_responses)(str(store), int(p.stem.split("-")[1]), campaign) for p in parts]
-    results = compute_tasks(tasks, client, progress, "responses")
-    campaigns = set().union(*(found for _, found in results))
-    if campaign not in campaigns:
+# The store table each target reads its labels from.
+_SOURCE = {"purchase": "transactions", "churn": "transactions", "event": "events", "response": "outcomes"}
+
+
+@dataclass(frozen=True)
+class _Question:
+    """What a label asks of the store, small enough to send with every partition's task."""
+
+    store: str
+    target: str
+    start_us: int | None  # the label window [start, end); None for response, which has no times
+    end_us: int | None
+    churn_lookback_days: int
+    event_type: str | None
+    campaign: str | None
+
+
+def _question(store, as_of: date, *, target, horizon_days, churn_lookback_days, event_type, campaign) -> _Question:
+    """The question, once the store is known to be able to answer it."""
+    _check_target(target, event_type, campaign)
+    if not any((Path(store) / _SOURCE[target]).glob("part-*.parquet")):
+        needs = "[inputs.outcomes]" if target == "response" else "an events input"
+        raise InputDataError(f"{store}: the store has no {_SOURCE[target]} table; target {target} needs {needs}")
+    start_us = end_us = None
+    if target != "response":
+        window = _covered(store, as_of, horizon_days)
+        start_us, end_us = window.start.value // 1_000, window.end.value // 1_000
+    return _Question(str(store), target, start_us, end_us, churn_lookback_days, event_type, campaign)
+
+
+def _answer(question: _Question, number: int):
+    """What store partition ``number`` says: each customer's orders in the window (purchase,
+    churn), the keys with the event (event), or the treated customers' responses and the
+    campaigns present (response)."""
+    if not (Path(question.store) / _SOURCE[question.target] / f"part-{number:05d}.parquet").exists():
+        empty = pd.DataFrame({"customer_key": pd.Series(dtype=object)})
+        return {"event": np.empty(0, dtype=object), "response": (empty.assign(converted=False), set())}.get(
+            question.target, empty.assign(orders_next=0, spend_next=0.0)
+        )
+    if question.target == "event":
+        return _partition_event_customers(question.store, number, question.start_us, question.end_us,
+                                          question.event_type)  # fmt: skip
+    if question.target == "response":
+        return _partition_responses(question.store, number, question.campaign)
+    return partition_outcomes(question.store, number, question.start_us, question.end_us)
+
+
+def _combine(question: _Question, answers: list):
+    """The partitions' answers as one."""
+    if question.target == "event":
+        return np.concatenate(answers)
+    if question.target == "response":
+        return pd.concat([frame for frame, _ in answers], ignore_index=True), set().union(*(c for _, c in answers))
+    return pd.concat(answers, ignore_index=True)
+
+
+def _check_campaign(question: _Question, campaigns: set) -> None:
+    if question.campaign not in campaigns:
         listed = ", ".join(sorted(campaigns)[:10]) or "none"
-        raise InputDataError(f"{store}: the outcomes table has no campaign {campaign!r} (it has: {listed})")
-    responses = pd.concat([frame for frame, _ in results], ignore_index=True)
-    rows = pd.DataFrame({"customer_key": keys}).merge(responses, on="customer_key", how="inner")
-    return pd.DataFrame({"customer_key": rows["customer_key"].to_numpy(),
-                         LABEL: rows["converted"].fillna(False).astype("int8").to_numpy()})  # fmt: skip
+        raise InputDataError(
+            f"{question.store}: the outcomes table has no campaign {question.campaign!r} (it has: {listed})"
+        )
+
+
+def _label(question: _Question, features: pd.DataFrame, answer) -> pd.DataFrame:
+    """The labels of the eligible customers of ``features``, from the answer for their partitions."""
+    keys = features["customer_key"].to_numpy(dtype=object)
+    if question.target == "response":
+        rows = pd.DataFrame({"customer_key": keys}).merge(answer[0], on="customer_key", how="inner")
+        return pd.DataFrame({"customer_key": rows["customer_key"].to_numpy(),
+                             LABEL: rows["converted"].fillna(False).astype("int8").to_numpy()})  # fmt: skip
+    if question.target == "event":
+        return pd.DataFrame({"customer_key": keys, LABEL: np.isin(keys, answer).astype("int8")})
+    orders = align_outcomes(keys, answer)["orders_next"].to_numpy()
+    if question.target == "purchase":
+        return pd.DataFrame({"customer_key": keys, LABEL: (orders > 0).astype("int8")})
+    recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    active = recency < question.churn_lookback_days  # NaN (never ordered) compares False
+    return pd.DataFrame({"customer_key": keys[active], LABEL: (orders[active] == 0).astype("int8")})
 
 
 def label_customers(
@@ -153,32 +216,14 @@ def label_customers(
         ``customer_key``, ``label`` (int8, 1 for the event predicted), eligible rows only, in
         the order of ``features``.
     """
-    _check_target(target, event_type, campaign)
-    keys = features["customer_key"].to_numpy(dtype=object)
+    question = _question(store, as_of, target=target, horizon_days=horizon_days,
+                         churn_lookback_days=churn_lookback_days, event_type=event_type, campaign=campaign)  # fmt: skip
+    partitions = int(_store_meta(Path(store))["partitions"])
+    tasks = [dask.delayed(_answer)(question, number) for number in range(partitions)]
+    answer = _combine(question, compute_tasks(tasks, client, progress, "labels"))
     if target == "response":
-        return _response_labels(store, keys, campaign, client, progress)
-    window = _covered(store, as_of, horizon_days)
-    if target == "event":
-        parts = sorted((Path(store) / "events").glob("part-*.parquet"))
-        if not parts:
-            raise InputDataError(f"{store}: the store has no events table; target event cannot be labelled")
-        start_us, end_us = window.start.value // 1_000, window.end.value // 1_000
-        tasks = [
-            dask.delayed(_partition_event_customers)(
-                str(store), int(p.stem.split("-")[1]), start_us, end_us, event_type
-            )
-            for p in parts
-        ]
-        did = np.concatenate(compute_tasks(tasks, client, progress, "event labels"))
-        return pd.DataFrame({"customer_key": keys, LABEL: np.isin(keys, did).astype("int8")})
-    orders = align_outcomes(keys, next_period_outcomes(store, as_of, horizon_days, client=client, progress=progress))[
-        "orders_next"
-    ].to_numpy()
-    if target == "purchase":
-        return pd.DataFrame({"customer_key": keys, LABEL: (orders > 0).astype("int8")})
-    recency = pd.to_numeric(features["recency_days"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    active = recency < churn_lookback_days  # NaN (never ordered) compares False
-    return pd.DataFrame({"customer_key": keys[active], LABEL: (orders[active] == 0).astype("int8")})
+        _check_campaign(question, answer[1])
+    return _label(question, features, answer)
 
 
 def sample_units(keys, seed: int) -> np.ndarray:
@@ -193,14 +238,25 @@ def sample_units(keys, seed: int) -> np.ndarray:
 
 @dataclass
 class Labelled:
-    """One origin's labels, beside the feature table (built, not yet read) they label."""
+    """One origin's feature table (built, not yet read) and its labels, one file per part."""
 
     work: Path
-    labels: pd.DataFrame  # customer_key, label, and _PART: the feature part holding the row
+    rows: int  # labelled customers
     meta: dict
 
+    @property
+    def labels(self) -> Path:
+        return self.work / "_labels"  # a leading underscore: not part of the feature table
 
-_PART = "_part"
+
+def _label_part(question: _Question, part: str, out: str) -> tuple[int, set]:
+    """Label the customers of one feature part from its store partition, and write them."""
+    columns = ["customer_key", "recency_days"] if question.target == "churn" else ["customer_key"]
+    features = frame_from_table(pq.read_table(part, columns=columns))
+    answer = _answer(question, int(Path(part).stem.split("-")[1]))
+    labels = _label(question, features, answer)
+    labels.to_parquet(Path(out) / Path(part).name, index=False)
+    return len(labels), answer[1] if question.target == "response" else set()
 
 
 def label_origin(
@@ -214,58 +270,56 @@ def label_origin(
     client=None,
     progress=None,
 ) -> Labelled:
-    """Build the features as of ``as_of`` into ``work`` and label their customers.
-
-    Only the key (and, for churn, ``recency_days``) is read back here: the full rows are read
-    by :func:`read_labelled`, for the customers the training sample keeps.
+    """Build the features as of ``as_of`` into ``work`` and label their customers, a part
+    per task, so the client never holds every customer's key: only the count comes back.
+    :func:`read_labelled` then reads the rows the training sample keeps.
     """
     # Refuse before building features.
-    _check_target(options.target, options.event_type, options.campaign)
-    if options.target != "response":
-        _covered(store, as_of, options.horizon_days)
+    question = _question(store, as_of, target=options.target, horizon_days=options.horizon_days,
+                         churn_lookback_days=options.churn_lookback_days, event_type=options.event_type,
+                         campaign=options.campaign)  # fmt: skip
     build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
                    progress=progress)  # fmt: skip
     work = Path(work)
     meta = json.loads((work / "_features.json").read_text())
-    columns = ["customer_key", "recency_days"] if options.target == "churn" else ["customer_key"]
+    labelled = Labelled(work, 0, meta)
+    labelled.labels.mkdir()
     parts = sorted(work.glob("part-*.parquet"))
-    tables = [pq.read_table(part, columns=columns) for part in parts]
-    keys = frame_from_table(pa.concat_tables(tables))
-    keys[_PART] = np.repeat(np.arange(len(parts), dtype="int32"), [table.num_rows for table in tables])
-    labels = label_customers(
-        store, keys, as_of, target=options.target, horizon_days=options.horizon_days,
-        churn_lookback_days=options.churn_lookback_days, event_type=options.event_type, campaign=options.campaign,
-        client=client, progress=progress,
-    )  # fmt: skip
-    labels = labels.merge(keys[["customer_key", _PART]], on="customer_key", how="left", validate="one_to_one")
-    return Labelled(work, labels, meta)
+    tasks = [dask.delayed(_label_part)(question, str(part), str(labelled.labels)) for part in parts]
+    counts = compute_tasks(tasks, client, progress, "labels")
+    if question.target == "response":
+        _check_campaign(question, set().union(*(campaigns for _, campaigns in counts)))
+    labelled.rows = sum(rows for rows, _ in counts)
+    return labelled
 
 
-def _part_rows(part: str, keys: np.ndarray) -> pa.Table:
-    """The rows of one feature part whose key is in ``keys``."""
+def _sampled_part(part: str, labels: str, fraction: float, seed: int) -> tuple[pa.Table, pd.DataFrame]:
+    """One part's labelled customers whose ``sample_units`` fall below ``fraction``: their
+    feature rows and their labels."""
+    chosen = pd.read_parquet(labels)
+    if fraction < 1:
+        chosen = chosen.loc[sample_units(chosen["customer_key"], seed) < fraction]
     table = pq.read_table(part)
-    return table.filter(pc.is_in(table["customer_key"], value_set=pa.array(keys, table.schema.field("customer_key").type)))
+    keys = pa.array(chosen["customer_key"].to_numpy(dtype=object), table.schema.field("customer_key").type)
+    return table.filter(pc.is_in(table["customer_key"], value_set=keys)), chosen
 
 
 def read_labelled(labelled: Labelled, fraction: float = 1.0, *, seed: int = 0, client=None, progress=None) -> pd.DataFrame:
-    """The feature rows of the labelled customers whose ``sample_units`` fall below ``fraction``,
-    with their labels, in key order.
+    """The feature rows and labels of the labelled customers whose ``sample_units`` fall
+    below ``fraction``, in key order.
 
     Each part is read and filtered on a worker, so the client holds the sample, never the
     whole table: with ``fraction = limit / rows`` the result is what ``fit_and_evaluate``
     would draw from every row.
     """
-    labels = labelled.labels
-    if fraction < 1:
-        labels = labels.loc[sample_units(labels["customer_key"], seed) < fraction]
     parts = sorted(labelled.work.glob("part-*.parquet"))
-    wanted = labels.groupby(_PART, sort=True)["customer_key"]
-    tasks = [dask.delayed(_part_rows)(str(parts[number]), keys.to_numpy(dtype=object)) for number, keys in wanted]
-    tables = compute_tasks(tasks, client, progress, "training rows")
-    schema = pq.read_schema(parts[0])
+    tasks = [dask.delayed(_sampled_part)(str(part), str(labelled.labels / part.name), fraction, seed) for part in parts]
+    results = compute_tasks(tasks, client, progress, "training rows")
     # A part whose column is all null holds it as null type: promote it, as a dataset read would.
-    frame = frame_from_table(pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table())
-    frame = frame.merge(labels.drop(columns=_PART), on="customer_key", how="inner", validate="one_to_one")
+    tables = [table for table, _ in results] or [pq.read_schema(parts[0]).empty_table()]
+    frame = frame_from_table(pa.concat_tables(tables, promote_options="default"))
+    labels = pd.concat([chosen for _, chosen in results], ignore_index=True)
+    frame = frame.merge(labels, on="customer_key", how="inner", validate="one_to_one")
     return frame.sort_values("customer_key", ignore_index=True)
 
 

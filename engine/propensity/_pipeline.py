@@ -152,7 +152,7 @@ def train_propensity(
         ]  # fmt: skip
         # Draw the training sample while reading, by the rule fit_and_evaluate applies to all
         # rows, so the client never holds every customer's features.
-        rows = sum(len(one.labels) for one in labelled)
+        rows = sum(one.rows for one in labelled)
         fraction = options.sample / rows if rows > options.sample else 1.0
         frames = []
         for origin, one in zip(origins, labelled):

@@ -90,16 +90,25 @@ def test_rows_outside_the_windows_change_neither_features_nor_labels(world, labe
     pd.testing.assert_frame_equal(moved.drop(columns="label"), frame.drop(columns="label"))
 
 
-def test_churn_labels_only_recently_active_customers(world, labelled):
+def _labelled_per_part(world, tmp_path, **options):
+    """The training path's labels: each part labelled on its own, from its store partition."""
+    frame, _ = labelled_features(_store(world), tmp_path / "per-part", T, options=PropensityOptions(**options),
+                                 backend_name="cpu")  # fmt: skip
+    return frame[["customer_key", "label"]]
+
+
+def test_churn_labels_only_recently_active_customers(world, labelled, tmp_path):
     frame, _ = labelled
     churn = label_customers(_store(world), frame, T, target="churn", churn_lookback_days=60)
     active = frame[frame["recency_days"] < 60]
     assert churn["customer_key"].tolist() == active["customer_key"].tolist()
     bought = frame.set_index("customer_key").loc[churn["customer_key"], "label"].to_numpy()
     np.testing.assert_array_equal(churn["label"].to_numpy(), 1 - bought)
+    pd.testing.assert_frame_equal(_labelled_per_part(world, tmp_path, target="churn", churn_lookback_days=60), churn,
+                                  check_dtype=False)  # the key: object or str, by how pandas read it
 
 
-def test_event_labels_look_for_the_event_type_in_the_window(world, labelled):
+def test_event_labels_look_for_the_event_type_in_the_window(world, labelled, tmp_path):
     frame, _ = labelled
     labels = label_customers(_store(world), frame, T, target="event", event_type="email_click")
     events = pq.read_table(_store(world) / "events").to_pandas()
@@ -109,6 +118,8 @@ def test_event_labels_look_for_the_event_type_in_the_window(world, labelled):
     expected = frame["customer_key"].isin(set(clicked["customer_key"])).astype("int8").to_numpy()
     np.testing.assert_array_equal(labels["label"].to_numpy(), expected)
     assert labels["label"].sum() > 0
+    pd.testing.assert_frame_equal(_labelled_per_part(world, tmp_path, target="event", event_type="email_click"), labels,
+                                  check_dtype=False)
     with pytest.raises(UsageError, match="needs event_type"):
         label_customers(_store(world), frame, T, target="event")
 

@@ -130,12 +130,12 @@ def test_the_sample_drawn_while_reading_is_the_sample_of_every_row(world, tmp_pa
     store = world_dir / "run" / "ingest" / "store"
     options = dataclasses.replace(OPTIONS, n_estimators=10, origins=2, sample=1_500)
     read = []
-    part_rows = _labels._part_rows
-    monkeypatch.setattr(_labels, "_part_rows", lambda *args: read.append(part_rows(*args)) or read[-1])
+    sampled_part = _labels._sampled_part
+    monkeypatch.setattr(_labels, "_sampled_part", lambda *args: read.append(sampled_part(*args)) or read[-1])
     train_propensity(store, tmp_path / "m", as_of=config.run.as_of, options=options, seed=config.run.seed,
                      backend_name="cpu")  # fmt: skip
     document = json.loads((tmp_path / "m" / "model.json").read_text())
-    rows_read = sum(table.num_rows for table in read)
+    rows_read = sum(table.num_rows for table, _ in read)
     frames = []
     for origin in training_origins(config.run.as_of, 90, origins=2):
         frame, meta = labelled_features(store, tmp_path / f"f{origin}", origin, options=OPTIONS, backend_name="cpu")
