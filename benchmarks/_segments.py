@@ -118,15 +118,11 @@ def _inertia(matrix: np.ndarray, labels: np.ndarray, centres: np.ndarray, rows_p
     return total
 
 
-def _host(array) -> np.ndarray:
-    return array.get() if hasattr(array, "get") else np.asarray(array)
-
-
 def run_segscale_kmeans(size, workdir, backend_name, workers, clock, data) -> dict:
     """segscale: ``choose_k`` with k fixed on the pipeline's sample, then ``assign`` by part."""
     from threadpoolctl import threadpool_limits
 
-    from engine.backend import resolve_backend
+    from engine.backend import resolve_backend, to_host_array
     from engine.segments import assign
 
     backend = resolve_backend(backend_name)
@@ -144,7 +140,7 @@ def run_segscale_kmeans(size, workdir, backend_name, workers, clock, data) -> di
         for rows in data["rows_per_part"]:
             labels[start : start + rows], _ = assign(matrix[start : start + rows], model.centres, xp)
             start += rows
-    return _scored(host, _host(labels), model, data)
+    return _scored(host, to_host_array(labels), model, data)
 
 
 def run_distributed_kmeans(size, workdir, backend_name, workers, clock, data) -> dict:
@@ -152,7 +148,7 @@ def run_distributed_kmeans(size, workdir, backend_name, workers, clock, data) ->
     parts (Dask's local scheduler, one thread per worker), then ``assign`` by part."""
     from threadpoolctl import threadpool_limits
 
-    from engine.backend import resolve_backend
+    from engine.backend import resolve_backend, to_host_array
     from engine.segments import assign, fit_distributed_kmeans
 
     xp = resolve_backend(backend_name).xp
@@ -163,7 +159,7 @@ def run_distributed_kmeans(size, workdir, backend_name, workers, clock, data) ->
     with dask.config.set(scheduler="threads", num_workers=workers), threadpool_limits(limits=1), clock:
         model = fit_distributed_kmeans(parts, K, seed=_SEED, n_init=_N_INIT, max_iter=_MAX_ITER, tol=_TOL)
         labels = xp.concatenate([assign(part, model.centres, xp)[0] for part in parts])
-    return _scored(host, _host(labels), model, data)
+    return _scored(host, to_host_array(labels), model, data)
 
 
 def _scored(host: np.ndarray, labels: np.ndarray, model, data) -> dict:

@@ -40,6 +40,7 @@ __all__ = [
     "frame_to_arrow",
     "to_array",
     "to_host",
+    "to_host_array",
     # detection
     "GpuDevice",
     "GpuProbe",
@@ -213,6 +214,13 @@ def to_array(series, dtype=None, na_value=None):
 def to_host(frame):
     """A cuDF frame, series or index copied to pandas; a pandas one as it is."""
     return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
+def to_host_array(array):
+    """A CuPy array copied to NumPy; anything else as a NumPy array."""
+    import numpy
+
+    return array.get() if hasattr(array, "get") else numpy.asarray(array)
 
 
 def usable_cores() -> int:

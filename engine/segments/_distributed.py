@@ -24,8 +24,8 @@ import dask
 import numpy as np
 
 from .._tasks import compute_tasks
-from ..backend import array_namespace
-from ._kmeans import SegmentModel, _host, _ordered
+from ..backend import array_namespace, to_host_array
+from ._kmeans import SegmentModel, _ordered
 
 __all__ = ["fit_distributed_kmeans"]
 
@@ -44,11 +44,11 @@ def _nearest(part, centres):
 
 def _moments(part) -> tuple[int, np.ndarray, np.ndarray]:
     """Rows, column sums and column sums of squares: the data's variance, for the tolerance."""
-    return int(part.shape[0]), _host(part.sum(axis=0)), _host((part**2).sum(axis=0))
+    return int(part.shape[0]), to_host_array(part.sum(axis=0)), to_host_array((part**2).sum(axis=0))
 
 
 def _row(part, index: int) -> np.ndarray:
-    return _host(part[index])
+    return to_host_array(part[index])
 
 
 def _cost(part, centres) -> float:
@@ -60,8 +60,8 @@ def _oversample(part, centres, oversampling: float, cost: float, stream) -> np.n
     if not part.shape[0]:
         return np.empty((0, len(centres[0])))
     _, squared = _nearest(part, centres)
-    keep = np.random.default_rng(stream).random(part.shape[0]) < oversampling * _host(squared) / cost
-    return _host(part[array_namespace(part).asarray(np.flatnonzero(keep))])
+    keep = np.random.default_rng(stream).random(part.shape[0]) < oversampling * to_host_array(squared) / cost
+    return to_host_array(part[array_namespace(part).asarray(np.flatnonzero(keep))])
 
 
 def _sums(part, centres) -> tuple[np.ndarray, np.ndarray, float]:
@@ -74,7 +74,7 @@ def _sums(part, centres) -> tuple[np.ndarray, np.ndarray, float]:
     # One matrix product sums every centre's rows: a one-hot (rows x k) against the part.
     membership = xp.zeros((part.shape[0], k), dtype=part.dtype)
     membership[xp.arange(part.shape[0]), nearest] = 1
-    return _host(membership.T @ part), _host(membership.sum(axis=0)).astype(np.float64), float(squared.sum())
+    return to_host_array(membership.T @ part), to_host_array(membership.sum(axis=0)).astype(np.float64), float(squared.sum())
 
 
 def _each(function, parts, *args, client, label):

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._kmeans import _fit, _host, assign
+from ..backend import to_host_array
+from ._kmeans import _fit, assign
 
 __all__ = ["MicroSegments", "assign_micro", "fit_micro_segments", "ward_linkage"]
 
@@ -113,10 +114,10 @@ def fit_micro_segments(
     segments : ndarray (rows,)
         The macro segment of each sample row (0..k-1).
     """
-    host = _host(sample)
-    segments = _host(segments).astype(np.int64)
+    host = to_host_array(sample)
+    segments = to_host_array(segments).astype(np.int64)
     model = _fit(sample, micro_k, seed, backend_name, n_init, 300, 1e-4)
-    centres = _host(model.cluster_centers_).astype(np.float64)
+    centres = to_host_array(model.cluster_centers_).astype(np.float64)
     micro, _ = assign(host, centres)
     votes = np.zeros((micro_k, k), dtype=np.int64)
     np.add.at(votes, (micro, segments), 1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..backend import resolve_backend
+from ..backend import resolve_backend, to_host_array
 from ..exceptions import UsageError
 
 __all__ = ["KMeansChoice", "SegmentModel", "assign", "choose_k"]
@@ -47,10 +47,6 @@ class SegmentModel:
         return dict(self.__dict__)
 
 
-def _host(array) -> np.ndarray:
-    return array.get() if hasattr(array, "get") else np.asarray(array)
-
-
 def _fit(sample, k: int, seed: int, backend_name: str, n_init: int, max_iter: int, tol: float):
     estimator = resolve_backend(backend_name).estimator("KMeans")
     model = estimator(n_clusters=k, n_init=n_init, max_iter=max_iter, tol=tol, random_state=seed)
@@ -81,13 +77,13 @@ def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu"
     rows = int(sample.shape[0])
     if not ks or ks[0] < 2 or ks[-1] >= rows:
         raise UsageError(f"k must be at least 2 and below the sample size ({rows}); got {ks}")
-    host = _host(sample)
+    host = to_host_array(sample)
     # The same customers are scored whatever the seed, so the seed only moves k-means itself.
     scored = np.random.default_rng(0).choice(rows, size=min(rows, SILHOUETTE_POINTS), replace=False)
     choice, models = KMeansChoice(k=ks[0]), {}
     for k in ks:
         model = _fit(sample, k, seed, backend_name, n_init, max_iter, tol)
-        labels = _host(model.labels_).astype(np.int64)
+        labels = to_host_array(model.labels_).astype(np.int64)
         if np.unique(labels).size < 2:
             continue
         silhouette = float(silhouette_score(host[scored], labels[scored])) if np.unique(labels[scored]).size > 1 else -1.0
@@ -106,7 +102,7 @@ def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu"
     best = max(score["silhouette"] for score in choice.scores)
     choice.k = min(score["k"] for score in choice.scores if score["silhouette"] >= best - SILHOUETTE_TIE)
     best_model = models[choice.k]
-    centres = _host(best_model.cluster_centers_).astype(np.float64)
+    centres = to_host_array(best_model.cluster_centers_).astype(np.float64)
     model = SegmentModel(
         centres=centres.tolist(), k=choice.k, inertia=float(best_model.inertia_),
         iterations=int(getattr(best_model, "n_iter_", 0)), seed=seed,

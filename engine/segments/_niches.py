@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import resolve_backend
-from ._kmeans import _host
+from ..backend import resolve_backend, to_host_array
 
 __all__ = ["NicheModel", "fit_niches", "knee_eps", "place_niches"]
 
@@ -80,7 +79,7 @@ def fit_niches(sample, *, eps: float | None = None, min_samples: int | None = No
     min_samples : int, optional
         Neighbours (the point included) that make a core point; default twice the dimensions.
     """
-    host = _host(sample).astype(np.float64)
+    host = to_host_array(sample).astype(np.float64)
     rng = np.random.default_rng(seed)
     if host.shape[0] > points:
         host = host[np.sort(rng.choice(host.shape[0], size=points, replace=False))]
@@ -117,9 +116,9 @@ def _dbscan(points: np.ndarray, eps: float, min_samples: int, backend_name: str)
     else:
         model = estimator(eps=eps, min_samples=min_samples)
         model.fit(points)
-    labels = _host(model.labels_).astype(np.int64)
+    labels = to_host_array(model.labels_).astype(np.int64)
     core = np.zeros(points.shape[0], dtype=bool)
-    core[_host(model.core_sample_indices_).astype(np.int64)] = True
+    core[to_host_array(model.core_sample_indices_).astype(np.int64)] = True
     return labels, core
 
 

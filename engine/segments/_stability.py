@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._kmeans import _fit, _host, assign
+from ..backend import to_host_array
+from ._kmeans import _fit, assign
 
 __all__ = ["STABLE_JACCARD", "bootstrap_stability"]
 
@@ -34,14 +35,14 @@ def bootstrap_stability(points, segments, k: int, *, resamples: int = 10, seed: 
     list of dict
         Per segment: ``segment``, ``jaccard`` (mean), ``jaccard_min``, ``stable``.
     """
-    host = _host(points)
-    segments = _host(segments).astype(np.int64)
+    host = to_host_array(points)
+    segments = to_host_array(segments).astype(np.int64)
     rng = np.random.default_rng(seed)
     scores = np.zeros((resamples, k))
     for resample in range(resamples):
         drawn = np.unique(rng.integers(0, host.shape[0], size=host.shape[0]))
         model = _fit(host[drawn], k, int(rng.integers(2**31)), backend_name, n_init, 300, 1e-4)
-        refit, _ = assign(host[drawn], _host(model.cluster_centers_))
+        refit, _ = assign(host[drawn], to_host_array(model.cluster_centers_))
         original = segments[drawn]
         # Overlap of every (original, refit) pair at once: a k x k contingency table.
         table = np.zeros((k, k), dtype=np.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..backend import to_host_array
 from ._bgnbd import conditional_expected_purchases, p_alive, waiting_time_quantile
 from ._gamma_gamma import conditional_expected_spend
 
@@ -65,11 +66,7 @@ def predict(summaries: pd.DataFrame, purchase, spend, *, as_of_day, horizon_days
         "clv": discounted * per_purchase,
         "next_purchase_date": as_of_day + xp.floor(median_wait),
     }
-    return {name: _host(values) for name, values in columns.items()}
-
-
-def _host(values) -> np.ndarray:
-    return values.get() if hasattr(values, "get") else np.asarray(values)
+    return {name: to_host_array(values) for name, values in columns.items()}
 
 
 def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_days, xp) -> dict:
@@ -101,7 +98,7 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
     wait = summaries["holdout_wait"].to_numpy(dtype="float64")[bought]
     x, T = (xp.asarray(summaries[c].to_numpy(dtype="float64")[bought]) for c in ("frequency", "T"))
     for level in INTERVALS:
-        low = _host(waiting_time_quantile(purchase, (1 - level) / 2, x, T, xp, within=horizon_days))
-        high = _host(waiting_time_quantile(purchase, (1 + level) / 2, x, T, xp, within=horizon_days))
+        low = to_host_array(waiting_time_quantile(purchase, (1 - level) / 2, x, T, xp, within=horizon_days))
+        high = to_host_array(waiting_time_quantile(purchase, (1 + level) / 2, x, T, xp, within=horizon_days))
         sums[f"inside_{round(level * 100)}"] = int(np.count_nonzero((wait >= low) & (wait <= high)))
     return sums
