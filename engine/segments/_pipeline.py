@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
-from ..backend import frame_from_arrow, resolve_backend, to_host
+from ..backend import frame_from_arrow, resolve_backend, to_host, to_host_array
 from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window
@@ -140,7 +140,7 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
         "niche": xp.bincount(placed["niche"][placed["niche"] >= 0], minlength=niche_count),
         "outliers": placed["outlier"].sum(),
     }
-    counts = {key: value.get() if hasattr(value, "get") else np.asarray(value) for key, value in counts.items()}
+    counts = {key: to_host_array(value) for key, value in counts.items()}
     return partition_sums(frame, placed["segment"], profile_columns, len(model.kmeans.centres), xp), counts
 
 

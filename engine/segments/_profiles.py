@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..backend import to_array
+from ..backend import to_array, to_host_array
 
 __all__ = ["NAME_RULES", "name_segments", "partition_sums", "profile_table"]
 
@@ -24,15 +24,12 @@ def partition_sums(frame, segment, columns, k: int, xp=np) -> dict:
     one_hot = (segment[:, None] == xp.arange(k)[None, :]).astype("float64")
     revenue = to_array(frame["monetary_total"], "float64", na_value=0.0) if "monetary_total" in frame.columns else None
 
-    def host(array):
-        return array.get() if hasattr(array, "get") else np.asarray(array)
-
     return {
-        "customers": host(one_hot.sum(axis=0)),
-        "revenue": host(one_hot.T @ revenue) if revenue is not None else np.zeros(k),
-        "present": host(one_hot.T @ present.astype("float64")),
-        "sum": host(one_hot.T @ filled),
-        "squares": host(one_hot.T @ filled**2),
+        "customers": to_host_array(one_hot.sum(axis=0)),
+        "revenue": to_host_array(one_hot.T @ revenue) if revenue is not None else np.zeros(k),
+        "present": to_host_array(one_hot.T @ present.astype("float64")),
+        "sum": to_host_array(one_hot.T @ filled),
+        "squares": to_host_array(one_hot.T @ filled**2),
     }
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.special
 from scipy.optimize import minimize
 
+from ..backend import to_host_array
 from ..exceptions import InputDataError, UsageError
 
 __all__ = [
@@ -278,7 +279,7 @@ def conditional_expected_purchases(params, t, frequency, recency, T, xp=np, mode
     b_alive = _surviving_b(model, b, x)
     z = t / (alpha + T + t)
     # On the host: see the module docstring.
-    host = [np.asarray(v.get() if hasattr(v, "get") else v) for v in (r + x, b_alive, a + b_alive - 1, z)]
+    host = [to_host_array(v) for v in (r + x, b_alive, a + b_alive - 1, z)]
     hypergeometric = xp.asarray(scipy.special.hyp2f1(*host))
     decay = xp.exp((r + x) * (xp.log(alpha + T) - xp.log(alpha + T + t)))
     given_alive = (a + b_alive - 1) / (a - 1) * (1.0 - decay * hypergeometric)
