@@ -138,10 +138,12 @@ def _answer(question: _Question, number: int):
     churn), the keys with the event (event), or the treated customers' responses and the
     campaigns present (response)."""
     if not (Path(question.store) / _SOURCE[question.target] / f"part-{number:05d}.parquet").exists():
-        empty = pd.DataFrame({"customer_key": pd.Series(dtype=object)})
-        return {"event": np.empty(0, dtype=object), "response": (empty.assign(converted=False), set())}.get(
-            question.target, empty.assign(orders_next=0, spend_next=0.0)
-        )
+        if question.target == "event":
+            return np.empty(0, dtype=object)
+        nobody = pd.DataFrame({"customer_key": pd.Series(dtype=object)})
+        if question.target == "response":
+            return nobody.assign(converted=False), set()
+        return nobody.assign(orders_next=0, spend_next=0.0)
     if question.target == "event":
         return _partition_event_customers(question.store, number, question.start_us, question.end_us,
                                           question.event_type)  # fmt: skip
