@@ -20,6 +20,7 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -221,7 +222,8 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
     UsageError
         No pseudonymisation key; an input is missing, unreadable, empty or lacks a column.
     SegscaleError
-        The row accounting does not reconcile (a bug, never expected).
+        The row accounting does not reconcile (a bug, never expected); the disk holding the
+        output directory filled up (nothing of this run is left on it).
     """
     started = time.perf_counter()
     options = config.ingest
@@ -229,7 +231,24 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
     backend = resolve_backend(config.run.backend)
     # Readers return partitions of the backend's kind with or without a client from dask_client.
     with dask.config.set({"dataframe.backend": backend.dataframe_backend}):
-        return _ingest(config, key, backend, client, progress, started)
+        try:
+            return _ingest(config, key, backend, client, progress, started)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            raise SegscaleError(_disk_full(Path(config.run.output_dir))) from error
+
+
+def _disk_full(output_dir: Path) -> str:
+    """The one line for a full disk, said after the staging directory is gone, so the free
+    space it reports is what the next attempt starts with."""
+    existing = next((path for path in (output_dir, *output_dir.parents) if path.exists()), Path.cwd())
+    free_gib = shutil.disk_usage(existing).free / 2**30
+    return (
+        f"ingest: no space left on the disk holding {output_dir} ({free_gib:.1f} GiB free now); its staging "
+        "files and store need about 3x the size of the Parquet inputs: free space or set [run] output_dir "
+        "on a larger disk"
+    )
 
 
 def _sort_order(table):

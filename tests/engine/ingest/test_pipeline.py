@@ -1,4 +1,5 @@
 import dataclasses
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -8,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.config import load_config
-from engine.exceptions import InputDataError, UsageError
-from engine.ingest import KEY_ENV_VAR, _merged, _pipeline, ingest
+from engine.exceptions import InputDataError, SegscaleError, UsageError
+from engine.ingest import KEY_ENV_VAR, _merged, _pipeline, _store, ingest
 from engine.synth import WorldSpec, generate_world
 
 SPEC = dict(customers=3_000, seed=21, chunk_size=1_000)
@@ -247,6 +248,18 @@ def test_a_key_is_required(dirty_world, tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV_VAR, "a-key-from-the-environment")
     summary = ingest(_config(dirty_world, tmp_path, pseudonym_key=None, partitions=1))
     assert summary.tables["transactions"]["kept"] > 0
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_staging(dirty_world, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "Error writing bytes to file")
+
+    monkeypatch.setattr(_store, "_write_by_partition", full)
+    with pytest.raises(SegscaleError, match=r"no space left on the disk holding .* GiB free now.*\[run\] output_dir") as caught:
+        ingest(_config(dirty_world, tmp_path / "run", partitions=2))
+    assert not isinstance(caught.value, UsageError)  # exit code 1: the work failed, the input is fine
+    assert "\n" not in str(caught.value)
+    assert list((tmp_path / "run").iterdir()) == []
 
 
 def _csv_config(tmp_path, text, header_map=""):
