@@ -6,17 +6,22 @@ the GPU the clock synchronises the device before it starts and before it stops, 
 kernels are billed to the region that launched them.
 
 Peak memory is the resident set of the whole process tree, sampled by
-``engine._memory.PeakMemory`` (which run manifests use too).
+``engine._memory.PeakMemory`` (which run manifests use too). Out-of-core cases also report
+the disk they took beside their inputs (`PeakDisk`): at 10M customers the pipeline first
+failed for want of disk, not memory.
 """
 
 from __future__ import annotations
 
+import shutil
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from engine._memory import DEFAULT_INTERVAL_S, PeakMemory, tree_rss
 
-__all__ = ["Clock", "PeakMemory", "tree_rss", "DEFAULT_INTERVAL_S"]
+__all__ = ["Clock", "PeakDisk", "PeakMemory", "tree_rss", "DEFAULT_INTERVAL_S"]
 
 
 class Clock:
@@ -59,4 +64,46 @@ class Clock:
         self.seconds = time.perf_counter() - self._started
         if self._memory is not None:
             self._memory.freeze()
+        return False
+
+
+class PeakDisk:
+    """Sample the bytes used on the file system holding ``path`` until the block ends.
+
+    ``peak_bytes`` is the highest use above the use on entry: the room a run's staging files
+    and outputs need beside what was there before it. Anything else writing to the same file
+    system counts too, so this is the machine's view, as ``df`` would show it.
+
+    Parameters
+    ----------
+    path : path
+        An existing file or directory on the file system to watch.
+    interval : float, default 1.0
+        Seconds between samples; one is also taken on entry and on exit.
+    """
+
+    def __init__(self, path, interval: float = 1.0):
+        self.path, self.interval = Path(path), interval
+        self.peak_bytes = 0
+        self._start = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, shutil.disk_usage(self.path).used - self._start)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakDisk:
+        self._start = shutil.disk_usage(self.path).used
+        self._thread = threading.Thread(target=self._run, name="peak-disk", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
         return False

@@ -9,8 +9,10 @@ past it, so a size that does not fit in memory runs out of core or fails, and th
 says which.
 
 Quality columns: each stage's seconds and the peak RSS of the process tree during it (from
-the run's manifest), and what the stages produced (customers, segments, test AUC), so a
-run at a larger size can be checked for doing the same work.
+the run's manifest); the peak disk the run took above what was in use when its clock started
+(``disk_peak_gib``, beside the inputs' own ``inputs_gib``); and what the stages produced
+(customers, segments, test AUC), so a run at a larger size can be checked for doing the
+same work.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["dirty_world", "run_pipeline_case"]
+from ._measure import PeakDisk
+
+__all__ = ["dirty_world", "inputs_gib", "run_pipeline_case"]
 
 _GIB = 2**30
 
@@ -38,6 +42,15 @@ def dirty_world(size: int, workdir: Path, client, backend_name: str):
     return dataclasses.replace(config, run=dataclasses.replace(config.run, output_dir=workdir / "run", backend=backend_name))
 
 
+def inputs_gib(config) -> float:
+    """GiB of the world's input files (its truth left out), beside which a run's disk peak reads."""
+    total = 0
+    for spec in config.inputs.values():
+        path = Path(spec.path)
+        total += sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else path.stat().st_size
+    return round(total / _GIB, 3)
+
+
 def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
     from engine.backend import dask_client, resolve_backend
     from engine.pipeline import run_pipeline
@@ -46,7 +59,7 @@ def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int,
     with dask_client(resolve_backend(backend_name), workers=workers) as client:
         config = dirty_world(size, workdir, client, backend_name)
         setup_seconds = time.perf_counter() - started
-        with clock:
+        with PeakDisk(workdir) as disk, clock:
             summary = run_pipeline(config, client=client)
     manifest = summary.manifest
     quality = {}
@@ -56,6 +69,8 @@ def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int,
             quality[f"{name}_peak_rss_gib"] = round(stage["peak_rss_bytes"] / _GIB, 3)
     metrics = manifest["metrics"]
     quality |= {
+        "disk_peak_gib": round(disk.peak_bytes / _GIB, 3),
+        "inputs_gib": inputs_gib(config),
         "customers": metrics.get("segments", {}).get("customers"),
         "segments": metrics.get("segments", {}).get("k"),
         "test_auc": metrics.get("propensity", {}).get("roc_auc"),

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _pipeline, _propensity, _quality, _segments, _spark
+from . import _features, _measure, _pipeline, _propensity, _quality, _segments, _spark
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -144,10 +144,10 @@ def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock
     with dask_client(resolve_backend(backend_name), workers=workers) as client:
         config = _pipeline.dirty_world(size, workdir, client, backend_name)
         setup_seconds = time.perf_counter() - started
-        with clock:
+        with _measure.PeakDisk(workdir) as disk, clock:
             summary = ingest(config, client=client)
     # Where the time and the memory go: ingest measures each of its phases.
-    quality = {}
+    quality = {"disk_peak_gib": round(disk.peak_bytes / 2**30, 3), "inputs_gib": _pipeline.inputs_gib(config)}
     for name, phase in summary.phases.items():
         label = name.replace(" ", "_")
         quality |= {f"{label}_{measure}": phase[measure]

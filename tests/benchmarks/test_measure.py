@@ -1,10 +1,11 @@
 """Tests for benchmarks._measure: the clock, and the peak memory it limits to its region."""
 
+import os
 import time
 
 import pytest
 
-from benchmarks._measure import Clock, PeakMemory
+from benchmarks._measure import Clock, PeakDisk, PeakMemory
 
 
 def test_clock_times_its_region_and_syncs_around_it():
@@ -41,3 +42,16 @@ def test_clock_limits_peak_memory_to_the_timed_region():
         cleanup = np.ones(300 * 2**20 // 8)  # and 300 MiB after it stops
         del cleanup, small
     assert memory.peak_rss_bytes - memory.start_rss_bytes < 100 * 2**20
+
+
+def test_peak_disk_sees_a_file_that_came_and_went(tmp_path):
+    size = 32 * 2**20
+    with PeakDisk(tmp_path, interval=0.01) as disk:
+        path = tmp_path / "staging.bin"
+        with path.open("wb") as file:
+            file.write(b"\x01" * size)
+            file.flush()
+            os.fsync(file.fileno())
+        time.sleep(0.2)
+        path.unlink()
+    assert disk.peak_bytes >= 0.9 * size

@@ -36,6 +36,8 @@ def test_it_reports_what_the_run_produced(result):
     assert 0.9 * CUSTOMERS < quality["customers"] < 1.1 * CUSTOMERS
     assert 3 <= quality["segments"] <= 10
     assert 0.5 < quality["test_auc"] <= 1.0
+    # Staging and outputs took disk beside the inputs (reported for out-of-core sizes).
+    assert quality["disk_peak_gib"] > 0 and quality["inputs_gib"] > 0
     # Rows are the inputs read, every table of the world.
     assert set(result["rows_by_table"]) == {"transactions", "events", "customers", "identities"}
     assert result["rows"] == sum(result["rows_by_table"].values()) > CUSTOMERS
@@ -47,3 +49,4 @@ def test_the_ingest_case_ingests_the_same_world(result, tmp_path):
     assert ingest["status"] == "ok", ingest["reason"]
     assert ingest["rows_by_table"] == result["rows_by_table"]
     assert {"identities_seconds", "phase_1_seconds", "phase_2_seconds"} <= ingest["quality"].keys()
+    assert ingest["quality"]["disk_peak_gib"] > 0
