@@ -58,6 +58,9 @@ _MAX_PARTITIONS = 4096
 MERGED_ROWS_PER_FILE = 500_000
 _STORED = ("transactions", "events", "customers", "outcomes")
 _PHASE_SAMPLE_S = 0.2
+# Disk an input row takes while ingest runs, its compressed bucket row and its store row
+# together: 34 bytes in a generated world of 200k customers (16.8M rows).
+DISK_BYTES_PER_ROW = 34
 
 
 @dataclass
@@ -239,11 +242,28 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
             raise SegscaleError(_disk_full(Path(config.run.output_dir))) from error
 
 
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` or, before it exists, its nearest parent."""
+    existing = next((parent for parent in (path, *path.parents) if parent.exists()), Path.cwd())
+    return shutil.disk_usage(existing).free
+
+
+def _warn_if_short_of_disk(out: Path, rows: int) -> None:
+    """Say at the start, not an hour in, when the inputs look too big for the free disk. A
+    warning, not an error: the bytes per row are those of a generated world."""
+    needed, free = rows * DISK_BYTES_PER_ROW, _free_bytes(out)
+    if needed > free:
+        logger.warning(
+            "ingest: about %.1f GiB of staging files and store for %d input rows, and %.1f GiB free on the disk "
+            "holding %s: it may run out of space (set [run] output_dir on a larger disk)", needed / 2**30, rows,
+            free / 2**30, out,
+        )  # fmt: skip
+
+
 def _disk_full(output_dir: Path) -> str:
     """The one line for a full disk, said after the staging directory is gone, so the free
     space it reports is what the next attempt starts with."""
-    existing = next((path for path in (output_dir, *output_dir.parents) if path.exists()), Path.cwd())
-    free_gib = shutil.disk_usage(existing).free / 2**30
+    free_gib = _free_bytes(output_dir) / 2**30
     return (
         f"ingest: no space left on the disk holding {output_dir} ({free_gib:.1f} GiB free now); its staging "
         "files and store need about 3x the size of the Parquet inputs: free space or set [run] output_dir "
@@ -343,6 +363,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     }
 
     out = Path(config.run.output_dir) / "ingest"
+    _warn_if_short_of_disk(out, estimated)
     with staged_output(out) as staging:
         tables: dict[str, dict] = {}
         identity_report: dict = {}

@@ -262,6 +262,16 @@ def test_a_full_disk_is_one_line_and_leaves_no_staging(dirty_world, tmp_path, mo
     assert list((tmp_path / "run").iterdir()) == []
 
 
+def test_inputs_too_big_for_the_free_disk_are_said_before_the_work(dirty_world, tmp_path, monkeypatch, caplog):
+    config = _config(dirty_world, tmp_path, partitions=1)
+    ingest(config)
+    assert "may run out of space" not in caplog.text
+    monkeypatch.setattr(_pipeline, "DISK_BYTES_PER_ROW", 2**50)
+    ingest(config)
+    (warning,) = [record for record in caplog.records if "may run out of space" in record.getMessage()]
+    assert str(tmp_path / "ingest") in warning.getMessage()
+
+
 def _csv_config(tmp_path, text, header_map=""):
     (tmp_path / "tx.csv").write_text(text)
     (tmp_path / "run.toml").write_text(
