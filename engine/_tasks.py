@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dask
 
-__all__ = ["checkpoint", "compute_tasks", "publish", "release_memory", "staged_output", "trim_heap", "trimmed"]
+__all__ = ["checkpoint", "coarsened", "compute_tasks", "publish", "release_memory", "staged_output", "trim_heap", "trimmed"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ def checkpoint(frame, directory: Path | None, name: str):
     path = Path(directory) / name
     frame.to_parquet(path, write_index=False)
     return dd.read_parquet(path)
+
+
+def coarsened(frame, partitions: int):
+    """``frame`` with adjacent partitions concatenated down to ``partitions`` (never split):
+    for frames read from many small files before a shuffle, whose work grows with
+    input x output partitions."""
+    return frame.repartition(npartitions=partitions) if partitions < frame.npartitions else frame
 
 
 def trim_heap() -> None:

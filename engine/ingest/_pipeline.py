@@ -39,8 +39,8 @@ from ..backend import resolve_backend, to_host
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
 from .._memory import PeakMemory
-from .._tasks import checkpoint, compute_tasks, release_memory, staged_output, trimmed
-from ._identity import link_identities, link_report, screen_identities
+from .._tasks import checkpoint, coarsened, compute_tasks, release_memory, staged_output, trimmed
+from ._identity import link_identities, link_report, screen_identities, shuffle_partitions
 from ._merged import MergedAccounts, write_merged_part
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
@@ -142,7 +142,9 @@ def _identities(frame, spec, key, options, staging):
     # Identity rows and every intermediate of resolution go to disk, not to worker memory,
     # which would otherwise grow with the customers and stay taken for the phases after.
     work = staging / "identity-work"
-    deduplicated = checkpoint(valid.drop_duplicates(), work, "identities")
+    # Resolution shuffles these rows, in partitions sized by their count, not by the files.
+    split = shuffle_partitions(estimate_rows(spec))
+    deduplicated = checkpoint(coarsened(valid, split).drop_duplicates(split_out=split), work, "identities")
     screening = screen_identities(
         deduplicated,
         deduplicated["customer_id"],

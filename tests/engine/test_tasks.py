@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from engine import _tasks
-from engine._tasks import checkpoint, release_memory, staged_output, trimmed
+from engine._tasks import checkpoint, coarsened, release_memory, staged_output, trimmed
 
 
 @pytest.fixture
@@ -69,3 +69,10 @@ def test_staged_output_replaces_the_target_only_on_success(tmp_path):
             (staging / "a.txt").write_text("second")
             raise RuntimeError("stage failed")
     assert (out / "a.txt").read_text() == "first"
+
+
+def test_coarsened_concatenates_adjacent_partitions_and_never_splits(frame):
+    fewer = coarsened(frame, 2)
+    assert fewer.npartitions == 2
+    pd.testing.assert_frame_equal(fewer.compute(), frame.compute())
+    assert coarsened(frame, frame.npartitions + 5).npartitions == frame.npartitions
