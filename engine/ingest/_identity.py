@@ -355,15 +355,15 @@ def screen_identities(
     # A single-partition argument is broadcast to every partition of the first.
     kept = candidates.map_partitions(_drop_nodes, over["_node"], meta=candidates._meta)
     edges = checkpoint(kept.map_partitions(_node_ids, meta=_node_ids(kept._meta)), workdir, "edges")
-    # Only values two customers share are edges, a small share of the rows: every round of
-    # the propagation shuffles them, so they are regrouped into partitions worth shuffling.
-    edges = coarsened(edges, shuffle_partitions(int(edges.shape[0].compute())))
     everyone = coarsened(
         dd.concat([customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]), split
     ).drop_duplicates(split_out=split)
-    customers, shared_texts, hashes, blocked_rows, over = dask.compute(
-        everyone.shape[0], shared.shape[0], edges["node"].nunique(), blocked_rows, over
+    customers, shared_texts, hashes, edge_rows, blocked_rows, over = dask.compute(
+        everyone.shape[0], shared.shape[0], edges["node"].nunique(), edges.shape[0], blocked_rows, over
     )
+    # Only values two customers share are edges, a small share of the rows: every round of
+    # the propagation shuffles them, so they are regrouped into partitions worth shuffling.
+    edges = coarsened(edges, shuffle_partitions(int(edge_rows)))
     # Over-cap values are held by more than one customer, so they are among the shared.
     linked_texts = shared_texts - len(over)
     if hashes != linked_texts:

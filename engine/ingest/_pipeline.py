@@ -128,12 +128,13 @@ def _valid_rows(frame):
     return frame[frame["reason"].isna().values].drop(columns=["reason"])
 
 
-def _identities(frame, spec, key, options, staging):
+def _identities(frame, spec, rows, key, options, staging):
     """Validate, dedupe and resolve identities; quarantine the rows not used for linking.
 
-    Returns the accounts that merged (as :class:`MergedAccounts`, written under ``staging``),
-    the row accounting and the resolution report. Only rejected rows come to this
-    process; the rest stays on the cluster.
+    ``rows`` is the input's estimated row count (from ``estimate_rows``), which sizes the
+    shuffle partitions. Returns the accounts that merged (as :class:`MergedAccounts`,
+    written under ``staging``), the row accounting and the resolution report. Only rejected
+    rows come to this process; the rest stays on the cluster.
     """
     rules = ParseRules(spec.timestamp_format, spec.timezone)
     meta = validate_partition(frame._meta, "identities", rules)
@@ -143,7 +144,7 @@ def _identities(frame, spec, key, options, staging):
     # which would otherwise grow with the customers and stay taken for the phases after.
     work = staging / "identity-work"
     # Resolution shuffles these rows, in partitions sized by their count, not by the files.
-    split = shuffle_partitions(estimate_rows(spec))
+    split = shuffle_partitions(rows)
     deduplicated = checkpoint(coarsened(valid, split).drop_duplicates(split_out=split), work, "identities")
     screening = screen_identities(
         deduplicated,
@@ -357,7 +358,8 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     options = config.ingest
     extracted_at = _extracted_at(options)
     frames = {name: read_input(spec) for name, spec in config.inputs.items()}
-    estimated = sum(estimate_rows(spec) for spec in config.inputs.values())
+    rows = {name: estimate_rows(spec) for name, spec in config.inputs.items()}
+    estimated = sum(rows.values())
     partitions = options.partitions or min(_MAX_PARTITIONS, max(1, math.ceil(estimated / ROWS_PER_PARTITION)))
     rules = {
         table: ParseRules(spec.timestamp_format, spec.timezone, extracted_at, spec.return_prefix)
@@ -375,7 +377,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         if "identities" in frames:
             with _phase(phases, "identities"):
                 merged, tables["identities"], identity_report = _identities(
-                    frames["identities"], config.inputs["identities"], key, options, staging
+                    frames["identities"], config.inputs["identities"], rows["identities"], key, options, staging
                 )
                 release_memory(client)
         with _phase(phases, "phase 1"):

@@ -400,8 +400,9 @@ def test_edges_come_in_partitions_sized_by_their_rows(world, monkeypatch):
     identities, accounts, _, reference = world
     frame = dd.from_pandas(identities, npartitions=12)
     everyone = dd.from_pandas(accounts["customer_id"], npartitions=2)
-    assert _identity.screen_identities(frame, everyone).edges.npartitions == 1
-    rows = len(_identity.screen_identities(frame, everyone).edges)
+    edges = _identity.screen_identities(frame, everyone).edges
+    assert edges.npartitions == 1
+    rows = len(edges)
     monkeypatch.setattr(_identity, "ROWS_PER_SHUFFLE_PARTITION", rows // 5)
     screening = _identity.screen_identities(frame, everyone)
     assert 1 < screening.edges.npartitions == _identity.shuffle_partitions(rows) < 12
