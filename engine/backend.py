@@ -223,6 +223,36 @@ def to_host_array(array):
     return array.get() if hasattr(array, "get") else numpy.asarray(array)
 
 
+def connected_components(sources, targets, vertices: int):
+    """The component of every vertex of the undirected graph with edges ``sources[i]-targets[i]``.
+
+    Parameters
+    ----------
+    sources, targets : array of int, shape (edges,)
+        Vertex numbers in ``0..vertices-1``; NumPy, or CuPy for the GPU.
+    vertices : int
+
+    Returns
+    -------
+    array of int, shape (vertices,)
+        Component numbers, of the inputs' array namespace. SciPy's csgraph solves NumPy input;
+        CuPy input is solved on the device by CuPy's csgraph, which calls cuGraph
+        (``pylibcugraph``), with the same interface.
+    """
+    if array_namespace(sources).__name__ == "cupy":
+        import cupy as xp
+        from cupyx.scipy.sparse import coo_matrix
+        from cupyx.scipy.sparse.csgraph import connected_components as solve
+    else:
+        import numpy as xp
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components as solve
+    weights = xp.ones(len(sources), dtype=xp.float32)
+    graph = coo_matrix((weights, (sources, targets)), shape=(vertices, vertices)).tocsr()
+    _, labels = solve(graph, directed=False)
+    return labels
+
+
 def usable_cores() -> int:
     """CPU cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
     try:

@@ -166,6 +166,10 @@ class IngestOptions:
         Per identifier type overrides of ``identifier_cap``.
     blocked_identifiers : tuple of str
         Values that never link, on top of the built-in junk list ("", "null", "unknown", ...).
+    identity_graph_memory_mib : float, default 1024
+        While the shared identifiers, coded as a graph (about 210 bytes a link), fit in this
+        many MiB, identity components are solved in one process at once; above it, by label
+        propagation on the cluster. 0 always propagates.
     direct_identifiers : tuple of str
         Profile columns that identify a person directly; dropped at ingest.
     sensitive : tuple of str
@@ -178,6 +182,7 @@ class IngestOptions:
     identifier_cap: int = field(default=5, metadata={_MINIMUM: 1})
     identifier_caps: dict[str, int] = field(default_factory=dict)
     blocked_identifiers: tuple[str, ...] = ()
+    identity_graph_memory_mib: float = field(default=1024.0, metadata={_MINIMUM: 0})
     direct_identifiers: tuple[str, ...] = (
         "email", "phone", "full_name", "name", "first_name", "last_name", "address", "street", "postcode",
     )  # fmt: skip

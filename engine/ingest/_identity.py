@@ -12,11 +12,17 @@ and a value held by more distinct customers than a cap (per ``id_type``) is trea
 junk rather than as evidence that they are one person. Both are reported, by count only for
 values over the cap, since those may be real addresses.
 
-Components are found by min-label propagation with pointer jumping, expressed in Dask
-dataframe operations only (merge, groupby-min, concat, drop_duplicates), so the same code runs
-on pandas and on dask-cudf. Resolution is two steps so a caller can release the identity rows
-between them: :func:`screen_identities` applies the guardrails and leaves a compact edge list
-(customer id, 64-bit identifier hash), and :func:`link_identities` propagates labels over it.
+Resolution is two steps so a caller can release the identity rows between them:
+:func:`screen_identities` applies the guardrails on the cluster and leaves a compact edge list
+(customer id, 64-bit identifier hash) of the values two customers or more share, and
+:func:`link_identities` finds its components. Only shared values are edges, a small share of
+the rows (about 1M edges at 10M customers), so while the coded graph fits a memory budget the
+edges come to this process, are integer-coded and solved at once by
+:func:`engine.backend.connected_components` (SciPy's csgraph, or cuGraph's on the GPU), as
+DuckDB or polars users do it. Above the budget, components are found on the cluster by
+min-label propagation with pointer jumping, in Dask dataframe operations only (merge,
+groupby-min), so that memory stays per partition; the same code runs on pandas and dask-cudf.
+Both give the same mapping.
 
 Intermediate results used more than once (identifier pairs, edges, each round's labels) are
 persisted in the workers' memory, or, given a ``workdir``, written there as Parquet and read
@@ -25,6 +31,7 @@ back, so that memory does not grow with the number of customers.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import shutil
@@ -36,7 +43,12 @@ import dask
 import dask.dataframe as dd
 
 from .._tasks import checkpoint, coarsened
-from ..backend import to_host
+from ..backend import (
+    array_namespace,
+    connected_components,
+    dataframe_namespace,
+    to_host,
+)
 from ..exceptions import SegscaleError, UsageError
 from ._store import row_fingerprints
 
@@ -50,6 +62,7 @@ __all__ = [
     # resolution
     "IdentityResolution",
     "IdentityScreening",
+    "DEFAULT_GRAPH_MEMORY_MIB",
     "link_identities",
     "resolve_identities",
     "screen_identities",
@@ -88,6 +101,11 @@ _NODE_SEPARATOR = "\x1f"
 # followed the input's files (400 of 82k identity rows at 10M customers, and 400 of about 7k
 # edges) made each propagation round take 6 minutes on a graph of 23 MB.
 ROWS_PER_SHUFFLE_PARTITION = 500_000
+# The budget for solving the components in one process, and what one edge costs there: its
+# customer id text and hash as gathered, their integer codes, the sparse graph and the answer
+# (208 bytes measured at the peak, on 2M edges of 20-character ids).
+DEFAULT_GRAPH_MEMORY_MIB = 1024
+GRAPH_BYTES_PER_EDGE = 210
 # Min-label propagation with pointer jumping needs about log2(diameter) rounds on a chain and
 # a handful on realistic identity graphs; this many means something is badly wrong.
 _MAX_ROUNDS = 100
@@ -132,16 +150,22 @@ class IdentityScreening:
         Persisted, distinct ``customer_id``, ``node`` (int64 hash of id type + normalised
         value) pairs of every row used for linking whose value another customer holds too
         (a value only one customer holds links no one). Eight bytes per identifier instead of
-        its text keep the propagation's working set small.
+        its text keep the graph small.
     identities : dask.dataframe.DataFrame
         The input rows with ``reason`` (see :class:`IdentityResolution`); lazy.
     report : dict
         ``customers``, ``blocked`` and ``over_cap`` as in :class:`IdentityResolution`.
+    edge_count : int
+        Rows of ``edges``, which decide where :func:`link_identities` solves the graph.
     """
 
     edges: dd.DataFrame
     identities: dd.DataFrame
     report: dict
+    edge_count: int
+
+
+logger = logging.getLogger("segscale")
 
 
 def shuffle_partitions(rows: int) -> int:
@@ -199,21 +223,52 @@ def _mark(frame, *, blocked):
     return frame.assign(_kind=kind, _node=kind + _NODE_SEPARATOR + key, _blocked=is_blocked)
 
 
-def _over_cap(stats, *, cap, caps):
-    """Rows of per-value statistics whose value is held by more customers than its type's cap."""
-    over = stats["holders"] > cap
+def _is_over_cap(frame, *, cap, caps):
+    """Whether each row's value (``_kind``, ``holders``) is held by more customers than its
+    type's cap."""
+    over = frame["holders"] > cap
     for kind, kind_cap in caps.items():
-        over = over.where(stats["_kind"] != kind, stats["holders"] > kind_cap)
-    return stats[over]
+        over = over.where(frame["_kind"] != kind, frame["holders"] > kind_cap)
+    return over
 
 
-def _drop_nodes(edges, nodes):
-    """Edges whose identifier node is not among ``nodes`` (the over-cap values)."""
-    return edges[~edges["_node"].isin(nodes)]
+def _pairs(frame):
+    """Partition function: one row per (customer, identifier) with the ``rows`` behind it."""
+    keys = ["customer_id", "_kind", "_node"]
+    if "rows" in frame.columns:
+        return frame.groupby(keys, sort=False)["rows"].sum().reset_index()
+    return frame.groupby(keys, sort=False).size().rename("rows").reset_index()
 
 
-def _node_ids(pairs):
-    """Partition function: ``customer_id`` and ``node``, the int64 hash of ``_node``."""
+def _with_holders(frame):
+    """Partition function over pairs shuffled by ``_node``, so every holder of a value is in
+    the partition: the pairs (summed across the input partitions they came from) with
+    ``holders``, the customers holding their value."""
+    pairs = _pairs(frame)
+    return pairs.assign(holders=pairs.groupby("_node", sort=False)["customer_id"].transform("count"))
+
+
+def _node_stats(pairs):
+    """Partition function: per value of the partition's pairs, ``holders`` and ``rows``."""
+    return pairs.groupby(["_kind", "_node"], sort=False).agg({"holders": "max", "rows": "sum"}).reset_index()
+
+
+def _over_cap(pairs, *, cap, caps):
+    """Partition function: ``_kind``, ``_node``, ``rows`` of the values over their cap."""
+    stats = _node_stats(pairs)
+    return stats.loc[_is_over_cap(stats, cap=cap, caps=caps), ["_kind", "_node", "rows"]]
+
+
+def _linked_values(pairs, *, cap, caps):
+    """Partition function: the values that link, held by two customers or more within the cap."""
+    stats = _node_stats(pairs)
+    return stats.loc[(stats["holders"] >= 2) & ~_is_over_cap(stats, cap=cap, caps=caps), ["_node"]]
+
+
+def _edges(pairs, *, cap, caps):
+    """Partition function: ``customer_id`` and ``node`` (the int64 hash of ``_node``) of the
+    pairs whose value links."""
+    pairs = pairs[(pairs["holders"] >= 2) & ~_is_over_cap(pairs, cap=cap, caps=caps)]
     node = row_fingerprints(pairs[["_node"]]).astype("int64")
     return pairs[["customer_id"]].assign(node=node.values)
 
@@ -286,7 +341,8 @@ def _propagate(edges, workdir=None):
             return labels[["customer_id", "label"]], rounds
     raise SegscaleError(
         f"identity resolution did not converge in {_MAX_ROUNDS} rounds "
-        f"({changed} customer labels still changing); the identity graph may hold a very long chain"
+        f"({changed} customer labels still changing); the identity graph may hold a very long chain: "
+        "raise [ingest] identity_graph_memory_mib so that it is solved in one process"
     )
 
 
@@ -326,46 +382,39 @@ def screen_identities(
         _mark, blocked=blocked_keys, meta=_mark(identities._meta, blocked=blocked_keys)
     )
     linkable = marked[~marked["_blocked"]]
-    # Grouped results keep the input's partition count (so a caller gives partitions of a
-    # size worth shuffling: see shuffle_partitions). Dask's default of one output partition
-    # would put every customer's identifiers in one task, and memory would grow with the
-    # customers instead of staying per partition.
+    # Shuffles keep the input's partition count (so a caller gives partitions of a size worth
+    # shuffling: see shuffle_partitions); one output partition would put every identifier in
+    # one task, and memory would grow with the customers instead of staying per partition.
     split = identities.npartitions
-    # One row per (customer, identifier) with the rows behind it, for the cap and the report.
-    pairs = linkable.groupby(["customer_id", "_kind", "_node"]).size(split_out=split).rename("rows").reset_index()
-    blocked_rows = marked[marked["_blocked"]].groupby("id_key").size().persist()
-    pairs = checkpoint(pairs, workdir, "pairs")
-
-    stats = (
-        pairs.groupby(["_kind", "_node"])
-        .agg({"customer_id": "count", "rows": "sum"}, split_out=split)
-        .reset_index()
-        .rename(columns={"customer_id": "holders"})
+    # One shuffle, by value, brings every holder of a value into one partition: the pairs,
+    # the holders per value (for the cap, the shared values and the report) and the edges all
+    # follow partition by partition. Grouping by (customer, value), then by value, then
+    # merging the shared values back would shuffle the pairs three times.
+    columns = ["customer_id", "_kind", "_node"]
+    pairs = (
+        linkable[columns]
+        .map_partitions(_pairs, meta=_pairs(marked._meta[columns]))
+        .shuffle("_node", npartitions=split, ignore_index=True)
     )
-    stats = checkpoint(stats, workdir, "stats")  # read for the cap, the shared values and the count
+    pairs = checkpoint(pairs.map_partitions(_with_holders, meta=_with_holders(pairs._meta)), workdir, "pairs")
+    blocked_rows = marked[marked["_blocked"]].groupby("id_key").size().persist()
+    limits = {"cap": cap, "caps": caps}
     over = (
-        stats.map_partitions(_over_cap, cap=cap, caps=caps, meta=_over_cap(stats._meta, cap=cap, caps=caps))
+        pairs.map_partitions(_over_cap, **limits, meta=_over_cap(pairs._meta, **limits))
         .repartition(npartitions=1)
         .persist()
     )
-    # Only a value two or more customers hold can link anyone: most customers hold none, and
-    # leaving their values out shrinks every propagation round to the customers that may merge.
-    shared = stats.loc[stats["holders"] >= 2, ["_node"]]
-    candidates = pairs[["customer_id", "_node"]].merge(shared, on="_node", npartitions=split)
-    # A single-partition argument is broadcast to every partition of the first.
-    kept = candidates.map_partitions(_drop_nodes, over["_node"], meta=candidates._meta)
-    edges = checkpoint(kept.map_partitions(_node_ids, meta=_node_ids(kept._meta)), workdir, "edges")
+    linked = pairs.map_partitions(_linked_values, **limits, meta=_linked_values(pairs._meta, **limits))
+    edges = checkpoint(pairs.map_partitions(_edges, **limits, meta=_edges(pairs._meta, **limits)), workdir, "edges")
     everyone = coarsened(
         dd.concat([customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]), split
     ).drop_duplicates(split_out=split)
-    customers, shared_texts, hashes, edge_rows, blocked_rows, over = dask.compute(
-        everyone.shape[0], shared.shape[0], edges["node"].nunique(), edges.shape[0], blocked_rows, over
+    customers, linked_texts, hashes, edge_rows, blocked_rows, over = dask.compute(
+        everyone.shape[0], linked.shape[0], edges["node"].nunique(), edges.shape[0], blocked_rows, over
     )
     # Only values two customers share are edges, a small share of the rows: every round of
     # the propagation shuffles them, so they are regrouped into partitions worth shuffling.
     edges = coarsened(edges, shuffle_partitions(int(edge_rows)))
-    # Over-cap values are held by more than one customer, so they are among the shared.
-    linked_texts = shared_texts - len(over)
     if hashes != linked_texts:
         raise SegscaleError(
             f"identity resolution: {linked_texts} distinct identifiers but {hashes} distinct hashes; "
@@ -378,24 +427,83 @@ def screen_identities(
         meta=_with_reason(identities._meta, over["_node"].iloc[:0], blocked=blocked_keys),
     )
     report = {"customers": int(customers), **_guardrail_report(to_host(blocked_rows), to_host(over))}
-    return IdentityScreening(edges=edges, identities=reasons, report=report)
+    return IdentityScreening(edges=edges, identities=reasons, report=report, edge_count=int(edge_rows))
 
 
-def link_identities(edges: dd.DataFrame, workdir: str | Path | None = None):
+def _components_in_process(edges):
+    """``customer_id``, ``resolved_id`` of the relabelled customers of a computed edge frame.
+
+    The graph is bipartite: customers are vertices ``0..customers-1``, numbered in the sorted
+    order of their ids, and identifier values follow them. A component's smallest customer
+    number is then its smallest id, the key propagation would give it.
+    """
+    df = dataframe_namespace(edges)
+    customer_codes, customer_ids = df.factorize(edges["customer_id"], sort=True)
+    node_codes, nodes = df.factorize(edges["node"])
+    customers = len(customer_ids)
+    labels = connected_components(customer_codes, node_codes + customers, customers + len(nodes))
+    numbers = array_namespace(customer_codes).arange(customers)
+    by_number = df.DataFrame({"component": labels[:customers], "number": numbers})
+    roots = by_number.groupby("component")["number"].transform("min").values
+    moved = roots != numbers
+    return df.DataFrame(
+        {
+            "customer_id": customer_ids.take(numbers[moved]),
+            "resolved_id": customer_ids.take(roots[moved]),
+        }
+    )
+
+
+def link_identities(
+    edges: dd.DataFrame,
+    workdir: str | Path | None = None,
+    *,
+    edge_count: int | None = None,
+    memory_mib: float = DEFAULT_GRAPH_MEMORY_MIB,
+):
     """Connected components over screened edges; ``workdir`` as in :func:`screen_identities`.
+
+    Parameters
+    ----------
+    edges : dask.dataframe.DataFrame
+        ``IdentityScreening.edges``.
+    workdir : path, optional
+        Where propagation checkpoints its rounds.
+    edge_count : int, optional
+        Rows of ``edges`` (``IdentityScreening.edge_count``); counted here when not given.
+    memory_mib : float, default ``DEFAULT_GRAPH_MEMORY_MIB``
+        While the edges, coded as a graph, take no more than this (about 210 bytes an edge),
+        they are gathered and solved in this process; above it, by propagation on the
+        cluster, whose memory stays per partition. 0 always propagates.
 
     Returns
     -------
     merged : dask.dataframe.DataFrame
-        Lazy, over the last round's persisted or checkpointed labels: ``customer_id``,
-        ``resolved_id`` (the smallest customer id of its component) for the accounts whose
-        resolved id is not their own.
+        ``customer_id``, ``resolved_id`` (the smallest customer id of its component) for the
+        accounts whose resolved id is not their own; lazy over persisted or checkpointed labels
+        when propagated.
+    method : {"in_process", "propagation"}
     rounds : int
-        Propagation rounds, the last confirming that no label changed.
+        Propagation rounds, the last confirming that no label changed; 0 in process.
     """
+    if edge_count is None:
+        edge_count = int(edges.shape[0].compute())
+    needed_mib = edge_count * GRAPH_BYTES_PER_EDGE / 2**20
+    if memory_mib > 0 and needed_mib <= memory_mib:
+        logger.info(
+            "identities: %d edges, about %.0f MiB as a graph (budget %g MiB): components in this process",
+            edge_count, needed_mib, memory_mib,
+        )  # fmt: skip
+        merged = _components_in_process(edges.compute())
+        return dd.from_pandas(merged, npartitions=1, sort=False), "in_process", 0
+    logger.info(
+        "identities: %d edges, about %.0f MiB as a graph, over the %g MiB budget: components by propagation "
+        "on the cluster",
+        edge_count, needed_mib, memory_mib,
+    )  # fmt: skip
     labels, rounds = _propagate(edges, workdir)
     merged = labels[labels["customer_id"] != labels["label"]]
-    return merged.rename(columns={"label": "resolved_id"}), rounds
+    return merged.rename(columns={"label": "resolved_id"}), "propagation", rounds
 
 
 def resolve_identities(
@@ -406,6 +514,7 @@ def resolve_identities(
     caps: Mapping[str, int] | None = None,
     blocked: Iterable[str] = (),
     workdir: str | Path | None = None,
+    graph_memory_mib: float = DEFAULT_GRAPH_MEMORY_MIB,
 ) -> IdentityResolution:
     """Resolve customers linked through shared identifiers to one key per connected component.
 
@@ -429,6 +538,9 @@ def resolve_identities(
         identifiers (case, whitespace, and phone digits) before comparing.
     workdir : path, optional
         A directory for intermediate results as Parquet, instead of worker memory.
+    graph_memory_mib : float, default ``DEFAULT_GRAPH_MEMORY_MIB``
+        The budget under which components are solved in this process (see
+        :func:`link_identities`).
 
     Returns
     -------
@@ -441,15 +553,17 @@ def resolve_identities(
     UsageError
         A cap below 1.
     SegscaleError
-        The propagation did not converge in 100 rounds, or identifiers collided in the hash.
+        Propagation did not converge in 100 rounds, or identifiers collided in the hash.
     """
     screening = screen_identities(identities, customer_ids, cap=cap, caps=caps, blocked=blocked, workdir=workdir)
-    merged, rounds = link_identities(screening.edges, workdir)
+    merged, method, rounds = link_identities(
+        screening.edges, workdir, edge_count=screening.edge_count, memory_mib=graph_memory_mib
+    )
     merged = merged.compute().sort_values("customer_id").reset_index(drop=True)
     return IdentityResolution(
         merged=merged,
         identities=screening.identities,
-        report=link_report(screening.report, merged, rounds),
+        report=link_report(screening.report, merged, method, rounds),
     )
 
 
@@ -466,7 +580,7 @@ def _guardrail_report(blocked_rows, over) -> dict:
     }
 
 
-def link_report(screened: dict, merged, rounds: int) -> dict:
+def link_report(screened: dict, merged, method: str, rounds: int) -> dict:
     """The JSON-ready report (see :class:`IdentityResolution`) from the screening's report
     and the merged accounts (computed, or a Dask frame whose counts are computed here)."""
     customers = screened["customers"]
@@ -483,6 +597,7 @@ def link_report(screened: dict, merged, rounds: int) -> dict:
         "merged_components": components,
         "customers_merged": relabelled + components,
         "largest_component": int(largest) + 1 if components else (1 if customers else 0),
+        "method": method,
         "iterations": rounds,
         **{key: screened[key] for key in ("blocked", "over_cap")},
     }

@@ -166,7 +166,7 @@ def _identities(frame, spec, rows, key, options, staging):
         frame.shape[0], valid.shape[0], deduplicated.shape[0], linked["reason"].isna().sum(), writes
     )
     # Everything the identity rows were needed for is computed: linking reads only the edges.
-    edges, screened = screening.edges, screening.report
+    edges, edge_count, screened = screening.edges, screening.edge_count, screening.report
     del deduplicated, linked, screening
     quarantined: dict[str, int] = {}
     for counts in reasons:
@@ -178,8 +178,10 @@ def _identities(frame, spec, rows, key, options, staging):
         "quarantined": dict(sorted(quarantined.items())),
         "duplicates": int(valid_rows) - int(distinct_rows),
     }
-    merged, rounds = link_identities(edges, work)
-    report = link_report(screened, merged, rounds)
+    merged, method, rounds = link_identities(
+        edges, work, edge_count=edge_count, memory_mib=options.identity_graph_memory_mib
+    )
+    report = link_report(screened, merged, method, rounds)
     # Written by the workers, partition by partition: gathered here, the map would grow with
     # the customers in this process, and again in every worker it was sent to.
     # A lookup opens every file (about 1.4 ms each), so files are few: one per partition of

@@ -509,3 +509,13 @@ def test_array_namespace_follows_frames_and_arrays(backend):
     assert backend_module.array_namespace(frame["a"]) is backend.xp
     assert backend_module.array_namespace(backend.xp.zeros(2)) is backend.xp
     assert backend_module.array_namespace(np.zeros(2)) is np
+
+
+def test_connected_components_number_each_vertex_by_its_component(backend):
+    # Vertices 0-1-2 joined, 3 and 7 alone, 4-5, 6 with a loop onto itself.
+    sources = backend.xp.asarray([0, 2, 4, 6])
+    targets = backend.xp.asarray([1, 1, 5, 6])
+    labels = backend_module.to_host_array(backend_module.connected_components(sources, targets, 8))
+    assert labels.shape == (8,)
+    groups = pd.Series(range(8)).groupby(labels).apply(list).sort_values().tolist()
+    assert groups == [[0, 1, 2], [3], [4, 5], [6], [7]]

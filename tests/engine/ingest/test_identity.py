@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import dask.dataframe as dd
@@ -21,14 +22,26 @@ def _identities(rows):
     return pd.DataFrame(rows, columns=["customer_id", "id_type", "id_value"], dtype="str")
 
 
-def _resolve(rows, customers=(), *, npartitions=2, **options):
+# The two ways of solving the components, as link_identities chooses them by the budget.
+BUDGETS = {"in_process": _identity.DEFAULT_GRAPH_MEMORY_MIB, "propagation": 0}
+
+
+@pytest.fixture(params=sorted(BUDGETS))
+def method(request):
+    return request.param
+
+
+def _resolve(rows, customers=(), *, npartitions=2, method="in_process", **options):
     frame = _identities(rows)
     everyone = pd.Series([*customers, *frame["customer_id"]], dtype="str")
-    return resolve_identities(
+    result = resolve_identities(
         dd.from_pandas(frame, npartitions=npartitions),
         dd.from_pandas(everyone, npartitions=2),
+        graph_memory_mib=BUDGETS[method],
         **options,
     )
+    assert result.report["method"] == method
+    return result
 
 
 def _resolved(result):
@@ -88,7 +101,7 @@ def test_values_of_different_types_do_not_link():
 # components ---------------------------------------------------------------------------
 
 
-def test_transitive_chain_gets_the_smallest_id():
+def test_transitive_chain_gets_the_smallest_id(method):
     result = _resolve(
         [
             ("B", "email", "shared@example.org"),
@@ -96,44 +109,47 @@ def test_transitive_chain_gets_the_smallest_id():
             ("B", "phone", "555-000-1111"),
             ("C", "phone", "(555) 000 1111"),
             ("D", "device_id", "d-1"),
-        ]
+        ],
+        method=method,
     )
     assert _resolved(result) == {"B": "A", "C": "A"}
     assert result.report["merged_components"] == 1
     assert result.report["largest_component"] == 3
 
 
-def test_a_long_chain_converges_in_few_rounds():
+def test_a_long_chain_converges_in_few_rounds(method):
     # C000 - C001 - ... - C127, each neighbour pair sharing one phone: diameter 127.
     rows = [(f"C{i:03d}", "phone", f"555{i:07d}") for i in range(128)]
     rows += [(f"C{i + 1:03d}", "phone", f"555{i:07d}") for i in range(127)]
-    result = _resolve(rows[::-1], npartitions=3)
+    result = _resolve(rows[::-1], npartitions=3, method=method)
     assert _resolved(result) == {f"C{i:03d}": "C000" for i in range(1, 128)}
     # Pointer jumping: about log2 of the diameter, far below one round per hop.
     assert result.report["iterations"] <= 12
+    assert (result.report["iterations"] == 0) == (method == "in_process")
 
 
-def test_customers_without_identifiers_map_to_themselves():
-    result = _resolve([("A", "email", "a@example.org"), ("B", "email", "a@example.org")], customers=["Z", "Y", "Z"])
+def test_customers_without_identifiers_map_to_themselves(method):
+    rows = [("A", "email", "a@example.org"), ("B", "email", "a@example.org")]
+    result = _resolve(rows, customers=["Z", "Y", "Z"], method=method)
     assert _resolved(result) == {"B": "A"}
     assert (result.report["customers"], result.report["components"]) == (4, 3)
 
-    empty = _resolve([], customers=["Q", "P"])
+    empty = _resolve([], customers=["Q", "P"], method=method)
     assert _resolved(empty) == {}
     assert empty.report["components"] == 2
     assert empty.report["merged_components"] == 0
 
 
-def test_independent_of_partitions_and_row_order():
+def test_independent_of_partitions_and_row_order(method):
     rows = [
         (f"C{i % 40:02d}", kind, value)
         for i, (kind, value) in enumerate(
             [("email", f"p{i % 13}@example.org") for i in range(60)] + [("phone", f"555{i % 17:07d}") for i in range(50)]
         )
     ]
-    reference = _resolve(rows, npartitions=1)
+    reference = _resolve(rows, npartitions=1, method=method)
     shuffled = _identities(rows).sample(frac=1, random_state=3).itertuples(index=False)
-    other = _resolve(list(shuffled), npartitions=3)
+    other = _resolve(list(shuffled), npartitions=3, method=method)
     pd.testing.assert_frame_equal(reference.merged, other.merged)
     assert reference.report == other.report
 
@@ -141,15 +157,15 @@ def test_independent_of_partitions_and_row_order():
 # guardrails ---------------------------------------------------------------------------
 
 
-def test_a_value_over_the_cap_does_not_link():
+def test_a_value_over_the_cap_does_not_link(method):
     rows = [(f"C{i}", "device_id", "family-tablet-01") for i in range(6)]
     rows.append(("C0", "email", "c0@example.org"))
-    result = _resolve(rows, cap=5)
+    result = _resolve(rows, cap=5, method=method)
     assert _resolved(result) == {}
     assert _reasons(result) == [("C0", None)] + [(f"C{i}", OVER_CAP_REASON) for i in range(6)]
     assert result.report["over_cap"] == {"device_id": {"values": 1, "rows": 6}}
 
-    allowed = _resolve(rows, cap=5, caps={"device_id": 6})
+    allowed = _resolve(rows, cap=5, caps={"device_id": 6}, method=method)
     assert _resolved(allowed) == {f"C{i}": "C0" for i in range(1, 6)}
     assert allowed.report["over_cap"] == {}
 
@@ -211,7 +227,7 @@ def test_default_blocked_is_normalised():
         assert value in DEFAULT_BLOCKED
 
 
-def test_report_counts_and_no_real_identifier_value():
+def test_report_counts_and_no_real_identifier_value(method):
     rows = [
         ("A", "email", "alice.private@example.org"),
         ("B", "email", "Alice.Private@example.org"),
@@ -223,18 +239,19 @@ def test_report_counts_and_no_real_identifier_value():
         ("G", "phone", "000-000-0000"),
     ]
     rows += [(f"H{i}", "email", "family.shared@example.org") for i in range(7)]
-    result = _resolve(rows, customers=["Z"], cap=5)
+    result = _resolve(rows, customers=["Z"], cap=5, method=method)
     assert result.report == {
         "customers": 15,
         "components": 13,
         "merged_components": 1,
         "customers_merged": 3,
         "largest_component": 3,
+        "method": method,
         "iterations": result.report["iterations"],
         "blocked": {"unknown": 2, "0000000000": 1},
         "over_cap": {"email": {"values": 1, "rows": 7}},
     }
-    assert result.report["iterations"] >= 2
+    assert result.report["iterations"] >= 2 if method == "propagation" else result.report["iterations"] == 0
     text = json.dumps(result.report).lower()
     for needle in ("alice", "private", "5309", "dora", "family", "example.org"):
         assert needle not in text
@@ -281,10 +298,10 @@ def test_edges_hold_a_hash_per_shared_identifier_not_its_text():
 def test_no_convergence_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(_identity, "_MAX_ROUNDS", 1)
     with pytest.raises(SegscaleError, match="did not converge in 1 rounds"):
-        _resolve([("A", "email", "a@example.org"), ("B", "email", "a@example.org")])
+        _resolve([("A", "email", "a@example.org"), ("B", "email", "a@example.org")], method="propagation")
 
 
-def test_same_result_on_each_backend(backend):
+def test_same_result_on_each_backend(backend, method):
     import dask
 
     rows = [
@@ -298,10 +315,95 @@ def test_same_result_on_each_backend(backend):
     frame = _identities(rows)
     with dask.config.set({"dataframe.backend": backend.dataframe_backend}):
         identities = dd.from_pandas(frame, npartitions=2).to_backend(backend.dataframe_backend)
-        result = resolve_identities(identities, identities["customer_id"])
+        result = resolve_identities(identities, identities["customer_id"], graph_memory_mib=BUDGETS[method])
     merged = result.merged.to_pandas() if backend.is_gpu else result.merged
     assert dict(zip(merged["customer_id"], merged["resolved_id"])) == {"B": "A", "C": "A"}
     assert result.report["blocked"] == {"unknown": 2}
+
+
+# the two methods ---------------------------------------------------------------------------
+
+
+def _union_find(rows, cap):
+    """customer -> smallest customer id of its component, by a plain union-find over the
+    (customer, type, value) rows whose value at most ``cap`` customers hold: the oracle."""
+    holders = {}
+    for customer, kind, value in rows:
+        holders.setdefault((kind, value), set()).add(customer)
+    parent = {customer: customer for customer, _, _ in rows}
+
+    def root(customer):
+        while parent[customer] != customer:
+            customer = parent[customer]
+        return customer
+
+    for members in holders.values():
+        if 2 <= len(members) <= cap:
+            first, *others = sorted(members)
+            for other in others:
+                a, b = sorted((root(first), root(other)))
+                parent[b] = a
+    return {customer: root(customer) for customer in parent if root(customer) != customer}
+
+
+def _chains(draw, chains, length):
+    """``chains`` chains of ``length`` accounts, ids in random order along each, every link an
+    email or a phone: the smallest id sits anywhere along the chain."""
+    rows, members = [], []
+    for chain in range(chains):
+        ids = [f"K{chain}-{n:05d}" for n in draw.sample(range(100_000), length)]
+        for position, (left, right) in enumerate(itertools.pairwise(ids)):
+            kind, value = ("email", f"c{chain}p{position}@example.org") if position % 2 else ("phone", f"5{chain}{position:07d}")
+            rows += [(left, kind, value), (right, kind, value)]
+        members.append(ids)
+    return rows, members
+
+
+def test_long_chains_and_a_star_over_the_cap_resolve_alike_both_ways():
+    import random
+
+    draw = random.Random(11)
+    rows, chains = _chains(draw, chains=3, length=40)
+    # A star over the cap (60 holders of one device) that would otherwise join two chains,
+    # and one within it (5 holders) that does.
+    rows += [(f"S{n:02d}", "device_id", "kiosk") for n in range(58)] + [(chains[0][5], "device_id", "kiosk"), (chains[1][5], "device_id", "kiosk")]
+    rows += [(f"T{n}", "device_id", "family") for n in range(4)] + [(chains[2][-1], "device_id", "family")]
+    # Random pairs and loners.
+    rows += [(f"R{draw.randrange(400):03d}", "email", f"r{draw.randrange(150)}@example.org") for _ in range(500)]
+    draw.shuffle(rows)
+    expected = _union_find(rows, cap=5)
+    results = {method: _resolve(rows, npartitions=4, method=method, cap=5) for method in BUDGETS}
+    assert _resolved(results["in_process"]) == expected
+    pd.testing.assert_frame_equal(results["in_process"].merged, results["propagation"].merged)
+    reports = [{k: v for k, v in r.report.items() if k not in ("method", "iterations")} for r in results.values()]
+    assert reports[0] == reports[1]
+    roots = {customer: expected.get(customer, customer) for chain in chains for customer in [*chain, "T0"]}
+    assert len({roots[c] for c in [*chains[2], "T0"]}) == 1 and roots[chains[0][0]] != roots[chains[1][0]]
+    assert reports[0]["over_cap"]["device_id"] == {"values": 1, "rows": 60}
+
+
+def test_a_long_chain_in_random_order_resolves_in_process():
+    # Propagation needs about a round per three accounts on such a chain (101 rounds for 300
+    # accounts); the in-process solve does not depend on the diameter.
+    import random
+
+    rows, _ = _chains(random.Random(5), chains=2, length=1500)
+    result = _resolve(rows, npartitions=3)
+    assert _resolved(result) == _union_find(rows, cap=5)
+    assert result.report["largest_component"] == 1500 and result.report["merged_components"] == 2
+
+
+def test_the_memory_budget_chooses_the_method(caplog):
+    frame = _identities([("A", "email", "a@example.org"), ("B", "email", "a@example.org"), ("C", "email", "a@example.org")])
+    edges = _identity.screen_identities(dd.from_pandas(frame, npartitions=1), dd.from_pandas(frame["customer_id"], npartitions=1)).edges
+    needed_mib = 3 * _identity.GRAPH_BYTES_PER_EDGE / 2**20
+    with caplog.at_level("INFO", logger="segscale"):
+        within = _identity.link_identities(edges, edge_count=3, memory_mib=needed_mib)
+        over = _identity.link_identities(edges, edge_count=3, memory_mib=needed_mib * 0.99)
+    assert (within[1], over[1]) == ("in_process", "propagation")
+    assert "components in this process" in caplog.text and "components by propagation" in caplog.text
+    for merged, _, _ in (within, over):
+        assert merged.compute().sort_values("customer_id").values.tolist() == [["B", "A"], ["C", "A"]]
 
 
 # the synthetic world's planted links ------------------------------------------------------
@@ -381,6 +483,18 @@ def test_world_junk_rows_are_blocked_and_named_only_when_junk(world):
         assert f'"{value}"' not in text
 
 
+def test_world_propagation_gives_the_in_process_mapping(world):
+    identities, accounts, _, reference = world
+    assert reference.report["method"] == "in_process" and len(reference.merged) > 100
+    result = resolve_identities(
+        dd.from_pandas(identities, npartitions=5),
+        dd.from_pandas(accounts["customer_id"], npartitions=2),
+        graph_memory_mib=0,
+    )
+    assert result.report["method"] == "propagation"
+    pd.testing.assert_frame_equal(result.merged, reference.merged)
+
+
 def test_the_same_links_whatever_the_partition_count(world):
     # Regression: with every grouped result in one partition, links went missing as the
     # input had more partitions (1,217 true merges found as 368 with 8 partitions, 106 with 20).
@@ -406,5 +520,6 @@ def test_edges_come_in_partitions_sized_by_their_rows(world, monkeypatch):
     monkeypatch.setattr(_identity, "ROWS_PER_SHUFFLE_PARTITION", rows // 5)
     screening = _identity.screen_identities(frame, everyone)
     assert 1 < screening.edges.npartitions == _identity.shuffle_partitions(rows) < 12
-    merged, _ = _identity.link_identities(screening.edges)
+    merged, method, _ = _identity.link_identities(screening.edges, memory_mib=0)
+    assert method == "propagation"
     pd.testing.assert_frame_equal(merged.compute().sort_values("customer_id").reset_index(drop=True), reference.merged)
