@@ -50,11 +50,14 @@ __all__ = [
     "SETTINGS",
     "prepare_propensity_frame",
     "run_segscale_forest",
+    "run_default_stage",
     "run_segscale_stage",
     "run_sklearn_forest",
 ]
 
-OPTIONS = PropensityOptions()  # target purchase, horizon 90 days, random forest
+OPTIONS = PropensityOptions(model="random_forest")  # target purchase, horizon 90 days
+# The stage's defaults: the model ``auto`` picks (histogram boosting on the CPU).
+DEFAULT_OPTIONS = PropensityOptions()
 _SEED = 0
 # What make_estimator gives scikit-learn's forest on the CPU beside the options' parameters.
 _CLASS_WEIGHT = "balanced_subsample"
@@ -183,8 +186,7 @@ def run_segscale_forest(size, workdir, backend_name, workers, clock, data) -> di
     }
 
 
-def run_segscale_stage(size, workdir, backend_name, workers, clock, data) -> dict:
-    """segscale's whole training on the labelled frame: ``fit_and_evaluate``."""
+def _run_stage(options, workers, clock, data, backend_name) -> dict:
     from threadpoolctl import threadpool_limits
 
     from engine.backend import resolve_backend
@@ -193,7 +195,18 @@ def run_segscale_stage(size, workdir, backend_name, workers, clock, data) -> dic
     backend = resolve_backend(backend_name)
     frame = _frame(data).drop(columns="split")
     with threadpool_limits(limits=workers), clock:
-        trained = fit_and_evaluate(frame, features=data["features"], options=OPTIONS, seed=_SEED, backend=backend)
+        trained = fit_and_evaluate(frame, features=data["features"], options=options, seed=_SEED, backend=backend)
     splits, test = trained.report["splits"], trained.report["test"]
     n_jobs = trained.fit.estimator.get_params().get("n_jobs")
-    return {"rows": dict(splits), "quality": _quality(test["roc_auc"], data, ece=round(test["ece"], 5), n_jobs=n_jobs)}
+    quality = _quality(test["roc_auc"], data, ece=round(test["ece"], 5), n_jobs=n_jobs, model=trained.fit.model)
+    return {"rows": dict(splits), "quality": quality}
+
+
+def run_segscale_stage(size, workdir, backend_name, workers, clock, data) -> dict:
+    """segscale's whole training on the labelled frame with the forest: ``fit_and_evaluate``."""
+    return _run_stage(OPTIONS, workers, clock, data, backend_name)
+
+
+def run_default_stage(size, workdir, backend_name, workers, clock, data) -> dict:
+    """The same with the stage's default model (``auto``)."""
+    return _run_stage(DEFAULT_OPTIONS, workers, clock, data, backend_name)

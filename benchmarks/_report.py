@@ -14,7 +14,10 @@ _MISSING = "-"
 
 
 def _number(value, spec: str) -> str:
-    return _MISSING if value is None else format(value, spec)
+    if value is None:
+        return _MISSING
+    # A quality column may name something (the model a stage chose) rather than measure it.
+    return value if isinstance(value, str) else format(value, spec)
 
 
 def _subtitle(metadata: dict) -> str:

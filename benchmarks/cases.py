@@ -326,6 +326,16 @@ CASES: dict[str, Case] = {
             dataset="propensity-frame",
         ),
         Case(
+            name="propensity-stage",
+            stage="propensity",
+            description="engine.propensity fit_and_evaluate as rf-stage, with the stage's default model (auto: "
+            "scikit-learn HistGradientBoosting on the CPU, 100 rounds, learning rate 0.1; cuML's forest on the GPU)",
+            run=_propensity.run_default_stage,
+            backends=("cpu", "gpu"),
+            baselines=("rf-sklearn", "rf-spark"),
+            dataset="propensity-frame",
+        ),
+        Case(
             name="rf-spark",
             stage="propensity",
             description="Spark MLlib RandomForestClassifier, local[workers], fit on the train split's prepared matrix "

@@ -392,6 +392,30 @@ def run_benchmarks(
         device.sync()  # fail now, before any work, if the GPU was asked for and is missing
 
     results = []
+    json_path, plot_path = _output_paths(out_dir, started)
+    document = {
+        "schema": SCHEMA_VERSION,
+        "metadata": _metadata(
+            started,
+            git_sha,
+            {
+                "stages": list(dict.fromkeys(case.stage for case in selected)),
+                "sizes": list(sizes),
+                "size_unit": SIZE_UNIT,
+                "backend": backend_name,
+                "workers": workers,
+                "repeats": repeats,
+                "warmup": bool(warmup),
+                "keep_data": bool(keep_data),
+                "memory_sample_interval_s": DEFAULT_INTERVAL_S,
+            },
+        ),
+        "results": results,
+        "scaling": [],
+        "paths": {"json": str(json_path), "plot": None},
+        # True while the run goes on (or if it was stopped): later cases are not in it yet.
+        "partial": True,
+    }
     datasets = _Datasets(data_root, backend_name, workers, keep_data)
     for case, size in plan:
         reason = None
@@ -442,34 +466,22 @@ def run_benchmarks(
             if not keep_data:
                 shutil.rmtree(workdir, ignore_errors=True)
         results.append(result)
+        # Written after every case, so that a run stopped hours in keeps what it measured.
+        _write_document(json_path, document)
     datasets.close()
     if data_root.is_dir() and not any(data_root.iterdir()):
         data_root.rmdir()
     _compare_with_baselines(results, registry)
-
-    json_path, plot_path = _output_paths(out_dir, started)
-    document = {
-        "schema": SCHEMA_VERSION,
-        "metadata": _metadata(
-            started,
-            git_sha,
-            {
-                "stages": list(dict.fromkeys(case.stage for case in selected)),
-                "sizes": list(sizes),
-                "size_unit": SIZE_UNIT,
-                "backend": backend_name,
-                "workers": workers,
-                "repeats": repeats,
-                "warmup": bool(warmup),
-                "keep_data": bool(keep_data),
-                "memory_sample_interval_s": DEFAULT_INTERVAL_S,
-            },
-        ),
-        "results": results,
-        "scaling": _scaling(results),
-        "paths": {"json": str(json_path), "plot": None},
-    }
+    document["scaling"] = _scaling(results)
     written_plot = write_plot(document, plot_path)
     document["paths"]["plot"] = None if written_plot is None else str(written_plot)
-    json_path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    document["partial"] = False
+    _write_document(json_path, document)
     return document
+
+
+def _write_document(path: Path, document: dict) -> None:
+    """Write ``document`` to ``path`` through a temporary file: a reader never sees half of it."""
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    temporary.replace(path)

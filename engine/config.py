@@ -338,7 +338,9 @@ class PropensityOptions:
     out_of_time_test : bool, default False
         With two or more origins: fit and calibrate on the earlier origins only, and measure
         on the latest window's test customers, later than anything the model learned from.
-    model : {"random_forest", "logistic", "gradient_boosting"}, default "random_forest"
+    model : {"auto", "gradient_boosting", "random_forest", "logistic"}, default "auto"
+        ``auto``: scikit-learn's histogram gradient boosting on the CPU (10x faster to fit
+        than the forest at the same AUC, measured), cuML's random forest on the GPU.
     n_estimators : int, default 100
         Trees (random forest) or boosting rounds (gradient boosting). scikit-learn's and
         cuML's default too: on a 100k world 300 trees took 2.5x the time for +0.0003 AUC.
@@ -371,7 +373,7 @@ class PropensityOptions:
     origins: int = field(default=1, metadata={_MINIMUM: 1})
     origin_step_days: int | None = field(default=None, metadata={_MINIMUM: 1})
     out_of_time_test: bool = False
-    model: Literal["random_forest", "logistic", "gradient_boosting"] = "random_forest"
+    model: Literal["auto", "gradient_boosting", "random_forest", "logistic"] = "auto"
     n_estimators: int = field(default=100, metadata={_MINIMUM: 1})
     max_depth: int | None = field(default=12, metadata={_MINIMUM: 1})
     max_features: float = field(default=0.33, metadata={_MINIMUM: 0})

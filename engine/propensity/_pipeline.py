@@ -78,7 +78,7 @@ class TrainSummary:
 def _summary(out, trained, options, window, started) -> TrainSummary:
     keys = ("customers", "positives", "base_rate", "roc_auc", "pr_auc", "log_loss", "brier", "ece")
     return TrainSummary(
-        out_dir=out, target=options.target, model=options.model, window=window, splits=trained.report["splits"],
+        out_dir=out, target=options.target, model=trained.fit.model, window=window, splits=trained.report["splits"],
         metrics={k: trained.report["test"][k] for k in keys}, importance=trained.report["importance"],
         flagged=flagged_groups(trained.report.get("fairness", {})), seconds=time.perf_counter() - started,
     )  # fmt: skip
@@ -176,7 +176,7 @@ def train_propensity(
     summary = _summary(out, trained, options, window, started)
     logger.info(
         "propensity: %s model for %s, test AUC %.3f, ECE %.3f (%d test customers) in %.1f s",
-        options.model, options.target, summary.metrics["roc_auc"] or float("nan"), summary.metrics["ece"],
+        summary.model, options.target, summary.metrics["roc_auc"] or float("nan"), summary.metrics["ece"],
         summary.metrics["customers"], summary.seconds,
     )  # fmt: skip
     return summary
@@ -205,6 +205,10 @@ class ScoreSummary:
 def _score_task(model_dir: str, part: str, out: str) -> dict:
     """Score one feature part and write it; return its band counts."""
     fit, _ = load_model(model_dir)
+    # A task has one worker thread and each core its worker: a forest saved with the training
+    # process's n_jobs would score with that many threads in every worker at once.
+    if "n_jobs" in fit.estimator.get_params():
+        fit.estimator.set_params(n_jobs=1)
     path = Path(part)
     frame = frame_from_table(pq.read_table(path))
     scored = fit.score(frame, where=str(path))

@@ -45,7 +45,7 @@ def _split_counts(dataset: Path) -> dict:
 
 def test_every_case_trains_on_the_same_split(document):
     document, dataset = document
-    assert [r["case"] for r in document["results"]] == ["rf-sklearn", "rf", "rf-stage"]
+    assert sorted(r["case"] for r in document["results"]) == ["propensity-stage", "rf", "rf-sklearn", "rf-stage"]
     for result in document["results"]:
         assert result["status"] == "ok", result["reason"]
         assert result["median_seconds"] > 0
@@ -55,6 +55,15 @@ def test_every_case_trains_on_the_same_split(document):
         assert _result(document, case)["rows_by_table"] == {"train": counts["train"], "test": counts["test"]}
     # The stage splits the frame itself, with the same seed and shares: the same customers.
     assert _result(document, "rf-stage")["rows_by_table"] == counts
+    assert _result(document, "propensity-stage")["rows_by_table"] == counts
+
+
+def test_the_default_stage_is_boosting_beside_the_forest_stage(document):
+    document, _ = document
+    forest, default = (_result(document, case) for case in ("rf-stage", "propensity-stage"))
+    assert (forest["quality"]["model"], default["quality"]["model"]) == ("random_forest", "gradient_boosting")
+    assert abs(default["quality"]["auc"] - forest["quality"]["auc"]) < 0.05
+    assert set(default["speedup_vs"]) == {"rf-sklearn"}
 
 
 def test_the_frame_is_features_before_t_and_labels_of_the_90_days_after(document):

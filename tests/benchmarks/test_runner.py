@@ -167,6 +167,24 @@ def test_failures_are_reported_and_others_still_run(tmp_path, fake_stage):
     assert Path(document["paths"]["plot"]).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_each_case_is_on_disk_as_soon_as_it_ends(tmp_path, fake_stage, monkeypatch):
+    seen = []
+
+    def reading_run(size, workdir, backend_name, workers, clock):
+        # What a reader finds while this case runs: the cases before it, marked partial.
+        (path,) = tmp_path.glob("bench-*.json")
+        document = json.loads(path.read_text())
+        seen.append((document["partial"], [(r["case"], r["size"], r["status"]) for r in document["results"]]))
+        return _fake_run(size, workdir, backend_name, workers, clock)
+
+    monkeypatch.setitem(CASES, "fake-untimed", Case("fake-untimed", "fake", "reads the document", reading_run))
+    document = run_benchmarks(stages=("fake",), sizes=(10,), workers=1, out_dir=tmp_path)
+    assert seen == [(True, [("fake-ours", 10, "ok"), ("fake-peer", 10, "ok"), ("fake-broken", 10, "failed")])]
+    assert document["partial"] is False
+    assert json.loads(Path(document["paths"]["json"]).read_text()) == json.loads(json.dumps(document))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_the_commit_is_the_one_checked_out_when_the_run_started(tmp_path, fake_stage, monkeypatch):
     from benchmarks import runner
 

@@ -116,6 +116,30 @@ def test_each_model_learns_and_scores_with_reasons(customers, model):
     assert (scored.loc[test["x"] < test["x"].quantile(0.1), ["reason_1", "reason_2", "reason_3"]] != "x").all().all()
 
 
+def test_reasons_score_every_feature_in_one_call_with_the_same_curves(customers, monkeypatch):
+    from engine.propensity import _reasons
+
+    preparation = Preparation(("x", "noise", "gappy", "region")).fit(customers)
+    sample = customers.head(100).reset_index(drop=True)
+    calls = []
+
+    def predict(frame):
+        calls.append(len(frame))
+        return frame["x"].fillna(0).to_numpy() + 0.5 * (frame["region"] == "north").to_numpy() + 0.1 * frame["gappy"].isna().to_numpy()
+
+    together = _reasons.ReasonTable().fit(predict, sample, preparation)
+    settings = sum(len(c["grid"]) + (c["missing"] is not None) + 1 for c in together.curves_.values())
+    assert calls == [settings * len(sample)]
+    calls.clear()
+    monkeypatch.setattr(_reasons, "_ROWS_PER_CALL", len(sample))
+    apart = _reasons.ReasonTable().fit(predict, sample, preparation)
+    assert calls == [len(sample)] * settings
+    assert apart.curves_ == together.curves_
+    region = dict(zip(together.curves_["region"]["grid"], together.curves_["region"]["effect"]))
+    assert region["north"] == pytest.approx(region["south"] + 0.5)
+    assert together.curves_["gappy"]["missing"] == pytest.approx(together.curves_["gappy"]["baseline"] + 0.1)
+
+
 def test_thin_data_is_refused_with_the_counts(customers):
     thin = customers.assign(label=(np.arange(len(customers)) < 40).astype("int8"))
     split = split_customers(thin["customer_key"], seed=0, validation_share=0.2, test_share=0.2)
@@ -132,8 +156,11 @@ def test_one_set_of_parameter_names_for_every_model():
     assert forest.class_weight == "balanced_subsample" and forest.random_state == 9
     boosting = make_estimator("gradient_boosting", backend, n_estimators=7, max_depth=3, max_features=0.5,
                               min_samples_leaf=4, seed=9)  # fmt: skip
-    assert (boosting.max_iter, boosting.class_weight) == (7, "balanced")
-    with pytest.raises(UsageError, match="unknown model 'svm'"):
+    # No class weights: scikit-learn would bin by weighted quantiles, which cost 20 s at 105k rows.
+    assert (boosting.max_iter, boosting.class_weight, boosting.learning_rate) == (7, None, 0.1)
+    auto = make_estimator("auto", backend, n_estimators=7, max_depth=3, max_features=0.5, min_samples_leaf=4, seed=9)
+    assert type(auto) is type(boosting) and auto.get_params() == boosting.get_params()
+    with pytest.raises(UsageError, match="unknown model 'svm': use auto or one of"):
         make_estimator("svm", backend, n_estimators=1, max_depth=1, max_features=1.0, min_samples_leaf=1, seed=0)
 
 
@@ -150,3 +177,5 @@ def test_forest_scores_are_the_same_bits_on_every_call():
     first = _forest_scores(forest, matrix)
     np.testing.assert_allclose(first, forest.predict_proba(matrix)[:, 1], rtol=0, atol=1e-12)
     assert all(np.array_equal(_forest_scores(forest, matrix), first) for _ in range(5))
+    # A scoring task runs the forest on one thread: the same bits as the training process's.
+    assert np.array_equal(_forest_scores(forest.set_params(n_jobs=1), matrix), first)
