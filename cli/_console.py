@@ -8,11 +8,12 @@ import contextlib
 import json
 import logging
 import sys
+import threading
 import time
 
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -61,11 +62,49 @@ def print_json(document) -> None:
     sys.stdout.flush()
 
 
+# Under a scheduler, the longest a command stays silent: a phase without tasks (resolving
+# identities, fitting a model) logs that it is still working at this interval.
+HEARTBEAT_S = 30.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+class _Tally:
+    """Tasks done of a total, with their rate and the time left at that rate."""
+
+    def __init__(self):
+        self.started = self.since = time.monotonic()
+        self.done, self.total = 0, None
+
+    def update(self, done, total):
+        if total != self.total:  # a new phase: its own rate
+            self.since = time.monotonic()
+        self.done, self.total = done, total
+
+    def line(self, description: str) -> str:
+        elapsed = time.monotonic() - self.since
+        if not self.total:
+            return f"{description}: working, {_duration(time.monotonic() - self.started)} in"
+        text = f"{description}: {self.done} of {self.total}"
+        if self.done and elapsed > 0:
+            rate = self.done / elapsed
+            text += f", {rate:.2f}/s" if rate < 10 else f", {rate:.0f}/s"
+            if self.done < self.total:
+                text += f", about {_duration((self.total - self.done) / rate)} left"
+        return text
+
+
 @contextlib.contextmanager
-def progress(description: str):
-    """Yield ``update(done, total)``: a bar on a terminal, a log line per ~10% otherwise."""
+def progress(description: str, *, heartbeat_s: float = HEARTBEAT_S):
+    """Yield ``update(done, total)``: a bar with its rate and time left on a terminal; otherwise
+    a log line per ~10% with the rate and time left, and one at least every ``heartbeat_s``
+    seconds while work goes on between updates (a phase with no tasks, a long task)."""
     if stderr.is_terminal:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("left"), TimeRemainingColumn())  # fmt: skip
         with Progress(*columns, console=stderr, transient=False) as bar:
             task = bar.add_task(description, total=None)
 
@@ -74,12 +113,33 @@ def progress(description: str):
 
             yield update
         return
-    last_logged = [-1]
+    tally, last_logged, lock = _Tally(), [-1, time.monotonic()], threading.Lock()
+    stop = threading.Event()
+
+    def log():
+        logger.info("%s", tally.line(description))
+        last_logged[1] = time.monotonic()
 
     def update(done, total):
-        decile = done * 10 // total
-        if decile != last_logged[0] or done == total:
-            last_logged[0] = decile
-            logger.info("%s: %d of %d", description, done, total)
+        with lock:
+            if total != tally.total:
+                last_logged[0] = -1
+            tally.update(done, total)
+            decile = done * 10 // total
+            if decile != last_logged[0] or done == total:
+                last_logged[0] = decile
+                log()
 
-    yield update
+    def beat():
+        while not stop.wait(heartbeat_s / 4):
+            with lock:
+                if time.monotonic() - last_logged[1] >= heartbeat_s:
+                    log()
+
+    beating = threading.Thread(target=beat, name="segscale-heartbeat", daemon=True)
+    beating.start()
+    try:
+        yield update
+    finally:
+        stop.set()
+        beating.join()
