@@ -67,6 +67,9 @@ def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int,
         if stage.get("status") == "ran":
             quality[f"{name}_seconds"] = stage["seconds"]
             quality[f"{name}_peak_rss_gib"] = round(stage["peak_rss_bytes"] / _GIB, 3)
+    # Ingest's phases (identities, phase 1, phase 2): where its time goes.
+    for phase, measured in (manifest["stages"].get("ingest", {}).get("summary") or {}).get("phases", {}).items():
+        quality[f"ingest_{phase.replace(' ', '_')}_seconds"] = measured["seconds"]
     metrics = manifest["metrics"]
     quality |= {
         "disk_peak_gib": round(disk.peak_bytes / _GIB, 3),

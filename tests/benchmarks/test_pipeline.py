@@ -28,6 +28,9 @@ def test_every_stage_runs_and_reports_its_time_and_memory(result):
     assert highest == pytest.approx(result["peak_rss_gib"], rel=0.25)
     # The stages are the timed work, so together they fit in it.
     assert sum(quality[f"{stage}_seconds"] for stage in STAGES) <= result["median_seconds"]
+    # Ingest's phases, inside ingest's time.
+    phases = [quality[f"ingest_{phase}_seconds"] for phase in ("identities", "phase_1", "phase_2")]
+    assert all(seconds > 0 for seconds in phases) and sum(phases) <= quality["ingest_seconds"]
 
 
 def test_it_reports_what_the_run_produced(result):
