@@ -99,8 +99,10 @@ _NODE_SEPARATOR = "\x1f"
 # Rows per partition of the frames that resolution shuffles. A shuffle cuts every input partition
 # into a shard per output partition, so its work grows with inputs x outputs: partitions that
 # followed the input's files (400 of 82k identity rows at 10M customers, and 400 of about 7k
-# edges) made each propagation round take 6 minutes on a graph of 23 MB.
-ROWS_PER_SHUFFLE_PARTITION = 500_000
+# edges) made each propagation round take 6 minutes on a graph of 23 MB. Since the screening
+# shuffles whole identity rows (not only their pairs), 500k-row partitions raised the phase's
+# peak at 1M customers from 1.48 to 1.80 GiB for 0.3 s less.
+ROWS_PER_SHUFFLE_PARTITION = 250_000
 # The budget for solving the components in one process, and what one edge costs there: its
 # customer id text and hash as gathered, their integer codes, the sparse graph and the answer
 # (208 bytes measured at the peak, on 2M edges of 20-character ids).
@@ -123,8 +125,8 @@ class IdentityResolution:
         ``customer_id``. Every other customer id resolves to itself. Only these rows come to
         the client, so its memory grows with the merges, not with the customers.
     identities : dask.dataframe.DataFrame
-        The input identity rows, none dropped and in their partitions, with an added
-        ``reason`` column: null where the row took part in linking, else
+        The input identity rows, none dropped, in partitions by identifier value (as many
+        as the input's), with an added ``reason`` column: null where the row took part in linking, else
         ``"blocked_identifier"`` or ``"identifier_over_cap"``.
     report : dict
         JSON-ready summary: ``customers``, ``components``, ``merged_components`` (of more
@@ -152,17 +154,21 @@ class IdentityScreening:
         (a value only one customer holds links no one). Eight bytes per identifier instead of
         its text keep the graph small.
     identities : dask.dataframe.DataFrame
-        The input rows with ``reason`` (see :class:`IdentityResolution`); lazy.
+        The input rows with ``reason`` (see :class:`IdentityResolution`), in partitions by
+        identifier value; lazy, over the screened rows' checkpoint.
     report : dict
         ``customers``, ``blocked`` and ``over_cap`` as in :class:`IdentityResolution`.
     edge_count : int
         Rows of ``edges``, which decide where :func:`link_identities` solves the graph.
+    rows : int
+        Rows of ``identities``: the input's, less the exact duplicates when they were dropped.
     """
 
     edges: dd.DataFrame
     identities: dd.DataFrame
     report: dict
     edge_count: int
+    rows: int
 
 
 logger = logging.getLogger("segscale")
@@ -232,60 +238,44 @@ def _is_over_cap(frame, *, cap, caps):
     return over
 
 
-def _pairs(frame):
-    """Partition function: one row per (customer, identifier) with the ``rows`` behind it."""
-    keys = ["customer_id", "_kind", "_node"]
-    if "rows" in frame.columns:
-        return frame.groupby(keys, sort=False)["rows"].sum().reset_index()
-    return frame.groupby(keys, sort=False).size().rename("rows").reset_index()
+def _screen(frame, *, columns, cap, caps, drop_duplicates):
+    """Partition function over marked rows shuffled by ``_node``, so that every row of a value
+    is in the partition: the rows (exact duplicates of ``columns`` dropped when asked) with
+    ``holders``, the distinct customers holding the row's value among unblocked rows, and
+    ``reason``: blocked, over the cap, or null for a row that takes part in linking."""
+    if drop_duplicates:
+        frame = frame.drop_duplicates(subset=columns, ignore_index=True)
+    pairs = frame.loc[~frame["_blocked"], ["customer_id", "_node"]].drop_duplicates()
+    holders = pairs.groupby("_node", sort=False).size().rename("holders").reset_index()
+    frame = frame.merge(holders, on="_node", how="left")
+    frame["holders"] = frame["holders"].fillna(0).astype("int64")
+    over = ~frame["_blocked"] & _is_over_cap(frame, cap=cap, caps=caps)
+    reason = frame["id_key"].mask(frame["_blocked"], BLOCKED_REASON).mask(over, OVER_CAP_REASON)
+    return frame.assign(reason=reason.where(frame["_blocked"] | over))
 
 
-def _with_holders(frame):
-    """Partition function over pairs shuffled by ``_node``, so every holder of a value is in
-    the partition: the pairs (summed across the input partitions they came from) with
-    ``holders``, the customers holding their value."""
-    pairs = _pairs(frame)
-    return pairs.assign(holders=pairs.groupby("_node", sort=False)["customer_id"].transform("count"))
+def _links(screened):
+    """The rows that link: taking part (no reason), their value held by two customers or more."""
+    return screened["reason"].isna() & (screened["holders"] >= 2)
 
 
-def _node_stats(pairs):
-    """Partition function: per value of the partition's pairs, ``holders`` and ``rows``."""
-    return pairs.groupby(["_kind", "_node"], sort=False).agg({"holders": "max", "rows": "sum"}).reset_index()
-
-
-def _over_cap(pairs, *, cap, caps):
-    """Partition function: ``_kind``, ``_node``, ``rows`` of the values over their cap."""
-    stats = _node_stats(pairs)
-    return stats.loc[_is_over_cap(stats, cap=cap, caps=caps), ["_kind", "_node", "rows"]]
-
-
-def _linked_values(pairs, *, cap, caps):
-    """Partition function: the values that link, held by two customers or more within the cap."""
-    stats = _node_stats(pairs)
-    return stats.loc[(stats["holders"] >= 2) & ~_is_over_cap(stats, cap=cap, caps=caps), ["_node"]]
-
-
-def _edges(pairs, *, cap, caps):
-    """Partition function: ``customer_id`` and ``node`` (the int64 hash of ``_node``) of the
-    pairs whose value links."""
-    pairs = pairs[(pairs["holders"] >= 2) & ~_is_over_cap(pairs, cap=cap, caps=caps)]
+def _edges(screened):
+    """Partition function: distinct ``customer_id``, ``node`` (the int64 hash of ``_node``) of
+    the rows that link."""
+    pairs = screened.loc[_links(screened), ["customer_id", "_node"]].drop_duplicates(ignore_index=True)
     node = row_fingerprints(pairs[["_node"]]).astype("int64")
     return pairs[["customer_id"]].assign(node=node.values)
 
 
-def _with_reason(frame, over_nodes, *, blocked):
-    """The partition's rows with ``reason``: why the row took no part in linking, else null."""
-    marked = _mark(frame, blocked=blocked)
-    is_blocked = marked["_blocked"]
-    # A blocked row's node is never over the cap: caps are counted on unblocked rows only.
-    over = marked["_node"].isin(over_nodes)
-    reason = (
-        marked["id_key"]
-        .mask(is_blocked, BLOCKED_REASON)
-        .mask(over, OVER_CAP_REASON)
-        .where(is_blocked | over)
-    )
-    return frame.assign(reason=reason)
+def _linked_values(screened) -> int:
+    """Partition function: distinct values (as text) among the rows that link."""
+    return screened.loc[_links(screened), "_node"].nunique()
+
+
+def _over_cap_rows(screened):
+    """Partition function: ``_kind``, ``_node``, ``rows`` of the values over their cap."""
+    over = screened.loc[screened["reason"] == OVER_CAP_REASON]
+    return over.groupby(["_kind", "_node"], sort=False).size().rename("rows").reset_index()
 
 
 def _jump(labels):
@@ -354,18 +344,27 @@ def _check_caps(cap: int, caps: Mapping[str, int]) -> None:
 
 def screen_identities(
     identities: dd.DataFrame,
-    customer_ids: dd.Series,
+    customer_ids: dd.Series | None = None,
     *,
     cap: int = 5,
     caps: Mapping[str, int] | None = None,
     blocked: Iterable[str] = (),
     workdir: str | Path | None = None,
+    drop_duplicates: bool = False,
 ) -> IdentityScreening:
     """Apply the guardrails: normalise, set aside blocked and over-cap values, count.
 
-    Parameters are those of :func:`resolve_identities`. Only ``edges`` stays on the cluster
-    (persisted, or checkpointed in ``workdir``); the identity rows themselves can be released
-    once ``identities`` (the rows with their reasons) has been computed.
+    Parameters are those of :func:`resolve_identities`, with ``customer_ids`` optional (the
+    identity rows' own customers are counted either way), and:
+
+    drop_duplicates : bool, default False
+        Drop rows that are exact duplicates of another (counted in ``duplicates``); the
+        shuffle by value brings them together anyway, so this costs no pass of its own.
+
+    One shuffle, by value, brings every row of a value into one partition: the holders of
+    each value, the cap, the reasons, the duplicates and the edges all follow partition by
+    partition, from one checkpoint of the screened rows. Only ``edges`` stays on the cluster
+    (persisted, or checkpointed in ``workdir``) once ``identities`` has been computed.
 
     Raises
     ------
@@ -377,41 +376,39 @@ def screen_identities(
     caps = {kind.strip().lower(): value for kind, value in (caps or {}).items()}
     _check_caps(cap, caps)
     blocked_keys = tuple(sorted(DEFAULT_BLOCKED | _normalise_blocked(blocked)))
+    columns = list(identities.columns)
 
     marked = identities.map_partitions(
         _mark, blocked=blocked_keys, meta=_mark(identities._meta, blocked=blocked_keys)
     )
-    linkable = marked[~marked["_blocked"]]
-    # Shuffles keep the input's partition count (so a caller gives partitions of a size worth
-    # shuffling: see shuffle_partitions); one output partition would put every identifier in
-    # one task, and memory would grow with the customers instead of staying per partition.
+    # The shuffle keeps the input's partition count (so a caller gives partitions of a size
+    # worth shuffling: see shuffle_partitions); one output partition would put every
+    # identifier in one task, and memory would grow with the customers instead of staying
+    # per partition.
     split = identities.npartitions
-    # One shuffle, by value, brings every holder of a value into one partition: the pairs,
-    # the holders per value (for the cap, the shared values and the report) and the edges all
-    # follow partition by partition. Grouping by (customer, value), then by value, then
-    # merging the shared values back would shuffle the pairs three times.
-    columns = ["customer_id", "_kind", "_node"]
-    pairs = (
-        linkable[columns]
-        .map_partitions(_pairs, meta=_pairs(marked._meta[columns]))
-        .shuffle("_node", npartitions=split, ignore_index=True)
-    )
-    pairs = checkpoint(pairs.map_partitions(_with_holders, meta=_with_holders(pairs._meta)), workdir, "pairs")
-    blocked_rows = marked[marked["_blocked"]].groupby("id_key").size().persist()
-    limits = {"cap": cap, "caps": caps}
-    over = (
-        pairs.map_partitions(_over_cap, **limits, meta=_over_cap(pairs._meta, **limits))
-        .repartition(npartitions=1)
-        .persist()
-    )
-    linked = pairs.map_partitions(_linked_values, **limits, meta=_linked_values(pairs._meta, **limits))
-    edges = checkpoint(pairs.map_partitions(_edges, **limits, meta=_edges(pairs._meta, **limits)), workdir, "edges")
-    everyone = coarsened(
-        dd.concat([customer_ids.rename("customer_id").to_frame(), identities[["customer_id"]]]), split
-    ).drop_duplicates(split_out=split)
-    customers, linked_texts, hashes, edge_rows, blocked_rows, over = dask.compute(
-        everyone.shape[0], linked.shape[0], edges["node"].nunique(), edges.shape[0], blocked_rows, over
-    )
+    screen = {"columns": columns, "cap": cap, "caps": caps, "drop_duplicates": drop_duplicates}
+    screened = marked.shuffle("_node", npartitions=split, ignore_index=True)
+    screened = checkpoint(screened.map_partitions(_screen, **screen, meta=_screen(marked._meta, **screen)), workdir, "screened")
+    edges = screened.map_partitions(_edges, meta=_edges(screened._meta))
+    over = screened.map_partitions(_over_cap_rows, meta=_over_cap_rows(screened._meta))
+    blocked_rows = screened.loc[screened["reason"] == BLOCKED_REASON].groupby("id_key").size()
+    everyone = screened[["customer_id"]]
+    if customer_ids is not None:
+        everyone = dd.concat([coarsened(customer_ids.rename("customer_id").to_frame(), split), everyone])
+    everyone = everyone.drop_duplicates(split_out=split)
+    # Values live in one partition each: their counts add up across partitions.
+    linked_texts = screened.map_partitions(_linked_values, meta=("_node", "int64")).sum()
+    if workdir is None:
+        edges = edges.persist()
+        written = None
+    else:
+        written = edges.to_parquet(Path(workdir) / "edges", write_index=False, compute=False)
+    customers, rows, linked_texts, hashes, edge_rows, blocked_rows, over, _ = dask.compute(
+        everyone.shape[0], screened.shape[0], linked_texts, edges["node"].nunique(), edges.shape[0],
+        blocked_rows, over, written,
+    )  # fmt: skip
+    if workdir is not None:
+        edges = dd.read_parquet(Path(workdir) / "edges")
     # Only values two customers share are edges, a small share of the rows: every round of
     # the propagation shuffles them, so they are regrouped into partitions worth shuffling.
     edges = coarsened(edges, shuffle_partitions(int(edge_rows)))
@@ -420,14 +417,9 @@ def screen_identities(
             f"identity resolution: {linked_texts} distinct identifiers but {hashes} distinct hashes; "
             "two identifiers collided in the 64-bit hash, so links could be wrong (please report this)"
         )
-    reasons = identities.map_partitions(
-        _with_reason,
-        over["_node"],
-        blocked=blocked_keys,
-        meta=_with_reason(identities._meta, over["_node"].iloc[:0], blocked=blocked_keys),
-    )
+    reasons = screened[[*columns, "reason"]]
     report = {"customers": int(customers), **_guardrail_report(to_host(blocked_rows), to_host(over))}
-    return IdentityScreening(edges=edges, identities=reasons, report=report, edge_count=int(edge_rows))
+    return IdentityScreening(edges=edges, identities=reasons, report=report, edge_count=int(edge_rows), rows=int(rows))
 
 
 def _components_in_process(edges):

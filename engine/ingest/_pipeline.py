@@ -39,7 +39,7 @@ from ..backend import resolve_backend, to_host
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
 from .._memory import PeakMemory
-from .._tasks import checkpoint, coarsened, compute_tasks, release_memory, staged_output, trimmed
+from .._tasks import coarsened, compute_tasks, release_memory, staged_output, trimmed
 from ._identity import link_identities, link_report, screen_identities, shuffle_partitions
 from ._merged import MergedAccounts, write_merged_part
 from ._pseudonym import pseudonym_key, pseudonymise
@@ -143,16 +143,15 @@ def _identities(frame, spec, rows, key, options, staging):
     # Identity rows and every intermediate of resolution go to disk, not to worker memory,
     # which would otherwise grow with the customers and stay taken for the phases after.
     work = staging / "identity-work"
-    # Resolution shuffles these rows, in partitions sized by their count, not by the files.
-    split = shuffle_partitions(rows)
-    deduplicated = checkpoint(coarsened(valid, split).drop_duplicates(split_out=split), work, "identities")
+    # Resolution shuffles these rows, in partitions sized by their count, not by the files;
+    # the shuffle by identifier brings exact duplicates together, so they are dropped there.
     screening = screen_identities(
-        deduplicated,
-        deduplicated["customer_id"],
+        coarsened(valid, shuffle_partitions(rows)),
         cap=options.identifier_cap,
         caps=options.identifier_caps,
         blocked=options.blocked_identifiers,
         workdir=work,
+        drop_duplicates=True,
     )
     linked = screening.identities
     # Rejected rows are written where they are, a file per partition: gathered here, they
@@ -162,12 +161,11 @@ def _identities(frame, spec, rows, key, options, staging):
         dask.delayed(_quarantine_identities)(part, target, number, key)
         for number, part in enumerate([*checked.to_delayed(), *linked.to_delayed()])
     ]
-    read, valid_rows, distinct_rows, used, reasons = dask.compute(
-        frame.shape[0], valid.shape[0], deduplicated.shape[0], linked["reason"].isna().sum(), writes
-    )
+    read, valid_rows, used, reasons = dask.compute(frame.shape[0], valid.shape[0], linked["reason"].isna().sum(), writes)
     # Everything the identity rows were needed for is computed: linking reads only the edges.
     edges, edge_count, screened = screening.edges, screening.edge_count, screening.report
-    del deduplicated, linked, screening
+    distinct_rows = screening.rows
+    del linked, screening
     quarantined: dict[str, int] = {}
     for counts in reasons:
         for reason, rows in counts.items():

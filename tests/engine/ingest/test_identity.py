@@ -257,14 +257,30 @@ def test_report_counts_and_no_real_identifier_value(method):
         assert needle not in text
 
 
-def test_reasons_keep_every_row_and_partition():
+def test_reasons_keep_every_row():
     rows = [("A", "email", "a@example.org"), ("A", "email", "a@example.org"), ("B", "email", "unknown")]
     frame = dd.from_pandas(_identities(rows), npartitions=2)
     result = resolve_identities(frame, frame["customer_id"])
     assert result.identities.npartitions == frame.npartitions
-    out = result.identities.compute()
-    pd.testing.assert_frame_equal(out.drop(columns="reason"), frame.compute())
+    out = result.identities.compute().sort_values(["customer_id", "id_value"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(out.drop(columns="reason"), frame.compute().reset_index(drop=True))
     assert out["reason"].isna().tolist() == [True, True, False]
+
+
+def test_screening_drops_exact_duplicates_when_asked():
+    rows = [("A", "email", "a@example.org"), ("A", "email", "a@example.org"), ("A", "EMAIL", "a@example.org"),
+            ("B", "email", "unknown"), ("B", "email", "unknown"), ("C", "email", "a@example.org")]  # fmt: skip
+    # The duplicates sit in different input partitions: the shuffle by value brings them together.
+    frame = dd.from_pandas(_identities(rows), npartitions=3)
+    kept = _identity.screen_identities(frame, drop_duplicates=True)
+    out = kept.identities.compute()
+    assert kept.rows == len(out) == 4
+    assert sorted(zip(out["customer_id"], out["id_type"], out["reason"].fillna(""))) == [
+        ("A", "EMAIL", ""), ("A", "email", ""), ("B", "email", BLOCKED_REASON), ("C", "email", "")]  # fmt: skip
+    assert kept.report["blocked"] == {"unknown": 1} and kept.report["customers"] == 3
+    everything = _identity.screen_identities(frame)
+    assert everything.rows == 6 and everything.report["blocked"] == {"unknown": 2}
+    assert sorted(everything.edges.compute()["customer_id"]) == sorted(kept.edges.compute()["customer_id"]) == ["A", "C"]
 
 
 def test_bad_caps_are_usage_errors():
