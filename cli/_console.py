@@ -73,24 +73,29 @@ def _duration(seconds: float) -> str:
 
 
 class _Tally:
-    """Tasks done of a total, with their rate and the time left at that rate."""
+    """Tasks done of a total, with their rate and the time left at that rate.
+
+    The rate counts from the phase's first update (its start is not known here), so the
+    first line of a phase has none.
+    """
 
     def __init__(self):
         self.started = self.since = time.monotonic()
-        self.done, self.total = 0, None
+        self.done = self.done_since = 0
+        self.total = None
 
     def update(self, done, total):
         if total != self.total:  # a new phase: its own rate
-            self.since = time.monotonic()
+            self.since, self.done_since = time.monotonic(), done
         self.done, self.total = done, total
 
     def line(self, description: str) -> str:
-        elapsed = time.monotonic() - self.since
         if not self.total:
             return f"{description}: working, {_duration(time.monotonic() - self.started)} in"
         text = f"{description}: {self.done} of {self.total}"
-        if self.done and elapsed > 0:
-            rate = self.done / elapsed
+        elapsed, counted = time.monotonic() - self.since, self.done - self.done_since
+        if counted > 0 and elapsed > 0:
+            rate = counted / elapsed
             text += f", {rate:.2f}/s" if rate < 10 else f", {rate:.0f}/s"
             if self.done < self.total:
                 text += f", about {_duration((self.total - self.done) / rate)} left"
