@@ -340,7 +340,9 @@ class PropensityOptions:
         on the latest window's test customers, later than anything the model learned from.
     model : {"auto", "gradient_boosting", "random_forest", "logistic"}, default "auto"
         ``auto``: scikit-learn's histogram gradient boosting on the CPU (10x faster to fit
-        than the forest at the same AUC, measured), cuML's random forest on the GPU.
+        than the forest at the same AUC, measured), cuML's random forest on the GPU; either
+        is fitted beside a logistic regression, and the one with the higher validation AUC
+        is kept.
     n_estimators : int, default 100
         Trees (random forest) or boosting rounds (gradient boosting). scikit-learn's and
         cuML's default too: on a 100k world 300 trees took 2.5x the time for +0.0003 AUC.

@@ -154,6 +154,8 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
     document = {
         "format": FORMAT_VERSION,
         "model": fit.model,
+        # auto's candidates and their validation AUC, when it compared several.
+        "selection": fit.selection,
         "options": dataclasses.asdict(options),
         "seed": seed,
         "source": source,
@@ -210,5 +212,6 @@ def load_model(model_dir) -> tuple[PropensityFit, dict]:
         reference=document["reference_quantiles"],
         reasons=ReasonTable.from_dict(document["reasons"]),
         model=document["model"],
+        selection=document.get("selection", {}),
     )
     return fit, document

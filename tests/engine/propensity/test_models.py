@@ -140,6 +140,25 @@ def test_reasons_score_every_feature_in_one_call_with_the_same_curves(customers,
     assert together.curves_["gappy"]["missing"] == pytest.approx(together.curves_["gappy"]["baseline"] + 0.1)
 
 
+def test_auto_keeps_the_better_of_boosting_and_the_baseline_on_validation(customers):
+    from sklearn.metrics import roc_auc_score
+
+    split = split_customers(customers["customer_key"], seed=0, validation_share=0.2, test_share=0.2)
+    features = ["x", "noise", "gappy", "region"]
+    fits = {model: PropensityFit.fit(customers, customers["label"].to_numpy(), split, features=features,
+                                     options=PropensityOptions(model=model, n_estimators=50, min_class_count=50),
+                                     seed=0, backend=resolve_backend("cpu"))
+            for model in ("auto", "gradient_boosting", "logistic")}  # fmt: skip
+    validation = customers.loc[split == "validation"]
+    measured = {model: roc_auc_score(validation["label"], fits[model].raw_scores(validation))
+                for model in ("gradient_boosting", "logistic")}  # fmt: skip
+    auto = fits["auto"]
+    assert auto.selection == pytest.approx(measured)
+    assert auto.model == max(measured, key=measured.get)
+    np.testing.assert_array_equal(auto.raw_scores(validation), fits[auto.model].raw_scores(validation))
+    assert fits["logistic"].selection == {} and fits["gradient_boosting"].model == "gradient_boosting"
+
+
 def test_thin_data_is_refused_with_the_counts(customers):
     thin = customers.assign(label=(np.arange(len(customers)) < 40).astype("int8"))
     split = split_customers(thin["customer_key"], seed=0, validation_share=0.2, test_share=0.2)

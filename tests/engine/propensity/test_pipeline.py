@@ -55,7 +55,9 @@ def test_the_model_directory_holds_everything_scoring_needs(trained):
     summary, out = trained
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.joblib", "model.json", "test_scores.parquet"]
     document = json.loads((out / "model.json").read_text())
-    assert document["format"] == 1 and document["backend"] == "cpu" and document["model"] == "gradient_boosting"
+    assert document["format"] == 1 and document["backend"] == "cpu"
+    selection = document["selection"]
+    assert set(selection) == {"gradient_boosting", "logistic"} and document["model"] == max(selection, key=selection.get)
     assert document["source"]["window"] == {"features_before": "2025-10-03", "labels_from": "2025-10-03",
                                             "labels_until": "2026-01-01", "horizon_days": 90,
                                             "origins": ["2025-10-03"]}  # fmt: skip
