@@ -24,8 +24,8 @@ min-label propagation with pointer jumping, in Dask dataframe operations only (m
 groupby-min), so that memory stays per partition; the same code runs on pandas and dask-cudf.
 Both give the same mapping.
 
-Intermediate results used more than once (identifier pairs, edges, each round's labels) are
-persisted in the workers' memory, or, given a ``workdir``, written there as Parquet and read
+Intermediate results used more than once (the screened rows, the edges, each round's labels)
+are persisted in the workers' memory, or, given a ``workdir``, written there as Parquet and read
 back, so that memory does not grow with the number of customers.
 """
 
