@@ -236,20 +236,21 @@ class PropensityFit:
             model: _fit_estimator(model, backend, matrix, y[train], options=options, seed=seed)
             for model in _candidates(options.model, backend)
         }
+        # The validation split's raw scores: what auto compares and what calibration learns from.
+        held_out = preparation.transform(frame.loc[validation])
+        scores = {name: _positive_scores(fitted, held_out) for name, fitted in fits.items()}
         selection = {}
         if len(fits) > 1:
             # auto keeps the backend's model only where it beats the simple baseline on the
             # validation split (on 4,200 rows of Telco churn, boosting's deep trees did not).
             from sklearn.metrics import roc_auc_score
 
-            held_out = preparation.transform(frame.loc[validation])
-            selection = {name: float(roc_auc_score(y[validation], _positive_scores(fitted, held_out)))
-                         for name, fitted in fits.items()}  # fmt: skip
+            selection = {name: float(roc_auc_score(y[validation], score)) for name, score in scores.items()}
         model = max(fits, key=lambda name: selection.get(name, 0.0))
         estimator = fits[model]
         fitted = cls(preparation, estimator, Calibrator(options.calibration), Bands(options.band_by, options.bands),
                      [], ReasonTable(), model, selection)  # fmt: skip
-        fitted.calibrator.fit(fitted.raw_scores(frame.loc[validation]), y[validation])
+        fitted.calibrator.fit(scores[model], y[validation])
         fitted.reference = reference_quantiles(fitted.probabilities(frame.loc[recent]))
         fitted.bands.fit(fitted.reference)
         sample = frame.loc[train].iloc[:: max(1, int(train.sum()) // _REASON_SAMPLE)]
