@@ -358,7 +358,7 @@ def screen_identities(
     identity rows' own customers are counted either way), and:
 
     drop_duplicates : bool, default False
-        Drop rows that are exact duplicates of another (counted in ``duplicates``); the
+        Drop rows that are exact duplicates of another (``rows`` then counts the rest); the
         shuffle by value brings them together anyway, so this costs no pass of its own.
 
     One shuffle, by value, brings every row of a value into one partition: the holders of
