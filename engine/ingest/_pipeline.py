@@ -44,7 +44,9 @@ from ._identity import link_identities, link_report, screen_identities, shuffle_
 from ._merged import MergedAccounts, write_merged_part
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
-from ._store import ACCOUNTS, FINGERPRINT, bucket_rows, part_name, reduce_accounts, reduce_bucket, row_fingerprints
+from ._store import (
+    ACCOUNTS, FINGERPRINT, KEY_ORDER, bucket_rows, bucket_table, part_name, reduce_accounts, reduce_bucket,
+)
 from ._validate import ParseRules, as_text, validate_partition
 
 __all__ = ["IngestSummary", "ingest", "ROWS_PER_PARTITION"]
@@ -205,11 +207,12 @@ def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int
     return {str(reason): int(rows) for reason, rows in rejected["reason"].value_counts().items()}
 
 
-def _empty_bucket(frame, table, rules):
+def _bucket_schema(frame, table, rules):
+    """The schema of ``table``'s bucket rows, for store partitions that get none."""
     empty = validate_partition(frame._meta, table, rules).drop(columns=["reason"])
-    empty[FINGERPRINT] = row_fingerprints(frame._meta).values
-    empty["customer_key"] = empty["customer_id"]
-    return empty
+    empty = empty.assign(**{FINGERPRINT: empty.index.astype("uint64"), "customer_key": empty["customer_id"],
+                            KEY_ORDER: empty.index.astype("uint64")})  # fmt: skip
+    return bucket_table(empty.drop(columns=["customer_id"]), table).schema
 
 
 def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
@@ -275,13 +278,6 @@ def _disk_full(output_dir: Path) -> str:
     )
 
 
-def _sort_order(table):
-    if table in ("customers", "outcomes"):
-        return ("customer_key",)
-    # order_id keeps the lines of an order adjacent when two orders share a timestamp.
-    return ("customer_key", "ts", "order_id") if table == "transactions" else ("customer_key", "ts")
-
-
 def _phase1(frames, config, rules, merged, key, partitions, staging):
     """One task per input partition; returns (tasks, table of each task)."""
     options = config.ingest
@@ -305,12 +301,11 @@ def _phase2(frames, config, rules, backend, partitions, staging):
     tasks, owners = [], []
     for table in rules:
         customers = table == "customers"
-        empty = _empty_bucket(frames[table], table, rules[table])
+        empty = _bucket_schema(frames[table], table, rules[table])
         for number in range(partitions):
             tasks.append(
                 dask.delayed(trimmed(reduce_bucket))(
-                    table, number, staging=str(staging), out=str(staging), backend_name=backend.name,
-                    empty=empty, sort_by=_sort_order(table),
+                    table, number, staging=str(staging), out=str(staging), empty=empty,
                     direct=options.direct_identifiers if customers else (),
                     sensitive=options.sensitive if customers else (),
                 )

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..exceptions import UsageError
 
-__all__ = ["KEY_ENV_VAR", "pseudonym_key", "pseudonymise"]
+__all__ = ["KEY_ENV_VAR", "key_order", "pseudonym_key", "pseudonymise"]
 
 KEY_ENV_VAR = "SEGSCALE_PSEUDONYM_KEY"
 _MIN_KEY_LENGTH = 8
@@ -50,3 +50,9 @@ def pseudonymise(ids, key: bytes, partitions: int):
     keys = ["k" + digest.hex() for digest in digests]
     numbers = np.frombuffer(b"".join(digests), dtype=">u8") if digests else np.empty(0, ">u8")
     return keys, (numbers % np.uint64(partitions)).astype(np.int32)
+
+
+def key_order(keys) -> np.ndarray:
+    """The 64-bit values of keys made by :func:`pseudonymise`, as uint64: they sort as the
+    keys' text does (fixed-width lowercase hex), and numbers sort several times faster."""
+    return np.array([int(key[1:], 16) for key in keys], dtype=np.uint64)

@@ -3,8 +3,8 @@
 Phase 1, per input partition: validate, send invalid rows (original text and a reason) to
 quarantine, give valid rows their pseudonymous customer key and store partition, and write
 them as one bucket file whose record batch N holds store partition N's rows. Phase 2, per
-store partition: read that batch from every bucket file, drop exact duplicates, drop direct
-identifiers and set sensitive columns apart, sort by (customer key, timestamp) and write one
+store partition: read that batch from every bucket file, sort by (customer key, timestamp),
+drop exact duplicates, drop direct identifiers and set sensitive columns apart, and write one
 part per table. A customer's rows therefore sit in the same part number in every table.
 
 Bucket files are Arrow IPC: they are staging, written once and read once, and a reader seeks
@@ -14,6 +14,16 @@ of its time creating ~160k small Parquet files that phase 2 then opened one by o
 buffers are zstd-compressed: uncompressed, a world's buckets took 7x its Parquet inputs
 (1.7 GB for a 238 MB world of 200k customers), so at 10M customers phase 1 filled a 51 GB
 disk; zstd makes them 4x smaller, for 8% more ingest time at 1M customers.
+
+What a bucket row holds is what phase 2 needs and no more, because every byte of it is
+gathered twice (into batch order, then into key order), compressed, written and read: the
+customer key, with its 64-bit value (``_key_order``) to sort on, numbers rather than text;
+text columns that are not sort keys dictionary-encoded (an event type is four bytes, not its
+text, in every gather); the source row's fingerprint; not the source customer id, which the
+accounts bucket maps to the key once per account. Phase 2 works on those Arrow tables in host
+memory on both backends: its work is a sort and a gather between files it reads and writes,
+and its time went to pandas' multi-column sort and hash-based duplicate search (1.6 s of a
+1.4M-row partition, against 0.9 s now).
 """
 
 from __future__ import annotations
@@ -21,24 +31,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy
+import pandas
 import pyarrow
 import pyarrow.compute
 import pyarrow.ipc
+import pyarrow.parquet
 
-from ..backend import dataframe_namespace, frame_from_arrow, frame_to_arrow, resolve_backend, to_host
-from ._pseudonym import pseudonymise
+from ..backend import dataframe_namespace, frame_from_arrow, frame_to_arrow, to_host
+from ._pseudonym import key_order, pseudonymise
 from ._validate import as_text, validate_partition
 
 __all__ = [
     "SENSITIVE_TABLE",
     "FINGERPRINT",
+    "KEY_ORDER",
     "ACCOUNTS",
     "attach_keys",
     "bucket_rows",
+    "bucket_table",
     "reduce_bucket",
     "reduce_accounts",
     "part_name",
     "row_fingerprints",
+    "sort_order",
 ]
 
 SENSITIVE_TABLE = "customers_sensitive"
@@ -46,8 +61,8 @@ SENSITIVE_TABLE = "customers_sensitive"
 ACCOUNTS = "_accounts"
 # Bucket rows carry the fingerprint of their source row until duplicates are dropped.
 FINGERPRINT = "_source_row"
-# Rows hashed at a time when fingerprinting on pandas: see row_fingerprints.
-_HASH_SLICE_ROWS = 100_000
+# Bucket rows carry their key's 64-bit value, which sorts as the key's text does.
+KEY_ORDER = "_key_order"
 _BUCKET_OPTIONS = pyarrow.ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -65,7 +80,7 @@ def _host(values):
 
 
 def attach_keys(frame, merged, key: bytes, partitions: int):
-    """Give every row of ``frame`` its ``customer_key`` and store ``partition``.
+    """Give every row of ``frame`` its ``customer_key``, its order and store ``partition``.
 
     ``merged`` (:class:`~engine.ingest._merged.MergedAccounts`) holds the accounts that
     identity resolution merged; every other account is its own customer. Work is done once
@@ -75,7 +90,7 @@ def attach_keys(frame, merged, key: bytes, partitions: int):
     Returns
     -------
     keyed : DataFrame
-        ``frame`` with ``customer_key`` and ``partition`` added.
+        ``frame`` with ``customer_key``, ``KEY_ORDER`` (its uint64 value) and ``partition``.
     accounts : DataFrame
         ``customer_id``, ``customer_key``, ``partition``: each distinct account once.
 
@@ -98,6 +113,7 @@ def attach_keys(frame, merged, key: bytes, partitions: int):
     keyed = frame.assign(
         customer_key=_spread(accounts["customer_key"], codes, frame.index),
         partition=_spread(accounts["partition"], codes, frame.index),
+        **{KEY_ORDER: _spread(namespace.Series(key_order(keys), dtype="uint64"), codes, frame.index)},
     )
     return keyed, accounts
 
@@ -110,20 +126,32 @@ def _spread(values, codes, index):
 
 
 def row_fingerprints(raw):
-    """A 64-bit hash of each whole source row: what "exact duplicate" is judged on."""
+    """A 64-bit hash of each whole source row: what "exact duplicate" is judged on.
+
+    A row's hash depends on its values and the column types alone, so rows of different
+    partitions of one input compare. On pandas, polars hashes the rows: pandas hashes text
+    through an array of Python str objects (0.50 s for 1.5M event rows, against 0.08 s).
+    """
     if dataframe_namespace(raw).__name__ == "cudf":
         return raw.hash_values(method="xxhash64")
-    import pandas
+    import polars
 
-    # pandas hashes Arrow-backed text through an array of Python str objects, about 60 bytes
-    # per cell: over a whole partition that was the largest allocation of phase 1 (+420 MiB
-    # for 1.5M event rows). Row hashes do not depend on the other rows, so slices give the
-    # same values with that array bounded by the slice.
-    slices = [
-        pandas.util.hash_pandas_object(raw.iloc[start : start + _HASH_SLICE_ROWS], index=False)
-        for start in range(0, len(raw), _HASH_SLICE_ROWS)
-    ]
-    return pandas.concat(slices) if slices else pandas.util.hash_pandas_object(raw, index=False)
+    table = pyarrow.Table.from_pandas(raw, preserve_index=False)
+    # A categorical column hashes as its values, not as codes that differ between partitions.
+    table = table.cast(pyarrow.schema([
+        field.with_type(field.type.value_type) if pyarrow.types.is_dictionary(field.type) else field
+        for field in table.schema
+    ]))  # fmt: skip
+    hashes = polars.from_arrow(table).hash_rows(seed=0).to_numpy() if table.num_columns else []
+    return pandas.Series(hashes, index=raw.index, dtype="uint64")
+
+
+def sort_order(table: str) -> tuple[str, ...]:
+    """The columns a store table's rows are sorted by; rows alike on them keep input order."""
+    if table in ("customers", "outcomes"):
+        return (KEY_ORDER,)
+    # order_id keeps the lines of an order adjacent when two orders share a timestamp.
+    return (KEY_ORDER, "ts", "order_id") if table == "transactions" else (KEY_ORDER, "ts")
 
 
 def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, drop_from_quarantine=()):
@@ -154,8 +182,8 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
     valid[FINGERPRINT] = row_fingerprints(raw).values[~invalid.values]
     valid, accounts = attach_keys(valid, merged, key, partitions)
     buckets = staging / "buckets"
-    _write_by_partition(valid, buckets / table / _bucket_name(index), partitions)
-    _write_by_partition(accounts, buckets / ACCOUNTS / f"{table}-{_bucket_name(index)}", partitions)
+    _write_by_partition(bucket_table(valid.drop(columns=["customer_id"]), table), buckets / table / _bucket_name(index), partitions)
+    _write_by_partition(frame_to_arrow(accounts), buckets / ACCOUNTS / f"{table}-{_bucket_name(index)}", partitions)
     return {
         "read": len(raw),
         "quarantined": {reason: int(n) for reason, n in zip(_host(quarantined.index), _host(quarantined))},
@@ -163,14 +191,25 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
     }
 
 
-def _write_by_partition(frame, path: Path, partitions: int) -> None:
-    """Write ``frame`` as one IPC file whose batch N holds its rows with ``partition == N``.
+def bucket_table(frame, table: str) -> pyarrow.Table:
+    """Keyed rows of ``table`` (pandas or cuDF) as the Arrow table a bucket holds: text
+    columns that are not sort keys dictionary-encoded, so gathering them moves 4-byte codes."""
+    rows = frame_to_arrow(frame).combine_chunks()
+    keys = sort_order(table)
+    for position, field in enumerate(rows.schema):
+        text = pyarrow.types.is_string(field.type) or pyarrow.types.is_large_string(field.type)
+        if text and field.name not in keys and field.name != "customer_key":
+            rows = rows.set_column(position, field.name, pyarrow.compute.dictionary_encode(rows[field.name]))
+    return rows
+
+
+def _write_by_partition(table: pyarrow.Table, path: Path, partitions: int) -> None:
+    """Write ``table`` as one IPC file whose batch N holds its rows with ``partition == N``.
 
     Every file has all ``partitions`` batches, empty ones included, so a batch's position is
     its partition. Rows keep their input order within a partition (Arrow's sort is stable).
-    Batches are gathered one at a time: a sorted copy of the whole frame would double it.
+    Batches are gathered one at a time: a sorted copy of the whole table would double it.
     """
-    table = frame_to_arrow(frame)
     order = pyarrow.compute.sort_indices(table["partition"])
     sizes = numpy.bincount(table["partition"].to_numpy(), minlength=partitions)
     table = table.drop_columns(["partition"])
@@ -187,7 +226,7 @@ def _empty_batch(schema):
     return pyarrow.RecordBatch.from_pylist([], schema=schema)
 
 
-def _bucket(staging, table, number, backend_name, empty):
+def _bucket(staging, table, number, empty: pyarrow.Schema) -> pyarrow.Table:
     """Store partition ``number``'s rows of ``table`` from every phase-1 bucket file."""
     bucket = Path(staging) / "buckets" / table
     pieces = []
@@ -197,10 +236,9 @@ def _bucket(staging, table, number, backend_name, empty):
         if rows.num_rows:
             pieces.append(pyarrow.Table.from_batches([rows]))
     if not pieces:
-        return empty
+        return empty.empty_table()
     # An input partition where a column was all missing gives it a null type: promote.
-    rows = pyarrow.concat_tables(pieces, promote_options="permissive")
-    return frame_from_arrow(rows, backend_name, arrow_strings=False)
+    return pyarrow.concat_tables(pieces, promote_options="permissive")
 
 
 def reduce_accounts(number, *, staging, out, backend_name):
@@ -211,9 +249,9 @@ def reduce_accounts(number, *, staging, out, backend_name):
     dict
         ``accounts`` written and distinct ``customers`` among them.
     """
-    namespace = resolve_backend(backend_name).df
-    empty = namespace.DataFrame({"customer_id": [], "customer_key": []}).astype(str)
-    accounts = _bucket(staging, ACCOUNTS, number, backend_name, empty).drop_duplicates()
+    empty = pyarrow.schema([("customer_id", pyarrow.large_string()), ("customer_key", pyarrow.large_string())])
+    rows = _bucket(staging, ACCOUNTS, number, empty)
+    accounts = frame_from_arrow(rows, backend_name, arrow_strings=False).drop_duplicates()
     accounts = accounts.sort_values("customer_id").reset_index(drop=True)
     target = Path(out) / "identity" / "mapping"
     target.mkdir(parents=True, exist_ok=True)
@@ -222,37 +260,54 @@ def reduce_accounts(number, *, staging, out, backend_name):
     return {"accounts": len(accounts), "customers": int(accounts["customer_key"].nunique())}
 
 
-def reduce_bucket(table, number, *, staging, out, backend_name, empty, sort_by, direct=(), sensitive=()):
-    """Phase 2 for store partition ``number`` of ``table``: dedupe, strip, sort, write.
+def _duplicate_of_previous(rows: pyarrow.Table, columns) -> numpy.ndarray:
+    """Per row of sorted ``rows``: True where it equals the row before on ``columns``."""
+    repeated = numpy.zeros(rows.num_rows, dtype=bool)
+    if rows.num_rows:
+        repeated[1:] = True
+    for column in columns:
+        values = rows[column].to_numpy()
+        repeated[1:] &= values[1:] == values[:-1]
+    return repeated
 
-    ``empty`` is a zero-row frame with the bucket's columns: a partition with no rows for
-    this table still gets a part, so part numbers line up across tables.
+
+def reduce_bucket(table, number, *, staging, out, empty, direct=(), sensitive=()):
+    """Phase 2 for store partition ``number`` of ``table``: dedupe, sort, strip, write.
+
+    ``empty`` is the bucket's schema: a partition with no rows for this table still gets a
+    part, so part numbers line up across tables.
 
     Returns
     -------
     dict
         ``rows`` written, ``duplicates`` dropped, and the ``min_ts``/``max_ts`` written.
     """
-    frame = _bucket(staging, table, number, backend_name, empty)
-    before = len(frame)
-    # Exact duplicates share the source row's hash, and every other column derives from that
-    # row: compared on the hash and one more column (two 64-bit hashes alike by chance would
-    # also need the same timestamp, or customer id), not on every text column (0.47 s against
-    # 0.82 s for a store partition of 1.4M events).
-    frame = frame.drop_duplicates(subset=[FINGERPRINT, "ts" if "ts" in frame.columns else "customer_id"])
-    duplicates = before - len(frame)
-    frame = frame.drop(columns=["customer_id", FINGERPRINT, *[c for c in direct if c in frame.columns]])
-    outputs = {table: frame}
-    present = [c for c in sensitive if c in frame.columns]
+    rows = _bucket(staging, table, number, empty)
+    keys = [c for c in sort_order(table) if c in rows.column_names]
+    # Exact duplicates share the source row's fingerprint, and every other column derives
+    # from that row, so sorted by the keys and then the fingerprint they are neighbours; the
+    # sort is stable, so the first of them in input order is kept. A fingerprint alike by
+    # chance would also need the same key and timestamp.
+    grouped = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in (*keys, FINGERPRINT)])
+    compared = rows.select([c for c in (KEY_ORDER, "ts", FINGERPRINT) if c in rows.column_names]).take(grouped)
+    dropped = numpy.zeros(rows.num_rows, dtype=bool)
+    dropped[grouped.to_numpy()[_duplicate_of_previous(compared, compared.column_names)]] = True
+    # The store's order leaves the fingerprint out: rows alike on the keys keep input order.
+    order = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in keys])
+    kept = order.filter(pyarrow.array(~dropped[order.to_numpy()]))
+    rows = rows.drop_columns([KEY_ORDER, FINGERPRINT, *[c for c in direct if c in rows.column_names]]).take(kept)
+    result = {"rows": rows.num_rows, "duplicates": len(order) - len(kept), "min_ts": None, "max_ts": None}
+    outputs = {table: rows}
+    present = [c for c in sensitive if c in rows.column_names]
     if present:
-        outputs = {table: frame.drop(columns=present), SENSITIVE_TABLE: frame[["customer_key", *present]]}
-    result = {"rows": len(frame), "duplicates": duplicates, "min_ts": None, "max_ts": None}
-    for name, rows in outputs.items():
-        rows = rows.sort_values([c for c in sort_by if c in rows.columns]).reset_index(drop=True)
+        outputs = {table: rows.drop_columns(present), SENSITIVE_TABLE: rows.select(["customer_key", *present])}
+    for name, part in outputs.items():
         target = Path(out) / ("sensitive/customers" if name == SENSITIVE_TABLE else f"store/{table}")
         target.mkdir(parents=True, exist_ok=True)
-        rows.to_parquet(target / part_name(number), index=False)
-    if "ts" in frame.columns and len(frame):
-        result["min_ts"] = str(frame["ts"].min())
-        result["max_ts"] = str(frame["ts"].max())
+        # Without the Arrow schema in the file, dictionary-encoded text reads back as text.
+        pyarrow.parquet.write_table(part, target / part_name(number), store_schema=False)
+    if "ts" in rows.column_names and rows.num_rows:
+        span = pyarrow.compute.min_max(rows["ts"])
+        result["min_ts"] = str(pandas.Timestamp(span["min"].as_py()))
+        result["max_ts"] = str(pandas.Timestamp(span["max"].as_py()))
     return result

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pyarrow
 import pyarrow.ipc
+import pyarrow.parquet
 import pytest
 
 from engine.backend import frame_to_arrow, resolve_backend
@@ -30,12 +31,20 @@ def _host(frame):
     return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
 
 
-def test_fingerprints_in_slices_equal_those_of_the_whole_frame(monkeypatch):
+def test_a_rows_fingerprint_depends_on_its_values_alone():
     frame = _events(resolve_backend("cpu"), rows=23)
-    whole = pd.util.hash_pandas_object(frame, index=False)
-    monkeypatch.setattr(_store, "_HASH_SLICE_ROWS", 5)
-    sliced = _store.row_fingerprints(frame)
-    pd.testing.assert_series_equal(sliced, whole)
+    whole = _store.row_fingerprints(frame)
+    assert whole.dtype == "uint64" and whole.index.equals(frame.index)
+    # The same row in another partition (another slice, another index) hashes alike.
+    pd.testing.assert_series_equal(_store.row_fingerprints(frame.iloc[7:12].reset_index(drop=True)),
+                                   whole.iloc[7:12].reset_index(drop=True))  # fmt: skip
+    twice = pd.concat([frame.iloc[:1], frame.iloc[:1]])
+    assert _store.row_fingerprints(twice).nunique() == 1
+    changed = frame.iloc[:1].assign(amount=frame["amount"].iloc[0] + 1e-9)
+    assert _store.row_fingerprints(changed).iloc[0] != whole.iloc[0]
+    # Categorical codes differ between partitions; their values are what is hashed.
+    coded = frame.assign(event_type=pd.Categorical(frame["event_type"], categories=["view", "click", "cart", "x"]))
+    pd.testing.assert_series_equal(_store.row_fingerprints(coded), whole)
     assert _store.row_fingerprints(frame.iloc[:0]).empty
 
 
@@ -81,7 +90,7 @@ def test_bucket_file_holds_each_partitions_rows_in_input_order(backend, tmp_path
     # Partitions 4 (rows removed) and 5 (keys are taken modulo 5) get no rows: their
     # batches must still be there, empty, so that batch N stays partition N.
     keyed = keyed[keyed["partition"] != 4]
-    _store._write_by_partition(keyed, path, partitions=6)
+    _store._write_by_partition(frame_to_arrow(keyed), path, partitions=6)
 
     expected = frame_to_arrow(keyed).to_pandas()
     with pyarrow.OSFile(str(path)) as source:
@@ -99,8 +108,55 @@ def test_bucket_file_is_compressed(tmp_path):
     backend = resolve_backend("cpu")
     keyed, _ = _store.attach_keys(_events(backend, rows=20_000, accounts=500), MergedAccounts(), KEY, 3)
     path = tmp_path / "bucket.arrow"
-    _store._write_by_partition(keyed, path, partitions=3)
+    _store._write_by_partition(frame_to_arrow(keyed), path, partitions=3)
     with pyarrow.OSFile(str(path)) as source:
         batches = [pyarrow.ipc.open_file(source).get_batch(number) for number in range(3)]
     assert path.stat().st_size < 0.5 * sum(batch.nbytes for batch in batches)
     assert sum(batch.num_rows for batch in batches) == len(keyed)
+
+
+def _write_event_buckets(staging, parts, partitions):
+    for index, frame in enumerate(parts):
+        frame = frame.assign(ts=pd.to_datetime(frame["ts"], utc=True).astype("datetime64[us, UTC]"))
+        keyed, _ = _store.attach_keys(frame, MergedAccounts(), KEY, partitions)
+        keyed[_store.FINGERPRINT] = _store.row_fingerprints(frame).values
+        rows = _store.bucket_table(keyed.drop(columns=["customer_id"]), "events")
+        _store._write_by_partition(rows, staging / "buckets" / "events" / f"part-{index:05d}.arrow", partitions)
+        # Text that is not a sort key travels as dictionary codes.
+        assert pyarrow.types.is_dictionary(rows.schema.field("event_type").type)
+
+
+def test_phase_2_drops_duplicates_across_buckets_and_keeps_input_order_on_ties(tmp_path):
+    columns = ["customer_id", "ts", "event_type"]
+    first = pd.DataFrame([("c1", "2024-01-02", "view"), ("c1", "2024-01-02", "click"), ("c2", "2024-01-01", "view"),
+                          ("c1", "2024-01-02", "view")], columns=columns)  # fmt: skip
+    second = pd.DataFrame([("c1", "2024-01-02", "view"), ("c1", "2024-01-01", "cart"), ("c1", "2024-01-02", "cart")],
+                          columns=columns)  # fmt: skip
+    _write_event_buckets(tmp_path, [first, second], partitions=1)
+    empty = pyarrow.ipc.open_file(str(tmp_path / "buckets" / "events" / "part-00000.arrow")).schema
+    result = _store.reduce_bucket("events", 0, staging=tmp_path, out=tmp_path, empty=empty)
+
+    stored = pyarrow.parquet.read_table(tmp_path / "store" / "events" / "part-00000.parquet")
+    assert stored.column_names == ["ts", "event_type", "customer_key"]
+    assert pyarrow.types.is_string(stored.schema.field("event_type").type)
+    keys = dict(zip(["c1", "c2"], pseudonymise(["c1", "c2"], KEY, 1)[0]))
+    expected = sorted([
+        (keys["c1"], "2024-01-02", ["view", "click", "cart"]),  # input order among equal times
+        (keys["c1"], "2024-01-01", ["cart"]),
+        (keys["c2"], "2024-01-01", ["view"]),
+    ])  # fmt: skip
+    rows = stored.to_pandas()
+    assert rows["customer_key"].tolist() == [key for key, _, events in expected for _ in events]
+    assert rows["event_type"].tolist() == [event for _, _, events in expected for event in events]
+    assert result["rows"] == 5 and result["duplicates"] == 2
+    assert result["min_ts"] == "2024-01-01 00:00:00+00:00" and result["max_ts"] == "2024-01-02 00:00:00+00:00"
+
+
+def test_phase_2_writes_a_part_with_the_buckets_columns_when_it_got_no_rows(tmp_path):
+    empty = pyarrow.schema([("ts", pyarrow.timestamp("us", tz="UTC")), ("event_type", pyarrow.dictionary(pyarrow.int32(), pyarrow.string())),
+                            (_store.FINGERPRINT, pyarrow.uint64()), ("customer_key", pyarrow.string()),
+                            (_store.KEY_ORDER, pyarrow.uint64())])  # fmt: skip
+    result = _store.reduce_bucket("events", 3, staging=tmp_path, out=tmp_path, empty=empty)
+    stored = pyarrow.parquet.read_table(tmp_path / "store" / "events" / "part-00003.parquet")
+    assert stored.num_rows == 0 and stored.column_names == ["ts", "event_type", "customer_key"]
+    assert result == {"rows": 0, "duplicates": 0, "min_ts": None, "max_ts": None}
