@@ -16,7 +16,10 @@ _MISSING = "-"
 def _number(value, spec: str) -> str:
     if value is None:
         return _MISSING
-    # A quality column may name something (the model a stage chose) rather than measure it.
+    # A quality column may name something (the model a stage chose) rather than measure it,
+    # or say yes or no (whether two cases' counts match), which format() would print as 1 or 0.
+    if isinstance(value, bool):
+        return str(value)
     return value if isinstance(value, str) else format(value, spec)
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _measure, _pipeline, _propensity, _quality, _segments, _spark
+from . import _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -135,36 +135,20 @@ def _run_generate(size: int, workdir: Path, backend_name: str, workers: int, clo
     }
 
 
-def _run_ingest(size: int, workdir: Path, backend_name: str, workers: int, clock) -> dict:
-    """Generate a world of ``size`` customers (untimed, dirt 1%), then time ingesting it."""
-    from engine.backend import dask_client, resolve_backend
-    from engine.ingest import ingest
+# ---------------------------------------------------------------------------------------
+# ingest: segscale's ingest and its peers (benchmarks/_ingest.py)
 
-    started = time.perf_counter()
-    with dask_client(resolve_backend(backend_name), workers=workers) as client:
-        config = _pipeline.dirty_world(size, workdir, client, backend_name)
-        setup_seconds = time.perf_counter() - started
-        with _measure.PeakDisk(workdir) as disk, clock:
-            summary = ingest(config, client=client)
-    # Where the time and the memory go: ingest measures each of its phases.
-    quality = {"disk_peak_gib": round(disk.peak_bytes / 2**30, 3), "inputs_gib": _pipeline.inputs_gib(config)}
-    for name, phase in summary.phases.items():
-        label = name.replace(" ", "_")
-        quality |= {f"{label}_{measure}": phase[measure]
-                    for measure in ("seconds", "peak_rss_gib", "client_peak_rss_gib", "worker_peak_rss_gib")}  # fmt: skip
-    return {
-        "rows": {table: counts["read"] for table, counts in summary.tables.items()},
-        "setup_seconds": setup_seconds,
-        "workers": workers,
-        "data_path": str(summary.out_dir),
-        "quality": quality,
-    }
+_INGEST_WORK = (
+    "validate, quarantine, drop exact duplicates, resolve identities (SciPy connected components), "
+    "sort by (key, ts), write Parquet in segscale's number of parts"
+)
 
 
 # ---------------------------------------------------------------------------------------
 # features: segscale's feature stage and its peers (benchmarks/_features.py)
 
 DATASETS = {
+    "dirty-world": _ingest.prepare_dirty_world,
     "world+store": _features.prepare_world_and_store,
     "kmeans-matrix": _segments.prepare_kmeans_matrix,
     "propensity-frame": _propensity.prepare_propensity_frame,
@@ -191,13 +175,34 @@ CASES: dict[str, Case] = {
             run=_run_generate,
             backends=("cpu",),
         ),
+        # ingest (benchmarks/_ingest.py). segscale runs first, in a process the peers'
+        # allocators have not grown; each case leaves its counts in the shared data, and the
+        # cases after it report whether theirs match.
         Case(
             name="ingest",
             stage="ingest",
             description="engine.ingest: a generated world (1% dirt) validated, deduplicated, "
             "identity-resolved and written to the customer-clustered store; rows = rows read",
-            run=_run_ingest,
+            run=_ingest.run_segscale_ingest,
             backends=("cpu", "gpu"),
+            baselines=("ingest-duckdb", "ingest-polars"),
+            dataset="dirty-world",
+        ),
+        Case(
+            name="ingest-duckdb",
+            stage="ingest",
+            description=f"DuckDB SQL from the world's Parquet: {_INGEST_WORK}; the store copied out part by part",
+            run=_ingest.run_duckdb,
+            dataset="dirty-world",
+            requires=("duckdb",),
+        ),
+        Case(
+            name="ingest-polars",
+            stage="ingest",
+            description=f"polars lazy frames from the world's Parquet: {_INGEST_WORK}; sunk by the streaming engine",
+            run=_ingest.run_polars,
+            dataset="dirty-world",
+            requires=("polars",),
         ),
         Case(
             name="pipeline",
