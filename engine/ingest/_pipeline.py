@@ -210,8 +210,7 @@ def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int
 def _bucket_schema(frame, table, rules):
     """The schema of ``table``'s bucket rows, for store partitions that get none."""
     empty = validate_partition(frame._meta, table, rules).drop(columns=["reason"])
-    empty = empty.assign(**{FINGERPRINT: empty.index.astype("uint64"), "customer_key": empty["customer_id"],
-                            KEY_ORDER: empty.index.astype("uint64")})  # fmt: skip
+    empty = empty.assign(**{FINGERPRINT: empty.index.astype("uint64"), KEY_ORDER: empty.index.astype("uint64")})
     return bucket_table(empty.drop(columns=["customer_id"]), table).schema
 
 

@@ -17,8 +17,8 @@ disk; zstd makes them 4x smaller, for 8% more ingest time at 1M customers.
 
 What a bucket row holds is what phase 2 needs and no more, because every byte of it is
 gathered twice (into batch order, then into key order), compressed, written and read: the
-customer key, with its 64-bit value (``_key_order``) to sort on, numbers rather than text;
-text columns that are not sort keys dictionary-encoded (an event type is four bytes, not its
+customer key as its 64-bit value (``_key_order``), which sorts as its text does and becomes
+text only when phase 2 writes it; text columns that are not sort keys dictionary-encoded (an event type is four bytes, not its
 text, in every gather); the source row's fingerprint; not the source customer id, which the
 accounts bucket maps to the key once per account. Phase 2 works on those Arrow tables in host
 memory on both backends: its work is a sort and a gather between files it reads and writes,
@@ -38,7 +38,7 @@ import pyarrow.ipc
 import pyarrow.parquet
 
 from ..backend import dataframe_namespace, frame_from_arrow, frame_to_arrow, to_host
-from ._pseudonym import key_order, pseudonymise
+from ._pseudonym import key_order, key_text, pseudonymise
 from ._validate import as_text, validate_partition
 
 __all__ = [
@@ -80,19 +80,21 @@ def _host(values):
 
 
 def attach_keys(frame, merged, key: bytes, partitions: int):
-    """Give every row of ``frame`` its ``customer_key``, its order and store ``partition``.
+    """Give every row of ``frame`` its customer key (as its uint64 value) and store partition.
 
     ``merged`` (:class:`~engine.ingest._merged.MergedAccounts`) holds the accounts that
     identity resolution merged; every other account is its own customer. Work is done once
     per distinct account of the partition (a few thousand, against millions of event rows)
-    and spread to the rows by position, so no frame-sized join or copy is made.
+    and spread to the rows by position, so no frame-sized join or copy is made. Rows carry
+    the key as a number until phase 2 writes them (see :func:`key_text`): its text would be
+    gathered, compressed and read again for every row.
 
     Returns
     -------
     keyed : DataFrame
-        ``frame`` with ``customer_key``, ``KEY_ORDER`` (its uint64 value) and ``partition``.
+        ``frame`` with ``KEY_ORDER`` (the key's uint64 value) and ``partition`` added.
     accounts : DataFrame
-        ``customer_id``, ``customer_key``, ``partition``: each distinct account once.
+        ``customer_id``, ``customer_key`` (text), ``partition``: each distinct account once.
 
     Raises
     ------
@@ -110,11 +112,10 @@ def attach_keys(frame, merged, key: bytes, partitions: int):
         "customer_key": namespace.Series(keys, dtype=frame["customer_id"].dtype),
         "partition": namespace.Series(partition, dtype="int32"),
     })  # fmt: skip
-    keyed = frame.assign(
-        customer_key=_spread(accounts["customer_key"], codes, frame.index),
-        partition=_spread(accounts["partition"], codes, frame.index),
-        **{KEY_ORDER: _spread(namespace.Series(key_order(keys), dtype="uint64"), codes, frame.index)},
-    )
+    keyed = frame.assign(**{
+        KEY_ORDER: _spread(namespace.Series(key_order(keys), dtype="uint64"), codes, frame.index),
+        "partition": _spread(accounts["partition"], codes, frame.index),
+    })  # fmt: skip
     return keyed, accounts
 
 
@@ -198,7 +199,7 @@ def bucket_table(frame, table: str) -> pyarrow.Table:
     keys = sort_order(table)
     for position, field in enumerate(rows.schema):
         text = pyarrow.types.is_string(field.type) or pyarrow.types.is_large_string(field.type)
-        if text and field.name not in keys and field.name != "customer_key":
+        if text and field.name not in keys:
             rows = rows.set_column(position, field.name, pyarrow.compute.dictionary_encode(rows[field.name]))
     return rows
 
@@ -295,7 +296,9 @@ def reduce_bucket(table, number, *, staging, out, empty, direct=(), sensitive=()
     # The store's order leaves the fingerprint out: rows alike on the keys keep input order.
     order = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in keys])
     kept = order.filter(pyarrow.array(~dropped[order.to_numpy()]))
-    rows = rows.drop_columns([KEY_ORDER, FINGERPRINT, *[c for c in direct if c in rows.column_names]]).take(kept)
+    rows = rows.drop_columns([FINGERPRINT, *[c for c in direct if c in rows.column_names]]).take(kept)
+    key = rows[KEY_ORDER].to_numpy()
+    rows = rows.drop_columns([KEY_ORDER]).append_column("customer_key", key_text(key))
     result = {"rows": rows.num_rows, "duplicates": len(order) - len(kept), "min_ts": None, "max_ts": None}
     outputs = {table: rows}
     present = [c for c in sensitive if c in rows.column_names]

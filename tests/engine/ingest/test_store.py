@@ -10,7 +10,7 @@ import pytest
 from engine.backend import frame_to_arrow, resolve_backend
 from engine.ingest import _store
 from engine.ingest._merged import MergedAccounts, write_merged_part
-from engine.ingest._pseudonym import pseudonymise
+from engine.ingest._pseudonym import key_text, pseudonymise
 
 KEY = b"a-test-key-of-some-length"
 
@@ -58,16 +58,18 @@ def test_attach_keys_gives_merged_accounts_their_customers_key(backend, tmp_path
     resolved = source["customer_id"].replace({"c1": "c5", "c2": "c5"})
     expected_keys, expected_partitions = pseudonymise(resolved.tolist(), KEY, 4)
     assert keyed.index.tolist() == source.index.tolist()
-    assert keyed["customer_key"].tolist() == expected_keys
+    # Rows carry the key as its number, which is the key's text read as hex.
+    assert key_text(keyed[_store.KEY_ORDER].to_numpy()).to_pylist() == expected_keys
     assert keyed["partition"].tolist() == expected_partitions.tolist()
     pd.testing.assert_frame_equal(keyed[source.columns], source, check_dtype=False)
     # Accounts: each distinct id once, with the key its rows got.
     assert sorted(accounts["customer_id"]) == sorted(source["customer_id"].unique())
-    by_row = keyed.drop_duplicates("customer_id").set_index("customer_id")[["customer_key", "partition"]]
+    by_row = keyed.drop_duplicates("customer_id").set_index("customer_id")
+    by_row = by_row.assign(customer_key=key_text(by_row[_store.KEY_ORDER].to_numpy()).to_pylist())[["customer_key", "partition"]]
     pd.testing.assert_frame_equal(
         accounts.set_index("customer_id").loc[by_row.index], by_row, check_dtype=False
     )
-    assert len(set(keyed.loc[keyed["customer_id"].isin(["c1", "c2", "c5"]), "customer_key"])) == 1
+    assert keyed.loc[keyed["customer_id"].isin(["c1", "c2", "c5"]), _store.KEY_ORDER].nunique() == 1
 
 
 def test_attach_keys_refuses_rows_without_an_id():
@@ -80,7 +82,7 @@ def test_attach_keys_on_no_rows_keeps_the_id_dtype():
     frame = pd.DataFrame({"customer_id": pd.Series([], dtype="str")})
     keyed, accounts = _store.attach_keys(frame, MergedAccounts(), KEY, 3)
     assert keyed.empty and accounts.empty
-    assert keyed["customer_key"].dtype == frame["customer_id"].dtype
+    assert accounts["customer_key"].dtype == frame["customer_id"].dtype
 
 
 def test_bucket_file_holds_each_partitions_rows_in_input_order(backend, tmp_path):
@@ -154,8 +156,7 @@ def test_phase_2_drops_duplicates_across_buckets_and_keeps_input_order_on_ties(t
 
 def test_phase_2_writes_a_part_with_the_buckets_columns_when_it_got_no_rows(tmp_path):
     empty = pyarrow.schema([("ts", pyarrow.timestamp("us", tz="UTC")), ("event_type", pyarrow.dictionary(pyarrow.int32(), pyarrow.string())),
-                            (_store.FINGERPRINT, pyarrow.uint64()), ("customer_key", pyarrow.string()),
-                            (_store.KEY_ORDER, pyarrow.uint64())])  # fmt: skip
+                            (_store.FINGERPRINT, pyarrow.uint64()), (_store.KEY_ORDER, pyarrow.uint64())])  # fmt: skip
     result = _store.reduce_bucket("events", 3, staging=tmp_path, out=tmp_path, empty=empty)
     stored = pyarrow.parquet.read_table(tmp_path / "store" / "events" / "part-00003.parquet")
     assert stored.num_rows == 0 and stored.column_names == ["ts", "event_type", "customer_key"]
