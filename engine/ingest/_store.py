@@ -37,7 +37,7 @@ import pyarrow.compute
 import pyarrow.ipc
 import pyarrow.parquet
 
-from ..backend import dataframe_namespace, frame_from_arrow, frame_to_arrow, to_host
+from ..backend import array_namespace, dataframe_namespace, frame_from_arrow, frame_to_arrow, to_array, to_host
 from ._pseudonym import key_order, key_text, pseudonymise
 from ._validate import as_text, validate_partition
 
@@ -79,7 +79,7 @@ def _host(values):
     return to_host(values).tolist()
 
 
-def attach_keys(frame, merged, key: bytes, partitions: int):
+def attach_keys(frame, merged, key: bytes, partitions: int, kept=None):
     """Give every row of ``frame`` its customer key (as its uint64 value) and store partition.
 
     ``merged`` (:class:`~engine.ingest._merged.MergedAccounts`) holds the accounts that
@@ -89,21 +89,31 @@ def attach_keys(frame, merged, key: bytes, partitions: int):
     the key as a number until phase 2 writes them (see :func:`key_text`): its text would be
     gathered, compressed and read again for every row.
 
+    Parameters
+    ----------
+    kept : boolean Series, optional
+        The rows to key; the others (quarantined, perhaps without an id) get partition
+        ``partitions``, one past the last, which no bucket batch holds. Default: every row.
+
     Returns
     -------
     keyed : DataFrame
         ``frame`` with ``KEY_ORDER`` (the key's uint64 value) and ``partition`` added.
     accounts : DataFrame
-        ``customer_id``, ``customer_key`` (text), ``partition``: each distinct account once.
+        ``customer_id``, ``customer_key`` (text), ``partition``: each distinct account of the
+        kept rows once.
 
     Raises
     ------
     ValueError
-        A row has no customer id (validation quarantines those before this).
+        A kept row has no customer id (validation quarantines those before this).
     """
     namespace = dataframe_namespace(frame)
     codes, distinct = frame["customer_id"].factorize()
-    if len(codes) and int(codes.min()) < 0:
+    xp = array_namespace(codes)
+    keep = None if kept is None else to_array(kept, dtype=bool)
+    used = codes if keep is None else codes[keep]
+    if len(used) and int(used.min()) < 0:
         raise ValueError("attach_keys: rows without a customer id must be quarantined first")
     keys, partition = pseudonymise(merged.resolve(_host(distinct)), key, partitions)
     accounts = namespace.DataFrame({
@@ -112,9 +122,15 @@ def attach_keys(frame, merged, key: bytes, partitions: int):
         "customer_key": namespace.Series(keys, dtype=frame["customer_id"].dtype),
         "partition": namespace.Series(partition, dtype="int32"),
     })  # fmt: skip
+    # One value past the accounts' for the rows not kept.
+    row_partition = namespace.Series(numpy.append(partition, partitions), dtype="int32")
+    row_key = namespace.Series(numpy.append(key_order(keys), numpy.uint64(0)), dtype="uint64")
+    if keep is not None:
+        codes = xp.where(keep, codes, len(distinct))
+        accounts = accounts.take(xp.unique(used)).reset_index(drop=True)
     keyed = frame.assign(**{
-        KEY_ORDER: _spread(namespace.Series(key_order(keys), dtype="uint64"), codes, frame.index),
-        "partition": _spread(accounts["partition"], codes, frame.index),
+        KEY_ORDER: _spread(row_key, codes, frame.index),
+        "partition": _spread(row_partition, codes, frame.index),
     })  # fmt: skip
     return keyed, accounts
 
@@ -179,11 +195,12 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
         target.mkdir(parents=True, exist_ok=True)
         rejected.to_parquet(target / part_name(index), index=False)
 
-    valid = checked[~invalid].drop(columns=["reason"])
-    valid[FINGERPRINT] = row_fingerprints(raw).values[~invalid.values]
-    valid, accounts = attach_keys(valid, merged, key, partitions)
+    # Quarantined rows stay in the frame, keyed to no partition: the bucket's one gather into
+    # partition order leaves them out, where filtering them first was a gather of its own.
+    rows = checked.drop(columns=["reason"]).assign(**{FINGERPRINT: row_fingerprints(raw)})
+    rows, accounts = attach_keys(rows, merged, key, partitions, kept=~invalid)
     buckets = staging / "buckets"
-    _write_by_partition(bucket_table(valid.drop(columns=["customer_id"]), table), buckets / table / _bucket_name(index), partitions)
+    _write_by_partition(bucket_table(rows.drop(columns=["customer_id"]), table), buckets / table / _bucket_name(index), partitions)
     _write_by_partition(frame_to_arrow(accounts), buckets / ACCOUNTS / f"{table}-{_bucket_name(index)}", partitions)
     return {
         "read": len(raw),
@@ -208,11 +225,12 @@ def _write_by_partition(table: pyarrow.Table, path: Path, partitions: int) -> No
     """Write ``table`` as one IPC file whose batch N holds its rows with ``partition == N``.
 
     Every file has all ``partitions`` batches, empty ones included, so a batch's position is
-    its partition. Rows keep their input order within a partition (Arrow's sort is stable).
-    Batches are gathered one at a time: a sorted copy of the whole table would double it.
+    its partition; rows of partition ``partitions`` (quarantined) are left out. Rows keep
+    their input order within a partition (Arrow's sort is stable). Batches are gathered one
+    at a time: a sorted copy of the whole table would double it.
     """
     order = pyarrow.compute.sort_indices(table["partition"])
-    sizes = numpy.bincount(table["partition"].to_numpy(), minlength=partitions)
+    sizes = numpy.bincount(table["partition"].to_numpy(), minlength=partitions)[:partitions]
     table = table.drop_columns(["partition"])
     path.parent.mkdir(parents=True, exist_ok=True)
     with pyarrow.ipc.new_file(str(path), table.schema, options=_BUCKET_OPTIONS) as writer:

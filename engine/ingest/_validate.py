@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas
 
-from ..backend import dataframe_namespace
+from ..backend import array_namespace, dataframe_namespace, to_array
 from ..contract import EVENT_TYPES, TABLES
 from ..exceptions import InputDataError
 from ._timestamps import parse_fixed_shape
@@ -287,12 +287,23 @@ def _transactions(raw, rules, typed, failures):
 
 
 def _first_reason(raw, failures, order):
-    """The first failing code per row, or null."""
-    reason = _nulls(raw, _TEXT)
-    # Walk the rules backwards so that an earlier rule overwrites a later one.
-    for code in reversed(order):
+    """The first failing code per row, or null.
+
+    Rules are numbered in arrays and the codes looked up once: masking a text column per rule
+    copied the column each time.
+    """
+    number = None
+    # Walk the rules backwards so that an earlier rule overwrites a later one; 0: none failed.
+    for position, code in reversed(list(enumerate(order, start=1))):
         if code in failures:
-            reason = reason.mask(failures[code], code)
+            failed = to_array(failures[code], dtype=bool)
+            xp = array_namespace(failed)
+            number = xp.where(failed, position, 0 if number is None else number)
+    names = dataframe_namespace(raw).Series([None, *order], dtype=str)
+    if number is None:
+        return _nulls(raw, _TEXT)
+    reason = names.take(number)
+    reason.index = raw.index
     return reason
 
 

@@ -161,3 +161,24 @@ def test_phase_2_writes_a_part_with_the_buckets_columns_when_it_got_no_rows(tmp_
     stored = pyarrow.parquet.read_table(tmp_path / "store" / "events" / "part-00003.parquet")
     assert stored.num_rows == 0 and stored.column_names == ["ts", "event_type", "customer_key"]
     assert result == {"rows": 0, "duplicates": 0, "min_ts": None, "max_ts": None}
+
+
+def test_rows_not_kept_are_keyed_to_no_partition_and_left_out_of_the_bucket(backend, tmp_path):
+    source = pd.DataFrame({"customer_id": pd.Series(["c1", None, "c2", "c3", "c1"], dtype="str"),
+                           "amount": [1.0, 2.0, 3.0, 4.0, 5.0]})  # fmt: skip
+    kept = pd.Series([True, False, True, False, True])
+    frame = source if backend.name == "cpu" else backend.df.from_pandas(source)
+    keyed, accounts = _store.attach_keys(frame, MergedAccounts(), KEY, 2, kept=kept if backend.name == "cpu" else backend.df.from_pandas(kept))
+    keyed, accounts = _host(keyed), _host(accounts)
+    # c3 has quarantined rows only: it is no account of this partition.
+    assert sorted(accounts["customer_id"]) == ["c1", "c2"]
+    assert keyed["partition"].tolist()[1] == 2 and keyed["partition"].tolist()[3] == 2
+    assert set(keyed["partition"].iloc[[0, 2, 4]]) <= {0, 1}
+    path = tmp_path / "bucket.arrow"
+    _store._write_by_partition(frame_to_arrow(keyed), path, partitions=2)
+    with pyarrow.OSFile(str(path)) as source_file:
+        reader = pyarrow.ipc.open_file(source_file)
+        amounts = sorted(a for n in range(reader.num_record_batches) for a in reader.get_batch(n).column("amount").to_pylist())
+    assert reader.num_record_batches == 2 and amounts == [1.0, 3.0, 5.0]
+    with pytest.raises(ValueError, match="quarantined first"):
+        _store.attach_keys(source, MergedAccounts(), KEY, 2, kept=pd.Series([True, True, True, False, True]))
