@@ -30,7 +30,7 @@ _SHAPES: dict[str, tuple[tuple[int, bytes | None], ...]] = {
 }
 _DIGITS = {19: (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18), 10: (0, 1, 2, 3, 5, 6, 8, 9)}
 _SEPARATORS = {19: ((4, b"-"), (7, b"-"), (13, b":"), (16, b":")), 10: ((4, b"-"), (7, b"-"))}
-_DAYS_IN_MONTH = numpy.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_DAYS_IN_MONTH = numpy.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=numpy.int32)
 _MICROS_PER_SECOND = 1_000_000
 
 
@@ -74,9 +74,11 @@ def _fixed_width_bytes(strings, length: int) -> numpy.ndarray:
 
 
 def _number(digits: numpy.ndarray, first: int, count: int) -> numpy.ndarray:
-    number = digits[:, first].astype(numpy.int64)
+    # int32 is wide enough for every field, and narrow arrays are most of the speed here.
+    number = digits[:, first].astype(numpy.int32)
     for position in range(first + 1, first + count):
-        number = number * 10 + digits[:, position]
+        number *= 10
+        number += digits[:, position]
     return number
 
 
@@ -93,7 +95,7 @@ def _read(rows: numpy.ndarray, separators) -> tuple[numpy.ndarray, numpy.ndarray
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     month_days = _DAYS_IN_MONTH[numpy.clip(month, 0, 12)] + (leap & (month == 2))
     valid &= (year >= 1900) & (year <= 2200) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
-    seconds = _days_since_epoch(year, month, day) * 86_400
+    seconds = _days_since_epoch(year, month, day).astype(numpy.int64) * 86_400
     if length == 19:
         hour, minute, second = _number(digits, 11, 2), _number(digits, 14, 2), _number(digits, 17, 2)
         valid &= (hour <= 23) & (minute <= 59) & (second <= 59)
