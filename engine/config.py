@@ -257,6 +257,9 @@ class SegmentOptions:
     outcome_days : int, default 90
         Days after as-of in which the segments and the classic RFM grid are compared on what
         customers did next (next-period spend, churn), when the store holds those days.
+    outcome_customers : int, default 500000
+        Customers that comparison is made on at most: those whose key is below a bound (keys
+        are keyed hashes, so a uniform sample), so it never gathers every customer.
     """
 
     features: tuple[str, ...] | None = None
@@ -278,6 +281,7 @@ class SegmentOptions:
     stability_points: int = field(default=10_000, metadata={_MINIMUM: 100})
     rules_depth: int = field(default=4, metadata={_MINIMUM: 1})
     outcome_days: int = field(default=90, metadata={_MINIMUM: 1})
+    outcome_customers: int = field(default=500_000, metadata={_MINIMUM: 1000})
 
 
 @dataclass(frozen=True)

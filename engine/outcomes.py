@@ -27,6 +27,7 @@ from .features._pipeline import _store_meta
 
 __all__ = [
     "OUTCOME_COLUMNS", "OutcomeWindow", "align_outcomes", "next_period_outcomes", "outcome_window", "partition_outcomes",
+    "sample_key_bound",
 ]  # fmt: skip
 
 OUTCOME_COLUMNS = ("orders_next", "spend_next")
@@ -90,10 +91,19 @@ def outcome_window(store: str | os.PathLike, as_of, horizon_days: int) -> Outcom
     return OutcomeWindow(start, start + pd.Timedelta(days=horizon_days), _data_end(_store_meta(Path(store))))
 
 
-def partition_outcomes(store: str, number: int, start_us: int, end_us: int) -> pd.DataFrame:
-    """One partition's customers with a transaction row in [start, end): orders and net spend."""
+def sample_key_bound(fraction: float) -> str:
+    """The customer key below which about ``fraction`` (0..1) of all keys lie: keys are "k"
+    and the 16 hex digits of a keyed 64-bit hash, uniform, and sort as their value does."""
+    return f"k{min(int(fraction * 2**64), 2**64 - 1):016x}"
+
+
+def partition_outcomes(store: str, number: int, start_us: int, end_us: int, key_below: str | None = None) -> pd.DataFrame:
+    """One partition's customers with a transaction row in [start, end): orders and net spend;
+    only those whose key is below ``key_below`` when it is given."""
     table = read_store_table(Path(store), "transactions", number, _COLUMNS, end_us)
     table = table.filter(pc.greater_equal(table["ts"], start_us))
+    if key_below is not None:
+        table = table.filter(pc.less(table["customer_key"], key_below))
     frame = table.to_pandas()
     if "is_return" not in frame.columns:
         frame["is_return"] = False
@@ -120,7 +130,7 @@ def partition_outcomes(store: str, number: int, start_us: int, end_us: int) -> p
 
 
 def next_period_outcomes(
-    store: str | os.PathLike, as_of, horizon_days: int, *, client=None, progress=None
+    store: str | os.PathLike, as_of, horizon_days: int, *, client=None, progress=None, key_below: str | None = None
 ) -> pd.DataFrame:
     """Orders and net spend of each customer in [as_of, as_of + horizon_days).
 
@@ -136,6 +146,8 @@ def next_period_outcomes(
         scheduler.
     progress : callable, optional
         ``progress(done, total)`` as partitions finish.
+    key_below : str, optional
+        Only customers whose key is below it (:func:`sample_key_bound`): a sample of them.
 
     Returns
     -------
@@ -158,7 +170,7 @@ def next_period_outcomes(
         )
     partitions = int(_store_meta(Path(store))["partitions"])
     start_us, end_us = _micros(window.start), _micros(window.end)
-    tasks = [dask.delayed(partition_outcomes)(str(store), n, start_us, end_us) for n in range(partitions)]
+    tasks = [dask.delayed(partition_outcomes)(str(store), n, start_us, end_us, key_below) for n in range(partitions)]
     parts = compute_tasks(tasks, client, progress, "outcomes")
     frame = pd.concat(parts, ignore_index=True)
     # Partitions hold disjoint customers: sorting is only for a stable order across runs.

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.exceptions import InputDataError, UsageError
-from engine.outcomes import align_outcomes, next_period_outcomes, outcome_window
+from engine.outcomes import align_outcomes, next_period_outcomes, outcome_window, sample_key_bound
 
 AS_OF = pd.Timestamp("2025-03-01", tz="UTC")
 SCHEMA = pa.schema(
@@ -91,6 +91,22 @@ def test_counts_orders_and_nets_returns_inside_the_window_only(store):
     assert outcomes["orders_next"].tolist() == [2, 0, 2]
     assert outcomes["spend_next"].tolist() == pytest.approx([20 + 10 - 10 + 5, -7.5, 4 + 6 + 3])
     assert str(outcomes["orders_next"].dtype) == "int64" and str(outcomes["spend_next"].dtype) == "float64"
+
+
+def test_a_key_bound_keeps_the_customers_below_it(store):
+    # Keys here are single letters: "b" keeps only "a"; "c" keeps "a" and "b".
+    assert next_period_outcomes(store, AS_OF, 10, key_below="b")["customer_key"].tolist() == ["a"]
+    assert next_period_outcomes(store, AS_OF, 10, key_below="c")["customer_key"].tolist() == ["a", "b"]
+
+
+def test_a_key_bound_keeps_its_fraction_of_real_keys():
+    from engine.ingest._pseudonym import pseudonymise
+
+    keys, _ = pseudonymise([f"customer-{i}" for i in range(20_000)], b"a-test-key-of-some-length", 1)
+    assert sample_key_bound(0.0) == "k" + "0" * 16 and sample_key_bound(1.0) == "k" + "f" * 16
+    for fraction in (0.05, 0.5):
+        kept = sum(key < sample_key_bound(fraction) for key in keys) / len(keys)
+        assert abs(kept - fraction) < 0.01
 
 
 def test_as_of_may_be_a_naive_datetime_or_a_date(store):

@@ -184,6 +184,17 @@ def test_a_backtest_compares_segments_and_the_rfm_grid_on_what_happened_next(wor
         assert {g["group"] for g in result["groups"]} == set(assignments[column])
     # Recency is most of what predicts next-period churn: both groupings spread it widely.
     assert evaluation["segments"]["churn_rate_range"] > 0.3 and evaluation["rfm_grid"]["churn_rate_range"] > 0.3
+    assert evaluation["customers"] == evaluation["of_customers"] == len(assignments)
+
+    # Bounded: on a sample of customers by key, never all of them gathered.
+    bounded = SegmentOptions(sample=3000, k=4, outcome_days=90, outcome_customers=1000, stability_resamples=0, niches=False)
+    build_segments(tmp_path / "features", tmp_path / "bounded", options=bounded, backend_name="cpu")
+    sampled = json.loads((tmp_path / "bounded" / "evaluation.json").read_text())
+    assert sampled["of_customers"] == len(assignments) > 1500
+    assert 0.7 * 1000 < sampled["customers"] < 1.3 * 1000
+    assert sampled["segments"]["customers"] == sampled["customers"]
+    # A uniform sample: the churn rate it measures is the population's, within sampling error.
+    assert abs(sampled["segments"]["churn_rate"] - evaluation["segments"]["churn_rate"]) < 0.06
 
 
 def test_without_days_after_as_of_the_backtest_is_skipped(segmented):
