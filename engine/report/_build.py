@@ -248,9 +248,13 @@ def _baseline_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if "skipped" in evaluation:
         return Section("baseline", title, note(f"Not measured: {evaluation['skipped']}."))
     groupings = {"segments": evaluation["segments"], **({"RFM grid": evaluation["rfm_grid"]} if "rfm_grid" in evaluation else {})}
+    sampled = ""
+    if evaluation.get("customers", 0) < evaluation.get("of_customers", 0):
+        sampled = (f" Measured on {evaluation['customers']:,} of the {evaluation['of_customers']:,} customers, drawn by key "
+                   "([segments] outcome_customers).")  # fmt: skip
     body = paragraph(f"What customers did from {evaluation['window']['start'][:10]} to {evaluation['window']['end'][:10]}, "
                      "after as-of: how much of next-period spend each grouping explains, and how far apart its groups' "
-                     "churn rates are.")  # fmt: skip
+                     f"churn rates are.{sampled}")  # fmt: skip
     body += figures.add("baseline", charts.outcome_separation(groupings), "segments against the RFM grid")
     rows = [(name, g["customers"], g.get("spend_eta_squared"), g.get("log_spend_eta_squared"),
              g.get("churn_rate_range"), g.get("churn_rate_std")) for name, g in groupings.items()]  # fmt: skip

@@ -78,3 +78,18 @@ def test_values_are_escaped_and_numbers_aligned():
     html = table(["segment", "customers", "share"], [("<b>Loyal</b> & co", 1234, "12.5%")], flagged=[True])
     assert "&lt;b&gt;Loyal&lt;/b&gt; &amp; co" in html and "<b>" not in html
     assert '<td class="num">1,234</td>' in html and '<td class="num">12.5%</td>' in html and 'class="flag"' in html
+
+
+def test_a_backtest_on_a_sample_of_customers_says_so():
+    from types import SimpleNamespace
+
+    from engine.report._build import _baseline_section, _Figures
+
+    grouping = {"customers": 1000, "spend_eta_squared": 0.3, "log_spend_eta_squared": 0.4, "churn_rate_range": 0.6,
+                "churn_rate_std": 0.2, "groups": [{"group": "A"}]}  # fmt: skip
+    evaluation = {"window": {"start": "2025-09-01T00:00:00", "end": "2025-11-30T00:00:00"}, "customers": 1000,
+                  "of_customers": 5000, "segments": grouping, "rfm_grid": grouping}  # fmt: skip
+    section = _baseline_section(SimpleNamespace(evaluation=evaluation), _Figures())
+    assert "Measured on 1,000 of the 5,000 customers" in str(section)
+    whole = _baseline_section(SimpleNamespace(evaluation={**evaluation, "customers": 5000}), _Figures())
+    assert "Measured on" not in str(whole)
