@@ -369,6 +369,17 @@ def test_dask_client_local_cpu_cluster(tmp_path, monkeypatch):
     _assert_closed(client, cluster)
 
 
+def test_the_workers_thread_limits_stay_out_of_this_process(tmp_path, monkeypatch):
+    """Nannies set OMP_NUM_THREADS=1 in their parent: the client then fitted on one core."""
+    monkeypatch.delenv(SCHEDULER_ENV_VAR, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # a setting of the user's own stays
+    with dask_client(resolve_backend("cpu"), workers=1, local_directory=tmp_path) as client:
+        assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "3"
+        # The workers have theirs.
+        assert list(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == ["1"]
+
+
 def test_dask_client_closes_on_error(tmp_path, monkeypatch):
     monkeypatch.delenv(SCHEDULER_ENV_VAR, raising=False)
     opened = []
