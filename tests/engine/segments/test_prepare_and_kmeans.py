@@ -127,3 +127,19 @@ def test_a_silhouette_tie_goes_to_the_smaller_k(monkeypatch):
     monkeypatch.setattr(kmeans, "SILHOUETTE_TIE", 0.0)
     assert choose_k(points, [2, 3, 4], seed=0)[0].k == best["k"]
 
+
+
+def test_silhouettes_of_many_labellings_are_scikit_learns():
+    from sklearn.metrics import silhouette_score
+
+    from engine.segments._kmeans import silhouettes
+
+    rng = np.random.default_rng(1)
+    points = np.vstack([rng.normal(loc, 1.0, size=(700, 5)) for loc in (0.0, 4.0, 9.0)])
+    labellings = [np.repeat([0, 1, 2], 700), rng.integers(0, 6, len(points)), rng.integers(3, 5, len(points)),
+                  np.r_[np.zeros(len(points) - 1, dtype=int), [9]]]  # a cluster of one point  # fmt: skip
+    expected = [silhouette_score(points, labels) for labels in labellings]
+    # Blocks that do not divide the rows, and one labelling of a single cluster.
+    got = silhouettes(points, [*labellings, np.zeros(len(points), dtype=int)], rows_per_block=512)
+    np.testing.assert_allclose(got[:-1], expected, rtol=0, atol=1e-9)
+    assert got[-1] == -1.0 and expected[0] > 0.5
