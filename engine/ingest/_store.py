@@ -18,9 +18,9 @@ disk; zstd makes them 4x smaller, for 8% more ingest time at 1M customers.
 What a bucket row holds is what phase 2 needs and no more, because every byte of it is
 gathered twice (into batch order, then into key order), compressed, written and read: the
 customer key as its 64-bit value (``_key_order``), which sorts as its text does and becomes
-text only when phase 2 writes it; text columns that are not sort keys dictionary-encoded (an event type is four bytes, not its
-text, in every gather); the source row's fingerprint; not the source customer id, which the
-accounts bucket maps to the key once per account. Phase 2 works on those Arrow tables in host
+text only when phase 2 writes it; text columns that are not sort keys dictionary-encoded
+(an event type is four bytes, not its text, in every gather); the source row's fingerprint;
+not the source customer id, which the accounts bucket maps to the key once per account. Phase 2 works on those Arrow tables in host
 memory on both backends: its work is a sort and a gather between files it reads and writes,
 and its time went to pandas' multi-column sort and hash-based duplicate search (1.6 s of a
 1.4M-row partition, against 0.9 s now).
@@ -279,12 +279,12 @@ def reduce_accounts(number, *, staging, out, backend_name):
     return {"accounts": len(accounts), "customers": int(accounts["customer_key"].nunique())}
 
 
-def _duplicate_of_previous(rows: pyarrow.Table, columns) -> numpy.ndarray:
-    """Per row of sorted ``rows``: True where it equals the row before on ``columns``."""
+def _duplicate_of_previous(rows: pyarrow.Table) -> numpy.ndarray:
+    """Per row of sorted ``rows``: True where it equals the row before on every column."""
     repeated = numpy.zeros(rows.num_rows, dtype=bool)
     if rows.num_rows:
         repeated[1:] = True
-    for column in columns:
+    for column in rows.column_names:
         values = rows[column].to_numpy()
         repeated[1:] &= values[1:] == values[:-1]
     return repeated
@@ -310,7 +310,7 @@ def reduce_bucket(table, number, *, staging, out, empty, direct=(), sensitive=()
     grouped = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in (*keys, FINGERPRINT)])
     compared = rows.select([c for c in (KEY_ORDER, "ts", FINGERPRINT) if c in rows.column_names]).take(grouped)
     dropped = numpy.zeros(rows.num_rows, dtype=bool)
-    dropped[grouped.to_numpy()[_duplicate_of_previous(compared, compared.column_names)]] = True
+    dropped[grouped.to_numpy()[_duplicate_of_previous(compared)]] = True
     # The store's order leaves the fingerprint out: rows alike on the keys keep input order.
     order = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in keys])
     kept = order.filter(pyarrow.array(~dropped[order.to_numpy()]))

@@ -299,10 +299,9 @@ def _first_reason(raw, failures, order):
             failed = to_array(failures[code], dtype=bool)
             xp = array_namespace(failed)
             number = xp.where(failed, position, 0 if number is None else number)
-    names = dataframe_namespace(raw).Series([None, *order], dtype=str)
     if number is None:
         return _nulls(raw, _TEXT)
-    reason = names.take(number)
+    reason = dataframe_namespace(raw).Series([None, *order], dtype=str).take(number)
     reason.index = raw.index
     return reason
 
