@@ -26,15 +26,14 @@ validation split at the true class balance, turns them back into probabilities.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..backend import Backend, usable_cores
+from ..backend import Backend
 from ..exceptions import InputDataError, UsageError
-from ._prepare import Preparation
+from ._prepare import ModelInputs
 from ._reasons import ReasonTable
 from ._scores import Bands, Calibrator, percentile_rank, reference_quantiles
 
@@ -78,53 +77,16 @@ def resolve_model(model: str, backend: Backend) -> str:
 
 def make_estimator(model: str, backend: Backend, *, n_estimators, max_depth, max_features, min_samples_leaf, seed,
                    positives: int = 1, negatives: int = 1):  # fmt: skip
-    """An unfitted estimator of ``model`` (``auto`` or one of ``MODELS``) for ``backend``;
+    """An unfitted estimator of ``model`` (``auto`` or one of ``MODELS``) from ``backend``;
     see the module docstring."""
     model = resolve_model(model, backend)
+    trees = dict(n_estimators=n_estimators, max_depth=max_depth, max_features=max_features,
+                 min_samples_leaf=min_samples_leaf, seed=seed)  # fmt: skip
     if model == "random_forest":
-        forest = backend.estimator("RandomForestClassifier")
-        common = dict(n_estimators=n_estimators, max_depth=max_depth, max_features=max_features,
-                      min_samples_leaf=min_samples_leaf, random_state=seed)  # fmt: skip
-        if backend.is_gpu:
-            return forest(**common, n_streams=1)  # one stream: the same forest for the same seed
-        return forest(**common, class_weight="balanced_subsample", n_jobs=usable_cores())
+        return backend.random_forest(**trees)
     if model == "logistic":
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2_000, class_weight="balanced"))
-    if model == "gradient_boosting":
-        if backend.is_gpu:
-            if importlib.util.find_spec("xgboost") is None:
-                raise UsageError(
-                    "propensity: gradient_boosting on the GPU needs xgboost (pip install xgboost), "
-                    "or use --backend cpu for scikit-learn's HistGradientBoosting"
-                )
-            from xgboost import XGBClassifier
-
-            return XGBClassifier(
-                n_estimators=n_estimators, max_depth=max_depth or 0, colsample_bynode=max_features,
-                min_child_weight=min_samples_leaf, scale_pos_weight=negatives / max(positives, 1),
-                learning_rate=0.05, tree_method="hist", device="cuda", random_state=seed,
-            )  # fmt: skip
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(
-            max_iter=n_estimators, max_depth=max_depth, max_features=max_features, min_samples_leaf=min_samples_leaf,
-            learning_rate=0.1, early_stopping=False, random_state=seed,
-        )  # fmt: skip
-
-
-def _cpu_form(estimator, backend: Backend):
-    """The estimator as it is saved and scored: scikit-learn (or XGBoost on the CPU) (STYLE 6)."""
-    if not backend.is_gpu:
-        return estimator
-    if hasattr(estimator, "as_sklearn"):  # cuML's way across
-        return estimator.as_sklearn()
-    if hasattr(estimator, "set_params") and type(estimator).__module__.startswith("xgboost"):
-        return estimator.set_params(device="cpu")
-    return estimator
+        return backend.logistic()
+    return backend.gradient_boosting(**trees, positives=positives, negatives=negatives)
 
 
 def _sum_positive_share(trees, matrix: np.ndarray) -> np.ndarray:
@@ -167,25 +129,14 @@ def _candidates(model: str, backend: Backend) -> list[str]:
 
 
 def _fit_estimator(model: str, backend: Backend, matrix: np.ndarray, labels: np.ndarray, *, options, seed: int):
-    """``model`` fitted on the train rows, in its CPU form."""
+    """``model`` fitted on the train rows, in its host form."""
     positives, negatives = int(labels.sum()), int((1 - labels).sum())
     estimator = make_estimator(
         model, backend, n_estimators=options.n_estimators, max_depth=options.max_depth,
         max_features=options.max_features, min_samples_leaf=options.min_samples_leaf, seed=seed,
         positives=positives, negatives=negatives,
     )  # fmt: skip
-    if backend.is_gpu and model == "random_forest":
-        rows = _balanced_rows(labels, seed)
-        matrix, labels = matrix[rows], labels[rows]
-    return _cpu_form(estimator.fit(matrix, labels), backend)
-
-
-def _balanced_rows(y: np.ndarray, seed: int) -> np.ndarray:
-    """Indices keeping every minority row and as many majority rows, drawn with ``seed``."""
-    positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    minority, majority = (positives, negatives) if len(positives) <= len(negatives) else (negatives, positives)
-    kept = np.random.default_rng(seed).choice(majority, size=len(minority), replace=False)
-    return np.sort(np.concatenate([minority, kept]))
+    return backend.host_estimator(estimator.fit(matrix, labels))
 
 
 @dataclass
@@ -195,7 +146,7 @@ class PropensityFit:
     Built by :meth:`fit`; :meth:`score` applies it to any frame with the input columns.
     """
 
-    preparation: Preparation
+    preparation: ModelInputs
     estimator: object
     calibrator: Calibrator
     bands: Bands
@@ -230,7 +181,7 @@ class PropensityFit:
             )
         if min(int(y[validation].sum()), int((1 - y[validation]).sum())) == 0:
             raise InputDataError("propensity: the validation split holds a single class; nothing to calibrate on")
-        preparation = Preparation(tuple(features)).fit(frame.loc[train])
+        preparation = ModelInputs(tuple(features)).fit(frame.loc[train])
         matrix = preparation.transform(frame.loc[train])
         fits = {
             model: _fit_estimator(model, backend, matrix, y[train], options=options, seed=seed)

@@ -24,7 +24,7 @@ import dask
 import numpy as np
 
 from .._tasks import compute_tasks
-from ..backend import array_namespace, to_host_array
+from ..backend import array_namespace, resolve_backend, to_host_array
 from ._kmeans import SegmentModel, _ordered
 
 __all__ = ["fit_distributed_kmeans"]
@@ -102,8 +102,6 @@ def _initial_centres(parts, rows, k, *, oversampling, seed, restarts, client) ->
     """k-means|| for each restart: candidates from ``_ROUNDS`` oversampling passes, reduced
     to k by weighted k-means++ (scikit-learn, in this process: the candidates are a few
     times k rows)."""
-    from sklearn.cluster import KMeans
-
     streams = [np.random.default_rng([seed, restart]) for restart in range(restarts)]
     starts = []
     for rng in streams:
@@ -137,7 +135,7 @@ def _initial_centres(parts, rows, k, *, oversampling, seed, restarts, client) ->
     centres = []
     for r, rng in enumerate(streams):
         weights = sum(part_sums[r][1] for part_sums in per_part)
-        picker = KMeans(n_clusters=k, init="k-means++", n_init=1, random_state=int(rng.integers(2**31)))
+        picker = resolve_backend("cpu").kmeans(k, seed=int(rng.integers(2**31)), n_init=1)
         centres.append(picker.fit(candidates[r], sample_weight=weights).cluster_centers_)
     return centres
 

@@ -98,7 +98,7 @@ def fit_segments(sample, options: SegmentOptions, *, seed: int, backend, refit=N
     ks = [options.k] if options.k is not None else list(range(options.k_min, options.k_max + 1))
     preparation = Preparation(features=options.features, scaler=options.scaler, pca_components=options.pca_components)
     prepared = preparation.fit(sample).transform(sample)
-    fitted_on = backend.xp.asarray(prepared) if backend.is_gpu else prepared
+    fitted_on = backend.xp.asarray(prepared)
     choice, kmeans = choose_k(fitted_on, ks, seed=seed, backend_name=backend.name, n_init=options.n_init)
     if refit is not None:
         kmeans = refit(preparation, kmeans.k)

@@ -48,8 +48,7 @@ class SegmentModel:
 
 
 def _fit(sample, k: int, seed: int, backend_name: str, n_init: int, max_iter: int, tol: float):
-    estimator = resolve_backend(backend_name).estimator("KMeans")
-    model = estimator(n_clusters=k, n_init=n_init, max_iter=max_iter, tol=tol, random_state=seed)
+    model = resolve_backend(backend_name).kmeans(k, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol)
     model.fit(sample)
     return model
 

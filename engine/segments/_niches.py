@@ -23,7 +23,6 @@ from ..backend import resolve_backend, to_host_array
 __all__ = ["NicheModel", "fit_niches", "knee_eps", "place_niches"]
 
 # Batch memory cuML DBSCAN may use for its pairwise distances, in MiB.
-GPU_BATCH_MBYTES = 2048
 # Rows placed per matrix product, bounding the distance block to rows x core points.
 _PLACE_ROWS = 4096
 
@@ -55,9 +54,7 @@ def knee_eps(points: np.ndarray, min_samples: int) -> float:
     point: past it, distances to the k-th neighbour shoot up, which is where points stop
     being in dense regions.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    distances, _ = NearestNeighbors(n_neighbors=min_samples).fit(points).kneighbors(points)
+    distances, _ = resolve_backend("cpu").nearest_neighbors(min_samples).fit(points).kneighbors(points)
     curve = np.sort(distances[:, -1])
     if curve[-1] <= curve[0]:
         return float(curve[-1]) or 1e-6
@@ -108,14 +105,8 @@ def fit_niches(sample, *, eps: float | None = None, min_samples: int | None = No
 def _dbscan(points: np.ndarray, eps: float, min_samples: int, backend_name: str):
     """Labels (-1 noise) and a boolean core mask, on the backend's DBSCAN."""
     backend = resolve_backend(backend_name)
-    estimator = backend.estimator("DBSCAN")
-    if backend.is_gpu:
-        model = estimator(eps=eps, min_samples=min_samples, max_mbytes_per_batch=GPU_BATCH_MBYTES,
-                          calc_core_sample_indices=True, output_type="numpy")  # fmt: skip
-        model.fit(backend.xp.asarray(points), out_dtype="int64")
-    else:
-        model = estimator(eps=eps, min_samples=min_samples)
-        model.fit(points)
+    model = backend.dbscan(eps=eps, min_samples=min_samples)
+    model.fit(backend.xp.asarray(points))
     labels = to_host_array(model.labels_).astype(np.int64)
     core = np.zeros(points.shape[0], dtype=bool)
     core[to_host_array(model.core_sample_indices_).astype(np.int64)] = True

@@ -1,0 +1,127 @@
+"""Frames and arrays between Arrow, pandas or cuDF, and NumPy or CuPy; graph components.
+
+Partition functions call these on their input, so the same function runs on both backends
+without being told which one it is on.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+__all__ = [
+    "array_namespace", "connected_components", "dataframe_namespace", "frame_from_arrow", "frame_to_arrow", "to_array",
+    "to_host", "to_host_array",
+]  # fmt: skip
+
+
+def dataframe_namespace(frame) -> ModuleType:
+    """The dataframe module a frame or series belongs to: cudf or pandas (STYLE 3).
+
+    Partition functions call this on their input, so the same function runs on both backends
+    without being told which one it is on.
+    """
+    if type(frame).__module__.split(".")[0] == "cudf":
+        import cudf
+
+        return cudf
+    import pandas
+
+    return pandas
+
+
+def array_namespace(data) -> ModuleType:
+    """The array module matching a frame, series or array: cupy for cuDF and CuPy, else numpy."""
+    if type(data).__module__.split(".")[0] in ("cudf", "cupy"):
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
+
+
+def frame_from_arrow(table, backend_name: str, *, arrow_strings: bool = True):
+    """A pyarrow Table as a dataframe of the backend: cudf on ``gpu``; pandas on ``cpu``.
+
+    On the CPU, strings stay Arrow-backed (no Python objects) and dictionary columns become
+    pandas categoricals; with ``arrow_strings=False`` the frame gets the dtypes pandas' own
+    Parquet reader would give it. On the GPU the columns move to the device once.
+    """
+    if backend_name == "gpu":
+        import cudf
+
+        return cudf.DataFrame.from_arrow(table)
+    if not arrow_strings:
+        return table.to_pandas()
+    import pandas
+    import pyarrow
+
+    def arrow_strings_of(arrow_type):
+        if pyarrow.types.is_string(arrow_type) or pyarrow.types.is_large_string(arrow_type):
+            return pandas.ArrowDtype(arrow_type)
+        return None
+
+    return table.to_pandas(types_mapper=arrow_strings_of)
+
+
+def frame_to_arrow(frame):
+    """A pandas or cuDF frame as a pyarrow Table in host memory, without its index."""
+    if dataframe_namespace(frame).__name__ == "cudf":
+        return frame.to_arrow(preserve_index=False)
+    import pyarrow
+
+    return pyarrow.Table.from_pandas(frame, preserve_index=False)
+
+
+def to_array(series, dtype=None, na_value=None):
+    """A column as an array of its backend's array namespace: CuPy for cuDF, else NumPy.
+
+    ``na_value`` fills missing values first, which nullable columns need before a cast.
+    """
+    if hasattr(series, "to_cupy"):
+        return series.to_cupy(dtype=dtype, na_value=na_value)
+    if na_value is None:
+        return series.to_numpy(dtype=dtype)
+    return series.to_numpy(dtype=dtype, na_value=na_value)
+
+
+def to_host(frame):
+    """A cuDF frame, series or index copied to pandas; a pandas one as it is."""
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
+def to_host_array(array):
+    """A CuPy array copied to NumPy; anything else as a NumPy array."""
+    import numpy
+
+    return array.get() if hasattr(array, "get") else numpy.asarray(array)
+
+
+def connected_components(sources, targets, vertices: int):
+    """The component of every vertex of the undirected graph with edges ``sources[i]-targets[i]``.
+
+    Parameters
+    ----------
+    sources, targets : array of int, shape (edges,)
+        Vertex numbers in ``0..vertices-1``; NumPy, or CuPy for the GPU.
+    vertices : int
+
+    Returns
+    -------
+    array of int, shape (vertices,)
+        Component numbers, of the inputs' array namespace. SciPy's csgraph solves NumPy input;
+        CuPy input is solved on the device by CuPy's csgraph, which calls cuGraph
+        (``pylibcugraph``), with the same interface.
+    """
+    if array_namespace(sources).__name__ == "cupy":
+        import cupy as xp
+        from cupyx.scipy.sparse import coo_matrix
+        from cupyx.scipy.sparse.csgraph import connected_components as solve
+    else:
+        import numpy as xp
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components as solve
+    weights = xp.ones(len(sources), dtype=xp.float32)
+    graph = coo_matrix((weights, (sources, targets)), shape=(vertices, vertices)).tocsr()
+    _, labels = solve(graph, directed=False)
+    return labels
