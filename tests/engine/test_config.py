@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import config
+from engine.config import _parse
 from engine.config import (
     InputSpec,
     RunConfig,
@@ -403,7 +404,7 @@ class Extra:
 
 
 def parse_extra(raw):
-    return config._parse_table(Extra, raw, config._Context("cfg.toml"), ("extra",))
+    return _parse._parse_table(Extra, raw, _parse._Context("cfg.toml"), ("extra",))
 
 
 def test_generic_types():
@@ -439,6 +440,7 @@ def test_public_surface():
         "FeatureOptions",
         "SegmentOptions",
         "PropensityOptions",
+        "ValueOptions",
         "load_config",
         "parse_config",
         "config_to_dict",

@@ -1,0 +1,34 @@
+"""The ``[value]`` section."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._fields import _MINIMUM
+
+
+@dataclass(frozen=True)
+class ValueOptions:
+    """The ``[value]`` section: customer lifetime value from purchase and spend models.
+
+    Attributes
+    ----------
+    horizon_days : int, default 365
+        Days after as-of the predictions (purchases, CLV) cover; when the store holds them, the
+        same days are the holdout the predictions are checked against.
+    discount_rate_yearly : float, default 0.1
+        CLV discounts each 30-day slice of the horizon at this yearly rate.
+    model : {"bgnbd", "mbgnbd"}, default "bgnbd"
+        Purchase model: BG/NBD, or MBG/NBD where customers may also drop out right after their
+        first purchase.
+    grain : {"day", "order"}, default "day"
+        A purchase is a calendar day with purchases (the BTYD convention), or each order at its
+        own time.
+    min_repeat_customers : int, default 100
+        Fitting refuses with fewer customers who bought again before as-of.
+    """
+
+    horizon_days: int = field(default=365, metadata={_MINIMUM: 1})
+    discount_rate_yearly: float = field(default=0.1, metadata={_MINIMUM: 0})
+    model: Literal["bgnbd", "mbgnbd"] = "bgnbd"
+    grain: Literal["day", "order"] = "day"
+    min_repeat_customers: int = field(default=100, metadata={_MINIMUM: 1})
