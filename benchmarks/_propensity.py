@@ -8,12 +8,12 @@ the rows ``train_propensity`` would train on, built with the stage's own functio
 world's config asks for), beside the purchase label of [T, T + 90 days). The customers are
 split by ``split_customers`` with the stage's seed and shares (60% train, 20% validation, 20%
 test). All of it is built once per size, untimed: the labelled frame as Parquet, and for the
-peer the train and test matrices segscale's ``Preparation`` makes (fitted on the train rows).
+peer the train and test matrices segscale's ``ModelInputs`` makes (fitted on the train rows).
 
 - ``rf-sklearn`` (runs first): ``RandomForestClassifier(...).fit`` on the train matrix, then
   ``predict_proba`` of the test matrix. Its matrices are loaded before the clock starts.
 - ``rf``: what ``PropensityFit.fit`` and its scoring do for the forest itself, from the
-  labelled frame: ``Preparation`` fitted on the train rows, the train matrix, the forest of
+  labelled frame: ``ModelInputs`` fitted on the train rows, the train matrix, the forest of
   ``make_estimator`` fitted on it, then the test matrix and its ``predict_proba``. Making the
   matrices is timed here and not for the peer. Left out, as the peer has no counterpart:
   calibration on the validation split, the percentile reference (a prediction of every row),
@@ -74,7 +74,7 @@ def prepare_propensity_frame(size: int, directory: Path, backend_name: str, work
     prepared train and test matrices (``.npy``) for the peer."""
     from engine.backend import dask_client, resolve_backend
     from engine.config import load_config
-    from engine.propensity import LABEL, Preparation, labelled_features, split_customers, training_origin
+    from engine.propensity import LABEL, ModelInputs, labelled_features, split_customers, training_origin
 
     from ._features import prepare_world_and_store
 
@@ -94,7 +94,7 @@ def prepare_propensity_frame(size: int, directory: Path, backend_name: str, work
     frame.to_parquet(directory / "frame.parquet", index=False)
 
     train, test = frame.loc[split == "train"], frame.loc[split == "test"]
-    preparation = Preparation(tuple(features)).fit(train)
+    preparation = ModelInputs(tuple(features)).fit(train)
     paths = {name: directory / f"{name}.npy" for name in ("train_matrix", "train_labels", "test_matrix", "test_labels")}
     np.save(paths["train_matrix"], preparation.transform(train))
     np.save(paths["train_labels"], train[LABEL].to_numpy().astype("int8"))
@@ -158,12 +158,12 @@ def _frame(data: dict) -> pd.DataFrame:
 
 
 def run_segscale_forest(size, workdir, backend_name, workers, clock, data) -> dict:
-    """segscale's forest: ``Preparation`` and ``make_estimator`` as ``PropensityFit.fit`` uses
+    """segscale's forest: ``ModelInputs`` and ``make_estimator`` as ``PropensityFit.fit`` uses
     them, fitted on the train rows, then the raw score of the test rows."""
     from threadpoolctl import threadpool_limits
 
     from engine.backend import resolve_backend
-    from engine.propensity import LABEL, Preparation, make_estimator
+    from engine.propensity import LABEL, ModelInputs, make_estimator
 
     backend = resolve_backend(backend_name)
     frame = _frame(data)
@@ -171,7 +171,7 @@ def run_segscale_forest(size, workdir, backend_name, workers, clock, data) -> di
     test = frame.loc[frame["split"] == "test"].reset_index(drop=True)
     train_labels, test_labels = train[LABEL].to_numpy().astype("int8"), test[LABEL].to_numpy().astype("int8")
     with threadpool_limits(limits=workers), clock:
-        preparation = Preparation(tuple(data["features"])).fit(train)
+        preparation = ModelInputs(tuple(data["features"])).fit(train)
         forest = make_estimator(
             "random_forest", backend, n_estimators=OPTIONS.n_estimators, max_depth=OPTIONS.max_depth,
             max_features=OPTIONS.max_features, min_samples_leaf=OPTIONS.min_samples_leaf, seed=_SEED,

@@ -64,7 +64,7 @@ SUPERVISED_CUSTOMERS = 50_000
 
 def _purchase_history(store: Path, as_of_day: int) -> pd.DataFrame:
     """Order-grain summaries as of ``as_of_day`` and the sum of repeat days since the first."""
-    from engine.features import read_store_table
+    from engine.ingest import read_store_table
     from engine.value import purchase_days, summarise
 
     partitions = json.loads((store / "_store.json").read_text())["partitions"]

@@ -312,7 +312,7 @@ CASES: dict[str, Case] = {
         Case(
             name="rf",
             stage="propensity",
-            description="engine.propensity Preparation + make_estimator forest fit on the train split's labelled "
+            description="engine.propensity ModelInputs + make_estimator forest fit on the train split's labelled "
             "features + predict_proba of the test split's, matrices included; no calibration, bands, reasons "
             f"or metrics ({_propensity.SETTINGS}, n_jobs=workers)",
             run=_propensity.run_segscale_forest,

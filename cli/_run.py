@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,9 +11,11 @@ from rich.table import Table
 
 from engine.backend import resolve_backend
 from engine.exceptions import InputDataError, UsageError
+from engine.layout import RunLayout
 
 from ._console import print_json, progress, stdout
 from ._options import DATE_FORMATS, Backend, JsonOption, count
+from ._target import overridden
 
 __all__ = ["demo", "report", "run"]
 
@@ -89,18 +90,6 @@ def _print_run(summary) -> None:
         stdout.print(f"report: {report_path}", highlight=False)
 
 
-def _run_config(config, *, as_of, backend, scheduler, workers):
-    run = config.run
-    run = dataclasses.replace(
-        run,
-        as_of=as_of.date() if as_of else run.as_of,
-        backend=backend.value if backend else run.backend,
-        scheduler=scheduler or run.scheduler,
-        workers=workers or run.workers,
-    )
-    return dataclasses.replace(config, run=run)
-
-
 def run(
     config: Annotated[Path, typer.Argument(help="A segscale run config (TOML).")],
     as_of: Annotated[
@@ -121,7 +110,7 @@ def run(
     from engine.config import load_config
     from engine.pipeline import RunLock, run_pipeline
 
-    parsed = _run_config(load_config(config), as_of=as_of, backend=backend, scheduler=scheduler, workers=workers)
+    parsed = overridden(load_config(config), as_of=as_of, backend=backend, scheduler=scheduler, workers=workers)
     chosen = None if stages is None else [name.strip() for name in stages.split(",") if name.strip()]
     # The lock first: a second run is refused before it starts a cluster.
     with RunLock(parsed.run.output_dir, "run"):
@@ -142,7 +131,7 @@ def report(
     from engine.pipeline import RunLock
     from engine.report import build_report
 
-    if not (run_dir / "manifest.json").exists():  # before the lock, which would create the directory
+    if not RunLayout(run_dir).manifest.exists():  # before the lock, which would create the directory
         raise InputDataError(f"{run_dir}: not a segscale run directory (no manifest.json); run segscale run first")
     with RunLock(run_dir, "report"):
         summary = build_report(run_dir)

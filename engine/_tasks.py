@@ -12,6 +12,8 @@ from pathlib import Path
 
 import dask
 
+from .layout import staging_path
+
 __all__ = ["checkpoint", "coarsened", "compute_tasks", "publish", "release_memory", "staged_output", "trim_heap", "trimmed"]
 
 logger = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ def publish(staging: Path, out: Path) -> None:
 def staged_output(out: Path) -> Iterator[Path]:
     """An empty staging directory beside ``out``, published as ``out`` when the block succeeds
     and removed when it fails, so a stage's output appears whole or not at all."""
-    staging = out.with_name(f".{out.name}-staging-{os.getpid()}")
+    staging = staging_path(out, os.getpid())
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:

@@ -22,8 +22,7 @@ import pyarrow.compute as pc
 
 from ._tasks import compute_tasks
 from .exceptions import InputDataError, UsageError
-from .features import read_store_table
-from .features._pipeline import _store_meta
+from .ingest import read_store_meta, read_store_table
 
 __all__ = [
     "OUTCOME_COLUMNS", "OutcomeWindow", "align_outcomes", "next_period_outcomes", "outcome_window", "partition_outcomes",
@@ -88,7 +87,7 @@ def outcome_window(store: str | os.PathLike, as_of, horizon_days: int) -> Outcom
     if horizon_days < 1:
         raise UsageError(f"the outcome horizon must be at least 1 day, got {horizon_days}")
     start = _utc(as_of)
-    return OutcomeWindow(start, start + pd.Timedelta(days=horizon_days), _data_end(_store_meta(Path(store))))
+    return OutcomeWindow(start, start + pd.Timedelta(days=horizon_days), _data_end(read_store_meta(store)))
 
 
 def sample_key_bound(fraction: float) -> str:
@@ -168,7 +167,7 @@ def next_period_outcomes(
         raise InputDataError(
             f"{store}: no outcomes for {window.start.isoformat()} to {window.end.isoformat()}: the store's data {ends}"
         )
-    partitions = int(_store_meta(Path(store))["partitions"])
+    partitions = int(read_store_meta(store)["partitions"])
     start_us, end_us = _micros(window.start), _micros(window.end)
     tasks = [dask.delayed(partition_outcomes)(str(store), n, start_us, end_us, key_below) for n in range(partitions)]
     parts = compute_tasks(tasks, client, progress, "outcomes")

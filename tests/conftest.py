@@ -61,3 +61,12 @@ def config_in(backtest_world):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory, config_in):
+    """The run directory of one whole run of the backtest config (every stage and the report),
+    shared by the tests that only read it."""
+    from engine.pipeline import run_pipeline
+
+    return run_pipeline(config_in(tmp_path_factory.mktemp("full-run") / "run")).run_dir

@@ -6,7 +6,7 @@ before the as-of instant. ``docs/features.md`` defines every feature.
 
 from ._definitions import FEATURE_GROUPS, RFM_SCORES, FeatureParams
 from ._partition import partition_features
-from ._pipeline import RFM_SAMPLE, FeatureSummary, build_features, default_as_of, read_store_table
+from ._pipeline import RFM_SAMPLE, FeatureSummary, build_features, read_features_meta
 
 __all__ = [
     "FEATURE_GROUPS",
@@ -15,7 +15,6 @@ __all__ = [
     "FeatureParams",
     "FeatureSummary",
     "build_features",
-    "default_as_of",
     "partition_features",
-    "read_store_table",
+    "read_features_meta",
 ]

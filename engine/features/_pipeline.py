@@ -24,33 +24,30 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import dask
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
 from ..exceptions import InputDataError, UsageError
+from ..ingest import default_as_of, read_store_meta, read_store_table
+from ..layout import FeaturesLayout, part_name
 from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
 from ._partition import KEY, partition_features, value_shares
 
-__all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "default_as_of", "read_store_table"]
+__all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "read_features_meta"]
 
 logger = logging.getLogger(__name__)
 
 # Customers sampled for the RFM quintiles: exact up to this size, within a fraction of a
 # percentile above it, and the client never holds more than this.
 RFM_SAMPLE = 1_000_000
-STORE_META = "_store.json"
-_DICTIONARY_COLUMNS = ("category", "channel", "event_type")
-FEATURES_META = "_features.json"
 
 
 @dataclass
@@ -75,37 +72,20 @@ class FeatureSummary:
         }
 
 
-def _part(number: int) -> str:
-    return f"part-{number:05d}.parquet"
+def read_features_meta(features: str | os.PathLike) -> dict:
+    """A feature table's ``_features.json``: as-of, columns, rows per part, the store read.
 
-
-def _is_text(arrow_type) -> bool:
-    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-
-
-def read_store_table(store: Path, table: str, number: int, columns, as_of_us: int | None):
-    """Part ``number`` of a store table as a pyarrow Table, rows before as-of only.
-
-    ``ts`` (and any other timestamp column) comes back as int64 microseconds (UTC);
-    ``category``, ``channel`` and ``event_type`` come back dictionary-encoded, which the
-    backends read as categoricals.
+    Raises
+    ------
+    InputDataError
+        ``features`` is not a feature table.
     """
-    path = store / table / _part(number)
-    schema = pq.read_schema(path)
-    present = [c for c in columns if c in schema.names] if columns is not None else schema.names
-    # Parquet already stores these dictionary-encoded: reading them so skips building strings.
-    coded = [c for c in _DICTIONARY_COLUMNS if c in present and _is_text(schema.field(c).type)]
-    reader = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
-    where = None
-    if as_of_us is not None and "ts" in schema.names:
-        # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
-        where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
-    data = ds.dataset(path, format=reader).to_table(columns=present, filter=where).unify_dictionaries()
-    for name in data.column_names:
-        if pa.types.is_timestamp(data.schema.field(name).type):
-            micros = pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64())
-            data = data.set_column(data.schema.get_field_index(name), name, micros)
-    return data
+    layout = FeaturesLayout(features)
+    if not layout.meta.exists():
+        raise InputDataError(
+            f"{layout.root}: not a segscale feature table (no {layout.meta.name}); run segscale features first"
+        )
+    return json.loads(layout.meta.read_text())
 
 
 def _top(counts: list[dict], k: int) -> tuple[str, ...]:
@@ -145,10 +125,10 @@ def _features_task(
     events = read("events", ["customer_key", "ts", "event_type"]) if params.groups & {"events", "activity"} else None
     customers = read("customers") if "profile" in params.groups else None
     frame, spends = partition_features(transactions, events, customers, params)
-    frame.to_parquet(Path(staging) / _part(number), index=False)
+    frame.to_parquet(Path(staging) / part_name(number), index=False)
     result = {"rows": len(frame), "lines": {}}
     for column, long in spends.items():
-        long.to_parquet(Path(staging) / f"{column}-{_part(number)}", index=False)
+        long.to_parquet(Path(staging) / f"{column}-{part_name(number)}", index=False)
         lines = to_host(long.groupby("value")["lines"].sum())
         result["lines"][column] = {str(value): int(count) for value, count in lines.items()}
     if "rfm" in params.groups:
@@ -175,10 +155,10 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict)
     + the number of quintile cuts strictly below the value (recency reversed: the most recent
     customers score 5); customers without an order score 0.
     """
-    path = Path(staging) / _part(number)
+    path = Path(staging) / part_name(number)
     data = pq.read_table(path)
     for column, (top, names) in shares.items():
-        spend_path = Path(staging) / f"{column}-{_part(number)}"
+        spend_path = Path(staging) / f"{column}-{part_name(number)}"
         long = pq.read_table(spend_path)
         values = value_shares(
             long["row"].to_numpy(), long["value"].to_pylist(), long["spend"].to_numpy(), data["_gross"].to_numpy(), top
@@ -199,7 +179,7 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict)
             below = np.searchsorted(np.asarray(edges[name]), values, side="left")
             scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
             data = data.append_column(score, pa.array(scores))
-    pq.write_table(data, Path(out) / _part(number))
+    pq.write_table(data, FeaturesLayout(out).part(number))
     path.unlink()
 
 
@@ -208,37 +188,12 @@ def _as_of_us(as_of) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-def _default_as_of(store: Path, tables: dict) -> date:
-    latest = tables["transactions"].get("max_ts")
-    if latest is None:
-        raise InputDataError(f"{store}: the store holds no transactions; nothing to compute features from")
-    as_of = datetime.fromisoformat(latest).date() + timedelta(days=1)
-    logger.info("no as_of given: using %s, the day after the store's last transaction", as_of)
-    return as_of
-
-
-def default_as_of(store: str | os.PathLike) -> date:
-    """The as-of date a run without one uses: the day after the store's last transaction."""
-    store = Path(store)
-    return _default_as_of(store, _store_meta(store)["tables"])
-
-
 def _check_options(options: FeatureOptions) -> frozenset[str]:
     groups = check_groups(options.groups)
     for window in (*options.windows, options.trend_days):
         if window < 1:
             raise UsageError(f"feature windows must be at least 1 day, got {window}")
     return groups
-
-
-def _store_meta(store: Path) -> dict:
-    path = store / STORE_META
-    if not path.exists():
-        raise InputDataError(f"{store}: not a segscale store (no {STORE_META}); run segscale ingest first")
-    meta = json.loads(path.read_text())
-    if "transactions" not in meta.get("tables", {}):
-        raise InputDataError(f"{path}: the store has no transactions table")
-    return meta
 
 
 def build_features(
@@ -282,11 +237,11 @@ def build_features(
     groups = _check_options(options)
     backend = resolve_backend(backend_name)
     store, out = Path(store), Path(out)
-    meta = _store_meta(store)
+    meta = read_store_meta(store)
     tables = meta["tables"]
     partitions = int(meta["partitions"])
     if as_of is None:
-        as_of = _default_as_of(store, tables)
+        as_of = default_as_of(store, meta)
     as_of_us = _as_of_us(as_of)
     earliest = tables["transactions"].get("min_ts")
     if earliest is not None and as_of_us <= _as_of_us(datetime.fromisoformat(earliest)):
@@ -308,12 +263,14 @@ def build_features(
     )
 
     with staged_output(out) as staging:
-        (staging / "unscored").mkdir()
+        # Pass 1 writes here; pass 2 writes the finished parts beside it.
+        unscored = staging / "unscored"
+        unscored.mkdir()
         sample = math.ceil(RFM_SAMPLE / partitions)
         present = tuple(t for t in ("transactions", "events", "customers") if t in tables)
         tasks = [
             dask.delayed(_features_task)(
-                str(store), n, str(staging / "unscored"), params, backend.name, present, sample
+                str(store), n, str(unscored), params, backend.name, present, sample
             )
             for n in range(partitions)
         ]
@@ -329,15 +286,15 @@ def build_features(
         edges = _rfm_edges([r["rfm"] for r in written]) if "rfm" in groups else {}
         if shares or edges:
             tasks = [
-                dask.delayed(_finish_task)(str(staging / "unscored"), n, str(staging), edges, shares)
+                dask.delayed(_finish_task)(str(unscored), n, str(staging), edges, shares)
                 for n in range(partitions)
             ]
             compute_tasks(tasks, client, progress, "shares and scores")
         else:
             for n in range(partitions):
-                (staging / "unscored" / _part(n)).rename(staging / _part(n))
-        shutil.rmtree(staging / "unscored")
-        schema = pq.read_schema(staging / _part(0))
+                (unscored / part_name(n)).rename(FeaturesLayout(staging).part(n))
+        shutil.rmtree(unscored)
+        schema = pq.read_schema(FeaturesLayout(staging).part(0))
         features = [name for name in schema.names if name != KEY]
         summary = FeatureSummary(
             out_dir=out, as_of=str(as_of), customers=customers, features=features, partitions=partitions,
@@ -359,7 +316,7 @@ def build_features(
             "store": str(store),
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
-        (staging / FEATURES_META).write_text(json.dumps(document, indent=2) + "\n")
+        FeaturesLayout(staging).meta.write_text(json.dumps(document, indent=2) + "\n")
     logger.info(
         "features: %d customers, %d features as of %s in %.1f s", customers, len(features), as_of, summary.seconds
     )

@@ -6,5 +6,9 @@ duplicate, and ``ingest.json`` reconciles the three with the rows read.
 
 from ._pipeline import ROWS_PER_PARTITION, IngestSummary, ingest
 from ._pseudonym import KEY_ENV_VAR, pseudonym_key
+from ._stored import default_as_of, read_store_meta, read_store_table
 
-__all__ = ["ingest", "IngestSummary", "ROWS_PER_PARTITION", "KEY_ENV_VAR", "pseudonym_key"]
+__all__ = [
+    "ingest", "IngestSummary", "ROWS_PER_PARTITION", "KEY_ENV_VAR", "pseudonym_key", "default_as_of",
+    "read_store_meta", "read_store_table",
+]  # fmt: skip

@@ -5,7 +5,7 @@ time, recorded in ``manifest.json``.
 
 from ._fingerprint import code_version
 from ._lock import LOCK_NAME, RunLock
-from ._run import MANIFEST, RECORDS, RunSummary, forget_stage, run_pipeline
+from ._run import RunSummary, forget_stage, run_pipeline
 from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
 
 __all__ = [
@@ -16,8 +16,6 @@ __all__ = [
     "STAGE_NAMES",
     "Stage",
     "StageContext",
-    "MANIFEST",
-    "RECORDS",
     "RunLock",
     "LOCK_NAME",
     "code_version",

@@ -22,12 +22,13 @@ from pathlib import Path
 import psutil
 
 from ..exceptions import RunLockedError
+from ..layout import RunLayout, staging_pattern
 
 __all__ = ["LOCK_NAME", "RunLock"]
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".segscale.lock"
+LOCK_NAME = RunLayout(".").lock.name
 # Lock files this process holds, and how many times: an inner RunLock on one of them nests.
 _HELD: dict[Path, int] = {}
 
@@ -43,7 +44,7 @@ def _alive(pid: int) -> bool:
 
 def _leftover_staging(run_dir: Path, pid: int) -> list[Path]:
     """Staging directories of a dead run: ``.<name>-staging-<pid>`` anywhere in the run dir."""
-    return [path for path in run_dir.rglob(f".*-staging-{pid}") if path.is_dir()]
+    return [path for path in run_dir.rglob(staging_pattern(pid)) if path.is_dir()]
 
 
 class RunLock:
@@ -63,7 +64,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir, command: str = "run"):
-        self.path = Path(run_dir).absolute() / LOCK_NAME
+        self.path = RunLayout(Path(run_dir).absolute()).lock
         self.command = command
         self._held = False
 

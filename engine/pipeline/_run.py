@@ -1,6 +1,6 @@
 """``run_pipeline``: every stage in order, resumable, recorded in ``manifest.json``.
 
-A stage runs unless its record (``<run>/_stages/<stage>.json``, written after its output was
+A stage runs unless its record (``RunLayout.record``: ``<run>/_stages/<stage>.json``, written after its output was
 published) holds the fingerprint it has now and its outputs exist: a crashed or killed run
 started again resumes at the first stage that did not finish. A stage's fingerprint holds
 the identity of each upstream output (its fingerprint and when it was written), so a stage
@@ -24,16 +24,15 @@ from pathlib import Path
 from .._memory import PeakMemory
 from ..config import RunConfig, config_to_dict
 from ..exceptions import UsageError, exit_code, failure_message
+from ..layout import RunLayout
 from ._fingerprint import code_version, digest
 from ._lock import RunLock
 from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
 
-__all__ = ["MANIFEST", "RECORDS", "RunSummary", "forget_stage", "run_pipeline", "write_json"]
+__all__ = ["RunSummary", "forget_stage", "run_pipeline", "write_json"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-RECORDS = "_stages"
 _MANIFEST_FORMAT = 1
 
 
@@ -58,7 +57,7 @@ class RunSummary:
 
     @property
     def manifest_path(self) -> Path:
-        return self.run_dir / MANIFEST
+        return RunLayout(self.run_dir).manifest
 
     def to_dict(self) -> dict:
         """The manifest's summary: status, as-of, per stage status and time, metrics, paths."""
@@ -93,8 +92,8 @@ def _select(config: RunConfig, stages) -> list[str]:
     return [name for name in applicable if name in stages]
 
 
-def _read_record(run_dir: Path, name: str) -> dict | None:
-    path = run_dir / RECORDS / f"{name}.json"
+def _read_record(layout: RunLayout, name: str) -> dict | None:
+    path = layout.record(name)
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -107,7 +106,7 @@ def _read_record(run_dir: Path, name: str) -> dict | None:
 def forget_stage(run_dir, name: str) -> None:
     """Drop a stage's record: its output was (or is being) rewritten outside ``run_pipeline``
     (``segscale features CONFIG`` ...), so the next run must not take it as up to date."""
-    (Path(run_dir) / RECORDS / f"{name}.json").unlink(missing_ok=True)
+    RunLayout(run_dir).record(name).unlink(missing_ok=True)
 
 
 def _identity(record: dict) -> str:
@@ -115,11 +114,11 @@ def _identity(record: dict) -> str:
     return digest({"fingerprint": record.get("fingerprint"), "finished_at": record.get("finished_at")})
 
 
-def _up_to_date(record: dict | None, fingerprint: str, stage: Stage, run_dir: Path) -> bool:
+def _up_to_date(record: dict | None, fingerprint: str, stage: Stage, layout: RunLayout) -> bool:
     return (
         record is not None
         and record.get("fingerprint") == fingerprint
-        and all((run_dir / output).exists() for output in stage.outputs)
+        and all(output.exists() for output in stage.outputs(layout))
     )
 
 
@@ -162,17 +161,25 @@ class _Run:
         self.config, self.selected, self.force = config, selected, force
         self.client, self.progress, self.scheduler = client, progress, scheduler
         self.run_dir = Path(config.run.output_dir)
+        self.layout = RunLayout(self.run_dir)
         self.as_of: date | None = config.run.as_of
         self.fingerprints: dict[str, str] = {}
         self.stages: dict[str, dict] = {}
         self.started_at = datetime.now(timezone.utc)
         self.clock = time.perf_counter()
 
-    def fingerprint(self, stage: Stage) -> str:
-        if stage.name != "ingest" and self.as_of is None:
-            from ..features import default_as_of
+    def resolve_as_of(self) -> None:
+        """Settle the run's as-of once, when the first stage that reads the store is looked
+        at: the config's, else the day after the store's last transaction. Every later stage,
+        the fingerprints and the manifest get this one date."""
+        if self.as_of is None:
+            from ..ingest import default_as_of
 
-            self.as_of = default_as_of(self.run_dir / "ingest" / "store")
+            self.as_of = default_as_of(self.layout.store.root)
+
+    def fingerprint(self, stage: Stage) -> str:
+        if stage.needs:
+            self.resolve_as_of()
         return digest(
             {
                 "stage": stage.name,
@@ -185,14 +192,14 @@ class _Run:
     def not_selected(self, stage: Stage, needed_by: list[str]) -> None:
         """A stage left out of ``--stages``. Its recorded fingerprint stands for it downstream;
         when a selected stage reads its output, that output must exist and be up to date."""
-        record = _read_record(self.run_dir, stage.name)
+        record = _read_record(self.layout, stage.name)
         if needed_by:
             if record is None:
                 raise UsageError(
                     f"{self.run_dir}: {', '.join(needed_by)} needs {stage.name}, which has not run here; "
                     f"add {stage.name} to --stages"
                 )
-            if not _up_to_date(record, self.fingerprint(stage), stage, self.run_dir):
+            if not _up_to_date(record, self.fingerprint(stage), stage, self.layout):
                 raise UsageError(
                     f"{self.run_dir}: {stage.name} is out of date (its inputs, settings or code changed since it "
                     f"ran) and {', '.join(needed_by)} reads it; add {stage.name} to --stages"
@@ -203,8 +210,8 @@ class _Run:
 
     def run_or_skip(self, stage: Stage) -> None:
         fingerprint = self.fingerprint(stage)
-        record = _read_record(self.run_dir, stage.name)
-        if not self.force and _up_to_date(record, fingerprint, stage, self.run_dir):
+        record = _read_record(self.layout, stage.name)
+        if not self.force and _up_to_date(record, fingerprint, stage, self.layout):
             logger.info("stage %s: up to date (finished %s), skipped", stage.name, record.get("finished_at"))
             self.stages[stage.name] = {"status": "skipped", **_carried(record)}
         else:
@@ -220,11 +227,12 @@ class _Run:
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "seconds": round(time.perf_counter() - started, 3),
                 "peak_rss_bytes": memory.peak_rss_bytes,
-                "outputs": [str(self.run_dir / output) for output in stage.outputs],
+                "outputs": [str(output) for output in stage.outputs(self.layout)],
                 "summary": summary,
             }
-            (self.run_dir / RECORDS).mkdir(parents=True, exist_ok=True)
-            write_json(self.run_dir / RECORDS / f"{stage.name}.json", record)
+            path = self.layout.record(stage.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, record)
             logger.info(
                 "stage %s: done in %.1f s, peak memory %.2f GiB", stage.name, record["seconds"],
                 memory.peak_rss_bytes / 2**30,
@@ -237,7 +245,7 @@ class _Run:
         again with the report's entry."""
         from ..report import build_report
 
-        write_json(self.run_dir / MANIFEST, self.manifest(None))
+        write_json(self.layout.manifest, self.manifest(None))
         self.stages["report"] = {"status": "running"}
         started = time.perf_counter()
         with PeakMemory() as memory:
@@ -370,9 +378,9 @@ def run_pipeline(
             if report:
                 state.build_report()
         except BaseException as error:
-            write_json(run_dir / MANIFEST, state.manifest(error))
+            write_json(state.layout.manifest, state.manifest(error))
             raise
         manifest = state.manifest(None)
-        write_json(run_dir / MANIFEST, manifest)
-    logger.info("run: %s in %.1f s; manifest %s", manifest["status"], manifest["wall_seconds"], run_dir / MANIFEST)
+        write_json(state.layout.manifest, manifest)
+    logger.info("run: %s in %.1f s; manifest %s", manifest["status"], manifest["wall_seconds"], state.layout.manifest)
     return RunSummary(run_dir, manifest)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import RunConfig, config_to_dict
 from ..exceptions import ConfigError, UsageError
+from ..layout import RunLayout, SegmentsLayout
 from ._fingerprint import input_fingerprint, key_check
 
 __all__ = ["STAGE_NAMES", "STAGES", "Stage", "StageContext"]
@@ -23,9 +24,12 @@ __all__ = ["STAGE_NAMES", "STAGES", "Stage", "StageContext"]
 
 @dataclass(frozen=True)
 class StageContext:
-    """What a stage runs with: the run's config (overrides applied) and its resolved values.
+    """What a stage runs with: the run's config (overrides applied, ``[run] as_of`` resolved)
+    and its resolved values.
 
-    ``progress(label)`` is a context manager yielding ``update(done, total)``.
+    ``as_of`` is the run's one as-of date, settled before the first stage that reads the
+    store (ingest, which writes it, runs without one). ``progress(label)`` is a context
+    manager yielding ``update(done, total)``.
     """
 
     config: RunConfig
@@ -34,8 +38,8 @@ class StageContext:
     progress: Callable
 
     @property
-    def run_dir(self) -> Path:
-        return self.config.run.output_dir
+    def layout(self) -> RunLayout:
+        return RunLayout(self.config.run.output_dir)
 
     @property
     def backend(self) -> str:
@@ -51,8 +55,9 @@ class Stage:
     name : str
     needs : tuple of str
         Stages whose outputs it reads (they run first).
-    outputs : tuple of str
-        Directories under the run directory it writes; all must exist for it to be skipped.
+    outputs : callable
+        ``outputs(layout) -> tuple of Path``: the directories of the run it writes; all must
+        exist for it to be skipped.
     settings : callable
         ``settings(config, as_of) -> dict``: what of the config its output depends on.
     run : callable
@@ -63,7 +68,7 @@ class Stage:
 
     name: str
     needs: tuple[str, ...]
-    outputs: tuple[str, ...]
+    outputs: Callable[[RunLayout], tuple[Path, ...]]
     settings: Callable[[RunConfig, date | None], dict]
     run: Callable[[StageContext], dict]
     applies: Callable[[RunConfig], bool] = lambda config: True
@@ -91,10 +96,10 @@ def _ingest(context: StageContext) -> dict:
 def _features(context: StageContext) -> dict:
     from ..features import build_features
 
-    run = context.run_dir
+    run = context.layout
     with context.progress("feature tasks") as update:
         return build_features(
-            run / "ingest" / "store", run / "features", as_of=context.as_of, options=context.config.features,
+            run.store.root, run.features.root, as_of=context.as_of, options=context.config.features,
             backend_name=context.backend, client=context.client, progress=update,
         ).to_dict()  # fmt: skip
 
@@ -102,10 +107,10 @@ def _features(context: StageContext) -> dict:
 def _segments(context: StageContext) -> dict:
     from ..segments import build_segments
 
-    run = context.run_dir
+    run = context.layout
     with context.progress("segment tasks") as update:
         return build_segments(
-            run / "features", run / "segments", options=context.config.segments, seed=context.config.run.seed,
+            run.features.root, run.segments.root, options=context.config.segments, seed=context.config.run.seed,
             backend_name=context.backend, client=context.client, progress=update,
         ).to_dict()  # fmt: skip
 
@@ -113,15 +118,15 @@ def _segments(context: StageContext) -> dict:
 def _propensity(context: StageContext) -> dict:
     from ..propensity import score_propensity, train_propensity
 
-    run, config = context.run_dir, context.config
-    model = run / "propensity" / "model"
+    run, config = context.layout, context.config
+    model = run.propensity_model.root
     with context.progress("propensity tasks") as update:
         trained = train_propensity(
-            run / "ingest" / "store", model, as_of=context.as_of, options=config.propensity,
+            run.store.root, model, as_of=context.as_of, options=config.propensity,
             feature_options=config.features, seed=config.run.seed, backend_name=context.backend,
             client=context.client, progress=update,
         )  # fmt: skip
-        scored = score_propensity(model, run / "features", run / "propensity" / "scores", client=context.client,
+        scored = score_propensity(model, run.features.root, run.propensity_scores.root, client=context.client,
                                   progress=update)  # fmt: skip
     return {"train": trained.to_dict(), "scores": scored.to_dict()}
 
@@ -129,19 +134,19 @@ def _propensity(context: StageContext) -> dict:
 def _value(context: StageContext) -> dict:
     from ..value import estimate_value
 
-    run, options = context.run_dir, context.config.value
+    run, options = context.layout, context.config.value
     with context.progress("value tasks") as update:
         return estimate_value(
-            run / "ingest" / "store", run / "value", as_of=context.as_of, horizon_days=options.horizon_days,
+            run.store.root, run.value.root, as_of=context.as_of, horizon_days=options.horizon_days,
             discount_rate=options.discount_rate_yearly, model=options.model, grain=options.grain,
             min_repeat_customers=options.min_repeat_customers, backend_name=context.backend,
             client=context.client, progress=update,
         ).to_dict()  # fmt: skip
 
 
-def _previous_segments(config: RunConfig) -> Path:
-    previous = config.run.previous_run / "segments"
-    if not (previous / "_segments.json").exists():
+def _previous_segments(config: RunConfig) -> SegmentsLayout:
+    previous = RunLayout(config.run.previous_run).segments
+    if not previous.meta.exists():
         raise ConfigError(
             f"{config.source}: [run] previous_run: {config.run.previous_run} holds no segments "
             "(point it at an earlier run directory, or remove it)"
@@ -150,18 +155,18 @@ def _previous_segments(config: RunConfig) -> Path:
 
 
 def _compare_settings(config: RunConfig, as_of) -> dict:
-    marker = _previous_segments(config) / "_segments.json"
+    marker = _previous_segments(config).meta
     return {"previous_run": str(config.run.previous_run), "previous_written_ns": marker.stat().st_mtime_ns}
 
 
 def _compare(context: StageContext) -> dict:
     from ..segments import compare_runs
 
-    run = context.run_dir
-    previous = _previous_segments(context.config)
-    if previous.resolve() == (run / "segments").resolve():
+    run = context.layout
+    previous = _previous_segments(context.config).root
+    if previous.resolve() == run.segments.root.resolve():
         raise UsageError(f"{context.config.source}: [run] previous_run is this run's own directory")
-    return compare_runs(previous, run / "segments", out=run / "compare").to_dict()
+    return compare_runs(previous, run.segments.root, out=run.compare.root).to_dict()
 
 
 def _section(name: str, *run_values: str):
@@ -181,16 +186,16 @@ def _propensity_settings(config: RunConfig, as_of) -> dict:
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("ingest", (), ("ingest",), _ingest_settings, _ingest),
-        Stage("features", ("ingest",), ("features",), _section("features", "as_of"), _features),
-        Stage("segments", ("features",), ("segments",), _section("segments", "seed"), _segments),
+        Stage("ingest", (), lambda run: (run.ingest.root,), _ingest_settings, _ingest),
+        Stage("features", ("ingest",), lambda run: (run.features.root,), _section("features", "as_of"), _features),
+        Stage("segments", ("features",), lambda run: (run.segments.root,), _section("segments", "seed"), _segments),
         Stage(
-            "propensity", ("ingest", "features"), ("propensity/model", "propensity/scores"), _propensity_settings,
-            _propensity,
+            "propensity", ("ingest", "features"), lambda run: (run.propensity_model.root, run.propensity_scores.root),
+            _propensity_settings, _propensity,
         ),  # fmt: skip
-        Stage("value", ("ingest",), ("value",), _section("value", "as_of"), _value),
+        Stage("value", ("ingest",), lambda run: (run.value.root,), _section("value", "as_of"), _value),
         Stage(
-            "compare", ("segments",), ("compare",), _compare_settings, _compare,
+            "compare", ("segments",), lambda run: (run.compare.root,), _compare_settings, _compare,
             applies=lambda config: config.run.previous_run is not None,
         ),  # fmt: skip
     )

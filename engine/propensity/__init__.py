@@ -9,7 +9,7 @@ from ._metrics import calibration_table, classification_metrics, lift_table, per
 from ._monitor import MonitorLimits, monitor_scores
 from ._models import MODELS, SPLITS, PropensityFit, make_estimator, split_customers
 from ._pipeline import SCORE_COLUMNS, ScoreSummary, TrainSummary, score_propensity, train_propensity
-from ._prepare import Preparation, frame_from_table
+from ._prepare import ModelInputs, frame_from_table
 from ._reasons import REASON_COLUMNS, ReasonTable
 from ._scores import BANDS, Bands, Calibrator, percentile_rank, reference_quantiles
 from ._table import coerce_columns, parse_labels, read_customer_table, train_table
@@ -37,7 +37,7 @@ __all__ = [
     # the model
     "MODELS",
     "SPLITS",
-    "Preparation",
+    "ModelInputs",
     "frame_from_table",
     "PropensityFit",
     "make_estimator",

@@ -19,7 +19,6 @@ Targets (``[propensity] target``):
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -34,8 +33,9 @@ import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks
 from ..exceptions import InputDataError, UsageError
-from ..features import build_features, read_store_table
-from ..features._pipeline import _store_meta
+from ..features import build_features, read_features_meta
+from ..ingest import read_store_meta, read_store_table
+from ..layout import StoreLayout, part_files
 from ..outcomes import align_outcomes, outcome_window, partition_outcomes
 from ._prepare import frame_from_table
 
@@ -123,7 +123,7 @@ class _Question:
 def _question(store, as_of: date, *, target, horizon_days, churn_lookback_days, event_type, campaign) -> _Question:
     """The question, once the store is known to be able to answer it."""
     _check_target(target, event_type, campaign)
-    if not any((Path(store) / _SOURCE[target]).glob("part-*.parquet")):
+    if not part_files(StoreLayout(store).table(_SOURCE[target])):
         needs = "[inputs.outcomes]" if target == "response" else "an events input"
         raise InputDataError(f"{store}: the store has no {_SOURCE[target]} table; target {target} needs {needs}")
     start_us = end_us = None
@@ -137,7 +137,7 @@ def _answer(question: _Question, number: int):
     """What store partition ``number`` says: each customer's orders in the window (purchase,
     churn), the keys with the event (event), or the treated customers' responses and the
     campaigns present (response)."""
-    if not (Path(question.store) / _SOURCE[question.target] / f"part-{number:05d}.parquet").exists():
+    if not StoreLayout(question.store).table_part(_SOURCE[question.target], number).exists():
         if question.target == "event":
             return np.empty(0, dtype=object)
         nobody = pd.DataFrame({"customer_key": pd.Series(dtype=object)})
@@ -220,7 +220,7 @@ def label_customers(
     """
     question = _question(store, as_of, target=target, horizon_days=horizon_days,
                          churn_lookback_days=churn_lookback_days, event_type=event_type, campaign=campaign)  # fmt: skip
-    partitions = int(_store_meta(Path(store))["partitions"])
+    partitions = int(read_store_meta(store)["partitions"])
     tasks = [dask.delayed(_answer)(question, number) for number in range(partitions)]
     answer = _combine(question, compute_tasks(tasks, client, progress, "labels"))
     if target == "response":
@@ -283,10 +283,9 @@ def label_origin(
     build_features(store, work, as_of=as_of, options=feature_options, backend_name=backend_name, client=client,
                    progress=progress)  # fmt: skip
     work = Path(work)
-    meta = json.loads((work / "_features.json").read_text())
-    labelled = Labelled(work, 0, meta)
+    labelled = Labelled(work, 0, read_features_meta(work))
     labelled.labels.mkdir()
-    parts = sorted(work.glob("part-*.parquet"))
+    parts = part_files(work)
     tasks = [dask.delayed(_label_part)(question, str(part), str(labelled.labels)) for part in parts]
     counts = compute_tasks(tasks, client, progress, "labels")
     if question.target == "response":

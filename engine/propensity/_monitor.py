@@ -19,12 +19,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ..exceptions import InputDataError
+from ..layout import ModelLayout, ScoresLayout
 from ._labels import LABEL, label_customers
 from ._metrics import classification_metrics
 
 __all__ = ["MonitorLimits", "monitor_scores"]
 
-_SCORES_META = "_scores.json"
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,12 @@ def monitor_scores(scores: str | os.PathLike, store: str | os.PathLike, *, limit
     """
     limits = limits or MonitorLimits()
     scores = Path(scores)
-    meta_path = scores / _SCORES_META
+    meta_path = ScoresLayout(scores).meta
     if not meta_path.exists():
-        raise InputDataError(f"{scores}: not a segscale scoring (no {_SCORES_META}); run segscale score first")
+        raise InputDataError(f"{scores}: not a segscale scoring (no {meta_path.name}); run segscale score first")
     meta = json.loads(meta_path.read_text())
-    model_json = Path(meta["model"]) / "model.json"
+    saved = ModelLayout(meta["model"])
+    model_json = saved.model
     if not model_json.exists():
         raise InputDataError(f"{scores}: its model {meta['model']} is gone; monitoring compares against it")
     model = json.loads(model_json.read_text())
@@ -83,7 +84,7 @@ def monitor_scores(scores: str | os.PathLike, store: str | os.PathLike, *, limit
     )  # fmt: skip
     realised = scored.merge(labels, on="customer_key", how="inner")
     measured = classification_metrics(realised[LABEL].to_numpy(), realised["score"].to_numpy())
-    expected = json.loads((Path(meta["model"]) / "metrics.json").read_text())["test"]
+    expected = json.loads(saved.metrics.read_text())["test"]
     keys = ("customers", "positives", "base_rate", "roc_auc", "pr_auc", "brier", "ece")
     summary = {
         "window": {"from": as_of.isoformat(), "days": options["horizon_days"], "target": options["target"]},

@@ -32,6 +32,9 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..config import PropensityOptions
 from ..exceptions import InputDataError, UsageError
+from ..features import read_features_meta
+from ..ingest import read_store_meta
+from ..layout import IngestLayout, ScoresLayout, part_files
 from ._fairness import flagged_groups
 from ._labels import LABEL, ORIGIN, label_origin, read_labelled, training_origins
 from ._prepare import frame_from_table
@@ -43,8 +46,6 @@ __all__ = ["SCORE_COLUMNS", "ScoreSummary", "TrainSummary", "score_propensity", 
 logger = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("customer_key", "score", "percentile", "band", *REASON_COLUMNS)
-FEATURES_META = "_features.json"
-SCORES_META = "_scores.json"
 
 
 @dataclass
@@ -86,15 +87,13 @@ def _summary(out, trained, options, window, started) -> TrainSummary:
 
 def _sensitive(store: Path) -> pd.DataFrame | None:
     """The sensitive profile columns ingest wrote beside the store, if any."""
-    path = store.parent / "sensitive" / "customers"
+    path = IngestLayout(store.parent).sensitive.table("customers")
     return pq.read_table(path).to_pandas() if path.exists() and any(path.glob("*.parquet")) else None
 
 
 def _check_earliest_origin(store: Path, earliest: date, options: PropensityOptions) -> None:
     """Refuse, before building anything, an origin with no transaction before it."""
-    if not (store / "_store.json").exists():
-        return  # labelling says what is wrong with the store
-    first = json.loads((store / "_store.json").read_text())["tables"]["transactions"].get("min_ts")
+    first = read_store_meta(store)["tables"]["transactions"].get("min_ts")
     if first is not None and pd.Timestamp(earliest, tz="UTC") <= pd.Timestamp(first):
         raise InputDataError(
             f"{store}: the training origin {earliest.isoformat()} is not after the first transaction ({first}); "
@@ -231,17 +230,14 @@ def score_propensity(
     started = time.perf_counter()
     model_dir, features, out = Path(model_dir), Path(features), Path(out)
     fit, document = load_model(model_dir)
-    meta_path = features / FEATURES_META
-    if not meta_path.exists():
-        raise InputDataError(f"{features}: not a segscale feature table (no {FEATURES_META}); run segscale features")
-    parts = sorted(features.glob("part-*.parquet"))
+    meta = read_features_meta(features)
+    parts = part_files(features)
     # Check the schema once, before any work: a mismatch is the user's to fix, not a task failure.
     fit.preparation.check_columns(frame_from_table(pq.read_schema(parts[0]).empty_table()), where=str(features))
     with staged_output(out) as staging:
         tasks = [dask.delayed(_score_task)(str(model_dir), str(part), str(staging)) for part in parts]
         counts = compute_tasks(tasks, client, progress, "score")
         bands = {band: sum(count[band] for count in counts) for band in ("high", "medium", "low")}
-        meta = json.loads(meta_path.read_text())
         document = {
             "model": str(model_dir.resolve()),
             "model_fingerprint": document["data_fingerprint"],
@@ -252,7 +248,7 @@ def score_propensity(
             "partitions": len(parts),
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
-        (staging / SCORES_META).write_text(json.dumps(document, indent=2) + "\n")
+        ScoresLayout(staging).meta.write_text(json.dumps(document, indent=2) + "\n")
     summary = ScoreSummary(out, sum(bands.values()), bands, len(parts), time.perf_counter() - started)
     logger.info("propensity: scored %d customers in %.1f s", summary.customers, summary.seconds)
     return summary

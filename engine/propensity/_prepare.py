@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ..exceptions import InputDataError, UsageError
 
-__all__ = ["MAX_LEVELS", "Preparation", "column_kind", "frame_from_table"]
+__all__ = ["MAX_LEVELS", "ModelInputs", "column_kind", "frame_from_table"]
 
 # Levels per categorical that get their own column (the most frequent in training); rarer
 # levels, and levels first seen when scoring, are all zeros.
@@ -50,8 +50,11 @@ def _text(series: pd.Series) -> np.ndarray:
 
 
 @dataclass
-class Preparation:
+class ModelInputs:
     """Turns a customer frame into the model's float32 matrix (scikit-learn style).
+
+    Not the segments' ``Preparation``, which scales behaviour for distances: a model's inputs
+    keep their units, and categories become columns.
 
     Parameters
     ----------
@@ -75,7 +78,7 @@ class Preparation:
     flagged_: list[str] = field(default_factory=list)
     levels_: dict[str, list[str]] = field(default_factory=dict)
 
-    def fit(self, frame: pd.DataFrame) -> Preparation:
+    def fit(self, frame: pd.DataFrame) -> ModelInputs:
         self.check_columns(frame, kinds=False)
         if not self.features:
             raise UsageError("propensity: no input features to train on")
@@ -154,7 +157,7 @@ class Preparation:
         }
 
     @classmethod
-    def from_dict(cls, document: dict) -> Preparation:
+    def from_dict(cls, document: dict) -> ModelInputs:
         return cls(
             features=tuple(document["features"]),
             kinds_=dict(document["kinds"]),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._prepare import Preparation, _numbers, _text
+from ._prepare import ModelInputs, _numbers, _text
 
 __all__ = ["REASON_COLUMNS", "ReasonTable"]
 
@@ -42,7 +42,7 @@ class ReasonTable:
 
     curves_: dict[str, dict] = field(default_factory=dict)
 
-    def fit(self, predict: Callable[[pd.DataFrame], np.ndarray], sample: pd.DataFrame, preparation: Preparation):
+    def fit(self, predict: Callable[[pd.DataFrame], np.ndarray], sample: pd.DataFrame, preparation: ModelInputs):
         plans = []
         for name in preparation.features:
             kind = preparation.kinds_[name]

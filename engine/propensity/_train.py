@@ -24,19 +24,18 @@ import pandas as pd
 
 from ..backend import Backend
 from ..exceptions import InputDataError, UsageError
+from ..layout import ModelLayout
 from ._fairness import fairness_audit
 from ._labels import LABEL, ORIGIN, sample_units
 from ._metrics import classification_metrics, permutation_importance
 from ._models import SPLITS, PropensityFit, split_customers
-from ._prepare import Preparation
+from ._prepare import ModelInputs
 from ._reasons import ReasonTable
 from ._scores import Bands, Calibrator
 
-__all__ = ["FORMAT_VERSION", "TEST_SCORES", "Trained", "fit_and_evaluate", "load_model", "write_model"]
+__all__ = ["FORMAT_VERSION", "Trained", "fit_and_evaluate", "load_model", "write_model"]
 
 FORMAT_VERSION = 1
-MODEL_JSON, MODEL_FILE, METRICS_JSON = "model.json", "model.joblib", "metrics.json"
-TEST_SCORES = "test_scores.parquet"
 # Test rows permutation importance is measured on, and how often each column is shuffled.
 _IMPORTANCE_ROWS, _IMPORTANCE_REPEATS = 5_000, 3
 _PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "joblib", "xgboost", "cuml")
@@ -148,8 +147,8 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
 
     import joblib
 
-    fit = trained.fit
-    joblib.dump(fit.estimator, directory / MODEL_FILE)
+    fit, written = trained.fit, ModelLayout(directory)
+    joblib.dump(fit.estimator, written.estimator)
     metrics = {key: value for key, value in trained.report.items() if key != "fingerprint"}
     document = {
         "format": FORMAT_VERSION,
@@ -175,9 +174,9 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
         "data_fingerprint": trained.report["fingerprint"],
         "trained_at": datetime.now(timezone.utc).isoformat(),
     }
-    (directory / MODEL_JSON).write_text(json.dumps(document, indent=2, default=_plain) + "\n")
-    (directory / METRICS_JSON).write_text(json.dumps(metrics, indent=2, default=_plain) + "\n")
-    trained.test[["customer_key", LABEL, "score"]].to_parquet(directory / TEST_SCORES, index=False)
+    written.model.write_text(json.dumps(document, indent=2, default=_plain) + "\n")
+    written.metrics.write_text(json.dumps(metrics, indent=2, default=_plain) + "\n")
+    trained.test[["customer_key", LABEL, "score"]].to_parquet(written.test_scores, index=False)
     return document
 
 
@@ -197,16 +196,18 @@ def load_model(model_dir) -> tuple[PropensityFit, dict]:
     """
     import joblib
 
-    model_dir = Path(model_dir)
-    path = model_dir / MODEL_JSON
-    if not path.exists() or not (model_dir / MODEL_FILE).exists():
-        raise InputDataError(f"{model_dir}: not a segscale propensity model (no {MODEL_JSON} and {MODEL_FILE})")
+    saved = ModelLayout(model_dir)
+    path = saved.model
+    if not path.exists() or not saved.estimator.exists():
+        raise InputDataError(
+            f"{saved.root}: not a segscale propensity model (no {path.name} and {saved.estimator.name})"
+        )
     document = json.loads(path.read_text())
     if document.get("format") != FORMAT_VERSION:
         raise InputDataError(f"{path}: model format {document.get('format')} is not {FORMAT_VERSION}; retrain it")
     fit = PropensityFit(
-        preparation=Preparation.from_dict(document["preparation"]),
-        estimator=joblib.load(model_dir / MODEL_FILE),
+        preparation=ModelInputs.from_dict(document["preparation"]),
+        estimator=joblib.load(saved.estimator),
         calibrator=Calibrator.from_dict(document["calibrator"]),
         bands=Bands.from_dict(document["bands"]),
         reference=document["reference_quantiles"],

@@ -26,8 +26,6 @@ __all__ = ["ReportSummary", "build_report"]
 
 logger = logging.getLogger(__name__)
 
-REPORT = "report.html"
-IMAGES = "report"
 _GIB = 2**30
 _MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}
 
@@ -196,7 +194,7 @@ def _hierarchy_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if not micro:
         return Section("hierarchy", "Micro-segments", note("No micro-segments in this run ([segments] micro_k)."))
     names = [name for _, name in sorted(_segment_names(outputs).items())]
-    hierarchy_path = outputs.run_dir / "segments" / "hierarchy.parquet"
+    hierarchy_path = outputs.layout.segments.hierarchy
     sizes = pd.read_parquet(hierarchy_path)["customers"].tolist() if hierarchy_path.exists() else micro["sizes"]
     chart = charts.hierarchy(np.asarray(micro["linkage"]), micro["parent"], names, sizes)
     body = figures.add("hierarchy", chart, "dendrogram of micro-segments",
@@ -349,7 +347,8 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
 
 def _audiences_section(outputs: RunOutputs, figures: _Figures, audiences: pd.DataFrame | None) -> Section:
     if audiences is None:
-        missing = [s for s in ("segments", "propensity") if not (outputs.run_dir / s).exists()]
+        written = {"segments": outputs.layout.segments.root, "propensity": outputs.layout.propensity_model.root}
+        missing = [stage for stage, root in written.items() if not root.exists()]
         return Section("audiences", "Audiences", _missing(outputs, missing[0] if missing else "propensity"))
     names = audiences.drop_duplicates("segment").sort_values("segment")["segment_name"].tolist()
     counts = (
@@ -409,14 +408,15 @@ def build_report(run_dir: str | os.PathLike) -> ReportSummary:
     title = f"segscale run: {run_dir.name}"
     subtitle = f"{run_dir} · as of {outputs.manifest['as_of']} · {outputs.manifest['status']}"
     document = page(title, subtitle, _cards(outputs), sections)
-    with staged_output(run_dir / IMAGES) as staging:
+    layout = outputs.layout
+    with staged_output(layout.report_images) as staging:
         for name, image in figures.images:
             (staging / name).write_bytes(image)
-    path = run_dir / REPORT
-    temporary = path.with_name(f".{REPORT}.{os.getpid()}.tmp")
+    path = layout.report
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(document, encoding="utf-8")
     os.replace(temporary, path)
-    images = [run_dir / IMAGES / name for name, _ in figures.images]
+    images = [layout.report_images / name for name, _ in figures.images]
     logger.info("report: %d sections, %d charts, %.1f MB in %s", len(sections), len(images),
                 len(document) / 1e6, path)  # fmt: skip
     return ReportSummary(path, [re.sub(r"\s+", " ", s.title) for s in sections], images, audiences)

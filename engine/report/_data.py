@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..exceptions import InputDataError
+from ..layout import RunLayout, part_files
 
 __all__ = ["RunOutputs", "audience_table", "read_outputs", "value_columns"]
 
@@ -45,6 +46,10 @@ class RunOutputs:
     value: dict | None
     comparison: dict | None
 
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
 
 def read_outputs(run_dir: str | Path) -> RunOutputs:
     """Read every stage's documents from ``run_dir``.
@@ -54,31 +59,35 @@ def read_outputs(run_dir: str | Path) -> RunOutputs:
     InputDataError
         ``run_dir`` holds no ``manifest.json`` (it is not a run directory).
     """
-    run_dir = Path(run_dir)
-    manifest = _json(run_dir / "manifest.json")
+    run = RunLayout(run_dir)
+    manifest = _json(run.manifest)
     if manifest is None:
-        raise InputDataError(f"{run_dir}: not a segscale run directory (no manifest.json); run segscale run first")
-    segments, model = run_dir / "segments", run_dir / "propensity" / "model"
+        raise InputDataError(f"{run.root}: not a segscale run directory (no manifest.json); run segscale run first")
+    segments, model = run.segments, run.propensity_model
     return RunOutputs(
-        run_dir=run_dir,
+        run_dir=run.root,
         manifest=manifest,
-        ingest=_json(run_dir / "ingest" / "ingest.json"),
-        identity=_json(run_dir / "ingest" / "identity" / "report.json"),
-        segments=_json(segments / "_segments.json"),
-        profiles=_json(segments / "profiles.json"),
-        profile_table=pd.read_parquet(segments / "profiles.parquet") if (segments / "profiles.parquet").exists() else None,
-        segment_model=_json(segments / "model.json"),
-        evaluation=_json(segments / "evaluation.json"),
-        propensity_model=_json(model / "model.json"),
-        propensity_metrics=_json(model / "metrics.json"),
-        test_scores=pd.read_parquet(model / "test_scores.parquet") if (model / "test_scores.parquet").exists() else None,
-        value=_json(run_dir / "value" / "value.json"),
-        comparison=_json(run_dir / "compare" / "comparison.json"),
+        ingest=_json(run.ingest.summary),
+        identity=_json(run.ingest.identity_report),
+        segments=_json(segments.meta),
+        profiles=_json(segments.profiles),
+        profile_table=_frame(segments.profile_table),
+        segment_model=_json(segments.model),
+        evaluation=_json(segments.evaluation),
+        propensity_model=_json(model.model),
+        propensity_metrics=_json(model.metrics),
+        test_scores=_frame(model.test_scores),
+        value=_json(run.value.summary),
+        comparison=_json(run.compare.summary),
     )
 
 
+def _frame(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.exists() else None
+
+
 def _parts(directory: Path) -> dict[str, Path]:
-    return {path.name: path for path in sorted(directory.glob("part-*.parquet"))} if directory.exists() else {}
+    return {path.name: path for path in part_files(directory)}
 
 
 def audience_table(run_dir: Path) -> pd.DataFrame | None:
@@ -86,9 +95,10 @@ def audience_table(run_dir: Path) -> pd.DataFrame | None:
 
     Returns None unless both the segment assignments and the propensity scores exist.
     """
-    assignments = _parts(run_dir / "segments" / "assignments")
-    scores = _parts(run_dir / "propensity" / "scores")
-    values = _parts(run_dir / "value" / "customers")
+    run = RunLayout(run_dir)
+    assignments = _parts(run.segments.assignments)
+    scores = _parts(run.propensity_scores.root)
+    values = _parts(run.value.customers)
     if not assignments or not scores:
         return None
     counted = []
@@ -114,9 +124,9 @@ def audience_table(run_dir: Path) -> pd.DataFrame | None:
 
 def value_columns(run_dir: Path, columns=("clv", "p_alive")) -> dict[str, np.ndarray] | None:
     """The value stage's per-customer ``columns``; every n-th row above a million customers."""
-    parts = _parts(run_dir / "value" / "customers")
-    if not parts:
+    files = part_files(RunLayout(run_dir).value.customers)
+    if not files:
         return None
-    table = pq.read_table(list(parts.values()), columns=list(columns))
+    table = pq.read_table(files, columns=list(columns))
     step = max(1, table.num_rows // _PLOT_ROWS)
     return {column: table.column(column).to_numpy()[::step].astype("float64") for column in columns}

@@ -26,6 +26,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .._tasks import staged_output
 from ..exceptions import InputDataError, UsageError
+from ..layout import CompareLayout, RunLayout, SegmentsLayout, part_files
 
 __all__ = ["SegmentComparison", "compare_runs"]
 
@@ -45,10 +46,10 @@ class _Run:
     profile: pd.DataFrame
 
 
-def _segments_dir(path: Path) -> Path:
+def _segments_dir(path: Path) -> SegmentsLayout:
     """The segment output itself, or the ``segments/`` directory of a run."""
-    for candidate in (path, path / "segments"):
-        if (candidate / "assignments").is_dir() and (candidate / "profiles.parquet").is_file():
+    for candidate in (SegmentsLayout(path), RunLayout(path).segments):
+        if candidate.assignments.is_dir() and candidate.profile_table.is_file():
             return candidate
     raise InputDataError(
         f"{path}: not a segscale segment output (no assignments/ and profiles.parquet, here or in segments/); "
@@ -58,12 +59,12 @@ def _segments_dir(path: Path) -> Path:
 
 def _read_run(path: str | Path) -> _Run:
     directory = _segments_dir(Path(path))
-    files = sorted((directory / "assignments").glob("part-*.parquet"))
+    files = part_files(directory.assignments)
     if not files:
-        raise InputDataError(f"{directory / 'assignments'}: no part-*.parquet files; run segscale segments again")
-    profile = pq.read_table(directory / "profiles.parquet").to_pandas()
+        raise InputDataError(f"{directory.assignments}: no part-*.parquet files; run segscale segments again")
+    profile = pq.read_table(directory.profile_table).to_pandas()
     if not {"segment", "segment_name"} <= set(profile.columns):
-        raise InputDataError(f"{directory / 'profiles.parquet'}: lacks the segment and segment_name columns")
+        raise InputDataError(f"{directory.profile_table}: lacks the segment and segment_name columns")
     profile = profile.sort_values("segment").reset_index(drop=True)
     segments = profile["segment"].to_numpy()
     table = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=["customer_key", "segment"])
@@ -73,16 +74,16 @@ def _read_run(path: str | Path) -> _Run:
     known[known] = segments[codes[known]] == labels[known]
     if not known.all():
         unknown = np.unique(labels[~known])[:5].tolist()
-        raise InputDataError(f"{directory}: assignments name segments {unknown} that profiles.parquet does not list")
+        raise InputDataError(f"{directory.root}: assignments name segments {unknown} that profiles.parquet does not list")
     keys = table.column("customer_key")
     # Arrow's hashing of strings is several times faster than pandas' here (5M keys: ~1.5 s).
     distinct = pc.count_distinct(keys).as_py()
     if distinct != len(keys):
         raise InputDataError(
-            f"{directory}: customer_key is not unique in the assignments ({len(keys) - distinct:,} repeated or missing)"
+            f"{directory.root}: customer_key is not unique in the assignments ({len(keys) - distinct:,} repeated or missing)"
         )
     names = [str(name) for name in profile["segment_name"]]
-    return _Run(directory, keys, codes.astype(np.int64), segments, names, profile)
+    return _Run(directory.root, keys, codes.astype(np.int64), segments, names, profile)
 
 
 def adjusted_rand_from_counts(counts: np.ndarray) -> float:
@@ -362,11 +363,12 @@ def compare_runs(
     )  # fmt: skip
     if out is not None:
         out = Path(out)
-        comparison.out_dir, comparison.movers_path = out, out / "movers.parquet"
-        with staged_output(out) as staging:
+        comparison.out_dir, comparison.movers_path = out, CompareLayout(out).movers
+        with staged_output(out) as staging_dir:
+            staging = CompareLayout(staging_dir)
             rows_b = np.flatnonzero(in_both)[moved]
-            pq.write_table(_movers_table(rows_b, codes_a[moved], first, second), staging / "movers.parquet")
-            (staging / "comparison.json").write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+            pq.write_table(_movers_table(rows_b, codes_a[moved], first, second), staging.movers)
+            staging.summary.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
     return comparison
 
 

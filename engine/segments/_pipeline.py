@@ -37,6 +37,8 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host, to_host_array
 from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
+from ..features import read_features_meta
+from ..layout import FeaturesLayout, SegmentsLayout, part_name
 from ..outcomes import align_outcomes, next_period_outcomes, outcome_window, sample_key_bound
 from ._baseline import outcome_separation, rfm_grid
 from ._distributed import fit_distributed_kmeans
@@ -48,7 +50,6 @@ __all__ = ["SegmentSummary", "build_segments"]
 
 logger = logging.getLogger(__name__)
 
-FEATURES_META = "_features.json"
 ASSIGNMENT_COLUMNS = ("customer_key", "segment", "segment_name", "distance", "micro_segment", "niche", "outlier")
 RFM_SCORES = ("r_score", "f_score", "m_score")
 
@@ -83,20 +84,16 @@ class SegmentSummary:
         }
 
 
-def _part(number: int) -> str:
-    return f"part-{number:05d}.parquet"
-
-
 def _sample_task(features: str, number: int, rows: int, every: int) -> pd.DataFrame:
     """Every ``every``-th customer of one part (parts are in pseudonymous key order)."""
-    table = pq.read_table(Path(features) / _part(number))
+    table = pq.read_table(FeaturesLayout(features).part(number))
     return table.take(np.arange(0, rows, every)).to_pandas()
 
 
 def _prepared_task(features: str, number: int, preparation, backend_name: str):
     """One part's prepared matrix, in the backend's array namespace."""
     backend = resolve_backend(backend_name)
-    table = pq.read_table(Path(features) / _part(number), columns=preparation.columns_)
+    table = pq.read_table(FeaturesLayout(features).part(number), columns=preparation.columns_)
     return preparation.transform(frame_from_arrow(table, backend.name), backend.xp)
 
 
@@ -117,7 +114,7 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
     per-segment sums, and customers per micro-segment and per niche, and outliers."""
     backend = resolve_backend(backend_name)
     xp = backend.xp
-    frame = frame_from_arrow(pq.read_table(Path(features) / _part(number)), backend.name)
+    frame = frame_from_arrow(pq.read_table(FeaturesLayout(features).part(number)), backend.name)
     placed = model.place(frame, xp)
     assignments = backend.df.DataFrame({"customer_key": frame["customer_key"]})
     for column in ASSIGNMENT_COLUMNS[1:]:
@@ -132,7 +129,7 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
         assignments["rfm_segment"] = rfm_grid(to_host(scores)).to_numpy()
         columns.append("rfm_segment")
     assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
-    assignments[columns].to_parquet(Path(out) / _part(number), index=False)
+    assignments[columns].to_parquet(Path(out) / part_name(number), index=False)
     micro_count = len(model.micro.parent) if model.micro else 0
     niche_count = len(model.niches.niche_sizes) if model.niches else 0
     counts = {
@@ -172,12 +169,7 @@ def build_segments(
     started = time.perf_counter()
     options = options or SegmentOptions()
     features, out = Path(features), Path(out)
-    meta_path = features / FEATURES_META
-    if not meta_path.exists():
-        raise InputDataError(
-            f"{features}: not a segscale feature table (no {FEATURES_META}); run segscale features first"
-        )
-    meta = json.loads(meta_path.read_text())
+    meta = read_features_meta(features)
     backend = resolve_backend(backend_name)
     ks = [options.k] if options.k is not None else list(range(options.k_min, options.k_max + 1))
     if not ks or min(ks) < 2:
@@ -206,14 +198,15 @@ def build_segments(
     names = name_segments(sample_profile)
 
     segment_names = [named["name"] for named in names]
-    with staged_output(out) as staging:
-        (staging / "assignments").mkdir()
+    with staged_output(out) as staging_dir:
+        staging = SegmentsLayout(staging_dir)
+        staging.assignments.mkdir()
         # One object in the graph, not searched for Dask collections per task: the model's
         # nested lists took 0.2 s a task to search (3 s of the demo's 15 tasks).
         fitted = dask.delayed(model, traverse=False)
         tasks = [
             dask.delayed(_assign_task)(
-                str(features), n, str(staging / "assignments"), fitted, segment_names, profile_columns, backend.name
+                str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name
             )
             for n in range(partitions)
         ]
@@ -224,7 +217,7 @@ def build_segments(
             [profile[["segment"]], pd.DataFrame({"segment_name": segment_names}), profile.drop(columns="segment")],
             axis=1,
         )
-        profile.to_parquet(staging / "profiles.parquet", index=False)
+        profile.to_parquet(staging.profile_table, index=False)
         customers_total = int(profile["customers"].sum())
         stability = {entry["segment"]: entry for entry in model.stability}
         rules = {entry["segment"]: entry for entry in model.rules.describe()}
@@ -242,13 +235,13 @@ def build_segments(
             }
             for named in names
         ]
-        (staging / "profiles.json").write_text(json.dumps(segments, indent=2) + "\n")
+        staging.profiles.write_text(json.dumps(segments, indent=2) + "\n")
         micro_customers = np.sum([count["micro"] for count in counts], axis=0) if model.micro else None
         if model.micro:
             _hierarchy_table(model, micro_customers, segment_names).to_parquet(
-                staging / "hierarchy.parquet", index=False
+                staging.hierarchy, index=False
             )
-        (staging / "model.json").write_text(json.dumps(model.to_dict(), indent=2) + "\n")
+        staging.model.write_text(json.dumps(model.to_dict(), indent=2) + "\n")
         niche_customers = (
             np.sum([count["niche"] for count in counts], axis=0).astype(int).tolist() if model.niches else []
         )
@@ -272,11 +265,11 @@ def build_segments(
             "backend": backend.name,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
-        (staging / "_segments.json").write_text(json.dumps(document, indent=2) + "\n")
+        staging.meta.write_text(json.dumps(document, indent=2) + "\n")
         evaluation = _against_what_happened(
             staging, meta, options.outcome_days, options.outcome_customers, client, progress
         )
-        (staging / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        staging.evaluation.write_text(json.dumps(evaluation, indent=2) + "\n")
     logger.info(
         "segments: %d customers in %d segments (silhouette %.3f), %d micro-segments, %d niches, %d outliers in %.1f s",
         summary.customers, summary.k, silhouette, summary.micro_segments, len(niche_customers), outliers, summary.seconds,
@@ -284,7 +277,7 @@ def build_segments(
     return summary
 
 
-def _against_what_happened(staging: Path, meta: dict, days: int, customers: int, client, progress) -> dict:
+def _against_what_happened(staging: SegmentsLayout, meta: dict, days: int, customers: int, client, progress) -> dict:
     """How well the segments, and the classic RFM grid beside them, separate what customers did
     in the ``days`` after as-of: only when the store holds those days (a backtest).
 
@@ -299,7 +292,7 @@ def _against_what_happened(staging: Path, meta: dict, days: int, customers: int,
     if not window.covered:
         ends = window.data_end.date().isoformat() if window.data_end is not None else "nowhere"
         return {"skipped": f"the store ends at {ends}, before as-of + {days} days ({window.end.date().isoformat()})"}
-    path = staging / "assignments"
+    path = staging.assignments
     present = set(pq.read_schema(next(path.glob("*.parquet"))).names)
     columns = [c for c in ("customer_key", "segment_name", "rfm_segment") if c in present]
     assigned = sum(pq.ParquetFile(part).metadata.num_rows for part in path.glob("*.parquet"))

@@ -17,15 +17,13 @@ from ._gamma_gamma import (
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
 )
-from ._pipeline import CUSTOMERS_DIR, VALUE_META, ValueSummary, estimate_value
+from ._pipeline import ValueSummary, estimate_value
 from ._summaries import purchase_days, summarise
 
 __all__ = [
     # pipeline
     "estimate_value",
     "ValueSummary",
-    "VALUE_META",
-    "CUSTOMERS_DIR",
     # summaries
     "purchase_days",
     "summarise",

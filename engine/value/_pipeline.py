@@ -33,21 +33,20 @@ import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
-from ..exceptions import InputDataError, UsageError
+from ..exceptions import UsageError
+from ..ingest import default_as_of, read_store_meta
+from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
 from ._bgnbd import MODELS, collapse_rows, fit_bgnbd
 from ._gamma_gamma import fit_gamma_gamma
 from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
 from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
 
-__all__ = ["CUSTOMERS_DIR", "SPEND_SAMPLE", "VALUE_META", "ValueSummary", "estimate_value"]
+__all__ = ["SPEND_SAMPLE", "ValueSummary", "estimate_value"]
 
 logger = logging.getLogger(__name__)
 
 SPEND_SAMPLE = 1_000_000
-VALUE_META = "value.json"
-CUSTOMERS_DIR = "customers"
-_STORE_META = "_store.json"
 # A median wait beyond this many days is no date anyone plans for: written as null.
 _LONGEST_WAIT_DAYS = 36_525
 
@@ -65,16 +64,12 @@ class ValueSummary:
         return {"out_dir": str(self.out_dir), **self.document}
 
 
-def _part(number: int) -> str:
-    return f"part-{number:05d}.parquet"
-
-
 def _summaries_task(
     store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int
 ) -> dict:
     """Pass 1: summarise, write, and return what the fits need."""
     summaries = partition_summaries(store, number, as_of_day, horizon_days, grain)
-    summaries.to_parquet(Path(staging) / _part(number), index=False)
+    summaries.to_parquet(Path(staging) / part_name(number), index=False)
     (x, tx, T), counts = collapse_rows(*(summaries[c].to_numpy() for c in ("frequency", "recency", "T")))
     repeat = summaries[summaries["frequency"] > 0]
     step = max(1, math.ceil(len(repeat) / sample)) if sample else 1
@@ -85,7 +80,7 @@ def _summaries_task(
 def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool):
     """Pass 2: predict one partition, write it; return its holdout sums (or None)."""
     xp = resolve_backend(backend_name).xp
-    path = Path(staging) / _part(number)
+    path = Path(staging) / part_name(number)
     summaries = pd.read_parquet(path)
     predicted = predict(summaries, fits["purchase"], fits["spend"], xp=xp, **settings)
     days = predicted["next_purchase_date"]
@@ -95,7 +90,7 @@ def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict,
     columns |= {c: pa.array(summaries[c].to_numpy(dtype="float64")) for c in SUMMARY_COLUMNS}
     columns |= {c: pa.array(predicted[c]) for c in PREDICTION_COLUMNS if c != "next_purchase_date"}
     columns["next_purchase_date"] = next_date
-    pq.write_table(pa.table(columns), Path(out) / _part(number))
+    pq.write_table(pa.table(columns), Path(out) / part_name(number))
     sums = (
         holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp)
         if holdout
@@ -134,11 +129,8 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
 
 def _as_of_day(store: Path, meta: dict, as_of) -> int:
     if as_of is None:
-        latest = meta["tables"]["transactions"].get("max_ts")
-        if latest is None:
-            raise InputDataError(f"{store}: the store holds no transactions")
-        return int(pd.Timestamp(latest).floor("D").value // 86_400_000_000_000) + 1
-    if isinstance(as_of, datetime) or not isinstance(as_of, date):
+        as_of = default_as_of(store, meta)
+    elif isinstance(as_of, datetime) or not isinstance(as_of, date):
         stamp = pd.Timestamp(as_of)
         if stamp != stamp.floor("D"):
             raise UsageError(f"as_of must be a date (a midnight), got {as_of}")
@@ -204,21 +196,21 @@ def estimate_value(
         raise UsageError(f"unknown purchase grain {grain!r}; choose one of {', '.join(GRAINS)}")
     backend = resolve_backend(backend_name)
     store, out = Path(store), Path(out)
-    if not (store / _STORE_META).exists():
-        raise InputDataError(f"{store}: not a segscale store (no {_STORE_META}); run segscale ingest first")
-    meta = json.loads((store / _STORE_META).read_text())
+    meta = read_store_meta(store)
     as_of_day = _as_of_day(store, meta, as_of)
     as_of_date = date(1970, 1, 1) + timedelta(days=as_of_day)
     holdout = outcome_window(store, as_of_date, horizon_days).covered
     partitions = int(meta["partitions"])
 
     with staged_output(out) as staging:
-        (staging / "summaries").mkdir()
-        (staging / CUSTOMERS_DIR).mkdir()
+        # Pass 1's summaries wait here for pass 2, which writes the customers beside them.
+        summaries, written = staging / "summaries", ValueLayout(staging)
+        summaries.mkdir()
+        written.customers.mkdir()
         sample = math.ceil(SPEND_SAMPLE / partitions)
         tasks = [
             dask.delayed(_summaries_task)(
-                str(store), n, str(staging / "summaries"), as_of_day, horizon_days if holdout else None, grain, sample
+                str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, sample
             )
             for n in range(partitions)
         ]
@@ -241,12 +233,12 @@ def estimate_value(
         }  # fmt: skip
         tasks = [
             dask.delayed(_score_task)(
-                str(staging / "summaries"), n, str(staging / CUSTOMERS_DIR), fits, settings, backend.name, holdout
+                str(summaries), n, str(written.customers), fits, settings, backend.name, holdout
             )
             for n in range(partitions)
         ]
         sums = compute_tasks(tasks, client, progress, "value scores")
-        (staging / "summaries").rmdir()
+        summaries.rmdir()
         customers = sum(p["customers"] for p in parts)
         document = {
             "as_of": as_of_date.isoformat(),
@@ -269,6 +261,6 @@ def estimate_value(
             "seconds": round(time.perf_counter() - started, 3),
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
-        (staging / VALUE_META).write_text(json.dumps(document, indent=2) + "\n")
+        written.summary.write_text(json.dumps(document, indent=2) + "\n")
     logger.info("value: %d customers as of %s in %.1f s", customers, as_of_date, document["seconds"])
     return ValueSummary(out_dir=out, as_of=as_of_date.isoformat(), customers=customers, document=document)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..features import read_store_table
+from ..ingest import read_store_table
 
 __all__ = ["GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "partition_summaries", "purchase_days", "summarise"]
 

@@ -124,7 +124,7 @@ def test_the_peer_has_the_settings_of_segscales_forest():
 @pytest.fixture
 def hand_made(tmp_path):
     """600 customers, a label driven by two inputs, a gap in one and a categorical."""
-    from engine.propensity import Preparation
+    from engine.propensity import ModelInputs
 
     rng = np.random.default_rng(5)
     n = 600
@@ -142,7 +142,7 @@ def hand_made(tmp_path):
     frame.to_parquet(tmp_path / "frame.parquet", index=False)
     features = ["recency_days", "frequency", "region"]
     train, test = frame.loc[frame["split"] == "train"], frame.loc[frame["split"] == "test"]
-    preparation = Preparation(tuple(features)).fit(train)
+    preparation = ModelInputs(tuple(features)).fit(train)
     data = {"frame": tmp_path / "frame.parquet", "features": features, "sklearn": None}
     for name, rows in (("train", train), ("test", test)):
         np.save(tmp_path / f"{name}_matrix.npy", preparation.transform(rows))

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from engine.exceptions import ConfigError, UsageError
-from engine.pipeline import MANIFEST, RECORDS, STAGE_NAMES, STAGES, run_pipeline
+from engine.layout import RunLayout
+from engine.pipeline import STAGE_NAMES, STAGES, run_pipeline
 
 # What a run computes, table by table; identical runs must agree on all of it.
 OUTPUT_TABLES = ("features", "segments/assignments", "propensity/scores", "value/customers")
@@ -30,7 +31,7 @@ def reference(tmp_path_factory, config_in):
 
 def test_a_run_does_every_stage_and_records_it(reference):
     config, summary = reference
-    manifest = json.loads((summary.run_dir / MANIFEST).read_text())
+    manifest = json.loads(RunLayout(summary.run_dir).manifest.read_text())
     assert manifest["status"] == "succeeded" and manifest["exit_code"] == 0 and manifest["error"] is None
     assert manifest["as_of"] == "2025-10-03" and manifest["config"]["run"]["as_of"] == "2025-10-03"
     stages = manifest["stages"]
@@ -47,7 +48,7 @@ def test_a_run_does_every_stage_and_records_it(reference):
     assert {"segscale", "cpu", "memory_gib", "packages"} <= set(manifest["environment"])
     assert manifest["backend"] == {"requested": "auto", "resolved": "cpu", "scheduler": "local threads"}
     for name in ("ingest", "features", "segments", "propensity", "value"):
-        record = json.loads((summary.run_dir / RECORDS / f"{name}.json").read_text())
+        record = json.loads(RunLayout(summary.run_dir).record(name).read_text())
         assert record["fingerprint"] == stages[name]["fingerprint"] and len(record["fingerprint"]) == 64
         assert all(path.startswith(str(summary.run_dir)) for path in record["outputs"])
     assert (summary.run_dir / "report.html").exists()
@@ -81,7 +82,7 @@ def test_a_crash_after_features_resumes_there_with_identical_outputs(reference, 
         patch.setitem(STAGES, "segments", dataclasses.replace(STAGES["segments"], run=crash))
         with pytest.raises(RuntimeError, match="injected crash"):
             run_pipeline(config)
-    failed = json.loads((tmp_path / "run" / MANIFEST).read_text())
+    failed = json.loads(RunLayout(tmp_path / "run").manifest.read_text())
     assert failed["status"] == "failed" and failed["exit_code"] == 1
     assert failed["error"] == "internal failure: RuntimeError: injected crash"
     assert [failed["stages"][name]["status"] for name in STAGE_NAMES[:5]] == ["ran", "ran", "failed", "not reached", "not reached"]
@@ -131,7 +132,7 @@ def test_a_selected_stage_needs_what_it_reads(config_in, tmp_path):
         run_pipeline(config, stages=["scoring"])
     with pytest.raises(UsageError, match="compare does not apply"):
         run_pipeline(config, stages=["compare"])
-    failed = json.loads((tmp_path / "run" / MANIFEST).read_text())
+    failed = json.loads(RunLayout(tmp_path / "run").manifest.read_text())
     assert failed["exit_code"] == 2 and "out of date" in failed["error"]
 
 

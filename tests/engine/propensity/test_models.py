@@ -1,4 +1,4 @@
-"""Preparation, splits, calibration, bands, reasons and the fit, on a small customer frame."""
+"""ModelInputs, splits, calibration, bands, reasons and the fit, on a small customer frame."""
 
 import numpy as np
 import pandas as pd
@@ -10,7 +10,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.propensity import (
     Bands,
     Calibrator,
-    Preparation,
+    ModelInputs,
     PropensityFit,
     make_estimator,
     percentile_rank,
@@ -21,7 +21,7 @@ OPTIONS = PropensityOptions(n_estimators=50, min_class_count=50)
 
 
 def test_preparation_fills_flags_and_encodes(customers):
-    preparation = Preparation(("x", "gappy", "region")).fit(customers)
+    preparation = ModelInputs(("x", "gappy", "region")).fit(customers)
     assert preparation.output_names == ["x", "gappy", "gappy__missing", "region=east", "region=north", "region=south"]
     matrix = preparation.transform(customers)
     assert matrix.shape == (len(customers), 6) and not np.isnan(matrix).any()
@@ -29,12 +29,12 @@ def test_preparation_fills_flags_and_encodes(customers):
     assert (matrix[gaps, 2] == 1).all() and (matrix[gaps, 1] == preparation.fill_["gappy"]).all()
     unseen = customers.head(2).assign(region=pd.Series(["west", "north"], dtype="string"))
     assert preparation.transform(unseen)[:, 3:].tolist() == [[0, 0, 0], [0, 1, 0]]
-    again = Preparation.from_dict(preparation.to_dict())
+    again = ModelInputs.from_dict(preparation.to_dict())
     np.testing.assert_array_equal(again.transform(customers), matrix)
 
 
 def test_preparation_names_missing_and_mistyped_columns(customers):
-    preparation = Preparation(("x", "region")).fit(customers)
+    preparation = ModelInputs(("x", "region")).fit(customers)
     with pytest.raises(InputDataError, match="missing feature columns the model needs: region"):
         preparation.transform(customers.drop(columns="region"), where="f")
     with pytest.raises(InputDataError, match=r"wrong type: x \(object, trained on numeric\)"):
@@ -51,7 +51,7 @@ def test_a_flag_with_gaps_is_numeric_in_every_part():
     gappy = frame_from_table(pa.table({"loyal": pa.array([True, None, False, True] * 50)}))
     whole = frame_from_table(pa.table({"loyal": pa.array([False, True])}))
     empty = frame_from_table(pa.table({"loyal": pa.array([], pa.bool_())}))
-    preparation = Preparation(("loyal",)).fit(gappy)
+    preparation = ModelInputs(("loyal",)).fit(gappy)
     assert preparation.kinds_ == {"loyal": "numeric"} and preparation.flagged_ == ["loyal"]
     assert preparation.transform(whole).tolist() == [[0, 0], [1, 0]]
     assert preparation.transform(empty).shape == (0, 2)
@@ -119,7 +119,7 @@ def test_each_model_learns_and_scores_with_reasons(customers, model):
 def test_reasons_score_every_feature_in_one_call_with_the_same_curves(customers, monkeypatch):
     from engine.propensity import _reasons
 
-    preparation = Preparation(("x", "noise", "gappy", "region")).fit(customers)
+    preparation = ModelInputs(("x", "noise", "gappy", "region")).fit(customers)
     sample = customers.head(100).reset_index(drop=True)
     calls = []
 

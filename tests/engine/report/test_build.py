@@ -18,11 +18,6 @@ SECTIONS = ("run", "quality", "segments", "profiles", "names", "hierarchy", "sta
             "fairness", "value", "audiences")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory, config_in):
-    return run_pipeline(config_in(tmp_path_factory.mktemp("report") / "run")).run_dir
-
-
 def _images(document):
     return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', document)]
 

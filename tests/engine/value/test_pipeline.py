@@ -12,8 +12,9 @@ import pytest
 from engine.config import load_config
 from engine.exceptions import InputDataError, UsageError
 from engine.ingest import ingest
+from engine.layout import ValueLayout
 from engine.synth import WorldSpec, generate_world
-from engine.value import CUSTOMERS_DIR, VALUE_META, estimate_value, purchase_days, summarise
+from engine.value import estimate_value, purchase_days, summarise
 
 DAY_US = 86_400 * 1_000_000
 
@@ -83,8 +84,8 @@ def valued(store, tmp_path_factory):
 
 def test_every_customer_is_scored_and_written(valued):
     summary, out = valued
-    values = pq.read_table(out / CUSTOMERS_DIR).to_pandas()
-    assert sorted(p.name for p in (out / CUSTOMERS_DIR).glob("*.parquet")) == [
+    values = pq.read_table(ValueLayout(out).customers).to_pandas()
+    assert sorted(p.name for p in ValueLayout(out).customers.glob("*.parquet")) == [
         f"part-0000{i}.parquet" for i in range(3)
     ]
     assert len(values) == summary.customers and values["customer_key"].is_unique
@@ -98,7 +99,7 @@ def test_every_customer_is_scored_and_written(valued):
 
 def test_value_json_reports_fits_and_the_holdout(valued, store):
     summary, out = valued
-    document = json.loads((out / VALUE_META).read_text())
+    document = json.loads(ValueLayout(out).summary.read_text())
     assert document["purchase_model"]["converged"] and document["spend_model"]["converged"]
     assert document["purchase_model"]["name"] == "mbgnbd" and set(document["purchase_model"]["params"]) == {
         "r", "alpha", "a", "b",
@@ -115,7 +116,7 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
     lines["ts"] = lines["ts"].dt.tz_convert(None).astype("datetime64[us]").astype("int64")
     days = purchase_days(lines)
     start = (date(2025, 10, 2) - date(1970, 1, 1)).days
-    known = set(pq.read_table(out / CUSTOMERS_DIR, columns=["customer_key"]).column(0).to_pylist())
+    known = set(pq.read_table(ValueLayout(out).customers, columns=["customer_key"]).column(0).to_pylist())
     window = days[(days["day"] >= start) & (days["day"] < start + 90) & days["customer_key"].isin(known)]
     assert holdout["purchases"]["actual"] == len(window)
 

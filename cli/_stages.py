@@ -1,0 +1,253 @@
+"""``segscale ingest``, ``features``, ``segments`` and ``value``: one stage each, from a run config or from paths."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from engine.exceptions import UsageError
+
+from ._console import print_json, progress, stdout
+from ._options import DATE_FORMATS, Backend, JsonOption
+from ._target import resolve_target
+
+__all__ = ["features", "ingest", "segments", "value"]
+
+
+def _print_accounting(summary) -> None:
+    """Rows read, kept, quarantined and duplicated per input; reasons below, where they fit."""
+    table = Table(title=f"Ingested into {summary.out_dir} ({summary.partitions} partitions, {summary.seconds:.1f} s)", title_justify="left")
+    for column in ("input", "read", "kept", "quarantined", "duplicates"):
+        table.add_column(column, justify="left" if column == "input" else "right", no_wrap=True)
+    for name, counts in summary.tables.items():
+        table.add_row(
+            name,
+            f"{counts['read']:,}",
+            f"{counts['kept']:,}",
+            f"{sum(counts['quarantined'].values()):,}",
+            f"{counts['duplicates']:,}",
+        )
+    stdout.print(table)
+    for name, counts in summary.tables.items():
+        if counts["quarantined"]:
+            reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])
+            stdout.print(f"  {name} quarantined: " + ", ".join(f"{reason} {rows:,}" for reason, rows in reasons), highlight=False)
+
+
+def ingest(
+    config: Annotated[Path, typer.Argument(help="A segscale run config (TOML).")],
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Validate, deduplicate, resolve identities and write the customer-clustered store."""
+    from engine.ingest import ingest as run_ingest
+
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    with run.client("ingest", run.layout.ingest.root) as client:
+        with progress("ingest tasks") as update:
+            summary = run_ingest(run.config, client=client, progress=update)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    _print_accounting(summary)
+    identity = summary.identity
+    if identity:
+        stdout.print(
+            f"identity: {identity.get('accounts', 0):,} accounts -> {identity.get('customers', 0):,} customers "
+            f"({identity.get('customers_merged', 0):,} accounts merged); quarantine and store under {summary.out_dir}",
+            highlight=False,
+        )
+
+
+def _print_features(summary) -> None:
+    stdout.print(
+        f"features: {summary.customers:,} customers x {len(summary.features)} features as of {summary.as_of} "
+        f"({summary.partitions} partitions, {summary.seconds:.1f} s) in {summary.out_dir}",
+        highlight=False,
+    )
+
+
+def features(
+    config: Annotated[
+        Path | None, typer.Argument(help="A run config: reads <output_dir>/ingest/store, writes <output_dir>/features.")
+    ] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="A customer-clustered store (from segscale ingest).")] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=DATE_FORMATS, help="Only rows before this date (UTC) count.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the features into.")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Point-in-time behavioural features, one row per customer, from the store."""
+    from engine.config import FeatureOptions
+    from engine.features import build_features
+
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    options = run.config.features if run.config else FeatureOptions()
+    if run.config:
+        store, out = store or run.layout.store.root, out or run.layout.features.root
+    if store is None or out is None:
+        raise UsageError("features needs a run config, or both --store and --out")
+    as_of_date = as_of.date() if as_of else run.as_of
+    with run.client("features", out) as client:
+        with progress("feature tasks") as update:
+            summary = build_features(
+                store, out, as_of=as_of_date, options=options, backend_name=run.backend_name, client=client,
+                progress=update,
+            )  # fmt: skip
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    _print_features(summary)
+
+
+def _segments_table(summary) -> Table:
+    table = Table(
+        title=f"{summary.k} segments of {summary.customers:,} customers (silhouette {summary.silhouette:.3f}, {summary.seconds:.1f} s)",
+        title_justify="left",
+    )
+    for column in ("segment", "name", "customers", "share", "revenue share", "stability"):
+        table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
+    for segment in summary.segments:
+        stability = segment.get("stability")
+        table.add_row(
+            str(segment["segment"]),
+            segment["name"],
+            f"{segment['customers']:,}",
+            f"{segment['share_customers']:.1%}",
+            f"{segment['share_revenue']:.1%}",
+            "-" if stability is None else f"{stability:.2f}" + (" unstable" if segment["segment"] in summary.unstable else ""),
+        )
+    niches = summary.niche_customers
+    table.caption = (
+        f"{summary.micro_segments} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
+        f"{summary.outliers:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def segments(
+    config: Annotated[
+        Path | None, typer.Argument(help="A run config: reads <output_dir>/features, writes <output_dir>/segments.")
+    ] = None,
+    features_dir: Annotated[Path | None, typer.Option("--features", help="A feature table (from segscale features).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the segments into.")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=2, help="A fixed number of segments (default: chosen by silhouette).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Segments by k-means on prepared features: assignments, profiles and behavioural names."""
+    import dataclasses
+
+    from engine.config import SegmentOptions
+    from engine.segments import build_segments
+
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    options = run.config.segments if run.config else SegmentOptions()
+    if run.config:
+        features_dir, out = features_dir or run.layout.features.root, out or run.layout.segments.root
+    if features_dir is None or out is None:
+        raise UsageError("segments needs a run config, or both --features and --out")
+    if k is not None:
+        options = dataclasses.replace(options, k=k)
+    with run.client("segments", out) as client:
+        with progress("segment tasks") as update:
+            summary = build_segments(
+                features_dir, out, options=options, seed=run.seed if seed is None else seed,
+                backend_name=run.backend_name, client=client, progress=update,
+            )  # fmt: skip
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    stdout.print(_segments_table(summary))
+    stdout.print(f"assignments, profiles and model in {summary.out_dir}", highlight=False)
+
+
+def _print_value(document: dict) -> None:
+    from engine.value import format_params
+
+    purchase, spend = document["purchase_model"], document["spend_model"]
+    shown = format_params(purchase)
+    stdout.print(
+        f"value: {document['customers']:,} customers as of {document['as_of']}, "
+        f"horizon {document['horizon_days']} days\n"
+        f"{purchase['name']}: {shown} (converged: {purchase['converged']}, "
+        f"log-likelihood {purchase['log_likelihood']:.1f})\n"
+        f"gamma-gamma: {format_params(spend)} "
+        f"(converged: {spend['converged']})",
+        highlight=False,
+    )
+    holdout = document["holdout"]
+    if holdout is None:
+        stdout.print("holdout: the store ends before the horizon does; no evaluation", highlight=False)
+        return
+    table = Table("holdout", "predicted", "actual", "MAE per customer", "RMSE per customer")
+    for name in ("purchases", "spend"):
+        row = holdout[name]
+        cells = (f"{row['predicted']:,.1f}", f"{row['actual']:,.1f}", f"{row['mae']:.3f}", f"{row['rmse']:.3f}")
+        table.add_row(name, *cells)
+    buyers = holdout["buyers"]
+    table.add_row("buyers", f"{buyers['predicted']:,.1f}", f"{buyers['actual']:,}", "", "")
+    stdout.print(table)
+    coverage = holdout["next_purchase_inside_interval"].items()
+    inside = ", ".join(f"{share:.1%} inside the {level} interval" for level, share in coverage)
+    stdout.print(f"next purchase: {inside}", highlight=False)
+
+
+def value(
+    config: Annotated[
+        Path | None, typer.Argument(help="A run config: reads <output_dir>/ingest/store, writes <output_dir>/value.")
+    ] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="A customer-clustered store (from segscale ingest).")] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=DATE_FORMATS, help="End of the calibration period (UTC).")
+    ] = None,
+    horizon_days: Annotated[
+        int | None, typer.Option("--horizon-days", min=1, help="Days the predictions cover (and the holdout).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the values into.")] = None,
+    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    as_json: JsonOption = False,
+):
+    """Lifetime value: P(alive), expected purchases and spend, CLV and next purchase date per customer."""
+    from engine.config import ValueOptions
+    from engine.value import estimate_value
+
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    options = run.config.value if run.config else ValueOptions()
+    if run.config:
+        store, out = store or run.layout.store.root, out or run.layout.value.root
+    if store is None or out is None:
+        raise UsageError("value needs a run config, or both --store and --out")
+    with run.client("value", out) as client:
+        with progress("value tasks") as update:
+            summary = estimate_value(
+                store,
+                out,
+                as_of=as_of.date() if as_of else run.as_of,
+                horizon_days=horizon_days or options.horizon_days,
+                discount_rate=options.discount_rate_yearly,
+                model=options.model,
+                grain=options.grain,
+                min_repeat_customers=options.min_repeat_customers,
+                backend_name=run.backend_name,
+                client=client,
+                progress=update,
+            )
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    _print_value(summary.document)
