@@ -35,18 +35,17 @@ import dask
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .._memory import PeakMemory
+from .._tasks import coarsened, compute_tasks, release_memory, staged_output, trimmed
 from ..backend import resolve_backend, to_host
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
-from .._memory import PeakMemory
-from .._tasks import coarsened, compute_tasks, release_memory, staged_output, trimmed
+from ..layout import IngestLayout, RunLayout, part_name
 from ._identity import link_identities, link_report, screen_identities, shuffle_partitions
 from ._merged import MergedAccounts, write_merged_part
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
-from ._store import (
-    ACCOUNTS, FINGERPRINT, KEY_ORDER, bucket_rows, bucket_table, part_name, reduce_accounts, reduce_bucket,
-)
+from ._store import ACCOUNTS, FINGERPRINT, KEY_ORDER, bucket_rows, bucket_table, reduce_accounts, reduce_bucket
 from ._validate import ParseRules, as_text, validate_partition
 
 __all__ = ["IngestSummary", "ingest", "ROWS_PER_PARTITION"]
@@ -144,7 +143,7 @@ def _identities(frame, spec, rows, key, options, staging):
     valid = checked.map_partitions(_valid_rows, meta=checked._meta.drop(columns=["reason"]))
     # Identity rows and every intermediate of resolution go to disk, not to worker memory,
     # which would otherwise grow with the customers and stay taken for the phases after.
-    work = staging / "identity-work"
+    work = staging.identity_work
     # Resolution shuffles these rows, in partitions sized by their count, not by the files;
     # the shuffle by identifier brings exact duplicates together, so they are dropped there.
     screening = screen_identities(
@@ -158,7 +157,7 @@ def _identities(frame, spec, rows, key, options, staging):
     linked = screening.identities
     # Rejected rows are written where they are, a file per partition: gathered here, they
     # would grow with the customers.
-    target = str(staging / "quarantine" / "identities")
+    target = str(staging.quarantine("identities"))
     writes = [
         dask.delayed(_quarantine_identities)(part, target, number, key)
         for number, part in enumerate([*checked.to_delayed(), *linked.to_delayed()])
@@ -188,7 +187,7 @@ def _identities(frame, spec, rows, key, options, staging):
     # the labels (160 at 4M customers) made each phase-1 task 0.22 s slower.
     relabelled = report["customers"] - report["components"]
     merged = merged.repartition(npartitions=max(1, math.ceil(relabelled / MERGED_ROWS_PER_FILE)))
-    lookup = staging / "merged-accounts"
+    lookup = staging.merged_accounts
     dask.compute([
         dask.delayed(write_merged_part)(part, str(lookup), number) for number, part in enumerate(merged.to_delayed())
     ])  # fmt: skip
@@ -207,9 +206,10 @@ def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int
     return {str(reason): int(rows) for reason, rows in rejected["reason"].value_counts().items()}
 
 
-def _bucket_schema(frame, table, rules):
+def _bucket_schema(frame, table, rules, direct):
     """The schema of ``table``'s bucket rows, for store partitions that get none."""
-    empty = validate_partition(frame._meta, table, rules).drop(columns=["reason"])
+    empty = validate_partition(frame._meta, table, rules)
+    empty = empty.drop(columns=["reason", *[c for c in direct if c in empty.columns]])
     empty = empty.assign(**{FINGERPRINT: empty.index.astype("uint64"), KEY_ORDER: empty.index.astype("uint64")})
     return bucket_table(empty.drop(columns=["customer_id"]), table).schema
 
@@ -282,12 +282,12 @@ def _phase1(frames, config, rules, merged, key, partitions, staging):
     options = config.ingest
     tasks, owners = [], []
     for table in rules:
-        drop = options.direct_identifiers if table == "customers" else ()
+        direct = options.direct_identifiers if table == "customers" else ()
         for index, part in enumerate(frames[table].to_delayed()):
             tasks.append(
                 dask.delayed(trimmed(bucket_rows))(
                     part, index, table=table, rules=rules[table], merged=merged, key=key,
-                    partitions=partitions, staging=str(staging), drop_from_quarantine=drop,
+                    partitions=partitions, staging=str(staging.root), direct_identifiers=direct,
                 )
             )  # fmt: skip
             owners.append(table)
@@ -300,18 +300,19 @@ def _phase2(frames, config, rules, backend, partitions, staging):
     tasks, owners = [], []
     for table in rules:
         customers = table == "customers"
-        empty = _bucket_schema(frames[table], table, rules[table])
+        direct = options.direct_identifiers if customers else ()
+        empty = _bucket_schema(frames[table], table, rules[table], direct)
         for number in range(partitions):
             tasks.append(
                 dask.delayed(trimmed(reduce_bucket))(
-                    table, number, staging=str(staging), out=str(staging), empty=empty,
-                    direct=options.direct_identifiers if customers else (),
+                    table, number, staging=str(staging.root), out=str(staging.root), empty=empty,
                     sensitive=options.sensitive if customers else (),
                 )
             )  # fmt: skip
             owners.append(table)
     for number in range(partitions):
-        tasks.append(dask.delayed(trimmed(reduce_accounts))(number, staging=str(staging), out=str(staging), backend_name=backend.name))
+        tasks.append(dask.delayed(trimmed(reduce_accounts))(number, staging=str(staging.root), out=str(staging.root),
+                                                            backend_name=backend.name))  # fmt: skip
         owners.append(ACCOUNTS)
     return tasks, owners
 
@@ -337,7 +338,7 @@ def _accounting(table, spec, bucketed, reduced) -> dict:
 
 
 def _table_metadata(table, reduced, staging) -> dict:
-    schema = pq.read_schema(staging / "store" / table / part_name(0))
+    schema = pq.read_schema(staging.store.table_part(table, 0))
     with_time = [r for r in reduced if r["min_ts"] is not None]
     return {
         "rows": sum(r["rows"] for r in reduced),
@@ -361,9 +362,10 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
         if table in _STORED
     }
 
-    out = Path(config.run.output_dir) / "ingest"
+    out = RunLayout(config.run.output_dir).ingest.root
     _warn_if_short_of_disk(out, estimated)
-    with staged_output(out) as staging:
+    with staged_output(out) as staging_dir:
+        staging = IngestLayout(staging_dir)
         tables: dict[str, dict] = {}
         identity_report: dict = {}
         merged = MergedAccounts()
@@ -394,7 +396,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             "accounts": sum(r["accounts"] for r in mapped),
             "customers": sum(r["customers"] for r in mapped),
         }
-        (staging / "identity" / "report.json").write_text(json.dumps(identity_report, indent=2, sort_keys=True) + "\n")
+        staging.identity_report.write_text(json.dumps(identity_report, indent=2, sort_keys=True) + "\n")
         store_meta = {
             "partitions": partitions,
             "key": "customer_key",
@@ -404,15 +406,15 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             "tables": {t: _table_metadata(t, results_of(reduced, reduce_owners, t), staging) for t in rules},
             "sensitive_columns": [c for c in options.sensitive if "customers" in frames and c in frames["customers"].columns],
         }
-        (staging / "store" / "_store.json").write_text(json.dumps(store_meta, indent=2) + "\n")
-        for transient in ("buckets", "merged-accounts"):
-            shutil.rmtree(staging / transient, ignore_errors=True)
+        staging.store.meta.write_text(json.dumps(store_meta, indent=2) + "\n")
+        for transient in staging.transient:
+            shutil.rmtree(transient, ignore_errors=True)
         summary = IngestSummary(
             out_dir=out, partitions=partitions, tables=tables, identity=identity_report,
             seconds=time.perf_counter() - started, phases=phases,
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
-        (staging / "ingest.json").write_text(json.dumps(document, indent=2) + "\n")
+        staging.summary.write_text(json.dumps(document, indent=2) + "\n")
     logger.info("ingest: %s", ", ".join(f"{name} {p['seconds']:.1f} s (peak {p['peak_rss_gib']:.2f} GiB)"
                                         for name, p in phases.items()))  # fmt: skip
     return summary
