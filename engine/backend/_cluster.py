@@ -98,6 +98,7 @@ def dask_client(
     memory_limit: int | str | None = None,
     local_directory: str | os.PathLike | None = None,
     rmm_pool_size: int | str | None = None,
+    connect_timeout: str = "20s",
 ):
     """Open a Dask client for ``backend`` and close it, and any cluster it started, on exit.
 
@@ -119,6 +120,8 @@ def dask_client(
         Spill and scratch directory; defaults to ``$TMPDIR/segscale-dask``.
     rmm_pool_size : int or str, optional
         GPU only: pre-allocate an RMM pool of this size on each worker.
+    connect_timeout : str, default "20s"
+        How long to keep trying an existing scheduler before giving up (a UsageError).
 
     Yields
     ------
@@ -146,7 +149,7 @@ def dask_client(
             if address is not None:
                 _check_scheduler_address(address)
                 try:
-                    client = Client(address, timeout="20s")
+                    client = Client(address, timeout=connect_timeout)
                 except (OSError, ValueError) as error:
                     raise UsageError(
                         f"cannot reach Dask scheduler at {address}: {error} "

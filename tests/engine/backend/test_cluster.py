@@ -111,11 +111,11 @@ def test_dask_client_argument_wins_over_environment(external_cluster, monkeypatc
 
 
 def test_dask_client_unreachable_scheduler():
-    # Nothing listens on the discard port; distributed retries until the factory's
-    # 20 s connect timeout runs out, so this is the slowest test here.
+    # Nothing listens on the discard port; distributed retries until the connect timeout
+    # runs out (20 s by default).
     address = "tcp://127.0.0.1:9"
     with pytest.raises(UsageError, match="tcp://127.0.0.1:9") as caught:
-        with dask_client(resolve_backend("cpu"), scheduler=address):
+        with dask_client(resolve_backend("cpu"), scheduler=address, connect_timeout="2s"):
             pytest.fail("must not yield a client")
     message = str(caught.value)
     assert SCHEDULER_ENV_VAR in message
