@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pyarrow
-import pyarrow.ipc
 import pyarrow.parquet
 import pytest
 
