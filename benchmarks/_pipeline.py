@@ -67,6 +67,9 @@ def run_pipeline_case(size: int, workdir: Path, backend_name: str, workers: int,
         if stage.get("status") == "ran":
             quality[f"{name}_seconds"] = stage["seconds"]
             quality[f"{name}_peak_rss_gib"] = round(stage["peak_rss_bytes"] / _GIB, 3)
+            for process in ("client", "worker"):
+                if stage.get(f"peak_{process}_rss_bytes") is not None:
+                    quality[f"{name}_{process}_peak_rss_gib"] = round(stage[f"peak_{process}_rss_bytes"] / _GIB, 3)
     # Ingest's phases (identities, phase 1, phase 2): where its time goes.
     for phase, measured in (manifest["stages"].get("ingest", {}).get("summary") or {}).get("phases", {}).items():
         quality[f"ingest_{phase.replace(' ', '_')}_seconds"] = measured["seconds"]

@@ -243,6 +243,7 @@ def value(
                 model=options.model,
                 grain=options.grain,
                 min_repeat_customers=options.min_repeat_customers,
+                sample=options.sample,
                 backend_name=run.backend_name,
                 client=client,
                 progress=update,

@@ -25,6 +25,10 @@ class ValueOptions:
         own time.
     min_repeat_customers : int, default 100
         Fitting refuses with fewer customers who bought again before as-of.
+    sample : int, default 1000000
+        The purchase and spend models are fitted on at most about this many customers (spread
+        evenly through every partition, keys being hashes); every customer is scored.
+        The fits' memory stays flat however many customers there are.
     """
 
     horizon_days: int = field(default=365, metadata={_MINIMUM: 1})
@@ -32,3 +36,4 @@ class ValueOptions:
     model: Literal["bgnbd", "mbgnbd"] = "bgnbd"
     grain: Literal["day", "order"] = "day"
     min_repeat_customers: int = field(default=100, metadata={_MINIMUM: 1})
+    sample: int = field(default=1_000_000, metadata={_MINIMUM: 1_000})

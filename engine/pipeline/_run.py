@@ -227,6 +227,9 @@ class _Run:
                 "finished_at": datetime.now(timezone.utc).isoformat(),
                 "seconds": round(time.perf_counter() - started, 3),
                 "peak_rss_bytes": memory.peak_rss_bytes,
+                # Where the peak sits: the client (with a local cluster's scheduler) or one worker.
+                "peak_client_rss_bytes": memory.peak_own_rss_bytes,
+                "peak_worker_rss_bytes": memory.peak_descendant_rss_bytes,
                 "outputs": [str(output) for output in stage.outputs(self.layout)],
                 "summary": summary,
             }
@@ -252,7 +255,9 @@ class _Run:
             report = build_report(self.run_dir)
         self.stages["report"] = {
             "status": "ran", "seconds": round(time.perf_counter() - started, 3),
-            "peak_rss_bytes": memory.peak_rss_bytes, "outputs": [str(report.path)], "summary": report.to_dict(),
+            "peak_rss_bytes": memory.peak_rss_bytes, "peak_client_rss_bytes": memory.peak_own_rss_bytes,
+            "peak_worker_rss_bytes": memory.peak_descendant_rss_bytes, "outputs": [str(report.path)],
+            "summary": report.to_dict(),
         }  # fmt: skip
         logger.info("report: %s", report.path)
 
@@ -316,7 +321,8 @@ def _carried(record: dict | None) -> dict:
     """What a stage's record tells the manifest, whether it ran now or earlier."""
     if record is None:
         return {}
-    keys = ("fingerprint", "finished_at", "seconds", "peak_rss_bytes", "outputs", "summary")
+    keys = ("fingerprint", "finished_at", "seconds", "peak_rss_bytes", "peak_client_rss_bytes", "peak_worker_rss_bytes",
+            "outputs", "summary")
     return {key: record.get(key) for key in keys}
 
 

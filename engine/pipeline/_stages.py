@@ -139,7 +139,7 @@ def _value(context: StageContext) -> dict:
         return estimate_value(
             run.store.root, run.value.root, as_of=context.as_of, horizon_days=options.horizon_days,
             discount_rate=options.discount_rate_yearly, model=options.model, grain=options.grain,
-            min_repeat_customers=options.min_repeat_customers, backend_name=context.backend,
+            min_repeat_customers=options.min_repeat_customers, sample=options.sample, backend_name=context.backend,
             client=context.client, progress=update,
         ).to_dict()  # fmt: skip
 

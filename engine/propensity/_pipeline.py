@@ -26,6 +26,9 @@ from pathlib import Path
 
 import dask
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
@@ -85,10 +88,18 @@ def _summary(out, trained, options, window, started) -> TrainSummary:
     )  # fmt: skip
 
 
-def _sensitive(store: Path) -> pd.DataFrame | None:
-    """The sensitive profile columns ingest wrote beside the store, if any."""
+def _sensitive(store: Path, keys: pd.Series) -> pd.DataFrame | None:
+    """The sensitive profile columns ingest wrote beside the store, if any, of ``keys`` only.
+
+    The table has a row per customer: read whole, it put every customer's key into the
+    client (1.5 GiB of the peak at 10M). Filtered while scanning, it holds the sample's.
+    """
     path = IngestLayout(store.parent).sensitive.table("customers")
-    return pq.read_table(path).to_pandas() if path.exists() and any(path.glob("*.parquet")) else None
+    if not (path.exists() and any(path.glob("*.parquet"))):
+        return None
+    dataset = pads.dataset(path, format="parquet")
+    wanted = pa.array(keys.to_numpy(dtype=object), dataset.schema.field("customer_key").type)
+    return dataset.to_table(filter=pc.field("customer_key").isin(wanted)).to_pandas()
 
 
 def _check_earliest_origin(store: Path, earliest: date, options: PropensityOptions) -> None:
@@ -160,7 +171,7 @@ def train_propensity(
             frames.append(frame.assign(**{ORIGIN: origin}) if len(origins) > 1 else frame)
         meta = labelled[0].meta
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        sensitive = _sensitive(store)
+        sensitive = _sensitive(store, frame["customer_key"])
         sensitive_columns = [c for c in (sensitive.columns if sensitive is not None else []) if c != "customer_key"]
         features = list(options.features) if options.features else [n for n in meta["features"] if n != LABEL]
         trained = fit_and_evaluate(

@@ -123,10 +123,18 @@ def audience_table(run_dir: Path) -> pd.DataFrame | None:
 
 
 def value_columns(run_dir: Path, columns=("clv", "p_alive")) -> dict[str, np.ndarray] | None:
-    """The value stage's per-customer ``columns``; every n-th row above a million customers."""
+    """The value stage's per-customer ``columns``; every n-th row above a million customers,
+    read part by part so the report never holds every customer."""
     files = part_files(RunLayout(run_dir).value.customers)
     if not files:
         return None
-    table = pq.read_table(files, columns=list(columns))
-    step = max(1, table.num_rows // _PLOT_ROWS)
-    return {column: table.column(column).to_numpy()[::step].astype("float64") for column in columns}
+    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    step = max(1, rows // _PLOT_ROWS)
+    kept = {column: [] for column in columns}
+    offset = 0  # the stride runs across part boundaries, as it would over one table
+    for path in files:
+        table = pq.read_table(path, columns=list(columns))
+        for column in columns:
+            kept[column].append(table.column(column).to_numpy()[(-offset) % step :: step].astype("float64"))
+        offset += table.num_rows
+    return {column: np.concatenate(kept[column]) for column in columns}

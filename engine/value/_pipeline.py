@@ -3,9 +3,10 @@
 Two passes over the store's partitions, one task per partition, none shuffling:
 
 1. summarise each partition's customers as of as-of (``_summaries``), write the summaries
-   to staging and return the distinct (frequency, recency, T) rows with their counts and,
-   for the repeat buyers, (frequency, monetary) pairs (a deterministic subset of at most
-   ``SPEND_SAMPLE`` over all partitions);
+   to staging and return, for an even, deterministic spread of at most ``sample`` customers over
+   all partitions, the distinct (frequency, recency, T) rows with their counts and, for as
+   many repeat buyers, (frequency, monetary) pairs: the fits' memory does not grow with
+   the customers (at 10M, fitting every customer's rows took the client from 2.4 to 4.0 GiB);
 2. with the models fitted on the client, score each partition and, when the store holds the
    horizon after as-of, add up how the predictions compare with what happened.
 
@@ -42,11 +43,10 @@ from ._gamma_gamma import fit_gamma_gamma
 from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
 from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
 
-__all__ = ["SPEND_SAMPLE", "ValueSummary", "estimate_value"]
+__all__ = ["ValueSummary", "estimate_value"]
 
 logger = logging.getLogger(__name__)
 
-SPEND_SAMPLE = 1_000_000
 # A median wait beyond this many days is no date anyone plans for: written as null.
 _LONGEST_WAIT_DAYS = 36_525
 
@@ -64,16 +64,23 @@ class ValueSummary:
         return {"out_dir": str(self.out_dir), **self.document}
 
 
+def _evenly(rows: int, at_most: int) -> np.ndarray:
+    """Positions of at most ``at_most`` of ``rows`` rows, evenly spread."""
+    return np.arange(rows) if rows <= at_most else np.arange(at_most) * rows // at_most
+
+
 def _summaries_task(
     store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int
 ) -> dict:
-    """Pass 1: summarise, write, and return what the fits need."""
+    """Pass 1: summarise, write, and return what the fits need from at most ``sample`` of
+    the partition's customers and as many of its repeat buyers, evenly spread (keys are
+    hashes, so in no order that matters)."""
     summaries = partition_summaries(store, number, as_of_day, horizon_days, grain)
     summaries.to_parquet(Path(staging) / part_name(number), index=False)
-    (x, tx, T), counts = collapse_rows(*(summaries[c].to_numpy() for c in ("frequency", "recency", "T")))
+    fitted = summaries.iloc[_evenly(len(summaries), sample)]
+    (x, tx, T), counts = collapse_rows(*(fitted[c].to_numpy() for c in ("frequency", "recency", "T")))
     repeat = summaries[summaries["frequency"] > 0]
-    step = max(1, math.ceil(len(repeat) / sample)) if sample else 1
-    spend = repeat.iloc[::step][["frequency", "monetary"]].to_numpy(dtype="float64")
+    spend = repeat.iloc[_evenly(len(repeat), sample)][["frequency", "monetary"]].to_numpy(dtype="float64")
     return {"purchase_rows": np.column_stack([x, tx, T, counts]), "spend_rows": spend, "customers": len(summaries)}
 
 
@@ -148,6 +155,7 @@ def estimate_value(
     model: str = "bgnbd",
     grain: str = "day",
     min_repeat_customers: int = 100,
+    sample: int = 1_000_000,
     backend_name: str = "auto",
     client=None,
     progress=None,
@@ -173,6 +181,9 @@ def estimate_value(
         each order at its own time (see ``engine.value._summaries``).
     min_repeat_customers : int, default 100
         Refuse to fit with fewer customers who bought again before as-of.
+    sample : int, default 1000000
+        Fit on at most about this many customers (and as many repeat buyers for the spend
+        model), spread evenly through each partition; every customer is scored.
     backend_name : {"auto", "cpu", "gpu"}
     client : distributed.Client, optional
     progress : callable, optional
@@ -207,10 +218,10 @@ def estimate_value(
         summaries, written = staging / "summaries", ValueLayout(staging)
         summaries.mkdir()
         written.customers.mkdir()
-        sample = math.ceil(SPEND_SAMPLE / partitions)
+        per_partition = math.ceil(sample / partitions)
         tasks = [
             dask.delayed(_summaries_task)(
-                str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, sample
+                str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, per_partition
             )
             for n in range(partitions)
         ]

@@ -38,6 +38,9 @@ def test_a_run_does_every_stage_and_records_it(reference):
     assert list(stages) == ["ingest", "features", "segments", "propensity", "value", "report"]
     assert all(stage["status"] == "ran" and stage["seconds"] > 0 for stage in stages.values())
     assert all(stages[name]["peak_rss_bytes"] > 50 * 2**20 for name in STAGE_NAMES if name in stages)
+    for name, record in stages.items():  # the client's and one worker's peaks are parts of the tree's
+        assert 0 < record["peak_client_rss_bytes"] <= record["peak_rss_bytes"], name
+        assert record["peak_worker_rss_bytes"] <= record["peak_rss_bytes"], name
     for table, rows in manifest["rows"].items():
         assert rows["read"] == rows["kept"] + rows["quarantined"] + rows["duplicates"] > 0, table
         assert rows["reconciled"] and rows["quarantined"] == sum(rows["quarantine_reasons"].values())

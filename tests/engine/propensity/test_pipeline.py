@@ -15,8 +15,10 @@ from engine.config import PropensityOptions, load_config
 from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
 from engine.ingest import ingest
+from engine.layout import IngestLayout
 from engine.propensity import (
     _labels,
+    _pipeline,
     SCORE_COLUMNS,
     MonitorLimits,
     calibration_table,
@@ -126,14 +128,15 @@ def test_earlier_origins_add_training_rows_and_keep_the_latest_test_customers(wo
 
 
 def test_the_sample_drawn_while_reading_is_the_sample_of_every_row(world, tmp_path, monkeypatch):
-    """The client reads only the sampled customers' features, and trains on exactly the rows
-    fit_and_evaluate would have drawn from every origin's every row."""
+    """The client reads only the sampled customers' features and sensitive columns, and
+    trains on exactly the rows fit_and_evaluate would have drawn from every origin's every row."""
     world_dir, config = world
     store = world_dir / "run" / "ingest" / "store"
     options = dataclasses.replace(OPTIONS, n_estimators=10, origins=2, sample=1_500)
-    read = []
-    sampled_part = _labels._sampled_part
+    read, sensitive = [], []
+    sampled_part, sensitive_rows = _labels._sampled_part, _pipeline._sensitive
     monkeypatch.setattr(_labels, "_sampled_part", lambda *args: read.append(sampled_part(*args)) or read[-1])
+    monkeypatch.setattr(_pipeline, "_sensitive", lambda *args: sensitive.append(sensitive_rows(*args)) or sensitive[-1])
     train_propensity(store, tmp_path / "m", as_of=config.run.as_of, options=options, seed=config.run.seed,
                      backend_name="cpu")  # fmt: skip
     document = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -147,6 +150,9 @@ def test_the_sample_drawn_while_reading_is_the_sample_of_every_row(world, tmp_pa
     inputs = [name for name in meta["features"] if name != "label"]
     assert len(every) > 2 * len(drawn) and rows_read == len(drawn)
     assert document["data_fingerprint"] == _fingerprint(drawn[["customer_key", "origin", *inputs, "label"]])
+    profiled = pq.read_table(IngestLayout(store.parent).sensitive.table("customers")).column("customer_key")
+    expected = set(drawn["customer_key"]) & set(profiled.to_pylist())
+    assert len(profiled) > 2 * len(expected) > 0 and set(sensitive[0]["customer_key"]) == expected
 
 
 def test_an_out_of_time_test_learns_from_earlier_windows_only(world, trained, tmp_path):

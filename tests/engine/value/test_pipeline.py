@@ -121,6 +121,19 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
     assert holdout["purchases"]["actual"] == len(window)
 
 
+def test_the_models_fit_a_bounded_sample_and_score_everyone(valued, store, tmp_path):
+    full, _ = valued
+    summary = estimate_value(store, tmp_path / "v", as_of=date(2025, 10, 2), horizon_days=90, model="mbgnbd",
+                             min_repeat_customers=50, sample=1_500, backend_name="cpu")  # fmt: skip
+    purchase, everyone = summary.document["purchase_model"], full.document["purchase_model"]
+    assert everyone["customers"] == full.customers > 2_500
+    # 500 of each of the 3 partitions' ~900 customers
+    assert purchase["customers"] == 1_500 and summary.document["spend_model"]["customers"] <= 1_500
+    assert summary.customers == full.customers  # every customer is still scored
+    for name, value in purchase["params"].items():  # half the customers, the same model
+        assert abs(value - everyone["params"][name]) < 4 * purchase["standard_errors"][name], name
+
+
 def test_without_the_days_after_as_of_there_is_no_holdout(store, tmp_path):
     summary = estimate_value(store, tmp_path / "v", horizon_days=30, min_repeat_customers=50, backend_name="cpu")
     assert summary.as_of == "2026-01-01" and summary.document["holdout"] is None
