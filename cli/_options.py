@@ -9,7 +9,7 @@ from engine.backend import BACKEND_CHOICES
 
 from ._console import LOG_LEVELS
 
-__all__ = ["DATE_FORMATS", "Backend", "BackendOption", "BenchBackend", "JsonOption", "LogLevel", "count"]
+__all__ = ["DATE_FORMATS", "Backend", "BackendOption", "BenchBackend", "ForceOption", "JsonOption", "LogLevel", "count"]
 
 
 def count(value) -> int:
@@ -33,6 +33,9 @@ LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)
 
 DATE_FORMATS = ["%Y-%m-%d"]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="With a run config: run the stage even when its output is up to date.")
+]
 BackendOption = Annotated[
     Backend, typer.Option("--backend", help="auto picks the GPU when cuDF, cuML and a CUDA device are present.")
 ]

@@ -1,5 +1,6 @@
 """``segscale propensity``, ``score`` and ``monitor``: train, score and watch a propensity model."""
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -10,29 +11,29 @@ from engine.backend import resolve_backend
 from engine.exceptions import UsageError
 
 from ._console import print_json, progress, stdout
-from ._options import Backend, JsonOption
-from ._target import resolve_target
+from ._options import Backend, ForceOption, JsonOption
+from ._target import is_own, resolve_target
 
 __all__ = ["monitor", "propensity", "score"]
 
 
 def _print_propensity(summary) -> None:
-    metrics = summary.metrics
-    title = f"Propensity: {summary.model} for {summary.target} ({summary.seconds:.1f} s)"
+    metrics = summary['metrics']
+    title = f"Propensity: {summary['model']} for {summary['target']} ({summary['seconds']:.1f} s)"
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("train / validation / test", " / ".join(f"{summary.splits[s]:,}" for s in ("train", "validation", "test")))
+    table.add_row("train / validation / test", " / ".join(f"{summary['splits'][s]:,}" for s in ("train", "validation", "test")))
     table.add_row("test positives", f"{metrics['positives']:,} ({metrics['base_rate']:.1%})")
     for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
         value = metrics[name]
         table.add_row(name, "n/a" if value is None else f"{value:.4f}")
     stdout.print(table)
-    top = ", ".join(f"{row['feature']} ({row['auc_drop']:.3f})" for row in summary.importance[:5])
+    top = ", ".join(f"{row['feature']} ({row['auc_drop']:.3f})" for row in summary['importance'][:5])
     stdout.print(f"top inputs by permutation importance (test AUC lost): {top}", highlight=False, markup=False)
-    if summary.flagged:
-        stdout.print(f"fairness: selection ratio under 0.8 for {', '.join(summary.flagged)}", highlight=False, markup=False)
-    stdout.print(f"model in {summary.out_dir}" if summary.out_dir else "model not written (use --out DIR)", highlight=False)
+    if summary['fairness_flagged']:
+        stdout.print(f"fairness: selection ratio under 0.8 for {', '.join(summary['fairness_flagged'])}", highlight=False, markup=False)
+    stdout.print(f"model in {summary['out_dir']}" if summary['out_dir'] else "model not written (use --out DIR)", highlight=False)
 
 
 def propensity(
@@ -49,20 +50,18 @@ def propensity(
     model: Annotated[str | None, typer.Option("--model", help="random_forest, logistic or gradient_boosting.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Train a propensity model, measure it on held-out customers and, with a config, score the run's features."""
-    import dataclasses
-
     from engine.config import PropensityOptions
-    from engine.propensity import score_propensity, train_propensity, train_table
+    from engine.propensity import train_propensity, train_table
 
     run = resolve_target(config, backend=backend)
     options = run.config.propensity if run.config else PropensityOptions()
     if model is not None:
         options = dataclasses.replace(options, model=model)
     seed = run.seed if seed is None else seed
-    scores = None
     if table is not None:
         if target is None:
             raise UsageError("propensity --table needs --target (the label column)")
@@ -71,32 +70,37 @@ def propensity(
             table, id_column=id_column, target=target, drop=names(drop), sensitive=names(sensitive), out=out,
             options=options, seed=seed, backend_name=run.backend_name,
         )  # fmt: skip
+    elif run.config is not None and is_own(out, run.layout.propensity_model.root):
+        config = dataclasses.replace(run.config, propensity=options, run=dataclasses.replace(run.config.run, seed=seed))
+        stage = dataclasses.replace(run, config=config).run_stage("propensity", force=force)
+        if as_json:
+            print_json(stage["summary"])
+            return
+        if stage["status"] == "skipped":
+            stdout.print(f"up to date (finished {stage['finished_at']}), not run again; --force runs it", highlight=False)
+        _print_propensity(stage["summary"]["train"])
+        _print_scores(stage["summary"]["scores"])
+        return
     elif run.config is not None:
         if run.as_of is None:
             raise UsageError(f"{config}: propensity needs [run] as_of (labels end there, features are scored there)")
-        layout = run.layout
-        out = out or layout.propensity_model.root
         with run.into_run("propensity", out), progress("propensity tasks") as update:
             summary = train_propensity(
-                layout.store.root, out, as_of=run.as_of, options=options, feature_options=run.config.features,
+                run.layout.store.root, out, as_of=run.as_of, options=options, feature_options=run.config.features,
                 seed=seed, backend_name=run.backend_name, progress=update,
             )  # fmt: skip
-            if layout.features.meta.exists():
-                scores = score_propensity(out, layout.features.root, layout.propensity_scores.root, progress=update)
     else:
         raise UsageError("propensity needs a run config, or --table FILE --target COLUMN")
     if as_json:
-        print_json({"train": summary.to_dict(), "scores": scores.to_dict() if scores else None})
+        print_json({"train": summary.to_dict(), "scores": None})
         return
-    _print_propensity(summary)
-    if scores is not None:
-        _print_scores(scores)
+    _print_propensity(summary.to_dict())
 
 
 def _print_scores(summary) -> None:
-    bands = ", ".join(f"{band} {summary.bands[band]:,}" for band in ("high", "medium", "low"))
+    bands = ", ".join(f"{band} {summary['bands'][band]:,}" for band in ("high", "medium", "low"))
     stdout.print(
-        f"scored {summary.customers:,} customers ({bands}) in {summary.seconds:.1f} s into {summary.out_dir}",
+        f"scored {summary['customers']:,} customers ({bands}) in {summary['seconds']:.1f} s into {summary['out_dir']}",
         highlight=False,
     )
 
@@ -120,7 +124,7 @@ def score(
     if as_json:
         print_json(summary.to_dict())
         return
-    _print_scores(summary)
+    _print_scores(summary.to_dict())
 
 
 def monitor(

@@ -1,5 +1,6 @@
 """``segscale ingest``, ``features``, ``segments`` and ``value``: one stage each, from a run config or from paths."""
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,18 +11,29 @@ from rich.table import Table
 from engine.exceptions import UsageError
 
 from ._console import print_json, progress, stdout
-from ._options import DATE_FORMATS, Backend, JsonOption
-from ._target import resolve_target
+from ._options import DATE_FORMATS, Backend, ForceOption, JsonOption
+from ._target import is_own, overridden, resolve_target
 
 __all__ = ["features", "ingest", "segments", "value"]
 
 
+def _show(stage: dict, as_json: bool, show) -> None:
+    """A stage's summary as JSON, or shown by ``show``; a stage that was up to date says so."""
+    summary = stage["summary"]
+    if as_json:
+        print_json(summary)
+        return
+    if stage["status"] == "skipped":
+        stdout.print(f"up to date (finished {stage['finished_at']}), not run again; --force runs it", highlight=False)
+    show(summary)
+
+
 def _print_accounting(summary) -> None:
     """Rows read, kept, quarantined and duplicated per input; reasons below, where they fit."""
-    table = Table(title=f"Ingested into {summary.out_dir} ({summary.partitions} partitions, {summary.seconds:.1f} s)", title_justify="left")
+    table = Table(title=f"Ingested into {summary['out_dir']} ({summary['partitions']} partitions, {summary['seconds']:.1f} s)", title_justify="left")
     for column in ("input", "read", "kept", "quarantined", "duplicates"):
         table.add_column(column, justify="left" if column == "input" else "right", no_wrap=True)
-    for name, counts in summary.tables.items():
+    for name, counts in summary['tables'].items():
         table.add_row(
             name,
             f"{counts['read']:,}",
@@ -30,7 +42,7 @@ def _print_accounting(summary) -> None:
             f"{counts['duplicates']:,}",
         )
     stdout.print(table)
-    for name, counts in summary.tables.items():
+    for name, counts in summary['tables'].items():
         if counts["quarantined"]:
             reasons = sorted(counts["quarantined"].items(), key=lambda item: -item[1])
             stdout.print(f"  {name} quarantined: " + ", ".join(f"{reason} {rows:,}" for reason, rows in reasons), highlight=False)
@@ -41,32 +53,29 @@ def ingest(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Validate, deduplicate, resolve identities and write the customer-clustered store."""
-    from engine.ingest import ingest as run_ingest
-
     run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
-    with run.client("ingest", run.layout.ingest.root) as client:
-        with progress("ingest tasks") as update:
-            summary = run_ingest(run.config, client=client, progress=update)
-    if as_json:
-        print_json(summary.to_dict())
-        return
+    _show(run.run_stage("ingest", force=force), as_json, _print_ingest)
+
+
+def _print_ingest(summary: dict) -> None:
     _print_accounting(summary)
-    identity = summary.identity
+    identity = summary['identity']
     if identity:
         stdout.print(
             f"identity: {identity.get('accounts', 0):,} accounts -> {identity.get('customers', 0):,} customers "
-            f"({identity.get('customers_merged', 0):,} accounts merged); quarantine and store under {summary.out_dir}",
+            f"({identity.get('customers_merged', 0):,} accounts merged); quarantine and store under {summary['out_dir']}",
             highlight=False,
         )
 
 
 def _print_features(summary) -> None:
     stdout.print(
-        f"features: {summary.customers:,} customers x {len(summary.features)} features as of {summary.as_of} "
-        f"({summary.partitions} partitions, {summary.seconds:.1f} s) in {summary.out_dir}",
+        f"features: {summary['customers']:,} customers x {len(summary['features'])} features as of {summary['as_of']} "
+        f"({summary['partitions']} partitions, {summary['seconds']:.1f} s) in {summary['out_dir']}",
         highlight=False,
     )
 
@@ -83,6 +92,7 @@ def features(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Point-in-time behavioural features, one row per customer, from the store."""
@@ -90,6 +100,10 @@ def features(
     from engine.features import build_features
 
     run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    if run.config and is_own(store, run.layout.store.root) and is_own(out, run.layout.features.root):
+        run = dataclasses.replace(run, config=overridden(run.config, as_of=as_of))
+        _show(run.run_stage("features", force=force), as_json, _print_features)
+        return
     options = run.config.features if run.config else FeatureOptions()
     if run.config:
         store, out = store or run.layout.store.root, out or run.layout.features.root
@@ -102,20 +116,17 @@ def features(
                 store, out, as_of=as_of_date, options=options, backend_name=run.backend_name, client=client,
                 progress=update,
             )  # fmt: skip
-    if as_json:
-        print_json(summary.to_dict())
-        return
-    _print_features(summary)
+    _show({"status": "ran", "summary": summary.to_dict()}, as_json, _print_features)
 
 
 def _segments_table(summary) -> Table:
     table = Table(
-        title=f"{summary.k} segments of {summary.customers:,} customers (silhouette {summary.silhouette:.3f}, {summary.seconds:.1f} s)",
+        title=f"{summary['k']} segments of {summary['customers']:,} customers (silhouette {summary['silhouette']:.3f}, {summary['seconds']:.1f} s)",
         title_justify="left",
     )
     for column in ("segment", "name", "customers", "share", "revenue share", "stability"):
         table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
-    for segment in summary.segments:
+    for segment in summary['segments']:
         stability = segment.get("stability")
         table.add_row(
             str(segment["segment"]),
@@ -123,12 +134,12 @@ def _segments_table(summary) -> Table:
             f"{segment['customers']:,}",
             f"{segment['share_customers']:.1%}",
             f"{segment['share_revenue']:.1%}",
-            "-" if stability is None else f"{stability:.2f}" + (" unstable" if segment["segment"] in summary.unstable else ""),
+            "-" if stability is None else f"{stability:.2f}" + (" unstable" if segment["segment"] in summary['unstable_segments'] else ""),
         )
-    niches = summary.niche_customers
+    niches = summary['niche_customers']
     table.caption = (
-        f"{summary.micro_segments} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
-        f"{summary.outliers:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
+        f"{summary['micro_segments']} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
+        f"{summary['outliers']:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
     )
     table.caption_justify = "left"
     return table
@@ -145,33 +156,38 @@ def segments(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Segments by k-means on prepared features: assignments, profiles and behavioural names."""
-    import dataclasses
-
     from engine.config import SegmentOptions
     from engine.segments import build_segments
 
     run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
     options = run.config.segments if run.config else SegmentOptions()
+    if k is not None:
+        options = dataclasses.replace(options, k=k)
+    seed = run.seed if seed is None else seed
+    if run.config and is_own(features_dir, run.layout.features.root) and is_own(out, run.layout.segments.root):
+        config = dataclasses.replace(run.config, segments=options, run=dataclasses.replace(run.config.run, seed=seed))
+        _show(dataclasses.replace(run, config=config).run_stage("segments", force=force), as_json, _print_segments)
+        return
     if run.config:
         features_dir, out = features_dir or run.layout.features.root, out or run.layout.segments.root
     if features_dir is None or out is None:
         raise UsageError("segments needs a run config, or both --features and --out")
-    if k is not None:
-        options = dataclasses.replace(options, k=k)
     with run.client("segments", out) as client:
         with progress("segment tasks") as update:
             summary = build_segments(
-                features_dir, out, options=options, seed=run.seed if seed is None else seed,
-                backend_name=run.backend_name, client=client, progress=update,
+                features_dir, out, options=options, seed=seed, backend_name=run.backend_name, client=client,
+                progress=update,
             )  # fmt: skip
-    if as_json:
-        print_json(summary.to_dict())
-        return
+    _show({"status": "ran", "summary": summary.to_dict()}, as_json, _print_segments)
+
+
+def _print_segments(summary: dict) -> None:
     stdout.print(_segments_table(summary))
-    stdout.print(f"assignments, profiles and model in {summary.out_dir}", highlight=False)
+    stdout.print(f"assignments, profiles and model in {summary['out_dir']}", highlight=False)
 
 
 def _print_value(document: dict) -> None:
@@ -220,6 +236,7 @@ def value(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Lifetime value: P(alive), expected purchases and spend, CLV and next purchase date per customer."""
@@ -228,6 +245,12 @@ def value(
 
     run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
     options = run.config.value if run.config else ValueOptions()
+    if horizon_days is not None:
+        options = dataclasses.replace(options, horizon_days=horizon_days)
+    if run.config and is_own(store, run.layout.store.root) and is_own(out, run.layout.value.root):
+        config = dataclasses.replace(overridden(run.config, as_of=as_of), value=options)
+        _show(dataclasses.replace(run, config=config).run_stage("value", force=force), as_json, _print_value)
+        return
     if run.config:
         store, out = store or run.layout.store.root, out or run.layout.value.root
     if store is None or out is None:
@@ -238,7 +261,7 @@ def value(
                 store,
                 out,
                 as_of=as_of.date() if as_of else run.as_of,
-                horizon_days=horizon_days or options.horizon_days,
+                horizon_days=options.horizon_days,
                 discount_rate=options.discount_rate_yearly,
                 model=options.model,
                 grain=options.grain,
@@ -248,7 +271,4 @@ def value(
                 client=client,
                 progress=update,
             )
-    if as_json:
-        print_json(summary.to_dict())
-        return
-    _print_value(summary.document)
+    _show({"status": "ran", "summary": summary.to_dict()}, as_json, _print_value)

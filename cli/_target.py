@@ -1,5 +1,10 @@
 """What a stage command works on: a run config (its paths, settings and run directory) with
-the command line's overrides, or bare paths; and the cluster and lock it runs under."""
+the command line's overrides, or bare paths; and the cluster and lock it runs under.
+
+A stage command given a run config, and no paths of its own, runs that one stage through
+the pipeline (:meth:`Target.run_stage`), as ``segscale run --stages NAME`` would: the same
+lock, stage record, manifest and resume (an up-to-date stage is skipped unless forced).
+Given paths outside a run, it calls the engine function on them."""
 
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ from engine.backend import dask_client, resolve_backend
 from engine.config import RunConfig, load_config
 from engine.layout import RunLayout
 
-__all__ = ["Target", "overridden", "resolve_target"]
+__all__ = ["Target", "is_own", "overridden", "resolve_target"]
+
+
+def is_own(given, own: Path) -> bool:
+    """Whether a path option is unset or names the run's own ``own`` path."""
+    return given is None or Path(given).absolute() == Path(own).absolute()
 
 
 def overridden(config: RunConfig, *, as_of=None, backend=None, scheduler=None, workers=None) -> RunConfig:
@@ -65,6 +75,20 @@ class Target:
         with RunLock(layout.root, stage):
             forget_stage(layout.root, stage)
             yield
+
+    def run_stage(self, stage: str, *, force: bool) -> dict:
+        """Run ``stage`` of the config's run through the pipeline; return its manifest entry
+        (``status`` "ran" or "skipped", ``seconds``, ``summary`` ...)."""
+        from engine.pipeline import RunLock, run_pipeline
+
+        from ._console import progress
+
+        # The lock before the cluster: a run directory in use is refused before workers start.
+        with RunLock(self.config.run.output_dir, stage):
+            with dask_client(resolve_backend(self.backend_name), scheduler=self.scheduler, workers=self.workers) as client:
+                summary = run_pipeline(self.config, stages=[stage], force=force, client=client, progress=progress,
+                                       report=False)  # fmt: skip
+        return summary.manifest["stages"][stage]
 
     @contextlib.contextmanager
     def client(self, stage: str, out):

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
@@ -51,7 +52,7 @@ RFM_SAMPLE = 1_000_000
 
 
 @dataclass
-class FeatureSummary:
+class FeatureSummary(Summary):
     """What ``build_features`` wrote."""
 
     out_dir: Path
@@ -61,15 +62,6 @@ class FeatureSummary:
     partitions: int
     seconds: float
 
-    def to_dict(self) -> dict:
-        return {
-            "out_dir": str(self.out_dir),
-            "as_of": self.as_of,
-            "customers": self.customers,
-            "features": len(self.features),
-            "partitions": self.partitions,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def read_features_meta(features: str | os.PathLike) -> dict:
@@ -298,11 +290,10 @@ def build_features(
         features = [name for name in schema.names if name != KEY]
         summary = FeatureSummary(
             out_dir=out, as_of=str(as_of), customers=customers, features=features, partitions=partitions,
-            seconds=time.perf_counter() - started,
+            seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
         document = {
             **summary.to_dict(),
-            "features": features,
             "columns": {field.name: str(field.type) for field in schema},
             "rows_per_partition": [r["rows"] for r in written],
             "groups": sorted(groups),

@@ -36,6 +36,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .._memory import PeakMemory
+from .._summary import Summary
 from .._tasks import coarsened, compute_tasks, release_memory, staged_output, trimmed
 from ..backend import resolve_backend, to_host
 from ..config import RunConfig
@@ -66,7 +67,7 @@ DISK_BYTES_PER_ROW = 37
 
 
 @dataclass
-class IngestSummary:
+class IngestSummary(Summary):
     """What ``ingest`` did: where, how many partitions, and the row accounting per input."""
 
     out_dir: Path
@@ -76,15 +77,6 @@ class IngestSummary:
     seconds: float
     phases: dict[str, dict] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        return {
-            "out_dir": str(self.out_dir),
-            "partitions": self.partitions,
-            "tables": self.tables,
-            "identity": self.identity,
-            "seconds": round(self.seconds, 3),
-            "phases": self.phases,
-        }
 
 
 @contextmanager
@@ -411,7 +403,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             shutil.rmtree(transient, ignore_errors=True)
         summary = IngestSummary(
             out_dir=out, partitions=partitions, tables=tables, identity=identity_report,
-            seconds=time.perf_counter() - started, phases=phases,
+            seconds=round(time.perf_counter() - started, 3), phases=phases,
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         staging.summary.write_text(json.dumps(document, indent=2) + "\n")

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..config import PropensityOptions
@@ -52,8 +53,9 @@ SCORE_COLUMNS = ("customer_key", "score", "percentile", "band", *REASON_COLUMNS)
 
 
 @dataclass
-class TrainSummary:
-    """What ``train_propensity`` (or ``train_table``) wrote and measured."""
+class TrainSummary(Summary):
+    """What ``train_propensity`` (or ``train_table``) wrote and measured: the ten most
+    important inputs (``metrics.json`` has them all) and the groups the fairness audit flags."""
 
     out_dir: Path | None
     target: str
@@ -62,29 +64,17 @@ class TrainSummary:
     splits: dict
     metrics: dict
     importance: list
-    flagged: list
+    fairness_flagged: list
     seconds: float
-
-    def to_dict(self) -> dict:
-        return {
-            "out_dir": str(self.out_dir) if self.out_dir else None,
-            "target": self.target,
-            "model": self.model,
-            "window": self.window,
-            "splits": self.splits,
-            "metrics": self.metrics,
-            "importance": self.importance[:10],
-            "fairness_flagged": self.flagged,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def _summary(out, trained, options, window, started) -> TrainSummary:
     keys = ("customers", "positives", "base_rate", "roc_auc", "pr_auc", "log_loss", "brier", "ece")
     return TrainSummary(
         out_dir=out, target=options.target, model=trained.fit.model, window=window, splits=trained.report["splits"],
-        metrics={k: trained.report["test"][k] for k in keys}, importance=trained.report["importance"],
-        flagged=flagged_groups(trained.report.get("fairness", {})), seconds=time.perf_counter() - started,
+        metrics={k: trained.report["test"][k] for k in keys}, importance=trained.report["importance"][:10],
+        fairness_flagged=flagged_groups(trained.report.get("fairness", {})),
+        seconds=round(time.perf_counter() - started, 3),
     )  # fmt: skip
 
 
@@ -193,7 +183,7 @@ def train_propensity(
 
 
 @dataclass
-class ScoreSummary:
+class ScoreSummary(Summary):
     """What ``score_propensity`` wrote."""
 
     out_dir: Path
@@ -201,15 +191,6 @@ class ScoreSummary:
     bands: dict
     partitions: int
     seconds: float
-
-    def to_dict(self) -> dict:
-        return {
-            "out_dir": str(self.out_dir),
-            "customers": self.customers,
-            "bands": self.bands,
-            "partitions": self.partitions,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def _score_task(model_dir: str, part: str, out: str) -> dict:
@@ -260,6 +241,6 @@ def score_propensity(
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         ScoresLayout(staging).meta.write_text(json.dumps(document, indent=2) + "\n")
-    summary = ScoreSummary(out, sum(bands.values()), bands, len(parts), time.perf_counter() - started)
+    summary = ScoreSummary(out, sum(bands.values()), bands, len(parts), round(time.perf_counter() - started, 3))
     logger.info("propensity: scored %d customers in %.1f s", summary.customers, summary.seconds)
     return summary

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._summary import Summary
 from .._tasks import staged_output
 from ..value import format_params
 from . import _charts as charts
@@ -31,7 +32,7 @@ _MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}
 
 
 @dataclass
-class ReportSummary:
+class ReportSummary(Summary):
     """Where the report went, which sections it has and the images it holds."""
 
     path: Path
@@ -39,18 +40,6 @@ class ReportSummary:
     images: list[Path]
     audiences: pd.DataFrame | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
-        audiences = None
-        if self.audiences is not None:
-            audiences = [
-                {"segment": int(row.segment), "segment_name": str(row.segment_name), "band": str(row.band),
-                 "customers": int(row.customers), "clv_total": float(row.clv_total), "clv_mean": float(row.clv_mean)}
-                for row in self.audiences.itertuples()
-            ]  # fmt: skip
-        return {
-            "path": str(self.path), "sections": self.sections, "images": [str(p) for p in self.images],
-            "audiences": audiences,
-        }  # fmt: skip
 
 
 class _Figures:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host, to_host_array
 from ..config import SegmentOptions
@@ -55,7 +56,7 @@ RFM_SCORES = ("r_score", "f_score", "m_score")
 
 
 @dataclass
-class SegmentSummary:
+class SegmentSummary(Summary):
     """What ``build_segments`` wrote."""
 
     out_dir: Path
@@ -67,21 +68,8 @@ class SegmentSummary:
     micro_segments: int = 0
     niche_customers: list[int] = field(default_factory=list)
     outliers: int = 0
-    unstable: list[int] = field(default_factory=list)
+    unstable_segments: list[int] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        return {
-            "out_dir": str(self.out_dir),
-            "customers": self.customers,
-            "k": self.k,
-            "silhouette": round(self.silhouette, 4),
-            "segments": self.segments,
-            "seconds": round(self.seconds, 3),
-            "micro_segments": self.micro_segments,
-            "niche_customers": self.niche_customers,
-            "outliers": self.outliers,
-            "unstable_segments": self.unstable,
-        }
 
 
 def _sample_task(features: str, number: int, rows: int, every: int) -> pd.DataFrame:
@@ -248,11 +236,12 @@ def build_segments(
         outliers = int(sum(int(count["outliers"]) for count in counts))
         silhouette = next(score["silhouette"] for score in model.k_scores if score["k"] == model.kmeans.k)
         summary = SegmentSummary(
-            out_dir=out, customers=customers_total, k=model.kmeans.k, silhouette=silhouette,
+            out_dir=out, customers=customers_total, k=model.kmeans.k, silhouette=round(silhouette, 4),
             segments=[_brief(s) for s in segments],
-            seconds=time.perf_counter() - started, micro_segments=len(model.micro.parent) if model.micro else 0,
+            seconds=round(time.perf_counter() - started, 3),
+            micro_segments=len(model.micro.parent) if model.micro else 0,
             niche_customers=niche_customers, outliers=outliers,
-            unstable=[s["segment"] for s in segments if s["stability"] and not s["stability"]["stable"]],
+            unstable_segments=[s["segment"] for s in segments if s["stability"] and not s["stability"]["stable"]],
         )  # fmt: skip
         document = {
             **summary.to_dict(),

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .._summary import FLATTEN, Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..exceptions import UsageError
@@ -52,16 +53,14 @@ _LONGEST_WAIT_DAYS = 36_525
 
 
 @dataclass
-class ValueSummary:
+class ValueSummary(Summary):
     """What ``estimate_value`` wrote, and the fits and evaluation in ``value.json``."""
 
     out_dir: Path
     as_of: str
     customers: int
-    document: dict
+    document: dict = field(metadata=FLATTEN)
 
-    def to_dict(self) -> dict:
-        return {"out_dir": str(self.out_dir), **self.document}
 
 
 def _evenly(rows: int, at_most: int) -> np.ndarray:

@@ -6,6 +6,7 @@ import pytest
 
 import engine
 from engine.exceptions import SegscaleError, UsageError
+from engine.layout import RunLayout
 
 from .conftest import invoke, one_line_error
 
@@ -207,8 +208,33 @@ def test_features_run_a_generated_world_with_no_edits(world):
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert set(summary) == {"out_dir", "as_of", "customers", "features", "partitions", "seconds"}
-    assert summary["customers"] > 1000 and summary["features"] > 40
+    assert summary["customers"] > 1000 and len(summary["features"]) > 40
     assert summary["as_of"] == "2026-01-01" and summary["out_dir"] == str(out / "run" / "features")
+
+
+def test_a_stage_command_is_a_one_stage_run(world):
+    """Recorded, skipped when up to date, forced on demand, and resumed from by segscale run."""
+    out, _ = world
+    config = out / "one-stage.toml"
+    config.write_text((out / "segscale.toml").read_text().replace('output_dir = "run"', 'output_dir = "one-stage"'))
+    run = RunLayout(out / "one-stage")
+    assert invoke("ingest", config, "--workers", 1).exit_code == 0
+    ingested = json.loads(run.record("ingest").read_text())
+    again = invoke("ingest", config, "--workers", 1)
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    assert json.loads(run.record("ingest").read_text())["finished_at"] == ingested["finished_at"]
+    first = json.loads(invoke("features", config, "--workers", 1, "--json").stdout)
+    resumed = invoke("run", config, "--stages", "ingest,features", "--workers", 1, "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    stages = json.loads(resumed.stdout)["stages"]
+    assert stages["ingest"]["status"] == stages["features"]["status"] == "skipped"
+    forced = invoke("features", config, "--workers", 1, "--force", "--json")
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["customers"] == first["customers"]
+    assert json.loads(run.record("features").read_text())["finished_at"] > ingested["finished_at"]
+    moved = json.loads(invoke("features", config, "--as-of", "2025-12-01", "--workers", 1, "--json").stdout)
+    assert moved["as_of"] == "2025-12-01"  # an option overrides the config, so the stage runs again
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["as_of"] == "2025-12-01" and manifest["stages"]["features"]["status"] == "ran"
 
 
 def test_features_from_a_store_with_explicit_options(world, tmp_path):

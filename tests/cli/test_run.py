@@ -37,11 +37,15 @@ def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path
     assert again.stdout.count("skipped") == 5 and "Top audiences" in again.stdout and "report:" in again.stdout
     rebuilt = invoke("report", tmp_path / "run")
     assert rebuilt.exit_code == 0 and "12 sections" in rebuilt.stdout
-    # A stage command rewriting a stage of the run: the next run recomputes it and what reads it.
-    assert invoke("features", config_file, "--workers", 1).exit_code == 0
+    # A stage command is a one-stage run: up to date, it does nothing; forced, it rewrites the
+    # stage and records it, and the next run recomputes what reads it.
+    unchanged = invoke("features", config_file, "--workers", 1)
+    assert unchanged.exit_code == 0 and "up to date" in unchanged.stdout
+    assert invoke("features", config_file, "--workers", 1, "--force").exit_code == 0
     after = json.loads(invoke("run", config_file, "--workers", 1, "--json").stdout)
     assert {name: stage["status"] for name, stage in after["stages"].items()} == {
-        "ingest": "skipped", "features": "ran", "segments": "ran", "propensity": "ran", "value": "skipped", "report": "ran",
+        "ingest": "skipped", "features": "skipped", "segments": "ran", "propensity": "ran", "value": "skipped",
+        "report": "ran",
     }  # fmt: skip
 
 

@@ -126,7 +126,7 @@ def test_micro_segments_niches_and_outliers_reach_every_customer(segmented):
     assert niches.tolist() == [n for n in summary.niche_customers if n]
     stability = [s["stability"] for s in json.loads((out / "profiles.json").read_text())]
     assert all(0 <= s["jaccard"] <= 1 and s["stable"] == (s["jaccard"] >= 0.75) for s in stability)
-    assert summary.unstable == [i for i, s in enumerate(stability) if not s["stable"]]
+    assert summary.unstable_segments == [i for i, s in enumerate(stability) if not s["stable"]]
 
 
 def test_rules_restate_segments_and_place_new_customers(segmented, world):
