@@ -67,6 +67,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.config import IngestOptions
+
 from ._measure import PeakDisk
 from ._pipeline import dirty_world, inputs_gib
 
@@ -74,6 +76,7 @@ __all__ = ["compare_counts", "prepare_dirty_world", "run_duckdb", "run_polars", 
 
 _STORED = ("transactions", "events", "customers")
 _TABLES = (*_STORED, "identities")
+_MAX_ABS_AMOUNT = IngestOptions().max_abs_amount  # segscale's default bound, as the peers' rule
 _EVENT_TYPES = ("view", "add_to_cart", "search", "email_open", "email_click", "support_ticket")
 _PHONE_TYPES = ("phone", "mobile", "phone_number", "msisdn")
 # A value of nothing but zeros and separators links no one, whatever its type.
@@ -378,6 +381,7 @@ def _duckdb_reason(table: str, work: _Work) -> str:
     if table == "transactions":
         rules += [
             "WHEN NOT coalesce(isfinite(_amount), false) THEN 'non_numeric_amount'",
+            f"WHEN abs(_amount) > {_MAX_ABS_AMOUNT} THEN 'amount_out_of_bounds'",
             "WHEN NOT coalesce(isfinite(_quantity), false) THEN 'non_numeric_quantity'",
             "WHEN _amount < 0 AND NOT (_quantity < 0) THEN 'negative_amount'",
         ]
@@ -526,6 +530,7 @@ def _polars_reason(pl, table: str, work: _Work):
     if table == "transactions":
         rules += [
             ("non_numeric_amount", ~pl.col("_amount").is_finite().fill_null(False)),
+            ("amount_out_of_bounds", pl.col("_amount").abs() > _MAX_ABS_AMOUNT),
             ("non_numeric_quantity", ~pl.col("_quantity").is_finite().fill_null(False)),
             ("negative_amount", (pl.col("_amount") < 0) & ~(pl.col("_quantity") < 0)),
         ]

@@ -1,6 +1,8 @@
 """The one place where errors become exit codes (DESIGN 6), as ``engine.exceptions.exit_code``
 says: 0: success. 1: the work failed. 2: bad usage or bad input (click's own usage errors
-included). Messages are one line on stderr; tracebacks only with ``--log-level debug``.
+included). Messages are one line on stderr; tracebacks only with ``--log-level debug``. A
+command given ``--json`` also prints, on failure, one JSON document on stdout (status,
+exit code, error), as it prints one on success: a scheduler parsing stdout always gets one.
 """
 
 import logging
@@ -10,37 +12,55 @@ from typer.core import TyperGroup
 
 from engine.exceptions import SegscaleError, exit_code, failure_message
 
-from ._console import stderr
+from ._console import print_json, stderr
 
 logger = logging.getLogger("segscale")
 
 # Newer typer vendors its own click: find ClickException through BadParameter, which derives
 # from it in both the vendored and the plain-click versions.
 _ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
-_CLICK_CONTROL_FLOW = (_ClickException, typer.Exit, typer.Abort)
 
 
-def _fail(message: str, code: int):
+_JSON = "segscale.json"
+
+
+def _failure_document(message: str, code: int) -> dict:
+    return {"status": "failed", "exit_code": code, "error": message}
+
+
+def _fail(ctx, message: str, code: int):
     stderr.print(f"error: {message}", highlight=False, markup=False)
+    if ctx.meta.get(_JSON):
+        print_json(_failure_document(message, code))
     raise typer.Exit(code)
 
 
 class ErrorBoundary(TyperGroup):
     """A typer group whose ``invoke`` maps engine errors to exit codes."""
 
+    def parse_args(self, ctx, args):
+        # The command's own options are parsed later, inside invoke: note --json now.
+        ctx.meta[_JSON] = "--json" in args
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except _CLICK_CONTROL_FLOW:
+        except _ClickException as error:
+            if ctx.meta.get(_JSON):
+                print_json(_failure_document(error.format_message(), error.exit_code))
+            raise
+        except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt as error:
-            _fail(failure_message(error), exit_code(error))
+            _fail(ctx, failure_message(error), exit_code(error))
         except SegscaleError as error:
             logger.debug("work failed", exc_info=True)
-            _fail(failure_message(error), exit_code(error))
+            _fail(ctx, failure_message(error), exit_code(error))
         except Exception as error:
             logger.debug("internal failure", exc_info=True)
             _fail(
+                ctx,
                 f"{failure_message(error)} (rerun with --log-level debug for the traceback, and please report it)",
                 exit_code(error),
             )

@@ -116,10 +116,13 @@ def check(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     as_json: JsonOption = False,
 ):
-    """Validate a run config and the backend it asks for, without running anything."""
+    """Validate a run config, its inputs (readable, with the columns it maps) and the backend it
+    asks for: everything `segscale run` would refuse before work, without running anything."""
     from engine.config import config_to_dict, load_config
+    from engine.ingest import check_inputs
 
     parsed = load_config(config)
+    check_inputs(parsed)
     resolved = resolve_backend(backend.value if backend else parsed.run.backend)
     if as_json:
         print_json({"config": config_to_dict(parsed), "backend": resolved.name})

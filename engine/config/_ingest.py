@@ -34,6 +34,10 @@ class IngestOptions:
         Profile columns that identify a person directly; dropped at ingest.
     sensitive : tuple of str
         Profile columns kept apart for fairness audits only, never model inputs.
+    max_abs_amount : float, default 1e9
+        Transaction amounts larger than this in magnitude are quarantined
+        (``amount_out_of_bounds``): a value such as 1e308 is a fault, and kept it would turn
+        sums of spend into infinity.
     """
 
     partitions: int | None = field(default=None, metadata={_MINIMUM: 1})
@@ -47,3 +51,4 @@ class IngestOptions:
         "email", "phone", "full_name", "name", "first_name", "last_name", "address", "street", "postcode",
     )  # fmt: skip
     sensitive: tuple[str, ...] = ("gender", "age_band")
+    max_abs_amount: float = field(default=1e9, metadata={_MINIMUM: 0})

@@ -1,5 +1,6 @@
 """Reading a TOML run config into `RunConfig`, and writing one out as JSON-ready data."""
 
+import codecs
 import dataclasses
 import difflib
 import functools
@@ -325,6 +326,11 @@ def _finish_input(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
             )
     if values["return_prefix"] is not None and table != "transactions":
         raise ctx.error(loc, "return_prefix", "only transactions have returns")
+    try:
+        codecs.lookup(values["encoding"])
+    except LookupError:
+        named = _quote(values["encoding"])
+        raise ctx.error(loc, "encoding", f"unknown text encoding {named} (e.g. utf-8, latin-1, cp1252)") from None
     seen: dict[str, str] = {}
     for column, source_column in given.items():
         if source_column in seen:

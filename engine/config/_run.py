@@ -70,6 +70,9 @@ class InputSpec:
     return_prefix : str or None, default None
         Transactions: a line whose order id starts with this is a return (a negative
         quantity marks one too).
+    encoding : str, default "utf-8"
+        CSV: the text encoding of the file (``latin-1``, ``cp1252`` ...). A byte that is not
+        text in it is an error naming the byte offset and line, before any work.
     """
 
     table: str = field(metadata={_DERIVED: True})
@@ -80,6 +83,7 @@ class InputSpec:
     columns: dict[str, str] = field(default_factory=dict)
     derive: dict[str, str] = field(default_factory=dict)
     return_prefix: str | None = None
+    encoding: str = "utf-8"
 
     def source_column(self, canonical: str) -> str:
         """Return the source column name that holds canonical column `canonical`."""

@@ -206,6 +206,15 @@ def _bucket_schema(frame, table, rules, direct):
     return bucket_table(empty.drop(columns=["customer_id"]), table).schema
 
 
+def check_inputs(config: RunConfig) -> None:
+    """Refuse now what ingest would refuse at its start: no pseudonymisation key, or an input
+    that is missing, unreadable (not text in its encoding, a gzip cut short) or lacks a
+    required column. ``segscale check`` runs it; it reads Parquet footers and decodes CSV text."""
+    pseudonym_key(config.ingest.pseudonym_key)
+    for spec in config.inputs.values():
+        read_input(spec)
+
+
 def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
     """Run the ingest stage for ``config``; see the module docstring for what it writes.
 
@@ -349,7 +358,7 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     estimated = sum(rows.values())
     partitions = options.partitions or min(_MAX_PARTITIONS, max(1, math.ceil(estimated / ROWS_PER_PARTITION)))
     rules = {
-        table: ParseRules(spec.timestamp_format, spec.timezone, extracted_at, spec.return_prefix)
+        table: ParseRules(spec.timestamp_format, spec.timezone, extracted_at, spec.return_prefix, options.max_abs_amount)
         for table, spec in config.inputs.items()
         if table in _STORED
     }

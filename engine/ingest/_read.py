@@ -8,6 +8,10 @@ kept beside them so quarantined rows show the values they came from.
 
 from __future__ import annotations
 
+import codecs
+import gzip
+import zlib
+
 import dask.dataframe as dd
 
 from ..backend import dataframe_namespace
@@ -19,6 +23,8 @@ __all__ = ["read_input", "expression_columns", "estimate_rows"]
 
 # Large enough that per-task overhead stays small, small enough for 2-core, 24 GiB workers.
 _CSV_BLOCKSIZE = "64MB"
+# Bytes decoded at a time by the text check.
+_CHECK_CHUNK = 16 * 2**20
 # For sizing only: typical bytes per CSV row, and how much gzip shrinks such text.
 _CSV_BYTES_PER_ROW = 80
 _GZIP_RATIO = 5
@@ -33,11 +39,49 @@ def _unreadable(spec: InputSpec, error: Exception) -> InputDataError:
     return InputDataError(f"{spec.path}: cannot read as {spec.format}: {one_line(error)}")
 
 
+def _check_text(spec: InputSpec, compressed: bool) -> None:
+    """Decode every CSV file of ``spec`` once, so that a byte that is not text in its encoding,
+    or a gzip stream cut short, is an error naming the file, byte offset and line before any
+    work, not a task failure half-way through ingest."""
+    import fsspec
+
+    for opened in fsspec.open_files(spec.path, mode="rb", compression="gzip" if compressed else None):
+        decoder = codecs.getincrementaldecoder(spec.encoding)("strict")
+        offset = lines = 0
+        try:
+            with opened as stream:
+                while chunk := stream.read(_CHECK_CHUNK):
+                    pending = len(decoder.getstate()[0])  # the last chunk's unfinished character
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as error:
+                        at = offset - pending + error.start
+                        line = lines + chunk.count(b"\n", 0, max(0, error.start - pending)) + 1
+                        raise InputDataError(
+                            f"{opened.path}: byte {at:,} (line {line:,}) is not {spec.encoding} text; set "
+                            f'[inputs.{spec.table}] encoding = "..." to the file\'s encoding (e.g. "latin-1", '
+                            '"cp1252"), or convert the file to UTF-8'
+                        ) from None
+                    offset += len(chunk)
+                    lines += chunk.count(b"\n")
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputDataError(
+                f"{opened.path}: the file ends inside a multi-byte character (line {lines + 1:,}); is it cut short?"
+            ) from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise InputDataError(
+                f"{opened.path}: not a complete gzip file ({one_line(error)}) after {offset:,} bytes of text "
+                f"(line {lines + 1:,}); download or compress it again"
+            ) from None
+
+
 def _open(spec: InputSpec) -> dd.DataFrame:
     try:
         if spec.format == "parquet":
             return dd.read_parquet(spec.path)
         compressed = spec.path.lower().endswith(".gz")
+        _check_text(spec, compressed)
         return dd.read_csv(
             spec.path,
             dtype=str,
@@ -47,7 +91,10 @@ def _open(spec: InputSpec) -> dd.DataFrame:
             # gzip cannot be split into blocks; a plain CSV can.
             blocksize=None if compressed else _CSV_BLOCKSIZE,
             compression="gzip" if compressed else None,
+            encoding=spec.encoding,
         )
+    except InputDataError:
+        raise
     except FileNotFoundError as error:
         raise InputDataError(f"{spec.path}: no such file or directory ({spec.table} input)") from error
     except Exception as error:  # pyarrow, pandas and fsspec each raise their own kinds

@@ -52,6 +52,7 @@ REASONS: dict[str, str] = {
     "bad_timestamp": "timestamp is missing, unparseable, or a local time that does not exist or is ambiguous",
     "future_timestamp": "timestamp is later than the extraction time (clock skew)",
     "non_numeric_amount": "amount is missing or not a plain number",
+    "amount_out_of_bounds": "amount is larger in magnitude than [ingest] max_abs_amount",
     "non_numeric_quantity": "quantity is missing or not a plain number",
     "negative_amount": "amount is negative on a line that is not a return",
     "unknown_event_type": "event type is not one the engine knows",
@@ -63,7 +64,7 @@ REASONS: dict[str, str] = {
 TABLE_REASONS: dict[str, tuple[str, ...]] = {
     "transactions": (
         "blank_customer_id", "bad_timestamp", "future_timestamp",
-        "non_numeric_amount", "non_numeric_quantity", "negative_amount",
+        "non_numeric_amount", "amount_out_of_bounds", "non_numeric_quantity", "negative_amount",
     ),
     "events": ("blank_customer_id", "bad_timestamp", "future_timestamp", "unknown_event_type"),
     "customers": ("blank_customer_id",),
@@ -128,12 +129,15 @@ class ParseRules:
         value is taken as UTC; it is stored tz-aware UTC. None: no future check.
     return_prefix : str or None, default None
         Transactions: a line whose order id starts with this is a return.
+    max_abs_amount : float, default 1e9
+        Transactions: amounts larger in magnitude are ``amount_out_of_bounds``.
     """
 
     timestamp_format: str | None = None
     timezone: str = "UTC"
     extracted_at: pandas.Timestamp | None = None
     return_prefix: str | None = None
+    max_abs_amount: float = 1e9
 
     def __post_init__(self):
         try:
@@ -259,6 +263,7 @@ def _transactions(raw, rules, typed, failures):
     amount, amount_ok = _number(raw["amount"])
     typed["amount"] = amount
     failures["non_numeric_amount"] = ~amount_ok
+    failures["amount_out_of_bounds"] = _filled(amount.abs() > rules.max_abs_amount)
 
     order_id = _integer_like_text(raw["order_id"]) if "order_id" in raw.columns else _nulls(raw, _TEXT)
     typed["order_id"] = order_id

@@ -122,25 +122,6 @@ def _up_to_date(record: dict | None, fingerprint: str, stage: Stage, layout: Run
     )
 
 
-def _stage_metrics(name: str, summary: dict) -> dict | None:
-    """The numbers a reader of the manifest looks for first, per stage."""
-    if name == "segments":
-        keys = ("customers", "k", "silhouette", "micro_segments", "outliers", "unstable_segments")
-        return {key: summary.get(key) for key in keys}
-    if name == "propensity":
-        train = summary["train"]
-        return {"target": train["target"], "model": train["model"], **train["metrics"], "bands": summary["scores"]["bands"]}
-    if name == "value":
-        purchase = summary["purchase_model"]
-        return {
-            "customers": summary["customers"], "purchase_model": purchase["name"], "params": purchase["params"],
-            "converged": purchase["converged"], "holdout": summary["holdout"],
-        }  # fmt: skip
-    if name == "compare":
-        return {key: summary.get(key) for key in ("common", "adjusted_rand", "psi", "movers")}
-    return None
-
-
 def _rows(summary: dict) -> dict:
     """Rows read = kept + quarantined + duplicates, per input, from the ingest summary."""
     rows = {}
@@ -289,7 +270,7 @@ class _Run:
             if STAGES[name].applies(self.config) and name not in stages:
                 stages[name] = {"status": "not reached" if error is not None else "not selected"}
         summaries = {name: stage["summary"] for name, stage in stages.items() if stage.get("summary")}
-        metrics = {name: _stage_metrics(name, summary) for name, summary in summaries.items()}
+        metrics = {name: STAGES[name].metrics(summary) for name, summary in summaries.items() if name in STAGES}
         return {
             "format": _MANIFEST_FORMAT,
             "status": "succeeded" if error is None else "interrupted" if isinstance(error, KeyboardInterrupt) else "failed",

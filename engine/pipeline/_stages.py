@@ -64,6 +64,9 @@ class Stage:
         ``run(context) -> dict``: does the work, returns its JSON-ready summary.
     applies : callable
         ``applies(config) -> bool``: whether the run has this stage at all.
+    metrics : callable
+        ``metrics(summary) -> dict or None``: the numbers of its summary a reader of the
+        manifest looks for first (``metrics`` there).
     """
 
     name: str
@@ -72,6 +75,7 @@ class Stage:
     settings: Callable[[RunConfig, date | None], dict]
     run: Callable[[StageContext], dict]
     applies: Callable[[RunConfig], bool] = lambda config: True
+    metrics: Callable[[dict], dict | None] = lambda summary: None
 
 
 def _ingest_settings(config: RunConfig, as_of) -> dict:
@@ -144,6 +148,14 @@ def _value(context: StageContext) -> dict:
         ).to_dict()  # fmt: skip
 
 
+def _value_metrics(summary: dict) -> dict:
+    purchase = summary["purchase_model"]
+    return {
+        "customers": summary["customers"], "purchase_model": purchase["name"], "params": purchase["params"],
+        "converged": purchase["converged"], "holdout": summary["holdout"],
+    }  # fmt: skip
+
+
 def _previous_segments(config: RunConfig) -> SegmentsLayout:
     previous = RunLayout(config.run.previous_run).segments
     if not previous.meta.exists():
@@ -169,6 +181,16 @@ def _compare(context: StageContext) -> dict:
     return compare_runs(previous, run.segments.root, out=run.compare.root).to_dict()
 
 
+def _propensity_metrics(summary: dict) -> dict:
+    train = summary["train"]
+    return {"target": train["target"], "model": train["model"], **train["metrics"], "bands": summary["scores"]["bands"]}
+
+
+def _keys(*keys: str):
+    """Metrics: these keys of the summary."""
+    return lambda summary: {key: summary.get(key) for key in keys}
+
+
 def _section(name: str, *run_values: str):
     """Settings: one config section, plus named values of the run (as_of, seed)."""
 
@@ -188,15 +210,22 @@ STAGES: dict[str, Stage] = {
     for stage in (
         Stage("ingest", (), lambda run: (run.ingest.root,), _ingest_settings, _ingest),
         Stage("features", ("ingest",), lambda run: (run.features.root,), _section("features", "as_of"), _features),
-        Stage("segments", ("features",), lambda run: (run.segments.root,), _section("segments", "seed"), _segments),
+        Stage(
+            "segments", ("features",), lambda run: (run.segments.root,), _section("segments", "seed"), _segments,
+            metrics=_keys("customers", "k", "silhouette", "micro_segments", "outliers", "unstable_segments"),
+        ),  # fmt: skip
         Stage(
             "propensity", ("ingest", "features"), lambda run: (run.propensity_model.root, run.propensity_scores.root),
-            _propensity_settings, _propensity,
+            _propensity_settings, _propensity, metrics=_propensity_metrics,
         ),  # fmt: skip
-        Stage("value", ("ingest",), lambda run: (run.value.root,), _section("value", "as_of"), _value),
+        Stage(
+            "value", ("ingest",), lambda run: (run.value.root,), _section("value", "as_of"), _value,
+            metrics=_value_metrics,
+        ),  # fmt: skip
         Stage(
             "compare", ("segments",), lambda run: (run.compare.root,), _compare_settings, _compare,
             applies=lambda config: config.run.previous_run is not None,
+            metrics=_keys("common", "adjusted_rand", "psi", "movers"),
         ),  # fmt: skip
     )
 }

@@ -93,6 +93,23 @@ def test_check_reports_a_bad_config_in_one_line(tmp_path):
     one_line_error(result, "run.toml", "unknown key 'sed'", "did you mean 'seed'")
 
 
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ('[inputs.transactions]\npath = "tx.csv"\n[inputs.transactions.columns]\ncustomer_id = "client"\n'
+         '[ingest]\npseudonym_key = "k-for-tests"\n', "missing required column 'client'"),
+        ('[inputs.transactions]\npath = "tx.csv"\n', "no pseudonymisation key"),
+    ],
+)  # fmt: skip
+def test_check_refuses_what_run_would(tmp_path, monkeypatch, config, fragment):
+    monkeypatch.delenv("SEGSCALE_PSEUDONYM_KEY", raising=False)
+    (tmp_path / "tx.csv").write_text("customer_id,ts,amount\nA,2024-01-01 10:00:00,3\n")
+    (tmp_path / "run.toml").write_text(config)
+    result = invoke("check", tmp_path / "run.toml")
+    assert result.exit_code == 2
+    one_line_error(result, fragment)
+
+
 def test_check_missing_config(tmp_path):
     result = invoke("check", tmp_path / "absent.toml")
     assert result.exit_code == 2
@@ -274,6 +291,21 @@ def test_segments_run_after_features_with_no_edits(world):
     assert sum(s["customers"] for s in summary["segments"]) == summary["customers"]
     table = invoke("segments", out / "segscale.toml", "--workers", 1, "--k", 4)
     assert table.exit_code == 0 and "4 segments of" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("features", "--store", "{tmp}", "--out", "{tmp}/f"), "not a segscale store"),  # the engine's refusal
+        (("features", "--as-of", "2025-13-01"), "--as-of"),  # click's own usage error
+        (("run", "{tmp}/missing.toml"), "missing.toml"),
+    ],
+)
+def test_json_answers_a_failure_with_one_document_too(tmp_path, args, fragment):
+    result = invoke(*[a.format(tmp=tmp_path) for a in args], "--json")
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert document["status"] == "failed" and document["exit_code"] == 2 and fragment in document["error"]
 
 
 def test_segments_without_features_exits_2(tmp_path):

@@ -301,6 +301,31 @@ def test_unreadable_input_is_an_error(tmp_path):
         ingest(load_config(tmp_path / "run.toml"))
 
 
+def test_text_that_is_not_utf8_names_the_byte_and_line_and_reads_in_its_encoding(tmp_path):
+    text = "customer_id,ts,amount,product\nA,2024-01-01 10:00:00,3,cup\nB,2024-01-02 10:00:00,4,caf\u00e9\n"
+    (tmp_path / "tx.csv").write_bytes(text.encode("latin-1"))
+    (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv"\n[ingest]\npseudonym_key = "k-for-tests"\n')
+    at = text.encode("latin-1").index(b"\xe9")
+    with pytest.raises(InputDataError, match=rf"tx.csv: byte {at} \(line 3\) is not utf-8 text; set \[inputs.transactions\] encoding"):
+        ingest(load_config(tmp_path / "run.toml"))
+    assert not (tmp_path / "run" / "ingest").exists()
+    (tmp_path / "run.toml").write_text(
+        '[inputs.transactions]\npath = "tx.csv"\nencoding = "latin-1"\n[ingest]\npseudonym_key = "k-for-tests"\n'
+    )
+    assert ingest(load_config(tmp_path / "run.toml")).tables["transactions"]["kept"] == 2
+
+
+def test_a_truncated_gzip_names_the_file_and_where_it_ends(tmp_path):
+    import gzip
+
+    rows = "".join(f"C{i},2024-01-01 10:00:00,{i}\n" for i in range(20_000))
+    packed = gzip.compress(("customer_id,ts,amount\n" + rows).encode())
+    (tmp_path / "tx.csv.gz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv.gz"\n[ingest]\npseudonym_key = "k-for-tests"\n')
+    with pytest.raises(InputDataError, match=r"tx.csv.gz: not a complete gzip file .* bytes of text \(line [\d,]+\)"):
+        ingest(load_config(tmp_path / "run.toml"))
+
+
 def test_exact_duplicates_are_judged_on_whole_source_rows(tmp_path):
     # Two lines of one invoice alike in every canonical column but the product: both stay.
     text = (

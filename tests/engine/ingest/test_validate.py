@@ -1,3 +1,4 @@
+import dataclasses
 import pickle
 
 import numpy as np
@@ -65,7 +66,7 @@ def _transactions(**columns):
 
 def test_reason_codes_are_described_and_tables_check_known_codes():
     assert set(REASONS) == {
-        "blank_customer_id", "bad_timestamp", "future_timestamp", "non_numeric_amount",
+        "blank_customer_id", "bad_timestamp", "future_timestamp", "non_numeric_amount", "amount_out_of_bounds",
         "non_numeric_quantity", "negative_amount", "unknown_event_type", "bad_flag",
     }  # fmt: skip
     assert all(isinstance(text, str) and text and "\n" not in text for text in REASONS.values())
@@ -256,6 +257,16 @@ def test_non_numeric_amounts_are_not_guessed(backend):
     out = validate_partition(raw, "transactions", RULES)
     assert _reasons(out) == ["non_numeric_amount", None, None, None, "non_numeric_amount"]
     assert _values(out, "amount")[1:4] == [12.5, 0.0, 1000.0]
+
+
+def test_amounts_beyond_the_bound_are_quarantined_not_kept(backend):
+    """1e308 is a plain number, but summed into spend it becomes infinity."""
+    raw = _text_frame(backend, _transactions(amount=["1e308", "-1e308", "1e9", "1000000000.5", "-5e9"]))
+    out = validate_partition(raw, "transactions", RULES)
+    assert _reasons(out) == ["amount_out_of_bounds", "amount_out_of_bounds", None, "amount_out_of_bounds",
+                             "amount_out_of_bounds"]  # fmt: skip
+    wider = dataclasses.replace(RULES, max_abs_amount=1e10)
+    assert _reasons(validate_partition(raw, "transactions", wider))[2:] == [None, None, "negative_amount"]
 
 
 def test_typed_amounts_and_quantities(backend):
