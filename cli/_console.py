@@ -7,6 +7,7 @@ capturing output) both are plain timestamped log lines.
 import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -14,6 +15,8 @@ import time
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from engine.exceptions import UsageError
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -148,3 +151,20 @@ def progress(description: str, *, heartbeat_s: float = HEARTBEAT_S):
     finally:
         stop.set()
         beating.join()
+
+
+UMASK_ENV_VAR = "SEGSCALE_UMASK"
+
+
+def apply_umask() -> None:
+    """Files this process and its workers create are private by default (0600, directories
+    0700): outputs hold customer keys, scores and, in the identity mapping, original ids.
+    ``SEGSCALE_UMASK`` (octal, such as ``027`` to share with the group) says otherwise."""
+    text = os.environ.get(UMASK_ENV_VAR, "077")
+    try:
+        mask = int(text, 8)
+    except ValueError:
+        raise UsageError(f"{UMASK_ENV_VAR}={text!r} is not an octal umask such as 077 or 027") from None
+    if not 0 <= mask <= 0o777:
+        raise UsageError(f"{UMASK_ENV_VAR}={text!r} is not an octal umask such as 077 or 027")
+    os.umask(mask)

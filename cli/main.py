@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 import engine
+from engine.exceptions import UsageError
 
 from ._bench import bench
 from ._boundary import ErrorBoundary
 from ._compare import compare
-from ._console import configure_logging, stdout
+from ._console import apply_umask, configure_logging, stderr, stdout
 from ._options import LogLevel
 from ._propensity import monitor, propensity, score
 from ._run import demo, report, run
@@ -54,4 +55,10 @@ for command in (generate, doctor, check, ingest, features, segments, compare, be
 
 
 def main() -> None:
+    """The ``segscale`` command: private files (``apply_umask``), then the app."""
+    try:
+        apply_umask()
+    except UsageError as error:
+        stderr.print(f"error: {error}", highlight=False, markup=False)
+        raise SystemExit(2) from None
     app()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def dask_client(
         workers spill to ``local_directory`` past it. CPU default: 85% of the memory this
         process may use (RAM, or the container's limit) shared between workers.
     local_directory : path, optional
-        Spill and scratch directory; defaults to ``$TMPDIR/segscale-dask``.
+        Spill and scratch directory; defaults to a new private directory (mode 0700) under
+        ``$TMPDIR``, removed on exit: spilled partitions hold customer rows, and a shared
+        scratch directory would let other users of the machine read them.
     rmm_pool_size : int or str, optional
         GPU only: pre-allocate an RMM pool of this size on each worker.
     connect_timeout : str, default "20s"
@@ -134,7 +137,7 @@ def dask_client(
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be at least 1, got {workers}")
     address = scheduler or os.environ.get(SCHEDULER_ENV_VAR) or None
-    local_directory = Path(local_directory or Path(tempfile.gettempdir()) / "segscale-dask")
+    private = None
     cluster = None
     client = None
     # Workers sample the stack of every running task for the dashboard's profile and keep the
@@ -156,7 +159,9 @@ def dask_client(
                         f"(check --scheduler or {SCHEDULER_ENV_VAR})"
                     ) from error
             else:
-                local_directory.mkdir(parents=True, exist_ok=True)
+                if local_directory is None:
+                    local_directory = private = Path(tempfile.mkdtemp(prefix="segscale-dask-"))
+                Path(local_directory).mkdir(parents=True, exist_ok=True)
                 # Dask's p2p shuffle feeds Arrow buffers that Acero warns about, a line per
                 # batch on stderr; Arrow copies them either way. Workers inherit this.
                 os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "ignore")
@@ -173,3 +178,5 @@ def dask_client(
                 client.close()
             if cluster is not None:
                 cluster.close()
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)

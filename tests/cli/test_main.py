@@ -1,5 +1,9 @@
 import dataclasses
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -313,3 +317,27 @@ def test_segments_without_features_exits_2(tmp_path):
     assert result.exit_code == 2
     one_line_error(result, "not a segscale feature table")
 
+
+
+def _segscale(tmp_path, *args, umask=None):
+    """The installed entry point in a process of its own (the umask is the process's)."""
+    env = {key: value for key, value in os.environ.items() if key != "SEGSCALE_UMASK"}
+    if umask is not None:
+        env["SEGSCALE_UMASK"] = umask
+    command = [sys.executable, "-c", "from cli.main import main; main()", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def _modes(directory: Path) -> set[int]:
+    return {stat.S_IMODE(path.stat().st_mode) for path in [directory, *directory.rglob("*")]}
+
+
+def test_what_segscale_writes_is_private_unless_told_otherwise(tmp_path):
+    made = _segscale(tmp_path, "generate", "--customers", 300, "--out", tmp_path / "private")
+    assert made.returncode == 0, made.stderr
+    assert _modes(tmp_path / "private") <= {0o600, 0o700}
+    shared = _segscale(tmp_path, "generate", "--customers", 300, "--out", tmp_path / "shared", umask="022")
+    assert shared.returncode == 0, shared.stderr
+    assert _modes(tmp_path / "shared") <= {0o644, 0o755}
+    bad = _segscale(tmp_path, "--version", umask="rw-------")
+    assert bad.returncode == 2 and "SEGSCALE_UMASK='rw-------' is not an octal umask" in bad.stderr

@@ -1,6 +1,9 @@
 """engine.backend._cluster: local clusters, existing schedulers, and what is closed after."""
 
 import os
+import stat
+import tempfile
+from pathlib import Path
 
 import dask
 import pytest
@@ -54,6 +57,15 @@ def test_the_workers_thread_limits_stay_out_of_this_process(tmp_path, monkeypatc
         assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "3"
         # The workers have theirs.
         assert list(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == ["1"]
+
+
+def test_spilled_rows_go_to_a_private_directory_removed_on_exit(monkeypatch):
+    monkeypatch.delenv(SCHEDULER_ENV_VAR, raising=False)
+    with dask_client(resolve_backend("cpu"), workers=1) as client:
+        (where,) = client.run(lambda dask_worker: dask_worker.local_directory).values()
+        private = next(p for p in Path(where).parents if p.name.startswith("segscale-dask-"))
+        assert private.parent == Path(tempfile.gettempdir()) and stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert not private.exists()
 
 
 def test_dask_client_closes_on_error(tmp_path, monkeypatch):
