@@ -9,7 +9,7 @@ from engine.backend import BACKEND_CHOICES
 
 from ._console import LOG_LEVELS
 
-__all__ = ["DATE_FORMATS", "Backend", "BackendOption", "BenchBackend", "ForceOption", "JsonOption", "LogLevel", "count"]
+__all__ = ["DATE_FORMATS", "Backend", "BackendOption", "BenchBackend", "ForceOption", "JsonOption", "LogLevel", "MemoryLimitOption", "count"]
 
 
 def count(value) -> int:
@@ -33,6 +33,10 @@ LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)
 
 DATE_FORMATS = ["%Y-%m-%d"]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option("--memory-limit", help="Each local worker's memory limit, e.g. 4GB (default: the config's, else shared)."),
+]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="With a run config: run the stage even when its output is up to date.")
 ]

@@ -14,7 +14,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.layout import RunLayout
 
 from ._console import print_json, progress, stdout
-from ._options import DATE_FORMATS, Backend, JsonOption, count
+from ._options import DATE_FORMATS, Backend, JsonOption, MemoryLimitOption, count
 from ._target import overridden
 
 __all__ = ["demo", "report", "run"]
@@ -102,6 +102,7 @@ def run(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    memory_limit: MemoryLimitOption = None,
     as_json: JsonOption = False,
 ):
     """Run every stage in order into [run] output_dir; stages already up to date are skipped,
@@ -110,12 +111,13 @@ def run(
     from engine.config import load_config
     from engine.pipeline import RunLock, run_pipeline
 
-    parsed = overridden(load_config(config), as_of=as_of, backend=backend, scheduler=scheduler, workers=workers)
+    parsed = overridden(load_config(config), as_of=as_of, backend=backend, scheduler=scheduler, workers=workers,
+                        memory_limit=memory_limit)  # fmt: skip
     chosen = None if stages is None else [name.strip() for name in stages.split(",") if name.strip()]
     # The lock first: a second run is refused before it starts a cluster.
     with RunLock(parsed.run.output_dir, "run"):
         with dask_client(resolve_backend(parsed.run.backend), scheduler=parsed.run.scheduler,
-                         workers=parsed.run.workers) as client:  # fmt: skip
+                         workers=parsed.run.workers, memory_limit=parsed.run.memory_limit) as client:  # fmt: skip
             summary = run_pipeline(parsed, stages=chosen, force=force, client=client, progress=progress)
     if as_json:
         print_json(summary.to_dict())

@@ -11,7 +11,7 @@ from rich.table import Table
 from engine.exceptions import UsageError
 
 from ._console import print_json, progress, stdout
-from ._options import DATE_FORMATS, Backend, ForceOption, JsonOption
+from ._options import DATE_FORMATS, Backend, ForceOption, JsonOption, MemoryLimitOption
 from ._target import is_own, overridden, resolve_target
 
 __all__ = ["features", "ingest", "segments", "value"]
@@ -53,11 +53,12 @@ def ingest(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Validate, deduplicate, resolve identities and write the customer-clustered store."""
-    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
     _show(run.run_stage("ingest", force=force), as_json, _print_ingest)
 
 
@@ -92,6 +93,7 @@ def features(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ):
@@ -99,7 +101,7 @@ def features(
     from engine.config import FeatureOptions
     from engine.features import build_features
 
-    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
     if run.config and is_own(store, run.layout.store.root) and is_own(out, run.layout.features.root):
         run = dataclasses.replace(run, config=overridden(run.config, as_of=as_of))
         _show(run.run_stage("features", force=force), as_json, _print_features)
@@ -156,6 +158,7 @@ def segments(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ):
@@ -163,7 +166,7 @@ def segments(
     from engine.config import SegmentOptions
     from engine.segments import build_segments
 
-    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
     options = run.config.segments if run.config else SegmentOptions()
     if k is not None:
         options = dataclasses.replace(options, k=k)
@@ -236,6 +239,7 @@ def value(
     backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ):
@@ -243,7 +247,7 @@ def value(
     from engine.config import ValueOptions
     from engine.value import estimate_value
 
-    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers)
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
     options = run.config.value if run.config else ValueOptions()
     if horizon_days is not None:
         options = dataclasses.replace(options, horizon_days=horizon_days)

@@ -25,9 +25,10 @@ def is_own(given, own: Path) -> bool:
     return given is None or Path(given).absolute() == Path(own).absolute()
 
 
-def overridden(config: RunConfig, *, as_of=None, backend=None, scheduler=None, workers=None) -> RunConfig:
-    """``config`` with the command line's ``--as-of``, ``--backend``, ``--scheduler`` and
-    ``--workers`` in place of its ``[run]`` values, where given."""
+def overridden(config: RunConfig, *, as_of=None, backend=None, scheduler=None, workers=None,
+               memory_limit=None) -> RunConfig:  # fmt: skip
+    """``config`` with the command line's ``--as-of``, ``--backend``, ``--scheduler``,
+    ``--workers`` and ``--memory-limit`` in place of its ``[run]`` values, where given."""
     run = config.run
     run = dataclasses.replace(
         run,
@@ -35,6 +36,7 @@ def overridden(config: RunConfig, *, as_of=None, backend=None, scheduler=None, w
         backend=backend.value if backend else run.backend,
         scheduler=scheduler or run.scheduler,
         workers=workers or run.workers,
+        memory_limit=memory_limit or run.memory_limit,
     )
     return dataclasses.replace(config, run=run)
 
@@ -47,6 +49,7 @@ class Target:
     backend_name: str
     scheduler: str | None
     workers: int | None
+    memory_limit: str | None = None
 
     @property
     def layout(self) -> RunLayout | None:
@@ -84,24 +87,29 @@ class Target:
         from ._console import progress
 
         # The lock before the cluster: a run directory in use is refused before workers start.
-        with RunLock(self.config.run.output_dir, stage):
-            with dask_client(resolve_backend(self.backend_name), scheduler=self.scheduler, workers=self.workers) as client:
-                summary = run_pipeline(self.config, stages=[stage], force=force, client=client, progress=progress,
-                                       report=False)  # fmt: skip
+        with RunLock(self.config.run.output_dir, stage), self._dask_client() as client:
+            summary = run_pipeline(self.config, stages=[stage], force=force, client=client, progress=progress,
+                                   report=False)  # fmt: skip
         return summary.manifest["stages"][stage]
 
     @contextlib.contextmanager
     def client(self, stage: str, out):
         """`into_run`, and a Dask client for the backend inside it."""
-        with self.into_run(stage, out):
-            with dask_client(resolve_backend(self.backend_name), scheduler=self.scheduler, workers=self.workers) as client:
-                yield client
+        with self.into_run(stage, out), self._dask_client() as client:
+            yield client
+
+    def _dask_client(self):
+        return dask_client(resolve_backend(self.backend_name), scheduler=self.scheduler, workers=self.workers,
+                           memory_limit=self.memory_limit)  # fmt: skip
 
 
-def resolve_target(config_path: Path | None, *, backend=None, scheduler=None, workers=None) -> Target:
-    """The config at ``config_path`` (if any) with the overrides, and the backend, scheduler and
-    workers that follow: the command line's, else the config's, else the defaults."""
+def resolve_target(config_path: Path | None, *, backend=None, scheduler=None, workers=None,
+                   memory_limit=None) -> Target:  # fmt: skip
+    """The config at ``config_path`` (if any) with the overrides, and the backend, scheduler,
+    workers and worker memory limit that follow: the command line's, else the config's, else
+    the defaults."""
     if config_path is None:
-        return Target(None, backend.value if backend else "auto", scheduler, workers)
-    config = overridden(load_config(config_path), backend=backend, scheduler=scheduler, workers=workers)
-    return Target(config, config.run.backend, config.run.scheduler, config.run.workers)
+        return Target(None, backend.value if backend else "auto", scheduler, workers, memory_limit)
+    config = overridden(load_config(config_path), backend=backend, scheduler=scheduler, workers=workers,
+                        memory_limit=memory_limit)  # fmt: skip
+    return Target(config, config.run.backend, config.run.scheduler, config.run.workers, config.run.memory_limit)

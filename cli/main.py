@@ -4,12 +4,13 @@ engine function.
 Errors become exit codes in ``cli/_boundary.py`` only.
 """
 
+import signal
 from typing import Annotated
 
 import typer
 
 import engine
-from engine.exceptions import UsageError
+from engine.exceptions import Terminated, UsageError
 
 from ._bench import bench
 from ._boundary import ErrorBoundary
@@ -54,8 +55,16 @@ for command in (generate, doctor, check, ingest, features, segments, compare, be
     app.command()(command)
 
 
+def _terminate(signum, frame):
+    # Once: a second SIGTERM while cleaning up must not cut the clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main() -> None:
-    """The ``segscale`` command: private files (``apply_umask``), then the app."""
+    """The ``segscale`` command: private files (``apply_umask``), SIGTERM handled as an
+    interrupt (staging removed, manifest written, lock released, exit 143), then the app."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         apply_umask()
     except UsageError as error:

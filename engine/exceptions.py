@@ -13,6 +13,7 @@ __all__ = [
     "InputDataError",
     "BackendUnavailableError",
     "RunLockedError",
+    "Terminated",
     "exit_code",
     "failure_message",
 ]
@@ -60,12 +61,19 @@ class RunLockedError(UsageError):
     """Another run holds the run directory's lock."""
 
 
+class Terminated(KeyboardInterrupt):
+    """The process was sent SIGTERM (a scheduler stopping the job, a time limit): handled as an
+    interrupt (staging removed, manifest ``interrupted``, lock released), exit code 143."""
+
+
 def exit_code(error: BaseException) -> int:
     """The exit status an error ends a command with: 2 for bad usage or input, 130 for an
-    interrupt, else 1.
+    interrupt (143 for SIGTERM, as the shell reports a process it ends), else 1.
 
     Run manifests record it, so a scheduler reading the manifest sees what the shell saw.
     """
+    if isinstance(error, Terminated):
+        return 143
     if isinstance(error, KeyboardInterrupt):
         return 130
     return 2 if isinstance(error, UsageError) else 1
@@ -73,6 +81,8 @@ def exit_code(error: BaseException) -> int:
 
 def failure_message(error: BaseException) -> str:
     """The one line an error is reported with, on stderr and in run manifests."""
+    if isinstance(error, Terminated):
+        return "terminated (SIGTERM)"
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     if isinstance(error, SegscaleError):

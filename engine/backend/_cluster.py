@@ -136,6 +136,13 @@ def dask_client(
 
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be at least 1, got {workers}")
+    if isinstance(memory_limit, str):
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(memory_limit)
+        except ValueError:
+            raise UsageError(f"memory limit {memory_limit!r} is not a size such as 4GB or 6GiB") from None
     address = scheduler or os.environ.get(SCHEDULER_ENV_VAR) or None
     private = None
     cluster = None

@@ -34,6 +34,12 @@ class RunSection:
         An earlier run directory (relative paths resolve like ``output_dir``): ``segscale run``
         then compares this run's segments with its (transitions, movers, drift) and the
         report shows them.
+    memory_limit : str or None, default None
+        Memory limit of each local worker ("4GB", "6GiB"); workers spill past 60% of it and
+        pause at 80%. None shares 85% of the machine's (or container's) memory between them.
+    stall_minutes : float, default 10
+        A stage whose tasks wait with none running (no workers, every worker paused for
+        memory) for this long fails with the cause; 0 waits for ever.
     """
 
     output_dir: Path = Path("run")
@@ -43,6 +49,8 @@ class RunSection:
     scheduler: str | None = None
     workers: int | None = field(default=None, metadata={_MINIMUM: 1})
     previous_run: Path | None = None
+    memory_limit: str | None = None
+    stall_minutes: float = field(default=10.0, metadata={_MINIMUM: 0})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from .._liveness import StallWatch
 from .._memory import PeakMemory
 from ..config import RunConfig, config_to_dict
 from ..exceptions import UsageError, exit_code, failure_message
@@ -199,7 +200,7 @@ class _Run:
             self.stages[stage.name] = {"status": "running"}
             context = StageContext(self.config_with_as_of(), self.as_of, self.client, self.progress)
             started = time.perf_counter()
-            with PeakMemory() as memory:
+            with PeakMemory() as memory, StallWatch(self.client, self.config.run.stall_minutes * 60):
                 summary = stage.run(context)
             record = {
                 "stage": stage.name,

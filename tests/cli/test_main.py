@@ -204,6 +204,13 @@ def test_ingest_runs_a_generated_world_with_no_edits(world):
     assert Path(summary["out_dir"], "store", "_store.json").exists()
 
 
+def test_a_memory_limit_that_is_no_size_exits_2(world):
+    out, _ = world
+    result = invoke("ingest", out / "segscale.toml", "--memory-limit", "lots")
+    assert result.exit_code == 2
+    one_line_error(result, "memory limit 'lots' is not a size such as 4GB", after_progress=True)
+
+
 def test_ingest_bad_input_exits_2(tmp_path):
     (tmp_path / "tx.csv").write_text("client,ts,amount\nA,2024-01-01 10:00:00,3\n")
     (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.csv"\n[ingest]\npseudonym_key = "a-test-key"\n')

@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -47,6 +49,31 @@ def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path
         "ingest": "skipped", "features": "skipped", "segments": "ran", "propensity": "ran", "value": "skipped",
         "report": "ran",
     }  # fmt: skip
+
+
+def test_sigterm_stops_cleanly_and_a_rerun_resumes(config_file, tmp_path):
+    """What a scheduler sends first: exit 143, manifest 'interrupted', no lock, no staging."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-c", "from cli.main import main; main()", "run", str(config_file), "--workers", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "_stages" / "ingest.json").exists() and process.poll() is None:
+            assert time.monotonic() < deadline, "ingest did not finish"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["exit_code"] == 143
+    assert manifest["stages"]["ingest"]["status"] == "ran"
+    assert not (run / ".segscale.lock").exists() and not list(run.rglob("*staging*"))
+    resumed = invoke("run", config_file, "--workers", 1, "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["stages"]["ingest"]["status"] == "skipped"
 
 
 def test_a_second_run_into_a_directory_in_use_exits_2(config_file, tmp_path):

@@ -199,7 +199,7 @@ ERRORS = {
         "[run]\nzzz = 1\n" + TX,
         [
             "cfg.toml: [run] unknown key 'zzz' "
-            "(valid keys: as_of, backend, output_dir, previous_run, scheduler, seed, workers)"
+            "(valid keys: as_of, backend, memory_limit, output_dir, previous_run, scheduler, seed, stall_minutes, workers)"
         ],
     ),
     "unknown-section-close": (
