@@ -47,7 +47,7 @@ from ._merged import MergedAccounts, write_merged_part
 from ._pseudonym import pseudonym_key, pseudonymise
 from ._read import estimate_rows, read_input
 from ._store import ACCOUNTS, FINGERPRINT, KEY_ORDER, bucket_rows, bucket_table, reduce_accounts, reduce_bucket
-from ._validate import ParseRules, as_text, validate_partition
+from ._validate import REASONS, ParseRules, as_text, validate_partition
 
 __all__ = ["IngestSummary", "ingest", "ROWS_PER_PARTITION"]
 
@@ -335,6 +335,14 @@ def _accounting(table, spec, bucketed, reduced) -> dict:
     accounted = counts["kept"] + sum(quarantined.values()) + counts["duplicates"]
     if accounted != counts["read"]:
         raise SegscaleError(f"{table}: rows read ({counts['read']}) != kept + quarantined + duplicates ({accounted})")
+    if counts["kept"] == 0 and quarantined:
+        # Nothing usable is a mapping or format mistake (integer timestamps, a wrong column),
+        # not data to run on: a run on it would "succeed" with nothing in it.
+        reason, rows = max(quarantined.items(), key=lambda item: item[1])
+        raise InputDataError(
+            f"{spec.path}: every one of the {counts['read']:,} {table} rows was rejected, {rows:,} as {reason} "
+            f"({REASONS.get(reason, reason)}); check [inputs.{table}] (columns, timestamp_format, timezone)"
+        )
     return counts
 
 

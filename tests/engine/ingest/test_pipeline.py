@@ -294,6 +294,16 @@ def test_empty_input_is_an_error(tmp_path):
     assert not (tmp_path / "run" / "ingest").exists()
 
 
+def test_an_input_with_no_row_kept_is_an_error_naming_the_reason(tmp_path):
+    """Integer timestamps in Parquet: every row quarantined, and a run on nothing is no success."""
+    pd.DataFrame({"customer_id": ["A", "B", "C"], "ts": [1_700_000_000, 1_700_000_100, 1_700_000_200],
+                  "amount": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "tx.parquet")  # fmt: skip
+    (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.parquet"\n[ingest]\npseudonym_key = "k-for-tests"\n')
+    with pytest.raises(InputDataError, match=r"tx.parquet: every one of the 3 transactions rows was rejected, 3 as bad_timestamp"):
+        ingest(load_config(tmp_path / "run.toml"))
+    assert not (tmp_path / "run" / "ingest").exists()
+
+
 def test_unreadable_input_is_an_error(tmp_path):
     (tmp_path / "tx.parquet").write_text("this is not parquet")
     (tmp_path / "run.toml").write_text('[inputs.transactions]\npath = "tx.parquet"\n[ingest]\npseudonym_key = "k-for-tests"\n')
