@@ -9,6 +9,7 @@ kept beside them so quarantined rows show the values they came from.
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import zlib
 
@@ -39,10 +40,23 @@ def _unreadable(spec: InputSpec, error: Exception) -> InputDataError:
     return InputDataError(f"{spec.path}: cannot read as {spec.format}: {one_line(error)}")
 
 
-def _check_text(spec: InputSpec, compressed: bool) -> None:
+def _check_header(path: str, text: str, separator: str) -> None:
+    """Refuse a header that names a column twice: which of the two is meant cannot be known
+    (pandas would quietly read the second as ``name.1``)."""
+    first = text.splitlines()[0] if text else ""
+    names = [name.strip() for name in next(csv.reader([first], delimiter=separator), [])]
+    if not any(names):
+        raise InputDataError(f"{path}: the first line is blank; a CSV file starts with its header of column names")
+    repeated = ", ".join(sorted({repr(name) for name in names if name and names.count(name) > 1}))
+    if repeated:
+        raise InputDataError(f"{path}: the header names {repeated} more than once; rename or drop the copies")
+
+
+def _check_text(spec: InputSpec, compressed: bool, separator: str) -> None:
     """Decode every CSV file of ``spec`` once, so that a byte that is not text in its encoding,
     or a gzip stream cut short, is an error naming the file, byte offset and line before any
-    work, not a task failure half-way through ingest."""
+    work, not a task failure half-way through ingest; an empty file or a repeated column name
+    in the header are refused here too."""
     import fsspec
 
     for opened in fsspec.open_files(spec.path, mode="rb", compression="gzip" if compressed else None):
@@ -62,6 +76,8 @@ def _check_text(spec: InputSpec, compressed: bool) -> None:
                             f'[inputs.{spec.table}] encoding = "..." to the file\'s encoding (e.g. "latin-1", '
                             '"cp1252"), or convert the file to UTF-8'
                         ) from None
+                    if not offset:
+                        _check_header(opened.path, chunk[: 2**16].decode(spec.encoding, errors="replace"), separator)
                     offset += len(chunk)
                     lines += chunk.count(b"\n")
                 decoder.decode(b"", final=True)
@@ -74,6 +90,8 @@ def _check_text(spec: InputSpec, compressed: bool) -> None:
                 f"{opened.path}: not a complete gzip file ({one_line(error)}) after {offset:,} bytes of text "
                 f"(line {lines + 1:,}); download or compress it again"
             ) from None
+        if not offset:
+            raise InputDataError(f"{opened.path}: the file is empty (not even a header line)")
 
 
 def _open(spec: InputSpec) -> dd.DataFrame:
@@ -81,13 +99,14 @@ def _open(spec: InputSpec) -> dd.DataFrame:
         if spec.format == "parquet":
             return dd.read_parquet(spec.path)
         compressed = spec.path.lower().endswith(".gz")
-        _check_text(spec, compressed)
+        separator = "\t" if spec.path.lower().endswith((".tsv", ".tsv.gz")) else ","
+        _check_text(spec, compressed, separator)
         return dd.read_csv(
             spec.path,
             dtype=str,
             keep_default_na=False,
             na_values=[""],
-            sep="\t" if spec.path.lower().endswith((".tsv", ".tsv.gz")) else ",",
+            sep=separator,
             # gzip cannot be split into blocks; a plain CSV can.
             blocksize=None if compressed else _CSV_BLOCKSIZE,
             compression="gzip" if compressed else None,
