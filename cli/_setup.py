@@ -1,5 +1,7 @@
 """``segscale generate``, ``doctor`` and ``check``: a world to work on, the machine, a config."""
 
+import logging
+import stat
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +14,8 @@ from engine.exceptions import UsageError
 
 from ._console import print_json, progress, stdout
 from ._options import DATE_FORMATS, Backend, BackendOption, JsonOption, count
+
+logger = logging.getLogger("segscale")
 
 __all__ = ["check", "doctor", "generate"]
 
@@ -92,12 +96,34 @@ def _environment_table(report: dict, backend_name: str) -> Table:
     return table
 
 
-def doctor(backend: BackendOption = Backend.auto, as_json: JsonOption = False):
-    """Show the machine, the CPU and GPU stacks, and which backend a run would use."""
+def _shared(directory: Path) -> dict:
+    """Whether others than the owner may read or enter ``directory`` (or, before it exists,
+    the nearest directory above it that does)."""
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    mode = stat.S_IMODE(existing.stat().st_mode)
+    return {"path": str(existing), "mode": f"{mode:04o}", "shared": bool(mode & 0o077)}
+
+
+def doctor(
+    config: Annotated[Path | None, typer.Argument(help="A run config: also check its output directory.")] = None,
+    backend: BackendOption = Backend.auto,
+    as_json: JsonOption = False,
+):
+    """Show the machine, the CPU and GPU stacks, which backend a run would use and, given a
+    config, whether its output directory is private."""
+    from engine.config import load_config
     from engine.environment import describe_environment
 
     backend = backend.value
     report = describe_environment()
+    if config is not None:
+        report["output_dir"] = _shared(Path(load_config(config).run.output_dir))
+        if report["output_dir"]["shared"]:
+            logger.warning(
+                "%s (mode %s) is open to other users: run outputs hold customer keys, scores and the identity "
+                "mapping; use a directory only you can enter (chmod 700)", report["output_dir"]["path"],
+                report["output_dir"]["mode"],
+            )  # fmt: skip
     try:
         resolved = resolve_backend(backend).name
     except UsageError:

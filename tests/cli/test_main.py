@@ -138,6 +138,20 @@ def test_doctor_reports_the_environment():
     assert readable.exit_code == 0 and "CUDA devices" in readable.stdout
 
 
+def test_doctor_warns_when_the_output_directory_is_open_to_others(tmp_path):
+    (tmp_path / "open").mkdir(mode=0o755)
+    (tmp_path / "open").chmod(0o755)
+    (tmp_path / "tx.csv").write_text("customer_id,ts,amount\n")
+    (tmp_path / "run.toml").write_text('[run]\noutput_dir = "open/run"\n[inputs.transactions]\npath = "tx.csv"\n')
+    result = invoke("doctor", tmp_path / "run.toml", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["output_dir"] == {"path": str(tmp_path / "open"), "mode": "0755", "shared": True}
+    assert "is open to other users" in result.stderr
+    (tmp_path / "open").chmod(0o700)
+    private = invoke("doctor", tmp_path / "run.toml", "--json")
+    assert json.loads(private.stdout)["output_dir"]["shared"] is False and "open to other" not in private.stderr
+
+
 def test_doctor_gpu_prints_the_report_then_exits_2():
     result = invoke("doctor", "--backend", "gpu", "--json")
     assert result.exit_code == 2
