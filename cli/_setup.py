@@ -10,9 +10,9 @@ import typer
 from rich.table import Table
 
 from engine.backend import resolve_backend
-from engine.exceptions import UsageError
+from engine.exceptions import UsageError, exit_code
 
-from ._console import print_json, progress, stdout
+from ._console import print_json, progress, stderr, stdout
 from ._options import DATE_FORMATS, Backend, BackendOption, JsonOption, count
 
 logger = logging.getLogger("segscale")
@@ -134,7 +134,11 @@ def doctor(
     else:
         stdout.print(_environment_table(report, resolved or f"{backend}: unavailable"))
     if resolved is None:
-        resolve_backend(backend)  # raise the typed error for the boundary: exit 2
+        try:
+            resolve_backend(backend)
+        except UsageError as error:  # the report above is the one JSON document: no second one
+            stderr.print(f"error: {error}", highlight=False, markup=False)
+            raise typer.Exit(exit_code(error)) from None
 
 
 def check(
