@@ -205,6 +205,8 @@ def test_bench_exits_1_when_a_case_fails(tmp_path, monkeypatch):
     result = invoke("bench", "--customers", "1k", "--workers", 1, "--out", tmp_path)
     assert result.exit_code == 1
     assert "out of disk" in result.stdout and "benchmark runs failed: generate at 1,000" in result.stderr
+    as_json = invoke("bench", "--customers", "1k", "--workers", 1, "--out", tmp_path, "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["results"][0]["status"] == "failed"  # one document
 
 
 def test_ingest_runs_a_generated_world_with_no_edits(world):
