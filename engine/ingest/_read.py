@@ -13,6 +13,7 @@ import csv
 import gzip
 import zlib
 
+import dask
 import dask.dataframe as dd
 
 from ..backend import dataframe_namespace
@@ -94,6 +95,19 @@ def _check_text(spec: InputSpec, compressed: bool, separator: str) -> None:
             raise InputDataError(f"{opened.path}: the file is empty (not even a header line)")
 
 
+def _encoding(spec: InputSpec) -> dict:
+    """``read_csv``'s encoding argument: none for UTF-8, which cuDF's reader (it has no such
+    argument) reads as pandas' does; another encoding only where pandas reads."""
+    if codecs.lookup(spec.encoding).name == "utf-8":
+        return {}
+    if dask.config.get("dataframe.backend", "pandas") == "cudf":
+        raise InputDataError(
+            f"{spec.path}: the GPU backend reads UTF-8 text only, and [inputs.{spec.table}] encoding is "
+            f"{spec.encoding!r}; convert the file to UTF-8 or use --backend cpu"
+        )
+    return {"encoding": spec.encoding}
+
+
 def _open(spec: InputSpec) -> dd.DataFrame:
     try:
         if spec.format == "parquet":
@@ -110,7 +124,7 @@ def _open(spec: InputSpec) -> dd.DataFrame:
             # gzip cannot be split into blocks; a plain CSV can.
             blocksize=None if compressed else _CSV_BLOCKSIZE,
             compression="gzip" if compressed else None,
-            encoding=spec.encoding,
+            **_encoding(spec),
         )
     except InputDataError:
         raise
