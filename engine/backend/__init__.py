@@ -8,6 +8,7 @@ namespace (cupy | numpy), the dataframe namespace (cudf | pandas), the estimator
 - ``_device``: what this machine has (``probe_gpu``, ``usable_cores``) and the ``Backend``;
 - ``_estimators``: the models stages fit, built for the backend's device;
 - ``_frames``: frames and arrays between Arrow, pandas or cuDF, NumPy or CuPy; graph components;
+- ``_timestamps``: text timestamps on cuDF, bad values null (what pandas' ``errors="coerce"`` does);
 - ``_cluster``: ``dask_client``, the Dask cluster a run's tasks go to.
 
 cudf, cuml, cupy and dask_cuda are imported in this package only, and lazily, so that
@@ -34,6 +35,7 @@ from ._frames import (
     to_host,
     to_host_array,
 )  # fmt: skip
+from ._timestamps import device_to_datetime
 
 __all__ = [
     # resolution
@@ -48,6 +50,7 @@ __all__ = [
     "to_array",
     "to_host",
     "to_host_array",
+    "device_to_datetime",
     "connected_components",
     # detection
     "GpuDevice",

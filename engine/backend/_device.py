@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -152,17 +153,34 @@ def _cuda_devices_from_nvidia_smi() -> tuple[GpuDevice, ...]:
     return tuple(devices)
 
 
+# The oldest RAPIDS release the engine's calls work on (docs/gpu.md: cuML's RandomForest takes
+# max_depth=None from 26.04).
+RAPIDS_FLOOR = (26, 4)
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    """(26, 6) from "26.06.00" or "26.6.0a"; None when the text says no release."""
+    parts = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(parts[1]), int(parts[2])) if parts else None
+
+
 @functools.lru_cache(maxsize=1)
 def probe_gpu() -> GpuProbe:
-    """Detect cuDF, cuML, CuPy, dask-cuda and CUDA devices (once per process)."""
+    """Detect cuDF, cuML, CuPy, dask-cudf, dask-cuda and CUDA devices (once per process)."""
     versions: dict[str, str | None] = {}
     problems: list[str] = []
-    for module_name in ("cudf", "cuml", "cupy", "dask_cuda", "rmm"):
+    for module_name in ("cudf", "cuml", "cupy", "dask_cudf", "dask_cuda", "rmm"):
         version, why = _import_version(module_name)
         versions[module_name] = version
         # rmm comes with cudf; dask_cuda is needed only for a local GPU cluster.
-        if why is not None and module_name in ("cudf", "cuml", "cupy"):
+        if why is not None and module_name in ("cudf", "cuml", "cupy", "dask_cudf"):
             problems.append(f"{module_name} {why}")
+        release = _release(version) if module_name in ("cudf", "cuml") and version else None
+        if release is not None and release < RAPIDS_FLOOR:
+            problems.append(
+                f"{module_name} {version} is older than the {RAPIDS_FLOOR[0]}.{RAPIDS_FLOOR[1]:02d} release segscale "
+                "needs (install the gpu-cu12 or gpu-cu13 extra, or conda-env.yml)"
+            )
     devices = _cuda_devices_from_cupy()
     if devices is None:
         devices = _cuda_devices_from_nvidia_smi()

@@ -129,10 +129,14 @@ class Estimators:
                 )
             from xgboost import XGBClassifier
 
+            # min_child_weight is a floor on a leaf's sum of hessians, p(1 - p) <= 0.25 a row for
+            # the logistic loss (xgboost 3.4 doc/parameter.rst:116-118), not a row count: a
+            # quarter of min_samples_leaf asks for that many rows where p is near 0.5, and no
+            # mapping is exact. The learning rate is the CPU model's.
             return XGBClassifier(
                 n_estimators=n_estimators, max_depth=max_depth or 0, colsample_bynode=max_features,
-                min_child_weight=min_samples_leaf, scale_pos_weight=negatives / max(positives, 1),
-                learning_rate=0.05, tree_method="hist", device="cuda", random_state=seed,
+                min_child_weight=0.25 * min_samples_leaf, scale_pos_weight=negatives / max(positives, 1),
+                learning_rate=0.1, tree_method="hist", device="cuda", random_state=seed,
             )  # fmt: skip
         from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -155,8 +159,14 @@ class Estimators:
         XGBoost on the CPU)."""
         if not self.is_gpu:
             return estimator
-        if hasattr(estimator, "as_sklearn"):  # cuML's way across
-            return estimator.as_sklearn()
+        if hasattr(estimator, "as_sklearn"):  # cuML's way across (cuML >= 25.08)
+            from ._device import usable_cores
+
+            host = estimator.as_sklearn()
+            # cuML hands over no n_jobs (scikit-learn's default, one thread): score like a CPU forest.
+            if "n_jobs" in host.get_params():
+                host.set_params(n_jobs=usable_cores())
+            return host
         if hasattr(estimator, "set_params") and type(estimator).__module__.startswith("xgboost"):
             return estimator.set_params(device="cpu")
         return estimator

@@ -74,12 +74,20 @@ def frame_to_arrow(frame):
 
 
 def to_array(series, dtype=None, na_value=None):
-    """A column as an array of its backend's array namespace: CuPy for cuDF, else NumPy.
+    """A column (or frame) as an array of its backend's array namespace: CuPy for cuDF, else NumPy.
 
-    ``na_value`` fills missing values first, which nullable columns need before a cast.
+    ``na_value`` fills missing values. On cuDF the cast comes first: cuDF fills nulls in the
+    column's own dtype and refuses a value that does not fit it (NaN into int64, -1 into the
+    unsigned codes of a categorical, NaN into datetimes; RAPIDS 26.06 ``core/frame.py:863-870``).
     """
     if hasattr(series, "to_cupy"):
-        return series.to_cupy(dtype=dtype, na_value=na_value)
+        if dtype is not None:
+            dtypes = [series.dtype] if hasattr(series, "dtype") else list(series.dtypes)
+            if any(str(current) != str(dtype) for current in dtypes):
+                if hasattr(series, "dtype") and str(series.dtype).startswith("datetime64"):
+                    series = series.astype("int64")  # cuDF casts times to numbers through int64 only
+                series = series.astype(dtype)
+        return series.to_cupy(na_value=na_value)
     if na_value is None:
         return series.to_numpy(dtype=dtype)
     return series.to_numpy(dtype=dtype, na_value=na_value)

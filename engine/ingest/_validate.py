@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas
 
-from ..backend import array_namespace, dataframe_namespace, to_array
+from ..backend import array_namespace, dataframe_namespace, device_to_datetime, to_array
 from ..contract import EVENT_TYPES, TABLES
 from ..exceptions import InputDataError
 from ._timestamps import parse_fixed_shape
@@ -400,11 +400,13 @@ def _localize(wall, timezone):
 
 
 def _to_datetime(text, fmt, **options):
+    """Text to times by strptime format ``fmt`` (None: any ISO 8601 form); null where the text
+    is no such time. cuDF cannot coerce bad values: the backend layer parses there."""
     xp = dataframe_namespace(text)
-    if fmt is None:
-        # pandas parses any ISO 8601 form with "ISO8601"; cuDF infers the form instead.
-        fmt = "ISO8601" if xp.__name__ == "pandas" else None
-    fixed = parse_fixed_shape(text, fmt) if xp.__name__ == "pandas" and not options else None
+    if xp.__name__ != "pandas":
+        return device_to_datetime(text, fmt, _to_datetime, **options)
+    fmt = "ISO8601" if fmt is None else fmt
+    fixed = parse_fixed_shape(text, fmt) if not options else None
     if fixed is None:
         # cache=False: pandas' cache of unique values costs more than it saves on
         # timestamps, which are mostly distinct (5x slower on a million event times).

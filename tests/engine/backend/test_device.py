@@ -22,7 +22,7 @@ from engine.backend import (
 )
 from engine.exceptions import BackendUnavailableError, UsageError
 
-GPU_PACKAGES = ("cudf", "cuml", "cupy", "dask_cuda", "rmm")
+GPU_PACKAGES = ("cudf", "cuml", "cupy", "dask_cudf", "dask_cuda", "rmm")
 H100 = GpuDevice(index=0, name="NVIDIA H100 80GB HBM3", memory_bytes=81559 * 2**20)
 
 
@@ -76,10 +76,10 @@ def test_resolve_gpu_without_gpu_names_every_missing_piece():
     assert isinstance(error, UsageError)
     message = str(error)
     assert "\n" not in message
-    for piece in ("cudf", "cuml", "cupy", "no CUDA device"):
+    for piece in ("cudf", "cuml", "cupy", "dask_cudf", "no CUDA device"):
         assert piece in message
     assert "--backend cpu" in message
-    assert len(error.missing) == 4
+    assert len(error.missing) == 5
 
 
 def test_resolve_gpu_with_only_cuml_missing(monkeypatch):
@@ -101,7 +101,7 @@ def test_resolve_gpu_with_only_cuml_missing(monkeypatch):
 def test_probe_reports_only_what_is_missing(monkeypatch):
     _fake_stack(
         monkeypatch,
-        {"cudf": "26.6.0", "cuml": None, "cupy": "13.6.0", "dask_cuda": None, "rmm": "26.6.0"},
+        {"cudf": "26.6.0", "cuml": None, "cupy": "13.6.0", "dask_cudf": "26.6.0", "dask_cuda": None, "rmm": "26.6.0"},
         [H100],
     )
     probe = probe_gpu()
@@ -112,6 +112,14 @@ def test_probe_reports_only_what_is_missing(monkeypatch):
     with pytest.raises(BackendUnavailableError, match="cuml not installed") as caught:
         resolve_backend("gpu")
     assert "cudf" not in str(caught.value)
+
+
+def test_a_rapids_older_than_the_floor_is_named_with_the_release_needed(monkeypatch):
+    _fake_stack(monkeypatch, {**dict.fromkeys(GPU_PACKAGES, "26.6.0"), "cuml": "25.10.00"}, [H100])
+    with pytest.raises(BackendUnavailableError, match=r"cuml 25.10.00 is older than the 26.04 release segscale needs"):
+        resolve_backend("gpu")
+    _fake_stack(monkeypatch, {**dict.fromkeys(GPU_PACKAGES, "26.04.01"), "dask_cudf": None}, [H100])
+    assert probe_gpu().problems == ("dask_cudf not installed",)
 
 
 def test_probe_without_device_is_a_problem_even_with_every_package(monkeypatch):

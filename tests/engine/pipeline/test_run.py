@@ -154,3 +154,21 @@ def test_compare_against_a_previous_run(reference, config_in, tmp_path):
     nowhere = dataclasses.replace(current, run=dataclasses.replace(current.run, previous_run=tmp_path / "missing"))
     with pytest.raises(ConfigError, match=r"\[run\] previous_run: .*missing holds no segments"):
         run_pipeline(nowhere, stages=["compare"])
+
+
+@pytest.mark.gpu
+def test_a_whole_run_on_the_gpu_agrees_with_the_cpu(reference, config_in, tmp_path):
+    """The tiny world end to end with backend gpu: the same rows quarantined for the same
+    reasons, the same segment count, AUC within 0.01, the same customers valued."""
+    config, cpu = reference
+    gpu_config = config_in(tmp_path / "run")
+    gpu_config = dataclasses.replace(gpu_config, run=dataclasses.replace(gpu_config.run, backend="gpu"))
+    gpu = run_pipeline(gpu_config)
+    cpu_manifest, gpu_manifest = cpu.manifest, gpu.manifest
+    assert gpu_manifest["backend"]["resolved"] == "gpu" and gpu_manifest["status"] == "succeeded"
+    assert gpu_manifest["rows"] == cpu_manifest["rows"]
+    cpu_metrics, gpu_metrics = cpu_manifest["metrics"], gpu_manifest["metrics"]
+    assert gpu_metrics["segments"]["k"] == cpu_metrics["segments"]["k"]
+    assert gpu_metrics["segments"]["customers"] == cpu_metrics["segments"]["customers"]
+    assert abs(gpu_metrics["propensity"]["roc_auc"] - cpu_metrics["propensity"]["roc_auc"]) < 0.01
+    assert gpu_metrics["value"]["customers"] == cpu_metrics["value"]["customers"]

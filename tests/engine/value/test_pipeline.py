@@ -158,3 +158,18 @@ def test_refusals_leave_no_output(store, tmp_path, kwargs, error, fragment):
 def test_not_a_store(tmp_path):
     with pytest.raises(InputDataError, match="not a segscale store"):
         estimate_value(tmp_path, tmp_path / "v", backend_name="cpu")
+
+
+@pytest.mark.gpu
+def test_the_gpu_fits_and_scores_what_the_cpu_does(store, valued, tmp_path):
+    summary, out = valued
+    gpu = estimate_value(store, tmp_path / "gpu", as_of=date(2025, 10, 2), horizon_days=90, model="mbgnbd",
+                         min_repeat_customers=50, backend_name="gpu")  # fmt: skip
+    for fit in ("purchase_model", "spend_model"):
+        for name, value in summary.document[fit]["params"].items():
+            assert gpu.document[fit]["params"][name] == pytest.approx(value, rel=1e-6), (fit, name)
+    cpu_values = pq.read_table(ValueLayout(out).customers).to_pandas().sort_values("customer_key", ignore_index=True)
+    gpu_values = pq.read_table(ValueLayout(tmp_path / "gpu").customers).to_pandas().sort_values("customer_key",
+                                                                                                 ignore_index=True)
+    numeric = [c for c in cpu_values.columns if c not in ("customer_key", "next_purchase_date")]
+    pd.testing.assert_frame_equal(gpu_values[numeric], cpu_values[numeric], check_exact=False, rtol=1e-6)
