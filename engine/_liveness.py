@@ -11,8 +11,8 @@ while the scheduler idles with nothing queued, is not a stall.
 
 from __future__ import annotations
 
-import _thread
 import logging
+import signal
 import threading
 import time
 from collections import Counter
@@ -92,7 +92,9 @@ class StallWatch:
                 continue
             if time.monotonic() - since >= self.stall_seconds:
                 self.stalled = f"no progress for {self.stall_seconds:.0f} s: {cause}"
-                _thread.interrupt_main()
+                # A real signal, not _thread.interrupt_main(): that one waits for the main
+                # thread's next bytecode, and the client waits in 10-second slices.
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
                 return
 
     def __enter__(self) -> StallWatch:

@@ -43,6 +43,7 @@ def _split_counts(dataset: Path) -> dict:
     return pd.read_parquet(dataset / "frame.parquet", columns=["split"])["split"].value_counts().to_dict()
 
 
+@pytest.mark.slow
 def test_every_case_trains_on_the_same_split(document):
     document, dataset = document
     assert sorted(r["case"] for r in document["results"]) == ["propensity-stage", "rf", "rf-sklearn", "rf-stage"]
@@ -58,6 +59,7 @@ def test_every_case_trains_on_the_same_split(document):
     assert _result(document, "propensity-stage")["rows_by_table"] == counts
 
 
+@pytest.mark.slow
 def test_the_default_stage_is_boosting_beside_the_forest_stage(document):
     document, _ = document
     forest, default = (_result(document, case) for case in ("rf-stage", "propensity-stage"))
@@ -66,6 +68,7 @@ def test_the_default_stage_is_boosting_beside_the_forest_stage(document):
     assert set(default["speedup_vs"]) == {"rf-sklearn"}
 
 
+@pytest.mark.slow
 def test_the_frame_is_features_before_t_and_labels_of_the_90_days_after(document):
     document, dataset = document
     # The world ends 2025-12-31, so the latest complete 90-day label window starts at T.
@@ -79,6 +82,7 @@ def test_the_frame_is_features_before_t_and_labels_of_the_90_days_after(document
     assert train.shape[1] > 40 and not np.isnan(train).any()
 
 
+@pytest.mark.slow
 def test_auc_beside_time_and_relative_to_the_peer(document):
     document, _ = document
     peer, forest, stage = (_result(document, case)["quality"] for case in ("rf-sklearn", "rf", "rf-stage"))
@@ -95,6 +99,7 @@ def test_auc_beside_time_and_relative_to_the_peer(document):
         assert result["fastest_peer"] == "rf-sklearn" and result["time_vs_fastest_peer"] > 0
 
 
+@pytest.mark.slow
 def test_table_and_json_show_time_and_auc(document):
     document, _ = document
     console = Console(width=220, record=True)

@@ -65,6 +65,7 @@ def test_the_history_posterior_is_calibrated_on_people_drawn_from_the_generating
             assert abs(y[decile].sum() - p[decile].sum()) < spread, archetype.name
 
 
+@pytest.mark.slow
 def test_the_model_sits_between_history_alone_and_the_oracle(document):
     for case in ("propensity-truth", "propensity-truth-3-origins"):
         quality = _quality_of(document, case)
@@ -76,6 +77,7 @@ def test_the_model_sits_between_history_alone_and_the_oracle(document):
     assert _quality_of(document, "propensity-truth-3-origins")["origins"] == 3
 
 
+@pytest.mark.slow
 def test_value_parameters_are_compared_with_the_generating_ones(document):
     quality = _quality_of(document, "value-truth")
     stationary = [a.name for a in ARCHETYPES if a.decline_per_day[1] == 0]
@@ -86,6 +88,7 @@ def test_value_parameters_are_compared_with_the_generating_ones(document):
     assert 0.05 * CUSTOMERS < loyal < 0.2 * CUSTOMERS
 
 
+@pytest.mark.slow
 def test_segments_are_scored_against_the_planted_archetypes(document):
     quality = _quality_of(document, "segments-truth")
     assert quality["customers_vs_truth"] > 0.9 * CUSTOMERS
