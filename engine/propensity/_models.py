@@ -45,8 +45,12 @@ _AUTO = {"cpu": "gradient_boosting", "gpu": "random_forest"}
 SPLITS = ("train", "validation", "test")
 # Blocks of trees a forest's scores are summed in (see _forest_scores).
 _SCORE_BLOCKS = 8
-# Rows the partial dependence behind the reasons is measured on.
-_REASON_SAMPLE = 1_000
+# Rows the partial dependence behind the reasons is measured on, and at most the rows whose
+# scores make the percentile reference (1001 quantiles, steady well before 200k). Every row
+# they add is a prediction of every tree: with 1,000 and every row, the demo's training spent
+# 60% of its time predicting (measured with py-spy).
+_REASON_SAMPLE = 500
+_REFERENCE_ROWS = 200_000
 
 
 def split_customers(keys, *, seed: int, validation_share: float, test_share: float) -> np.ndarray:
@@ -157,8 +161,9 @@ class PropensityFit:
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, y: np.ndarray, split: np.ndarray, *, features, options, seed: int,
-            backend: Backend, recent: np.ndarray | None = None) -> PropensityFit:  # fmt: skip
-        """Fit on the train split, calibrate on the validation split, set bands and reasons.
+            backend: Backend, recent: np.ndarray | None = None, explain: bool = True) -> PropensityFit:  # fmt: skip
+        """Fit on the train split, calibrate on the validation split, set bands and (unless
+        ``explain`` is False, when the caller calls :meth:`explain` itself) reasons.
 
         ``recent`` marks the rows of the latest training origin when there are several: the
         model learns from every train row, but calibration and the percentile reference use
@@ -202,11 +207,22 @@ class PropensityFit:
         fitted = cls(preparation, estimator, Calibrator(options.calibration), Bands(options.band_by, options.bands),
                      [], ReasonTable(), model, selection)  # fmt: skip
         fitted.calibrator.fit(scores[model], y[validation])
-        fitted.reference = reference_quantiles(fitted.probabilities(frame.loc[recent]))
+        latest = frame.loc[recent]
+        fitted.reference = reference_quantiles(
+            fitted.probabilities(latest.iloc[:: max(1, len(latest) // _REFERENCE_ROWS)])
+        )
         fitted.bands.fit(fitted.reference)
-        sample = frame.loc[train].iloc[:: max(1, int(train.sum()) // _REASON_SAMPLE)]
-        fitted.reasons.fit(fitted.probabilities, sample.reset_index(drop=True), preparation)
+        if explain:
+            fitted.explain(frame.loc[train])
         return fitted
+
+    def explain(self, train_rows: pd.DataFrame, features=None) -> PropensityFit:
+        """Measure the reasons' curves on a sample of ``train_rows`` for ``features`` (default:
+        every input); only features with a curve can be a customer's reason."""
+        sample = train_rows.iloc[:: max(1, len(train_rows) // _REASON_SAMPLE)]
+        self.reasons = ReasonTable().fit(self.probabilities, sample.reset_index(drop=True), self.preparation,
+                                         features=features)  # fmt: skip
+        return self
 
     def raw_scores(self, frame: pd.DataFrame, *, where: str = "the frame") -> np.ndarray:
         """The estimator's uncalibrated positive-class score."""

@@ -42,9 +42,12 @@ class ReasonTable:
 
     curves_: dict[str, dict] = field(default_factory=dict)
 
-    def fit(self, predict: Callable[[pd.DataFrame], np.ndarray], sample: pd.DataFrame, preparation: ModelInputs):
+    def fit(self, predict: Callable[[pd.DataFrame], np.ndarray], sample: pd.DataFrame, preparation: ModelInputs,
+            features=None):  # fmt: skip
+        """Measure the curves of ``features`` (default: every input of ``preparation``)."""
+        chosen = preparation.features if features is None else set(features)
         plans = []
-        for name in preparation.features:
+        for name in (name for name in preparation.features if name in chosen):
             kind = preparation.kinds_[name]
             if kind == "numeric":
                 values = _numbers(sample[name])

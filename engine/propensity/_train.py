@@ -36,8 +36,12 @@ from ._scores import Bands, Calibrator
 __all__ = ["FORMAT_VERSION", "Trained", "fit_and_evaluate", "load_model", "write_model"]
 
 FORMAT_VERSION = 1
-# Test rows permutation importance is measured on, and how often each column is shuffled.
-_IMPORTANCE_ROWS, _IMPORTANCE_REPEATS = 5_000, 3
+# Test rows permutation importance is measured on, and how often each column is shuffled:
+# 2,000 rows (from 5,000) took the demo's training from 23.0 to 14.8 s with the reasons'
+# smaller sample, the same test AUC and the same four most important inputs in the same order.
+_IMPORTANCE_ROWS, _IMPORTANCE_REPEATS = 2_000, 3
+# Reasons are drawn from this many of the most important inputs.
+_REASONS_FROM = 20
 _PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "joblib", "xgboost", "cuml")
 
 
@@ -106,15 +110,19 @@ def fit_and_evaluate(frame: pd.DataFrame, *, features, options, seed: int, backe
         raise UsageError("propensity: an out-of-time test needs rows from at least 2 origins")
     learned = frame.loc[learning].reset_index(drop=True)
     fit = PropensityFit.fit(learned, y[learning], split[learning], features=features, options=options, seed=seed,
-                            backend=backend, recent=_latest(learned))  # fmt: skip
+                            backend=backend, recent=_latest(learned), explain=False)  # fmt: skip
     test_rows = frame.loc[(split == "test") & recent].reset_index(drop=True)
-    scored = fit.score(test_rows)
-    test = pd.concat([test_rows[["customer_key", LABEL]], scored], axis=1)
-    metrics = classification_metrics(test[LABEL].to_numpy(), test["score"].to_numpy())
     sample = test_rows.iloc[:: max(1, len(test_rows) // _IMPORTANCE_ROWS)]
     importance = permutation_importance(
         fit.raw_scores, sample, sample[LABEL].to_numpy(), features, repeats=_IMPORTANCE_REPEATS, seed=seed
     )
+    # Reasons come from the inputs that matter: an input whose shuffling costs the test AUC
+    # nothing moves no score, and each curve costs a prediction of every sampled row per value.
+    explained = [row["feature"] for row in importance[:_REASONS_FROM]] if importance else None
+    fit.explain(learned.loc[split[learning] == "train"], features=explained)
+    scored = fit.score(test_rows)
+    test = pd.concat([test_rows[["customer_key", LABEL]], scored], axis=1)
+    metrics = classification_metrics(test[LABEL].to_numpy(), test["score"].to_numpy())
     report = {
         # Customers of the latest origin per split; train_rows counts every origin's.
         "splits": {name: int(((split == name) & recent).sum()) for name in SPLITS},
