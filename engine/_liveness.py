@@ -4,8 +4,8 @@ A cluster with no workers, or whose workers are all paused (their memory above D
 fraction of their limit), accepts tasks and never runs them: the client waits without a
 word. :class:`StallWatch` asks the scheduler, every few seconds, whether anything happened
 (its transition counter moved) and whether tasks are waiting while none is processing. When
-that has lasted ``stall_seconds`` it interrupts the waiting main thread and the stage fails
-with :class:`StalledError` naming the cause. A long task, or the client fitting a model
+that has lasted ``stall_seconds`` it signals the waiting main thread (SIGUSR1, handled while
+the watch runs), which raises :class:`StalledError` naming the cause, and the stage fails. A long task, or the client fitting a model
 while the scheduler idles with nothing queued, is not a stall.
 """
 
@@ -24,6 +24,7 @@ __all__ = ["StallWatch", "StalledError", "stall_cause"]
 logger = logging.getLogger(__name__)
 
 _PENDING = ("waiting", "no-worker", "queued")
+_SIGNAL = signal.SIGUSR1
 
 
 class StalledError(SegscaleError):
@@ -66,8 +67,8 @@ def stall_cause(state: dict) -> str | None:
 class StallWatch:
     """Watch ``client``'s scheduler while the block runs; see the module docstring.
 
-    Use as a context manager around a stage; when it fired, the block's KeyboardInterrupt is
-    turned into a :class:`StalledError` with the cause (``stalled`` holds it).
+    Use as a context manager around a stage, in the main thread; when it fires, the block
+    raises :class:`StalledError` with the cause (``stalled`` holds it too).
     """
 
     def __init__(self, client, stall_seconds: float, *, check_seconds: float = 5.0):
@@ -77,6 +78,8 @@ class StallWatch:
         self.stalled: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._previous = None
+        self._main = None
 
     def _watch(self) -> None:
         last, since = None, time.monotonic()
@@ -92,21 +95,32 @@ class StallWatch:
                 continue
             if time.monotonic() - since >= self.stall_seconds:
                 self.stalled = f"no progress for {self.stall_seconds:.0f} s: {cause}"
-                # A real signal, not _thread.interrupt_main(): that one waits for the main
-                # thread's next bytecode, and the client waits in 10-second slices.
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                # A signal of our own, whose handler raises in the main thread: a real signal
+                # wakes the client's wait (it waits in 10-second slices), and SIGINT cannot be
+                # used, as a job started in the background by a shell ignores it.
+                signal.pthread_kill(self._main, _SIGNAL)
                 return
 
+    def _raise(self, signum, frame):
+        signal.signal(_SIGNAL, signal.SIG_IGN)  # once
+        raise StalledError(self.stalled)
+
     def __enter__(self) -> StallWatch:
-        if self.client is not None and self.stall_seconds > 0:
-            self._thread = threading.Thread(target=self._watch, name="segscale-stall-watch", daemon=True)
-            self._thread.start()
+        if self.client is None or self.stall_seconds <= 0:
+            return self
+        try:
+            self._previous = signal.signal(_SIGNAL, self._raise)
+        except ValueError:  # not the main thread: there is no waiting main thread to wake
+            logger.debug("stall watch: not in the main thread, not watching")
+            return self
+        self._main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._watch, name="segscale-stall-watch", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if self.stalled is not None and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            raise StalledError(self.stalled) from None
+            signal.signal(_SIGNAL, self._previous)
         return False

@@ -1,5 +1,7 @@
 """A stage whose tasks cannot run fails with the reason instead of waiting for ever."""
 
+import signal
+
 import dask
 import pytest
 from distributed import Client, LocalCluster
@@ -29,6 +31,15 @@ def test_running_or_idle_is_not_a_stall():
 
 
 def test_a_cluster_without_workers_fails_the_wait_with_the_cause():
+    # As in a job a shell started in the background: SIGINT ignored, the watch still wakes the wait.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _wait_without_workers()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait_without_workers():
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         future = client.compute(dask.delayed(sum)([1, 2]))
         with pytest.raises(StalledError, match="no progress for 1 s: 1 tasks wait and no worker is connected"):
