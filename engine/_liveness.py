@@ -5,8 +5,9 @@ fraction of their limit), accepts tasks and never runs them: the client waits wi
 word. :class:`StallWatch` asks the scheduler, every few seconds, whether anything happened
 (its transition counter moved) and whether tasks are waiting while none is processing. When
 that has lasted ``stall_seconds`` it signals the waiting main thread (SIGUSR1, handled while
-the watch runs), which raises :class:`StalledError` naming the cause, and the stage fails. A long task, or the client fitting a model
-while the scheduler idles with nothing queued, is not a stall.
+the watch runs), which raises :class:`StalledError` naming the cause, and the stage fails. A
+long task, or the client fitting a model while the scheduler idles with nothing queued, is
+not a stall.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ def stall_cause(state: dict) -> str | None:
     if not workers:
         return f"{state['pending']} tasks wait and no worker is connected (start workers, or check --scheduler)"
     paused = [worker for worker in workers if worker["status"] == "paused"]
-    if len(paused) == len(workers):
+    if paused:  # the others wait on data the paused ones hold, or have nothing left to run
         limit = max(worker["memory_limit"] or 0 for worker in paused) / 2**30
         used = max(worker["memory"] for worker in paused) / 2**30
+        who = f"all {len(workers)}" if len(paused) == len(workers) else f"{len(paused)} of {len(workers)}"
         return (
-            f"all {len(workers)} workers are paused for memory (up to {used:.1f} GiB used of a {limit:.1f} GiB "
-            "limit); raise --memory-limit or [run] memory_limit, or run more workers"
+            f"{state['pending']} tasks wait, none runs: {who} workers are paused for memory (up to {used:.1f} GiB used of a "
+            f"{limit:.1f} GiB limit); raise --memory-limit or [run] memory_limit, or run more workers"
         )
     statuses = ", ".join(f"{count} {status}" for status, count in Counter(w["status"] for w in workers).items())
     return f"{state['pending']} tasks wait and none runs (workers: {statuses})"

@@ -19,9 +19,11 @@ def _state(*statuses, pending=5, processing=0, transitions=7):
 def test_the_cause_names_what_keeps_tasks_from_running():
     assert "no worker is connected" in stall_cause(_state())
     paused = stall_cause(_state("paused", "paused"))
-    assert "all 2 workers are paused for memory (up to 3.5 GiB used of a 4.0 GiB limit)" in paused
+    assert "5 tasks wait, none runs: all 2 workers are paused for memory" in paused
+    assert "(up to 3.5 GiB used of a 4.0 GiB limit)" in paused
     assert "--memory-limit" in paused
-    assert "5 tasks wait and none runs (workers: 1 paused, 1 closing)" == stall_cause(_state("paused", "closing"))
+    assert "1 of 2 workers are paused for memory" in stall_cause(_state("paused", "running"))
+    assert "5 tasks wait and none runs (workers: 1 running, 1 closing)" == stall_cause(_state("running", "closing"))
 
 
 def test_running_or_idle_is_not_a_stall():
