@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -24,7 +26,7 @@ from pathlib import Path
 from .._liveness import StallWatch
 from .._memory import PeakMemory
 from ..config import RunConfig, config_to_dict
-from ..exceptions import UsageError, exit_code, failure_message
+from ..exceptions import SegscaleError, UsageError, exit_code, failure_message
 from ..layout import RunLayout
 from ._fingerprint import code_version, digest
 from ._lock import RunLock
@@ -200,8 +202,17 @@ class _Run:
             self.stages[stage.name] = {"status": "running"}
             context = StageContext(self.config_with_as_of(), self.as_of, self.client, self.progress)
             started = time.perf_counter()
-            with PeakMemory() as memory, StallWatch(self.client, self.config.run.stall_minutes * 60):
-                summary = stage.run(context)
+            try:
+                with PeakMemory() as memory, StallWatch(self.client, self.config.run.stall_minutes * 60):
+                    summary = stage.run(context)
+            except OSError as error:
+                if not _disk_full(error):
+                    raise
+                free_gib = shutil.disk_usage(self.run_dir).free / 2**30
+                raise SegscaleError(
+                    f"{stage.name}: no space left on the disk holding {self.run_dir} ({free_gib:.1f} GiB free now); "
+                    "free space or set [run] output_dir on a larger disk, and run again: finished stages are kept"
+                ) from error
             record = {
                 "stage": stage.name,
                 "fingerprint": fingerprint,
@@ -297,6 +308,12 @@ class _Run:
             "metrics": {name: value for name, value in metrics.items() if value is not None},
             "outputs": {name: stage.get("outputs") for name, stage in stages.items() if stage.get("outputs")},
         }
+
+
+def _disk_full(error: OSError) -> bool:
+    """Whether ``error`` says the disk is full: errno ENOSPC, or its text where a worker's
+    Arrow error came back without the number."""
+    return error.errno == errno.ENOSPC or "[Errno 28]" in str(error) or "No space left on device" in str(error)
 
 
 def _carried(record: dict | None) -> dict:

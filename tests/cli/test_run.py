@@ -51,6 +51,22 @@ def test_run_prints_one_json_document_and_resumes_as_skips(config_file, tmp_path
     }  # fmt: skip
 
 
+def test_a_full_disk_in_a_stage_is_said_plainly_and_kept_stages_stay(config_file, tmp_path, monkeypatch):
+    """Arrow's write error from a worker, as a full tmpfs gave it: not an 'internal failure'."""
+    from engine.pipeline import STAGES
+
+    def full(context):
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    assert invoke("run", config_file, "--workers", 1, "--stages", "ingest").exit_code == 0
+    monkeypatch.setitem(STAGES, "features", dataclasses.replace(STAGES["features"], run=full))
+    result = invoke("run", config_file, "--workers", 1, "--stages", "ingest,features")
+    assert result.exit_code == 1
+    one_line_error(result, "features: no space left on the disk holding", "finished stages are kept", after_progress=True)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["ingest"]["status"] == "skipped" and manifest["stages"]["features"]["status"] == "failed"
+
+
 def test_sigterm_stops_cleanly_and_a_rerun_resumes(config_file, tmp_path):
     """What a scheduler sends first: exit 143, manifest 'interrupted', no lock, no staging."""
     run = tmp_path / "run"
