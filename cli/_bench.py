@@ -5,7 +5,9 @@ from typing import Annotated
 
 import typer
 
-from ._console import print_json, progress, stderr, stdout
+from engine.exceptions import SegscaleError
+
+from ._console import print_json, progress, stdout
 from ._options import BenchBackend, JsonOption, count
 
 __all__ = ["bench"]
@@ -44,7 +46,5 @@ def bench(
     else:
         stdout.print(format_table(document))
     failed = [f"{r['case']} at {r['size']:,}" for r in document["results"] if r["status"] == "failed"]
-    if failed:  # the document above already says so: an error line and the exit code, no second document
-        stderr.print(f"error: benchmark runs failed: {', '.join(failed)} (see the table for why)", highlight=False,
-                     markup=False)  # fmt: skip
-        raise typer.Exit(1)
+    if failed:
+        raise SegscaleError(f"benchmark runs failed: {', '.join(failed)} (see the table for why)")

@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 
 from engine.exceptions import SegscaleError, exit_code, failure_message
 
+from . import _console
 from ._console import print_json, stderr
 
 logger = logging.getLogger("segscale")
@@ -21,17 +22,19 @@ logger = logging.getLogger("segscale")
 _ClickException = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
-_JSON = "segscale.json"
+_JSON, _DOCUMENTS = "segscale.json", "segscale.json-documents"
 
 
-def _failure_document(message: str, code: int) -> dict:
-    return {"status": "failed", "exit_code": code, "error": message}
+def _answer_json(ctx, message: str, code: int) -> None:
+    """With --json, the failure as the one document on stdout, unless the command wrote its
+    own before failing (doctor's report, bench's results)."""
+    if ctx.meta.get(_JSON) and _console.json_documents == ctx.meta[_DOCUMENTS]:
+        print_json({"status": "failed", "exit_code": code, "error": message})
 
 
 def _fail(ctx, message: str, code: int):
     stderr.print(f"error: {message}", highlight=False, markup=False)
-    if ctx.meta.get(_JSON):
-        print_json(_failure_document(message, code))
+    _answer_json(ctx, message, code)
     raise typer.Exit(code)
 
 
@@ -44,11 +47,11 @@ class ErrorBoundary(TyperGroup):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        ctx.meta[_DOCUMENTS] = _console.json_documents
         try:
             return super().invoke(ctx)
         except _ClickException as error:
-            if ctx.meta.get(_JSON):
-                print_json(_failure_document(error.format_message(), error.exit_code))
+            _answer_json(ctx, error.format_message(), error.exit_code)
             raise
         except (typer.Exit, typer.Abort):
             raise

@@ -59,10 +59,29 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(level.upper())
 
 
+# Documents print_json wrote in this process: a command that fails after writing its document
+# gets no second one from the error boundary.
+json_documents = 0
+
+
 def print_json(document) -> None:
     """Exactly one JSON document on stdout."""
+    global json_documents
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
     sys.stdout.flush()
+    json_documents += 1
+
+
+def show_stage(stage: dict, as_json: bool, show) -> None:
+    """A stage's manifest entry: its summary as JSON, or shown by ``show``; a stage that was
+    up to date says so first."""
+    summary = stage["summary"]
+    if as_json:
+        print_json(summary)
+        return
+    if stage["status"] == "skipped":
+        stdout.print(f"up to date (finished {stage['finished_at']}), not run again; --force runs it", highlight=False)
+    show(summary)
 
 
 # Under a scheduler, the longest a command stays silent: a phase without tasks (resolving

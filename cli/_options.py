@@ -9,7 +9,10 @@ from engine.backend import BACKEND_CHOICES
 
 from ._console import LOG_LEVELS
 
-__all__ = ["DATE_FORMATS", "Backend", "BackendOption", "BenchBackend", "ForceOption", "JsonOption", "LogLevel", "MemoryLimitOption", "count"]
+__all__ = [
+    "DATE_FORMATS", "Backend", "BackendOption", "BackendOverride", "BenchBackend", "ForceOption", "JsonOption",
+    "LogLevel", "MemoryLimitOption", "SchedulerOption", "WorkersOption", "count",
+]  # fmt: skip
 
 
 def count(value) -> int:
@@ -33,6 +36,9 @@ LogLevel = Enum("LogLevel", {name: name for name in LOG_LEVELS}, type=str)
 
 DATE_FORMATS = ["%Y-%m-%d"]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+BackendOverride = Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")]
+SchedulerOption = Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")]
+WorkersOption = Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")]
 MemoryLimitOption = Annotated[
     str | None,
     typer.Option("--memory-limit", help="Each local worker's memory limit, e.g. 4GB (default: the config's, else shared)."),

@@ -10,8 +10,8 @@ from rich.table import Table
 from engine.backend import resolve_backend
 from engine.exceptions import UsageError
 
-from ._console import print_json, progress, stdout
-from ._options import Backend, ForceOption, JsonOption
+from ._console import print_json, progress, show_stage, stdout
+from ._options import BackendOverride, ForceOption, JsonOption, SchedulerOption, WorkersOption
 from ._target import is_own, resolve_target
 
 __all__ = ["monitor", "propensity", "score"]
@@ -49,7 +49,7 @@ def propensity(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="The model directory (replaced).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="random_forest, logistic or gradient_boosting.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    backend: BackendOverride = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ):
@@ -73,13 +73,7 @@ def propensity(
     elif run.config is not None and is_own(out, run.layout.propensity_model.root):
         config = dataclasses.replace(run.config, propensity=options, run=dataclasses.replace(run.config.run, seed=seed))
         stage = dataclasses.replace(run, config=config).run_stage("propensity", force=force)
-        if as_json:
-            print_json(stage["summary"])
-            return
-        if stage["status"] == "skipped":
-            stdout.print(f"up to date (finished {stage['finished_at']}), not run again; --force runs it", highlight=False)
-        _print_propensity(stage["summary"]["train"])
-        _print_scores(stage["summary"]["scores"])
+        show_stage(stage, as_json, _print_trained_and_scored)
         return
     elif run.config is not None:
         if run.as_of is None:
@@ -97,6 +91,11 @@ def propensity(
     _print_propensity(summary.to_dict())
 
 
+def _print_trained_and_scored(summary: dict) -> None:
+    _print_propensity(summary["train"])
+    _print_scores(summary["scores"])
+
+
 def _print_scores(summary) -> None:
     bands = ", ".join(f"{band} {summary['bands'][band]:,}" for band in ("high", "medium", "low"))
     stdout.print(
@@ -109,8 +108,8 @@ def score(
     model: Annotated[Path, typer.Option("--model", help="A model directory (from segscale propensity).")],
     features_dir: Annotated[Path, typer.Option("--features", help="A feature table (from segscale features).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the scores (replaced).")],
-    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     as_json: JsonOption = False,
 ):
     """Score every customer of a feature table with a saved propensity model, one task per part."""

@@ -14,7 +14,9 @@ from engine.exceptions import InputDataError, UsageError
 from engine.layout import RunLayout
 
 from ._console import print_json, progress, stdout
-from ._options import DATE_FORMATS, Backend, JsonOption, MemoryLimitOption, count
+from ._options import (
+    DATE_FORMATS, BackendOverride, JsonOption, MemoryLimitOption, SchedulerOption, WorkersOption, count,
+)  # fmt: skip
 from ._target import overridden
 
 __all__ = ["demo", "report", "run"]
@@ -99,9 +101,9 @@ def run(
         str | None, typer.Option("--stages", help="Comma-separated stages to run (default: all); the others must be done.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run the chosen stages even when they are up to date.")] = False,
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
-    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     memory_limit: MemoryLimitOption = None,
     as_json: JsonOption = False,
 ):

@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 
 from engine.backend import resolve_backend
-from engine.exceptions import UsageError, exit_code
+from engine.exceptions import UsageError
 
-from ._console import print_json, progress, stderr, stdout
-from ._options import DATE_FORMATS, Backend, BackendOption, JsonOption, count
+from ._console import print_json, progress, stdout
+from ._options import DATE_FORMATS, Backend, BackendOption, BackendOverride, JsonOption, WorkersOption, count
 
 logger = logging.getLogger("segscale")
 
@@ -57,7 +57,7 @@ def generate(
     dirt: Annotated[float, typer.Option(help="Share of rows given a realistic fault (0 to 0.5).")] = 0.0,
     simulate_future: Annotated[bool, typer.Option("--simulate-future", help="Also record in truth/ who buys in the 30 and 90 days after --end.")] = False,
     chunk_size: Annotated[int, typer.Option(min=1, help="People per chunk (part of what the seed reproduces).")] = 25_000,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    workers: WorkersOption = None,
     scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler; --out must be visible to its workers.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a world already in --out.")] = False,
     as_json: JsonOption = False,
@@ -134,16 +134,12 @@ def doctor(
     else:
         stdout.print(_environment_table(report, resolved or f"{backend}: unavailable"))
     if resolved is None:
-        try:
-            resolve_backend(backend)
-        except UsageError as error:  # the report above is the one JSON document: no second one
-            stderr.print(f"error: {error}", highlight=False, markup=False)
-            raise typer.Exit(exit_code(error)) from None
+        resolve_backend(backend)  # raise the typed error for the boundary: exit 2
 
 
 def check(
     config: Annotated[Path, typer.Argument(help="A segscale run config (TOML).")],
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
+    backend: BackendOverride = None,
     as_json: JsonOption = False,
 ):
     """Validate a run config, its inputs (readable, with the columns it maps) and the backend it

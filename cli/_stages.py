@@ -10,22 +10,13 @@ from rich.table import Table
 
 from engine.exceptions import UsageError
 
-from ._console import print_json, progress, stdout
-from ._options import DATE_FORMATS, Backend, ForceOption, JsonOption, MemoryLimitOption
+from ._console import progress, show_stage, stdout
+from ._options import (
+    DATE_FORMATS, BackendOverride, ForceOption, JsonOption, MemoryLimitOption, SchedulerOption, WorkersOption,
+)  # fmt: skip
 from ._target import is_own, overridden, resolve_target
 
 __all__ = ["features", "ingest", "segments", "value"]
-
-
-def _show(stage: dict, as_json: bool, show) -> None:
-    """A stage's summary as JSON, or shown by ``show``; a stage that was up to date says so."""
-    summary = stage["summary"]
-    if as_json:
-        print_json(summary)
-        return
-    if stage["status"] == "skipped":
-        stdout.print(f"up to date (finished {stage['finished_at']}), not run again; --force runs it", highlight=False)
-    show(summary)
 
 
 def _print_accounting(summary) -> None:
@@ -50,16 +41,16 @@ def _print_accounting(summary) -> None:
 
 def ingest(
     config: Annotated[Path, typer.Argument(help="A segscale run config (TOML).")],
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
-    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
 ):
     """Validate, deduplicate, resolve identities and write the customer-clustered store."""
     run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
-    _show(run.run_stage("ingest", force=force), as_json, _print_ingest)
+    show_stage(run.run_stage("ingest", force=force), as_json, _print_ingest)
 
 
 def _print_ingest(summary: dict) -> None:
@@ -90,9 +81,9 @@ def features(
         datetime | None, typer.Option("--as-of", formats=DATE_FORMATS, help="Only rows before this date (UTC) count.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the features into.")] = None,
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
-    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
@@ -104,7 +95,7 @@ def features(
     run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
     if run.config and is_own(store, run.layout.store.root) and is_own(out, run.layout.features.root):
         run = dataclasses.replace(run, config=overridden(run.config, as_of=as_of))
-        _show(run.run_stage("features", force=force), as_json, _print_features)
+        show_stage(run.run_stage("features", force=force), as_json, _print_features)
         return
     options = run.config.features if run.config else FeatureOptions()
     if run.config:
@@ -118,7 +109,7 @@ def features(
                 store, out, as_of=as_of_date, options=options, backend_name=run.backend_name, client=client,
                 progress=update,
             )  # fmt: skip
-    _show({"status": "ran", "summary": summary.to_dict()}, as_json, _print_features)
+    show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_features)
 
 
 def _segments_table(summary) -> Table:
@@ -155,9 +146,9 @@ def segments(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the segments into.")] = None,
     k: Annotated[int | None, typer.Option("--k", min=2, help="A fixed number of segments (default: chosen by silhouette).")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
-    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
@@ -173,7 +164,7 @@ def segments(
     seed = run.seed if seed is None else seed
     if run.config and is_own(features_dir, run.layout.features.root) and is_own(out, run.layout.segments.root):
         config = dataclasses.replace(run.config, segments=options, run=dataclasses.replace(run.config.run, seed=seed))
-        _show(dataclasses.replace(run, config=config).run_stage("segments", force=force), as_json, _print_segments)
+        show_stage(dataclasses.replace(run, config=config).run_stage("segments", force=force), as_json, _print_segments)
         return
     if run.config:
         features_dir, out = features_dir or run.layout.features.root, out or run.layout.segments.root
@@ -185,7 +176,7 @@ def segments(
                 features_dir, out, options=options, seed=seed, backend_name=run.backend_name, client=client,
                 progress=update,
             )  # fmt: skip
-    _show({"status": "ran", "summary": summary.to_dict()}, as_json, _print_segments)
+    show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_segments)
 
 
 def _print_segments(summary: dict) -> None:
@@ -236,9 +227,9 @@ def value(
         int | None, typer.Option("--horizon-days", min=1, help="Days the predictions cover (and the holdout).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the values into.")] = None,
-    backend: Annotated[Backend | None, typer.Option("--backend", help="Override the config's backend.")] = None,
-    scheduler: Annotated[str | None, typer.Option(envvar="DASK_SCHEDULER_ADDRESS", help="Existing Dask scheduler.")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core).")] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
     memory_limit: MemoryLimitOption = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
@@ -253,7 +244,7 @@ def value(
         options = dataclasses.replace(options, horizon_days=horizon_days)
     if run.config and is_own(store, run.layout.store.root) and is_own(out, run.layout.value.root):
         config = dataclasses.replace(overridden(run.config, as_of=as_of), value=options)
-        _show(dataclasses.replace(run, config=config).run_stage("value", force=force), as_json, _print_value)
+        show_stage(dataclasses.replace(run, config=config).run_stage("value", force=force), as_json, _print_value)
         return
     if run.config:
         store, out = store or run.layout.store.root, out or run.layout.value.root
@@ -275,4 +266,4 @@ def value(
                 client=client,
                 progress=update,
             )
-    _show({"status": "ran", "summary": summary.to_dict()}, as_json, _print_value)
+    show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -14,7 +15,10 @@ import dask
 
 from .layout import staging_path
 
-__all__ = ["checkpoint", "coarsened", "compute_tasks", "publish", "release_memory", "staged_output", "trim_heap", "trimmed"]
+__all__ = [
+    "checkpoint", "coarsened", "compute_tasks", "disk_full", "publish", "release_memory", "staged_output", "trim_heap",
+    "trimmed",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,12 @@ def compute_tasks(tasks, client, progress, label):
             progress(done, len(results))
     logger.debug("%s: %d tasks done", label, len(results))
     return results
+
+
+def disk_full(error: OSError) -> bool:
+    """Whether ``error`` says the disk is full: errno ENOSPC, or its text, as Arrow's write
+    errors come back from a worker without the number."""
+    return error.errno == errno.ENOSPC or "[Errno 28]" in str(error) or "No space left on device" in str(error)
 
 
 def checkpoint(frame, directory: Path | None, name: str):

@@ -20,7 +20,6 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ import pyarrow.parquet as pq
 
 from .._memory import PeakMemory
 from .._summary import Summary
-from .._tasks import coarsened, compute_tasks, release_memory, staged_output, trimmed
+from .._tasks import coarsened, compute_tasks, disk_full, release_memory, staged_output, trimmed
 from ..backend import resolve_backend, to_host
 from ..config import RunConfig
 from ..exceptions import InputDataError, SegscaleError
@@ -244,7 +243,7 @@ def ingest(config: RunConfig, *, client=None, progress=None) -> IngestSummary:
         try:
             return _ingest(config, key, backend, client, progress, started)
         except OSError as error:
-            if error.errno != errno.ENOSPC:
+            if not disk_full(error):
                 raise
             raise SegscaleError(_disk_full(Path(config.run.output_dir))) from error
 

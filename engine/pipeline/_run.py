@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from .._liveness import StallWatch
 from .._memory import PeakMemory
+from .._tasks import disk_full
 from ..config import RunConfig, config_to_dict
 from ..exceptions import SegscaleError, UsageError, exit_code, failure_message
 from ..layout import RunLayout
@@ -206,7 +206,7 @@ class _Run:
                 with PeakMemory() as memory, StallWatch(self.client, self.config.run.stall_minutes * 60):
                     summary = stage.run(context)
             except OSError as error:
-                if not _disk_full(error):
+                if not disk_full(error):
                     raise
                 free_gib = shutil.disk_usage(self.run_dir).free / 2**30
                 raise SegscaleError(
@@ -308,12 +308,6 @@ class _Run:
             "metrics": {name: value for name, value in metrics.items() if value is not None},
             "outputs": {name: stage.get("outputs") for name, stage in stages.items() if stage.get("outputs")},
         }
-
-
-def _disk_full(error: OSError) -> bool:
-    """Whether ``error`` says the disk is full: errno ENOSPC, or its text where a worker's
-    Arrow error came back without the number."""
-    return error.errno == errno.ENOSPC or "[Errno 28]" in str(error) or "No space left on device" in str(error)
 
 
 def _carried(record: dict | None) -> dict:
