@@ -4,7 +4,11 @@ engine function.
 Errors become exit codes in ``cli/_boundary.py`` only.
 """
 
+import _thread
+import os
 import signal
+import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -61,10 +65,32 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _redeliver_swallowed_interrupts(unraisable, previous_hook=sys.unraisablehook):
+    """A signal's exception raised where Python cannot propagate it (a garbage-collector
+    callback such as distributed's GC diagnosis, a ``__del__``) is only printed, and the run
+    would go on as if never stopped: deliver it again, from a thread so that it lands in the
+    main thread's ordinary code rather than in the same callback. Not printed: the interrupt is
+    reported once, where it ends the command."""
+    if issubclass(unraisable.exc_type, Terminated):
+        signal.signal(signal.SIGTERM, _terminate)
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    elif issubclass(unraisable.exc_type, KeyboardInterrupt):
+        threading.Timer(0.05, _thread.interrupt_main).start()
+    else:
+        previous_hook(unraisable)
+
+
+def handle_termination() -> None:
+    """SIGTERM handled as an interrupt (staging removed, manifest written, lock released, exit
+    143), and an interrupt swallowed in a callback delivered again."""
+    signal.signal(signal.SIGTERM, _terminate)
+    sys.unraisablehook = _redeliver_swallowed_interrupts
+
+
 def main() -> None:
     """The ``segscale`` command: private files (``apply_umask``), SIGTERM handled as an
-    interrupt (staging removed, manifest written, lock released, exit 143), then the app."""
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt (`handle_termination`), then the app."""
+    handle_termination()
     try:
         apply_umask()
     except UsageError as error:

@@ -364,3 +364,28 @@ def test_what_segscale_writes_is_private_unless_told_otherwise(tmp_path):
     assert _modes(tmp_path / "shared") <= {0o644, 0o755}
     bad = _segscale(tmp_path, "--version", umask="rw-------")
     assert bad.returncode == 2 and "SEGSCALE_UMASK='rw-------' is not an octal umask" in bad.stderr
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_an_interrupt_swallowed_in_a_callback_is_delivered_again(signal_name):
+    """Found in CI: SIGTERM landed in distributed's garbage-collector callback, where Python
+    only prints an exception, and the run went on to succeed. A ``__del__`` does the same."""
+    program = f"""
+import os, signal, time
+from cli.main import handle_termination
+handle_termination()
+class Dropped:
+    def __del__(self):
+        os.kill(os.getpid(), signal.{signal_name})
+        time.sleep(0.01)  # the handler runs here, inside __del__
+try:
+    Dropped()
+    time.sleep(10)
+    print("went on")
+except KeyboardInterrupt as error:
+    print("stopped by", type(error).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr  # reported once, where it ends the command
+    expected = "Terminated" if signal_name == "SIGTERM" else "KeyboardInterrupt"
+    assert done.stdout.strip() == f"stopped by {expected}", done.stderr
