@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark
+from . import _backtest, _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -153,6 +153,8 @@ DATASETS = {
     "kmeans-matrix": _segments.prepare_kmeans_matrix,
     "propensity-frame": _propensity.prepare_propensity_frame,
     "future-world": _quality.prepare_future_world,
+    "backtest-world": _backtest.prepare_backtest_world,
+    "online-retail": _backtest.prepare_online_retail,
 }
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb", "features-spark")
@@ -375,6 +377,24 @@ CASES: dict[str, Case] = {
             run=_quality.run_segments_truth,
             backends=("cpu", "gpu"),
             dataset="future-world",
+        ),
+        Case(
+            name="segments-backtest",
+            stage="backtest",
+            description="engine.segments with the stage's defaults, as of 90 days before the world's end; against "
+            "the RFM grid at equal group count (bootstrap intervals) and ARI beside a classifier told the archetypes",
+            run=_backtest.run_segments_backtest,
+            backends=("cpu", "gpu"),
+            dataset="backtest-world",
+        ),
+        Case(
+            name="segments-online-retail",
+            stage="backtest",
+            description="engine.segments with the stage's defaults on UCI Online Retail as of 2011-09-09 (size "
+            "ignored); against the RFM grid at equal group count, with bootstrap intervals",
+            run=_backtest.run_segments_online_retail,
+            backends=("cpu", "gpu"),
+            dataset="online-retail",
         ),
         Case(
             name="value-truth",

@@ -114,7 +114,8 @@ def features(
 
 def _segments_table(summary) -> Table:
     table = Table(
-        title=f"{summary['k']} segments of {summary['customers']:,} customers (silhouette {summary['silhouette']:.3f}, {summary['seconds']:.1f} s)",
+        title=f"{summary['k']} segments of {summary['customers']:,} customers (k by {summary.get('k_chosen_by', 'silhouette')}, "
+        f"silhouette {summary['silhouette']:.3f}, {summary['seconds']:.1f} s)",
         title_justify="left",
     )
     for column in ("segment", "name", "customers", "share", "revenue share", "stability"):
@@ -134,6 +135,15 @@ def _segments_table(summary) -> Table:
         f"{summary['micro_segments']} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
         f"{summary['outliers']:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
     )
+    against = summary.get("against_rfm_grid")
+    if against:
+        verdicts = {True: "segments ahead", False: "grid ahead", None: "no clear winner"}
+        measures = {"log_spend_adjusted_eta_squared": "log spend adj. η²", "purchase_adjusted_eta_squared": "purchase adj. η²",
+                    "churn_rate_spread": "churn-rate spread"}  # fmt: skip
+        table.caption += f"\nwhat {against['customers']:,} customers did next, against the RFM grid in {against['groups']} groups: " + "; ".join(
+            f"{label} {against[key]['segments']:.3f} vs {against[key]['rfm_grid']:.3f} ({verdicts[against[key]['segments_win']]})"
+            for key, label in measures.items()
+        )
     table.caption_justify = "left"
     return table
 
@@ -144,7 +154,7 @@ def segments(
     ] = None,
     features_dir: Annotated[Path | None, typer.Option("--features", help="A feature table (from segscale features).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory to write the segments into.")] = None,
-    k: Annotated[int | None, typer.Option("--k", min=2, help="A fixed number of segments (default: chosen by silhouette).")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=2, help="A fixed number of segments (default: chosen by stability).")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed (default: the config's, else 0).")] = None,
     backend: BackendOverride = None,
     scheduler: SchedulerOption = None,

@@ -212,7 +212,8 @@ STAGES: dict[str, Stage] = {
         Stage("features", ("ingest",), lambda run: (run.features.root,), _section("features", "as_of"), _features),
         Stage(
             "segments", ("features",), lambda run: (run.segments.root,), _section("segments", "seed"), _segments,
-            metrics=_keys("customers", "k", "silhouette", "micro_segments", "outliers", "unstable_segments"),
+            metrics=_keys("customers", "k", "k_chosen_by", "silhouette", "micro_segments", "outliers", "unstable_segments",
+                          "against_rfm_grid"),
         ),  # fmt: skip
         Stage(
             "propensity", ("ingest", "features"), lambda run: (run.propensity_model.root, run.propensity_scores.root),

@@ -130,10 +130,14 @@ def _segments_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if not outputs.profiles:
         return Section("segments", "Segments", _missing(outputs, "segments"))
     summary = outputs.segments or {}
+    chosen_by = {
+        "stability": "the most segments that all came back on bootstrap resamples, none tiny",
+        "silhouette": "silhouette",
+    }.get(summary.get("k_chosen_by"), "configuration")
     body = paragraph(
-        f"{summary.get('customers', 0):,} customers in {summary.get('k')} segments (k chosen by silhouette: "
-        f"{summary.get('silhouette', float('nan')):.3f}), {summary.get('micro_segments', 0)} micro-segments, "
-        f"{summary.get('outliers', 0):,} outliers."
+        f"{summary.get('customers', 0):,} customers in {summary.get('k')} segments (k chosen by {chosen_by}; "
+        f"silhouette {summary.get('silhouette', float('nan')):.3f}), {summary.get('micro_segments', 0)} "
+        f"micro-segments, {summary.get('outliers', 0):,} outliers."
     )
     body += figures.add("segment-sizes", charts.segment_sizes(outputs.profiles), "segment sizes and value shares")
     rows = [
@@ -165,16 +169,20 @@ def _profiles_section(outputs: RunOutputs, figures: _Figures) -> Section:
 def _names_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if not outputs.profiles:
         return Section("names", "Names and rules", _missing(outputs, "segments"))
-    rows = []
+    rows, weak = [], []
     for s in outputs.profiles:
-        because = ", ".join(f"{feature} z={z:+.2f}" for feature, z in s["because"].items()) or "closest to average"
         rules = s.get("rules") or {}
-        shown = " OR ".join(f"({rule})" for rule in rules.get("rules", [])[:3]) or rules.get("note") or "–"
-        rows.append((s["name"], because, shown, rules.get("recall"), rules.get("precision")))
-    body = paragraph("Names come from behaviour only. Each segment is restated as decision-tree rules in raw units; "
-                     "recall is the share of its customers the rules catch, precision the share of those caught who "
-                     "belong to it.")  # fmt: skip
-    body += table(["segment", "named for", "rules (up to three)", "recall", "precision"], rows)
+        rule = rules.get("rule") or "–"
+        if rules.get("note"):
+            rule = f"{rule} ({rules['note']})"
+        rows.append((s["name"], s.get("sentence") or "–", rule, rules.get("recall"), rules.get("precision")))
+        weak.append(rules.get("strength") == "weak")
+    body = paragraph("Names come from behaviour only, each word earned by the segment's profile. Each segment's rule "
+                     "has at most three conditions, to type into a CRM; recall is the share of the segment's customers "
+                     "the rule catches, precision the share of those caught who belong to it (on the fitting sample).")  # fmt: skip
+    body += table(["segment", "in plain words", "rule", "recall", "precision"], rows, flagged=weak)
+    if any(weak):
+        body += note("Rules in red are weak: under half the segment caught, or under half of those caught in it.")
     return Section("names", "Names and rules", body)
 
 
@@ -234,18 +242,42 @@ def _baseline_section(outputs: RunOutputs, figures: _Figures) -> Section:
         return Section("baseline", title, _missing(outputs, "segments"))
     if "skipped" in evaluation:
         return Section("baseline", title, note(f"Not measured: {evaluation['skipped']}."))
-    groupings = {"segments": evaluation["segments"], **({"RFM grid": evaluation["rfm_grid"]} if "rfm_grid" in evaluation else {})}
     sampled = ""
     if evaluation.get("customers", 0) < evaluation.get("of_customers", 0):
         sampled = (f" Measured on {evaluation['customers']:,} of the {evaluation['of_customers']:,} customers, drawn by key "
                    "([segments] outcome_customers).")  # fmt: skip
     body = paragraph(f"What customers did from {evaluation['window']['start'][:10]} to {evaluation['window']['end'][:10]}, "
-                     "after as-of: how much of next-period spend each grouping explains, and how far apart its groups' "
-                     f"churn rates are.{sampled}")  # fmt: skip
-    body += figures.add("baseline", charts.outcome_separation(groupings), "segments against the RFM grid")
-    rows = [(name, g["customers"], g.get("spend_eta_squared"), g.get("log_spend_eta_squared"),
+                     f"after as-of, which the segments were fitted without.{sampled}")  # fmt: skip
+    compared = evaluation.get("at_equal_groups")
+    if compared:
+        groups = compared["groups"]["segments"]
+        body += paragraph(
+            f"The segments against the RFM grid cut into as many groups ({groups}, by merging neighbouring cells of "
+            "the R x F x M score cube), so neither wins by having more groups. Adjusted η² is the share of the "
+            "variance the grouping explains beyond what as many random groups would; the churn-rate spread is the "
+            "gap between the groups that churn most and least. Intervals: "
+            f"{compared['confidence']:.0%} from {compared['resamples']} bootstrap resamples of the customers."
+        )
+        body += figures.add("baseline", charts.comparison_intervals(compared["measures"]),
+                            "segments against the RFM grid at equal group count")  # fmt: skip
+
+        def estimate(side: dict) -> str:
+            if side["low"] is None:
+                return f"{side['value']:.3f}"
+            return f"{side['value']:.3f} ({side['low']:.3f} to {side['high']:.3f})"
+
+        verdicts = {True: "segments ahead", False: "RFM grid ahead", None: "no clear winner"}
+        body += table(
+            ["measure", "segments", f"RFM grid, {groups} groups", "difference", "verdict"],
+            [(m["label"], estimate(m["segments"]), estimate(m["rfm_grid"]), estimate(m["difference"]),
+              verdicts[m["segments_win"]]) for m in compared["measures"]],
+            flagged=[m["segments_win"] is False for m in compared["measures"]],
+        )  # fmt: skip
+    groupings = {"segments": evaluation["segments"], **({"named RFM grid": evaluation["rfm_grid"]} if "rfm_grid" in evaluation else {})}
+    rows = [(name, len(g["groups"]), g.get("spend_eta_squared"), g.get("log_spend_eta_squared"),
              g.get("churn_rate_range"), g.get("churn_rate_std")) for name, g in groupings.items()]  # fmt: skip
-    body += table(["grouping", "customers", "spend η²", "log spend η²", "churn rate range", "churn rate std"], rows)
+    body += paragraph("Unadjusted, beside the named RFM grid (its eleven names and customers without purchases):")
+    body += table(["grouping", "groups", "spend η²", "log spend η²", "churn rate range", "churn rate std"], rows)
     return Section("baseline", title, body)
 
 

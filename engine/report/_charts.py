@@ -10,21 +10,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import io  # noqa: E402
+import io
+import textwrap
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = [
     "audiences",
     "calibration",
     "clv_distribution",
+    "comparison_intervals",
     "drift",
     "gains",
     "hierarchy",
     "importance",
-    "outcome_separation",
     "png",
     "profile_heatmap",
     "quarantine",
@@ -36,7 +37,9 @@ __all__ = [
 ]
 
 INK, MUTED, ACCENT, WARN = "#1f2937", "#9ca3af", "#2563eb", "#dc2626"
-PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b"]
+# Twelve colours: a dozen segments each keep their own.
+PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16", "#f97316", "#64748b",
+           "#92400e", "#0f766e"]  # fmt: skip
 plt.rcParams.update(
     {
         "font.size": 9,
@@ -63,6 +66,28 @@ def png(figure: Figure) -> bytes:
 
 def _color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
+
+
+# Segment names run to four words (~45 characters): longer than these, a name is set on two
+# lines, beside a row (y axis, legend) or under a column (x axis, where space is scarcer).
+ROW_LABEL_CHARS, COLUMN_LABEL_CHARS = 28, 20
+
+
+def _wrap(label: str, width: int = ROW_LABEL_CHARS) -> str:
+    """``label`` as is up to ``width`` characters, else on two lines as even as its words allow."""
+    if len(label) <= width:
+        return label
+    for line in range((len(label) + 1) // 2, len(label) + 1):
+        lines = textwrap.wrap(label, line, break_long_words=False, break_on_hyphens=False)
+        if len(lines) <= 2:
+            return "\n".join(lines)
+    return label
+
+
+def _inches(labels, size: float = 9) -> float:
+    """Width of the widest line among ``labels`` set at ``size`` points, a close upper estimate."""
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    return longest * size * 0.0074
 
 
 def _barh(ax, labels, values, colors=None, fmt="{:,.0f}"):
@@ -106,9 +131,9 @@ def quarantine(rows: dict) -> Figure:
 
 def segment_sizes(segments: list[dict]) -> Figure:
     """Share of customers beside share of revenue, per segment."""
-    names = [s["name"] for s in segments]
+    names = [_wrap(s["name"]) for s in segments]
     positions = np.arange(len(names))
-    figure, ax = plt.subplots(figsize=(6.5, 0.55 * len(names) + 0.9))
+    figure, ax = plt.subplots(figsize=(6.5, 0.55 * len(names) + 0.9), layout="constrained")
     height = 0.38
     customers = [100 * s["share_customers"] for s in segments]
     revenue = [100 * s["share_revenue"] for s in segments]
@@ -121,14 +146,20 @@ def segment_sizes(segments: list[dict]) -> Figure:
     ax.invert_yaxis()
     ax.set_xlim(0, max(customers + revenue) * 1.2)
     ax.set_xlabel("% of all")
-    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
+    # A row of its own above the title: beside it, long names leave too narrow an axes for both.
+    figure.legend(loc="outside upper right", ncol=2, frameon=False)
     ax.set_title("Segment size and value share", loc="left")
     return figure
 
 
 def profile_heatmap(names: list[str], features: list[str], z: np.ndarray) -> Figure:
     """z-scores of each segment's mean against the population, segments x features."""
-    figure, ax = plt.subplots(figsize=(max(6.5, 0.42 * len(features) + 2.5), 0.5 * len(names) + 1.8))
+    names = [_wrap(name) for name in names]
+    # Room for the names beyond the ~1.3 inches short ones take.
+    width = max(6.5, 0.42 * len(features) + 2.5 + max(0.0, _inches(names) - 1.3))
+    # The feature names, slanted at 55 degrees, hang below the rows: room for them inside the figure.
+    height = max(0.5 * len(names), 2.5) + 0.8 + _inches(features) * np.sin(np.radians(55))
+    figure, ax = plt.subplots(figsize=(width, height), layout="constrained")
     image = ax.imshow(np.clip(z, -3, 3), cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
     ax.set_xticks(np.arange(len(features)), features, rotation=55, ha="right")
     ax.set_yticks(np.arange(len(names)), names)
@@ -153,7 +184,14 @@ def hierarchy(linkage: np.ndarray, parent: list[int], names: list[str], sizes: l
     for step, (a, b) in enumerate(tree_rows[:, :2].astype(int)):
         counts[leaves + step] = counts[a] + counts[b]
     tree_rows[:, 3] = counts[leaves:]
-    figure, ax = plt.subplots(figsize=(max(6.5, 0.22 * leaves + 1.5), 3.8))
+    labels = [_wrap(name) for name in names]
+    width = max(6.5, 0.22 * leaves + 1.5)
+    # The legend sits in rows above the tree, as many names to a row as the width holds.
+    columns = max(1, min(len(labels), int((width - 0.2) / (_inches(labels, 8) + 0.55))))
+    legend_rows = -(-len(labels) // columns)
+    two_lines = any("\n" in label for label in labels)
+    height = 3.8 + (legend_rows - 1) * (0.45 if two_lines else 0.25) + (0.2 if two_lines else 0.0)
+    figure, ax = plt.subplots(figsize=(width, height), layout="constrained")
     tree = dendrogram(
         tree_rows, ax=ax, color_threshold=0, above_threshold_color=MUTED,
         labels=[f"m{i} ({sizes[i]:,})" for i in range(len(parent))], leaf_rotation=90, leaf_font_size=7,
@@ -162,7 +200,7 @@ def hierarchy(linkage: np.ndarray, parent: list[int], names: list[str], sizes: l
         micro = int(label.get_text().split()[0][1:])
         label.set_color(_color(parent[micro]))
     handles = [plt.Line2D([], [], color=_color(i), lw=6) for i in range(len(names))]
-    ax.legend(handles, names, frameon=False, fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=min(len(names), 4))
+    figure.legend(handles, labels, frameon=False, fontsize=8, loc="outside upper right", ncol=columns)
     ax.set_ylabel("Ward distance")
     ax.set_title(f"Micro-segments ({len(tree['leaves'])}) nested in the segments", loc="left")
     return figure
@@ -170,9 +208,9 @@ def hierarchy(linkage: np.ndarray, parent: list[int], names: list[str], sizes: l
 
 def stability(rows: list[dict], names: dict, threshold: float) -> Figure:
     """Mean bootstrap Jaccard per segment; under the threshold is unstable."""
-    labels = [names.get(row["segment"], str(row["segment"])) for row in rows]
+    labels = [_wrap(names.get(row["segment"], str(row["segment"]))) for row in rows]
     values = [row["jaccard"] for row in rows]
-    figure, ax = plt.subplots(figsize=(6.5, 0.4 * len(rows) + 0.9))
+    figure, ax = plt.subplots(figsize=(6.5, 0.4 * len(rows) + 0.9), layout="constrained")
     _barh(ax, labels, values, [ACCENT if v >= threshold else WARN for v in values], "{:.2f}")
     ax.axvline(threshold, color=WARN, ls="--", lw=1)
     ax.set_xlim(0, 1.12)
@@ -183,11 +221,17 @@ def stability(rows: list[dict], names: dict, threshold: float) -> Figure:
 
 def transitions(row_shares: np.ndarray, before: list[str], after: list[str]) -> Figure:
     """Where the customers of each earlier segment went: row shares."""
-    figure, ax = plt.subplots(figsize=(0.9 * len(after) + 3, 0.5 * len(before) + 1.8))
+    before = [_wrap(name) for name in before]
+    after = [_wrap(name, COLUMN_LABEL_CHARS) for name in after]
+    # Columns 0.65 inches apart keep two-line names slanted at 30 degrees clear of each other.
+    width = max(6.5, 0.65 * len(after) + _inches(before) + 1.4)
+    figure, ax = plt.subplots(figsize=(width, 0.5 * len(before) + 1.8), layout="constrained")
     ax.imshow(row_shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for (row, column), value in np.ndenumerate(row_shares):
-        ax.text(column, row, f"{value:.0%}", ha="center", va="center", fontsize=8, color="white" if value > 0.6 else INK)
-    ax.set_xticks(np.arange(len(after)), after, rotation=30, ha="right")
+        ax.text(
+            column, row, f"{value:.0%}", ha="center", va="center", fontsize=8, color="white" if value > 0.6 else INK
+        )
+    ax.set_xticks(np.arange(len(after)), after, rotation=30, ha="right", rotation_mode="anchor")
     ax.set_yticks(np.arange(len(before)), before)
     ax.set_xlabel("this run")
     ax.set_ylabel("previous run")
@@ -198,33 +242,17 @@ def transitions(row_shares: np.ndarray, before: list[str], after: list[str]) -> 
 
 def drift(rows: list[dict]) -> Figure:
     """Each matched segment's share of customers in the previous run and in this one."""
-    labels = [row.get("name_b") or row.get("name_a") or "?" for row in rows]
+    labels = [_wrap(row.get("name_b") or row.get("name_a") or "?") for row in rows]
     positions = np.arange(len(rows))
-    figure, ax = plt.subplots(figsize=(6.5, 0.5 * len(rows) + 0.9))
+    figure, ax = plt.subplots(figsize=(6.5, 0.5 * len(rows) + 0.9), layout="constrained")
     ax.barh(positions - 0.2, [100 * (row.get("share_a") or 0) for row in rows], 0.38, color=MUTED, label="previous")
     ax.barh(positions + 0.2, [100 * (row.get("share_b") or 0) for row in rows], 0.38, color=ACCENT, label="this run")
     ax.set_yticks(positions, labels)
     ax.invert_yaxis()
     ax.set_xlabel("% of customers")
-    ax.legend(frameon=False)
-    ax.set_title("Segment size drift")
-    return figure
-
-
-def outcome_separation(groupings: dict) -> Figure:
-    """How well each grouping separates what customers did next."""
-    names = list(groupings)
-    measures = [("log_spend_eta_squared", "next-period spend explained (log, η²)"), ("churn_rate_range", "churn rate range")]
-    figure, axes = plt.subplots(1, 2, figsize=(7.5, 2.4))
-    for ax, (key, title) in zip(axes, measures):
-        values = [groupings[name].get(key) or 0.0 for name in names]
-        bars = ax.bar(names, values, color=[_color(i) for i in range(len(names))])
-        for bar, value in zip(bars, values):
-            ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.2f}", ha="center", va="bottom")
-        ax.set_ylim(0, max(values + [0.01]) * 1.25)
-        ax.set_title(title)
-    figure.suptitle("Segments against the classic RFM grid, on the period after as-of", fontweight="bold")
-    figure.tight_layout()
+    # Above the title: inside the axes, with a dozen rows, it would cover some of the bars.
+    figure.legend(loc="outside upper right", ncol=2, frameon=False)
+    ax.set_title("Segment size drift", loc="left")
     return figure
 
 
@@ -319,7 +347,8 @@ def clv_distribution(clv: np.ndarray, p_alive: np.ndarray, horizon_days: int) ->
 
 def audiences(counts: np.ndarray, segments: list[str], bands: list[str]) -> Figure:
     """Customers per segment x propensity band: the audiences a campaign picks from."""
-    figure, ax = plt.subplots(figsize=(5.5, 0.5 * len(segments) + 1.4))
+    segments = [_wrap(name) for name in segments]
+    figure, ax = plt.subplots(figsize=(5.5, 0.5 * len(segments) + 1.4), layout="constrained")
     ax.imshow(counts, cmap="Blues", aspect="auto")
     peak = counts.max() or 1
     for (row, column), value in np.ndenumerate(counts):
@@ -328,4 +357,65 @@ def audiences(counts: np.ndarray, segments: list[str], bands: list[str]) -> Figu
     ax.set_yticks(np.arange(len(segments)), segments)
     ax.spines[:].set_visible(False)
     ax.set_title("Audiences: segment x propensity band")
+    return figure
+
+
+def _verdict(difference: dict) -> str:
+    """Who is ahead on a measure: the side the 95% interval of (segments - grid) lies on, if it excludes 0."""
+    if difference["low"] is not None and difference["low"] > 0:
+        return "segments ahead"
+    if difference["high"] is not None and difference["high"] < 0:
+        return "RFM grid ahead"
+    return "no clear winner"
+
+
+def _estimate(estimate: dict) -> str:
+    if estimate["low"] is None:
+        return f"{estimate['value']:.3f}"
+    return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+
+def comparison_intervals(measures: list[dict]) -> Figure:
+    """Segments against the RFM grid at the same number of groups: each measure's two estimates
+    with their 95% bootstrap intervals, one panel per measure on its own scale.
+
+    Parameters
+    ----------
+    measures : list of dict
+        Each with ``label`` (the panel's name) and ``segments``, ``rfm_grid`` and ``difference``
+        (segments minus grid), each a dict of ``value``, ``low`` and ``high``. Higher is better
+        for every measure.
+
+    Returns
+    -------
+    Figure
+        One row per measure; its title ends with the verdict ("segments ahead", "RFM grid
+        ahead" or "no clear winner": whether the difference's interval excludes 0), and the
+        winner's label is bold.
+    """
+    figure, axes = plt.subplots(len(measures), 1, figsize=(6.5, 1.45 * len(measures) + 0.5), layout="constrained",
+                                squeeze=False)  # fmt: skip
+    for ax, measure in zip(axes[:, 0], measures):
+        sides = (("segments", measure["segments"]), ("RFM grid", measure["rfm_grid"]))
+        for row, (_, estimate) in enumerate(sides):
+            # A percentile interval need not hold the estimate (a spread's resamples run
+            # high), so the interval is drawn as a line of its own rather than as error bars.
+            if estimate["low"] is not None:
+                ax.plot([estimate["low"], estimate["high"]], [row, row], color=_color(row), lw=1.5, marker="|", ms=10)
+            ax.plot(estimate["value"], row, "o", color=_color(row))
+        ax.set_yticks([0, 1], [f"{name}\n{_estimate(e)}" for name, e in sides])
+        ax.set_ylim(1.6, -0.6)
+        ax.margins(x=0.15)
+        difference, verdict = measure["difference"], _verdict(measure["difference"])
+        if verdict != "no clear winner":
+            ax.get_yticklabels()[0 if verdict == "segments ahead" else 1].set_fontweight("bold")
+        # About 56 bold characters fit beside the labels; past that the verdict goes on a line of its own.
+        head = f"{measure.get('label') or measure['measure']}:"
+        title = f"{head} {verdict}" if len(head) + len(verdict) < 56 else f"{textwrap.fill(head, 56)}\n{verdict}"
+        ax.set_title(title, loc="left")
+        interval = "" if difference["low"] is None else (
+            f", 95% bootstrap interval {difference['low']:+.3f} to {difference['high']:+.3f}"
+        )
+        ax.set_xlabel(f"segments - grid: {difference['value']:+.3f}{interval}")
+    figure.suptitle("Segments against the RFM grid at equal group count", fontweight="bold")
     return figure

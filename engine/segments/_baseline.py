@@ -3,7 +3,8 @@
 The grid is what most teams use before clustering: a lookup from RFM scores to a name. It is
 the baseline a segmentation has to beat, and :func:`outcome_separation` is the yardstick: of
 the differences in next-period spend and churn between customers, how much does knowing the
-group explain?
+group explain? More groups explain more by construction, so a fair comparison holds the
+number of groups equal: :func:`rfm_groups` gives the RFM grid with any number of groups.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import UsageError
+from ._hierarchy import cut_linkage, ward_linkage
 
-__all__ = ["NO_PURCHASES", "RFM_GRID", "outcome_separation", "rfm_grid"]
+__all__ = ["NO_PURCHASES", "RFM_GRID", "UNSCORED_CELL", "outcome_separation", "rfm_cells", "rfm_grid", "rfm_groups"]
 
 NO_PURCHASES = "No purchases"
 _CHAMPIONS, _LOYAL, _POTENTIAL, _NEW = "Champions", "Loyal customers", "Potential loyalists", "New customers"
@@ -63,15 +65,58 @@ def rfm_grid(frame) -> pd.Series:
     -------
     pandas.Series of str, named ``rfm_segment``, with ``frame``'s index.
     """
+    recency, frequency, monetary, scored = _scores(frame)
+    r = np.where(scored, recency, 1).astype(np.int64)
+    fm = np.where(scored, (frequency + monetary + 1) // 2, 1).astype(np.int64)
+    names = np.asarray(RFM_GRID, dtype=object)[5 - r, fm - 1]
+    return pd.Series(np.where(scored, names, NO_PURCHASES), index=frame.index, name="rfm_segment", dtype=object)
+
+
+# Cells of the R x F x M score cube are 0..124; customers without a purchase have no scores.
+UNSCORED_CELL = 125
+
+
+def _scores(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     absent = [c for c in _SCORES if c not in frame.columns]
     if absent:
         raise UsageError(f"the RFM grid needs the feature columns {', '.join(absent)} (feature group rfm)")
     recency, frequency, monetary = (frame[c].to_numpy(dtype="float64", na_value=np.nan) for c in _SCORES)
     scored = np.isin(recency, range(1, 6)) & np.isin(frequency, range(1, 6)) & np.isin(monetary, range(1, 6))
-    r = np.where(scored, recency, 1).astype(np.int64)
-    fm = np.where(scored, (frequency + monetary + 1) // 2, 1).astype(np.int64)
-    names = np.asarray(RFM_GRID, dtype=object)[5 - r, fm - 1]
-    return pd.Series(np.where(scored, names, NO_PURCHASES), index=frame.index, name="rfm_segment", dtype=object)
+    return recency, frequency, monetary, scored
+
+
+def rfm_cells(frame) -> np.ndarray:
+    """Each customer's cell of the R x F x M score cube: ``25 (R-1) + 5 (F-1) + (M-1)``, or
+    :data:`UNSCORED_CELL` without scores (no purchase before as-of). int16."""
+    recency, frequency, monetary, scored = _scores(frame)
+    cells = 25 * (recency - 1) + 5 * (frequency - 1) + (monetary - 1)
+    return np.where(scored, cells, UNSCORED_CELL).astype(np.int16)
+
+
+def rfm_groups(cells, groups: int) -> list[int]:
+    """The RFM grid with ``groups`` groups: a group id (0..groups-1) for each of the 126 cells.
+
+    The occupied cells of the score cube are merged by Ward's criterion on their (R, F, M)
+    scores, weighted by their customers, until ``groups`` remain (``groups - 1`` when some
+    customers are unscored: they are a group of their own, the last). It reads nothing but
+    the scores, so, like the segments, it never sees what customers did next; the named grid
+    is one fixed way to cut the same cube into eleven groups. Cells nobody occupies join the
+    group of the nearest occupied cell.
+    """
+    cells = np.asarray(cells)
+    customers = np.bincount(cells, minlength=UNSCORED_CELL + 1)
+    occupied = np.flatnonzero(customers[:UNSCORED_CELL])
+    has_unscored = customers[UNSCORED_CELL] > 0
+    cube = np.array([[c // 25, c // 5 % 5, c % 5] for c in range(UNSCORED_CELL)], dtype=np.float64) + 1
+    lookup = np.zeros(UNSCORED_CELL + 1, dtype=np.int64)
+    scored_groups = max(1, groups - int(has_unscored))
+    if occupied.size:
+        linkage = ward_linkage(cube[occupied], customers[occupied])
+        group_of_occupied = cut_linkage(linkage, len(occupied), scored_groups)
+        nearest = ((cube[:, None, :] - cube[None, occupied, :]) ** 2).sum(axis=2).argmin(axis=1)
+        lookup[:UNSCORED_CELL] = group_of_occupied[nearest]
+    lookup[UNSCORED_CELL] = (int(lookup[:UNSCORED_CELL].max()) + 1) if occupied.size else 0
+    return lookup.tolist()
 
 
 def _eta_squared(values: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> float | None:
@@ -129,7 +174,7 @@ def outcome_separation(labels, outcomes: pd.DataFrame) -> dict:
     mean_spend = np.bincount(codes, weights=spend) / sizes
     mean_log_spend = np.bincount(codes, weights=log_spend) / sizes
     return {
-        "customers": int(len(labels)),
+        "customers": len(labels),
         "purchase_rate": 1.0 - overall_churn,
         "churn_rate": overall_churn,
         "spend_eta_squared": _eta_squared(spend, codes, sizes),

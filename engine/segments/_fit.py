@@ -1,8 +1,8 @@
 """Everything the segment stage learns from its sample, and how it places any customer after.
 
 Fitted once on a sample of customers (fit small): the preparation, k-means with k chosen by
-silhouette, the micro-segments and their Ward tree, DBSCAN niches and outliers, bootstrap
-stability, and decision-tree rules that restate the segments in raw feature units.
+stability and usefulness, the micro-segments and their Ward tree, DBSCAN niches and outliers, bootstrap
+stability, and one rule per segment (at most three conditions) in the units people know.
 :meth:`SegmentFit.place` then places any frame of customers (score big), on the array
 namespace the frame lives in, and :meth:`SegmentFit.to_dict` is the model in CPU form (plain
 JSON), so placing works later without a GPU or a pickle.
@@ -35,6 +35,7 @@ class SegmentFit:
     preparation: Preparation
     kmeans: SegmentModel
     k_scores: list[dict]
+    k_chosen_by: str = "silhouette"
     micro: MicroSegments | None = None
     niches: NicheModel | None = None
     stability: list[dict] = field(default_factory=list)
@@ -66,6 +67,7 @@ class SegmentFit:
             "preparation": self.preparation.to_dict(),
             "kmeans": self.kmeans.to_dict(),
             "k_scores": self.k_scores,
+            "k_chosen_by": self.k_chosen_by,
             "micro": self.micro.to_dict() if self.micro else None,
             "niches": self.niches.to_dict() if self.niches else None,
             "stability": self.stability,
@@ -78,6 +80,7 @@ class SegmentFit:
             preparation=Preparation.from_dict(document["preparation"]),
             kmeans=SegmentModel(**document["kmeans"]),
             k_scores=document["k_scores"],
+            k_chosen_by=document.get("k_chosen_by", "silhouette"),
             micro=MicroSegments.from_dict(document["micro"]) if document.get("micro") else None,
             niches=NicheModel.from_dict(document["niches"]) if document.get("niches") else None,
             stability=document.get("stability", []),
@@ -99,12 +102,27 @@ def fit_segments(sample, options: SegmentOptions, *, seed: int, backend, refit=N
     preparation = Preparation(features=options.features, scaler=options.scaler, pca_components=options.pca_components)
     prepared = preparation.fit(sample).transform(sample)
     fitted_on = backend.xp.asarray(prepared)
-    choice, kmeans = choose_k(fitted_on, ks, seed=seed, backend_name=backend.name, n_init=options.n_init)
+    rows = prepared.shape[0]
+    subset = _even_subset(rows, options.stability_points)
+
+    def stability(k: int, centres) -> list[dict]:
+        labels, _ = assign(prepared[subset], centres)
+        return bootstrap_stability(
+            prepared[subset], labels, k, resamples=options.stability_resamples, seed=seed,
+            backend_name=backend.name, n_init=options.n_init,
+        )  # fmt: skip
+
+    measured = options.stability_resamples > 0
+    by_stability = measured and options.k_by == "stability" and len(ks) > 1
+    choice, kmeans = choose_k(
+        fitted_on, ks, seed=seed, backend_name=backend.name, n_init=options.n_init,
+        stability=stability if by_stability else None, min_share=options.min_segment_share,
+    )  # fmt: skip
     if refit is not None:
         kmeans = refit(preparation, kmeans.k)
     segments, _ = assign(prepared, kmeans.centres)
-    model = SegmentFit(preparation=preparation, kmeans=kmeans, k_scores=choice.scores)
-    rows = prepared.shape[0]
+    chosen_by = "configuration" if options.k is not None else choice.by
+    model = SegmentFit(preparation=preparation, kmeans=kmeans, k_scores=choice.scores, k_chosen_by=chosen_by)
     micro_k = min(options.micro_k or 0, rows // _MIN_ROWS_PER_MICRO)
     if micro_k > kmeans.k:
         model.micro = fit_micro_segments(
@@ -115,12 +133,10 @@ def fit_segments(sample, options: SegmentOptions, *, seed: int, backend, refit=N
             fitted_on, eps=options.niche_eps, min_samples=options.niche_min_samples, points=options.niche_points,
             niche_max_share=options.niche_max_share, seed=seed, backend_name=backend.name,
         )  # fmt: skip
-    if options.stability_resamples:
-        subset = _even_subset(rows, options.stability_points)
-        model.stability = bootstrap_stability(
-            prepared[subset], segments[subset], kmeans.k, resamples=options.stability_resamples, seed=seed,
-            backend_name=backend.name, n_init=options.n_init,
-        )  # fmt: skip
+    if measured:
+        # Measured already while choosing k, unless the centres were refitted on everyone.
+        reuse = by_stability and refit is None
+        model.stability = choice.stability[kmeans.k] if reuse else stability(kmeans.k, kmeans.centres)
     # Rules read in the units people know (days, orders, money), so they see raw features.
     model.rules = SegmentRules(preparation.columns_, max_depth=options.rules_depth, seed=seed).fit(sample, segments)
     return model, segments

@@ -21,7 +21,7 @@ import numpy as np
 from ..backend import to_host_array
 from ._kmeans import _fit, assign
 
-__all__ = ["MicroSegments", "assign_micro", "fit_micro_segments", "ward_linkage"]
+__all__ = ["MicroSegments", "assign_micro", "cut_linkage", "fit_micro_segments", "ward_linkage"]
 
 
 @dataclass
@@ -101,6 +101,22 @@ def ward_linkage(centres, sizes, groups=None) -> np.ndarray:
         matrix[first, :] = costs(first)
         matrix[:, first] = matrix[first, :]
     return linkage
+
+
+def cut_linkage(linkage, count: int, clusters: int) -> np.ndarray:
+    """The cluster (0..clusters-1) of each of the ``count`` leaves of a linkage (SciPy's
+    format) stopped with ``clusters`` left: after its first ``count - clusters`` merges."""
+    root = np.arange(2 * count - 1)
+    for step, (first, second) in enumerate(np.asarray(linkage)[: max(0, count - clusters), :2].astype(np.int64)):
+        root[first] = root[second] = count + step
+    leaf_root = np.arange(count)
+    # Follow each leaf up to the last merge it took part in; merged ids only ever grow.
+    while True:
+        above = root[leaf_root]
+        if (above == leaf_root).all():
+            break
+        leaf_root = above
+    return np.unique(leaf_root, return_inverse=True)[1].ravel()
 
 
 def fit_micro_segments(

@@ -1,7 +1,8 @@
-"""k-means with k chosen by silhouette: fitted on a sample, assigning every customer after.
+"""k-means with k chosen by stability and usefulness (or silhouette): fitted on a sample,
+assigning every customer after.
 
 The fit runs on the backend's estimator (cuML ``KMeans`` on the GPU, scikit-learn's on the
-CPU) with one set of parameter names. The quality scores behind the choice of k
+CPU) with one set of parameter names. The quality scores reported for each candidate k
 (silhouette, Calinski-Harabasz, Davies-Bouldin) are computed with scikit-learn on the host,
 on the sample. Assignment is a nearest-centre search in the array namespace of the data, so
 it runs per partition where the partition lives.
@@ -27,10 +28,13 @@ SILHOUETTE_TIE = 0.005
 
 @dataclass
 class KMeansChoice:
-    """Each candidate k's scores on the sample, and the k chosen (best silhouette)."""
+    """Each candidate k's scores on the sample, the k chosen and by what (``stability`` or
+    ``silhouette``), and each candidate's per-segment stability when it was measured."""
 
     k: int
     scores: list[dict] = field(default_factory=list)
+    by: str = "silhouette"
+    stability: dict[int, list[dict]] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,9 +99,17 @@ def silhouettes(points: np.ndarray, labelings: list[np.ndarray], rows_per_block:
 
 
 def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu", n_init: int = 4,
-             max_iter: int = 300, tol: float = 1e-4) -> tuple[KMeansChoice, SegmentModel]:  # fmt: skip
-    """Fit k-means for each k in ``ks`` on ``sample`` and keep the best silhouette: the smallest
-    k within :data:`SILHOUETTE_TIE` of the highest.
+             max_iter: int = 300, tol: float = 1e-4, stability=None,
+             min_share: float = 0.0) -> tuple[KMeansChoice, SegmentModel]:  # fmt: skip
+    """Fit k-means for each k in ``ks`` on ``sample`` and choose one.
+
+    With ``stability``, by stability and usefulness: the largest k whose segments all come
+    back on bootstrap resamples (every one stable, see ``_stability``) and each hold at least
+    ``min_share`` of the sample; more segments that hold tell more apart, and a segment that
+    dissolves on another sample or holds a handful of customers is no use to act on. When no k
+    qualifies, the k whose least stable segment is the most stable. Without it, by
+    silhouette: the smallest k within :data:`SILHOUETTE_TIE` of the highest. Nothing but the
+    sample's features is read, never what customers did later.
 
     Parameters
     ----------
@@ -105,6 +117,11 @@ def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu"
         Prepared features of a sample of customers.
     ks : iterable of int
         Candidate numbers of segments, each at least 2 and below the sample size.
+    stability : callable, optional
+        ``stability(k, centres) -> list of dict``: per segment of the model with those centres,
+        at least ``jaccard`` and ``stable`` (:func:`bootstrap_stability`).
+    min_share : float
+        Smallest share of the sample a segment may hold for its k to be chosen by stability.
 
     Returns
     -------
@@ -122,32 +139,47 @@ def choose_k(sample: np.ndarray, ks, *, seed: int = 0, backend_name: str = "cpu"
     scored = np.random.default_rng(0).choice(rows, size=min(rows, SILHOUETTE_POINTS), replace=False)
     choice, models, labelings = KMeansChoice(k=ks[0]), {}, {}
     for k in ks:
-        model = _fit(sample, k, seed, backend_name, n_init, max_iter, tol)
-        labels = to_host_array(model.labels_).astype(np.int64)
+        fitted = _fit(sample, k, seed, backend_name, n_init, max_iter, tol)
+        labels = to_host_array(fitted.labels_).astype(np.int64)
         if np.unique(labels).size >= 2:
-            models[k], labelings[k] = model, labels
-    silhouette = dict(zip(labelings, silhouettes(host[scored], [labels[scored] for labels in labelings.values()])))
-    for k, labels in labelings.items():
-        choice.scores.append(
-            {
-                "k": k,
-                "silhouette": silhouette[k],
-                "calinski_harabasz": float(calinski_harabasz_score(host, labels)),
-                "davies_bouldin": float(davies_bouldin_score(host, labels)),
-                "inertia": float(models[k].inertia_),
-            }
-        )
+            models[k] = _ordered(SegmentModel(
+                centres=to_host_array(fitted.cluster_centers_).astype(np.float64).tolist(), k=k,
+                inertia=float(fitted.inertia_), iterations=int(getattr(fitted, "n_iter_", 0)), seed=seed,
+            ))  # fmt: skip
+            labelings[k] = labels
     if not models:
         raise UsageError("k-means found fewer than 2 distinct segments for every k: the features do not vary")
-    best = max(score["silhouette"] for score in choice.scores)
-    choice.k = min(score["k"] for score in choice.scores if score["silhouette"] >= best - SILHOUETTE_TIE)
-    best_model = models[choice.k]
-    centres = to_host_array(best_model.cluster_centers_).astype(np.float64)
-    model = SegmentModel(
-        centres=centres.tolist(), k=choice.k, inertia=float(best_model.inertia_),
-        iterations=int(getattr(best_model, "n_iter_", 0)), seed=seed,
-    )  # fmt: skip
-    return choice, _ordered(model)
+    silhouette = dict(zip(labelings, silhouettes(host[scored], [labels[scored] for labels in labelings.values()])))
+    for k, labels in labelings.items():
+        score = {
+            "k": k,
+            "silhouette": silhouette[k],
+            "calinski_harabasz": float(calinski_harabasz_score(host, labels)),
+            "davies_bouldin": float(davies_bouldin_score(host, labels)),
+            "inertia": models[k].inertia,
+            "smallest_share": float(np.bincount(labels, minlength=k).min() / rows),
+        }
+        if stability is not None:
+            choice.stability[k] = stability(k, models[k].centres)
+            jaccards = [entry["jaccard"] for entry in choice.stability[k]]
+            score.update(stability_min=min(jaccards), stability_mean=float(np.mean(jaccards)),
+                         stable=all(entry["stable"] for entry in choice.stability[k]))  # fmt: skip
+        choice.scores.append(score)
+    choice.k = _chosen(choice.scores, min_share) if stability is not None else _best_silhouette(choice.scores)
+    choice.by = "stability" if stability is not None else "silhouette"
+    return choice, models[choice.k]
+
+
+def _chosen(scores: list[dict], min_share: float) -> int:
+    useful = [score["k"] for score in scores if score["stable"] and score["smallest_share"] >= min_share]
+    if useful:
+        return max(useful)
+    return max(scores, key=lambda score: (score["stability_min"], -score["k"]))["k"]
+
+
+def _best_silhouette(scores: list[dict]) -> int:
+    best = max(score["silhouette"] for score in scores)
+    return min(score["k"] for score in scores if score["silhouette"] >= best - SILHOUETTE_TIE)
 
 
 def _ordered(model: SegmentModel) -> SegmentModel:

@@ -4,17 +4,20 @@ Fit small, score big:
 
 1. a deterministic sample of customers (every n-th of each feature part, parts being in
    pseudonymous key order) fits the whole segment model (``_fit``): preparation, k-means with
-   k chosen by silhouette, micro-segments, DBSCAN niches, bootstrap stability; the sample's
-   profile earns each segment its name. With ``[segments] kmeans_fit = "all"`` the k-means
+   k chosen by stability and usefulness, micro-segments, DBSCAN niches, bootstrap stability;
+   the sample's profile earns each segment its name and sentence, and cuts the RFM grid into
+   as many groups, the baseline the segments are measured against (``_backtest``). With ``[segments] kmeans_fit = "all"`` the k-means
    centres for that k come from every customer instead, by a k-means distributed over the
    feature parts (``_distributed``);
 2. one task per feature part places every customer, writes the assignments and returns
    per-segment sums and counts, from which the population profile is built.
 
 Output (temporary directory, renamed into place): ``assignments/part-NNNNN.parquet``
-(customer_key, segment, segment_name, distance, micro_segment, niche, outlier),
+(customer_key, segment, segment_name, distance, micro_segment, niche, outlier, and with RFM
+scores in the features rfm_segment: the named grid, rfm_group: the grid with k groups),
 ``profiles.parquet``, ``profiles.json``, ``hierarchy.parquet`` (micro-segment -> segment),
-``model.json`` (the fitted model in CPU form, every candidate k's scores) and ``_segments.json``.
+``model.json`` (the fitted model in CPU form, every candidate k's scores),
+``evaluation.json`` (against what happened next, in a backtest) and ``_segments.json``.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from ..config import SegmentOptions
 from ..exceptions import InputDataError, UsageError
 from ..features import read_features_meta
 from ..layout import FeaturesLayout, SegmentsLayout, part_name
-from ..outcomes import align_outcomes, next_period_outcomes, outcome_window, sample_key_bound
-from ._baseline import outcome_separation, rfm_grid
+from ._backtest import against_what_happened
+from ._baseline import rfm_cells, rfm_grid, rfm_groups
 from ._distributed import fit_distributed_kmeans
 from ._fit import SegmentFit, fit_segments
 from ._kmeans import SegmentModel
@@ -62,6 +65,7 @@ class SegmentSummary(Summary):
     out_dir: Path
     customers: int
     k: int
+    k_chosen_by: str
     silhouette: float
     segments: list[dict]
     seconds: float
@@ -69,6 +73,7 @@ class SegmentSummary(Summary):
     niche_customers: list[int] = field(default_factory=list)
     outliers: int = 0
     unstable_segments: list[int] = field(default_factory=list)
+    against_rfm_grid: dict | None = None
 
 
 
@@ -97,7 +102,8 @@ def _every_customer(features: Path, parts: list[int], options: SegmentOptions, s
     return refit
 
 
-def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name):
+def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name,
+                 rfm_lookup):  # fmt: skip
     """One part: place every customer, write the assignments; return what the profiles need:
     per-segment sums, and customers per micro-segment and per niche, and outliers."""
     backend = resolve_backend(backend_name)
@@ -111,11 +117,13 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
     lookup = backend.df.DataFrame({"segment": np.arange(len(names), dtype="int32"), "segment_name": names})
     # Merges do not keep row order on the GPU: the key order is restored after.
     columns = list(ASSIGNMENT_COLUMNS)
-    if set(RFM_SCORES) <= set(frame.columns):
-        # The classic grid is a host lookup of three small integers per customer.
-        scores = frame[list(RFM_SCORES)]
-        assignments["rfm_segment"] = rfm_grid(to_host(scores)).to_numpy()
-        columns.append("rfm_segment")
+    if rfm_lookup is not None:
+        # The classic grid, and the grid with as many groups as segments: host lookups of
+        # three small integers per customer.
+        scores = to_host(frame[list(RFM_SCORES)])
+        assignments["rfm_segment"] = rfm_grid(scores).to_numpy()
+        assignments["rfm_group"] = np.asarray(rfm_lookup, dtype=np.int16)[rfm_cells(scores)]
+        columns += ["rfm_segment", "rfm_group"]
     assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
     assignments[columns].to_parquet(Path(out) / part_name(number), index=False)
     micro_count = len(model.micro.parent) if model.micro else 0
@@ -184,6 +192,8 @@ def build_segments(
         sample_segments,
     )
     names = name_segments(sample_profile)
+    # The RFM grid cut into as many groups as there are segments, from the same sample.
+    rfm_lookup = rfm_groups(rfm_cells(sample), model.kmeans.k) if set(RFM_SCORES) <= set(sample.columns) else None
 
     segment_names = [named["name"] for named in names]
     with staged_output(out) as staging_dir:
@@ -194,7 +204,8 @@ def build_segments(
         fitted = dask.delayed(model, traverse=False)
         tasks = [
             dask.delayed(_assign_task)(
-                str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name
+                str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name,
+                rfm_lookup,
             )
             for n in range(partitions)
         ]
@@ -213,6 +224,7 @@ def build_segments(
             {
                 "segment": named["segment"],
                 "name": named["name"],
+                "sentence": named["sentence"],
                 "because": named["because"],
                 "customers": int(profile.loc[named["segment"], "customers"]),
                 "share_customers": round(float(profile.loc[named["segment"], "share_customers"]), 4),
@@ -235,13 +247,19 @@ def build_segments(
         )
         outliers = int(sum(int(count["outliers"]) for count in counts))
         silhouette = next(score["silhouette"] for score in model.k_scores if score["k"] == model.kmeans.k)
+        evaluation = against_what_happened(
+            staging.assignments, meta, days=options.outcome_days, customers=options.outcome_customers,
+            resamples=options.outcome_resamples, seed=seed, client=client, progress=progress,
+        )  # fmt: skip
+        staging.evaluation.write_text(json.dumps(evaluation, indent=2) + "\n")
         summary = SegmentSummary(
-            out_dir=out, customers=customers_total, k=model.kmeans.k, silhouette=round(silhouette, 4),
-            segments=[_brief(s) for s in segments],
+            out_dir=out, customers=customers_total, k=model.kmeans.k, k_chosen_by=model.k_chosen_by,
+            silhouette=round(silhouette, 4), segments=[_brief(s) for s in segments],
             seconds=round(time.perf_counter() - started, 3),
             micro_segments=len(model.micro.parent) if model.micro else 0,
             niche_customers=niche_customers, outliers=outliers,
             unstable_segments=[s["segment"] for s in segments if s["stability"] and not s["stability"]["stable"]],
+            against_rfm_grid=_against_rfm_grid(evaluation),
         )  # fmt: skip
         document = {
             **summary.to_dict(),
@@ -255,10 +273,6 @@ def build_segments(
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         staging.meta.write_text(json.dumps(document, indent=2) + "\n")
-        evaluation = _against_what_happened(
-            staging, meta, options.outcome_days, options.outcome_customers, client, progress
-        )
-        staging.evaluation.write_text(json.dumps(evaluation, indent=2) + "\n")
     logger.info(
         "segments: %d customers in %d segments (silhouette %.3f), %d micro-segments, %d niches, %d outliers in %.1f s",
         summary.customers, summary.k, silhouette, summary.micro_segments, len(niche_customers), outliers, summary.seconds,
@@ -266,41 +280,28 @@ def build_segments(
     return summary
 
 
-def _against_what_happened(staging: SegmentsLayout, meta: dict, days: int, customers: int, client, progress) -> dict:
-    """How well the segments, and the classic RFM grid beside them, separate what customers did
-    in the ``days`` after as-of: only when the store holds those days (a backtest).
-
-    Measured on at most ``customers`` customers: those whose key is below a bound, which keys
-    (keyed hashes) make a uniform sample. Gathered whole, the assignments and outcomes of every
-    customer would be the one thing in this process that grows with the customers.
-    """
-    store, as_of = meta.get("store"), meta.get("as_of")
-    if not store or not as_of or not Path(store).exists():
-        return {"skipped": "the feature table does not name an existing store"}
-    window = outcome_window(store, as_of, days)
-    if not window.covered:
-        ends = window.data_end.date().isoformat() if window.data_end is not None else "nowhere"
-        return {"skipped": f"the store ends at {ends}, before as-of + {days} days ({window.end.date().isoformat()})"}
-    path = staging.assignments
-    present = set(pq.read_schema(next(path.glob("*.parquet"))).names)
-    columns = [c for c in ("customer_key", "segment_name", "rfm_segment") if c in present]
-    assigned = sum(pq.ParquetFile(part).metadata.num_rows for part in path.glob("*.parquet"))
-    key_below = sample_key_bound(customers / assigned) if assigned > customers else None
-    filters = None if key_below is None else [("customer_key", "<", key_below)]
-    assignments = pq.read_table(path, columns=columns, filters=filters).to_pandas()
-    outcomes = align_outcomes(
-        assignments["customer_key"],
-        next_period_outcomes(store, as_of, days, client=client, progress=progress, key_below=key_below),
-    )
-    evaluation = {
-        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
-        "customers": len(assignments),
-        "of_customers": assigned,
+def _against_rfm_grid(evaluation: dict) -> dict | None:
+    """Per measure, the segments' and the equal-sized RFM grid's estimates and the interval of
+    their difference: what a reader of the manifest looks for first."""
+    compared = evaluation.get("at_equal_groups")
+    if compared is None:
+        return None
+    return {
+        "groups": compared["groups"]["segments"],
+        "customers": compared["customers"],
+        **{
+            entry["measure"]: {
+                "segments": round(entry["segments"]["value"], 4),
+                "rfm_grid": round(entry["rfm_grid"]["value"], 4),
+                "difference_interval": [
+                    None if bound is None else round(bound, 4)
+                    for bound in (entry["difference"]["low"], entry["difference"]["high"])
+                ],
+                "segments_win": entry["segments_win"],
+            }
+            for entry in compared["measures"]
+        },
     }
-    evaluation["segments"] = outcome_separation(assignments["segment_name"].to_numpy(), outcomes)
-    if "rfm_segment" in assignments:
-        evaluation["rfm_grid"] = outcome_separation(assignments["rfm_segment"].to_numpy(), outcomes)
-    return evaluation
 
 
 def _brief(segment: dict) -> dict:

@@ -58,11 +58,14 @@ class Preparation:
     ----------
     features : tuple of str, optional
         Columns to use; default :data:`DEFAULT_FEATURES` (those present).
-    scaler : {"robust", "standard"}, default "robust"
-        Robust: centre on the median, divide by the interquartile range / 1.349 (outliers do
-        not set the scale), or by the standard deviation where the IQR is under a quarter of
-        it (a column with most customers at one value). Standard: mean and standard
-        deviation. Either way the result is clipped to +-5.
+    scaler : {"standard", "robust"}, default "standard"
+        Standard: mean and standard deviation. Robust: centre on the median, divide by the
+        interquartile range / 1.349 (outliers do not set the scale), or by the standard
+        deviation where the IQR is under a quarter of it (a column with most customers at one
+        value). Either way the result is clipped to +-5. Skewed columns are log-compressed
+        first, so the few extreme customers robust scaling guards against are tamed already,
+        and standard scaling gave segments that separate next-period spend and churn better
+        (benchmarks/RESULTS.md).
     pca_components : int, optional
         Project onto this many principal components after scaling.
 
@@ -80,7 +83,7 @@ class Preparation:
     """
 
     features: tuple[str, ...] | None = None
-    scaler: str = "robust"
+    scaler: str = "standard"
     pca_components: int | None = None
     columns_: list[str] = field(default_factory=list)
     fill_: list[float] = field(default_factory=list)

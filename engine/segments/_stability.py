@@ -10,6 +10,7 @@ without a clear boundary, below 0.5 as dissolved).
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..backend import to_host_array
 from ._kmeans import _fit, assign
@@ -39,17 +40,20 @@ def bootstrap_stability(points, segments, k: int, *, resamples: int = 10, seed: 
     segments = to_host_array(segments).astype(np.int64)
     rng = np.random.default_rng(seed)
     scores = np.zeros((resamples, k))
-    for resample in range(resamples):
-        drawn = np.unique(rng.integers(0, host.shape[0], size=host.shape[0]))
-        model = _fit(host[drawn], k, int(rng.integers(2**31)), backend_name, n_init, 300, 1e-4)
-        refit, _ = assign(host[drawn], to_host_array(model.cluster_centers_))
-        original = segments[drawn]
-        # Overlap of every (original, refit) pair at once: a k x k contingency table.
-        table = np.zeros((k, k), dtype=np.int64)
-        np.add.at(table, (original, refit), 1)
-        union = table.sum(axis=1)[:, None] + table.sum(axis=0)[None, :] - table
-        jaccard = np.where(union > 0, table / np.maximum(union, 1), 0.0)
-        scores[resample] = jaccard.max(axis=1)
+    # Many small refits: one thread each. OpenMP's threads spin while they wait, and on a
+    # busy machine (Dask workers beside this process) that made each refit 40 times slower.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        for resample in range(resamples):
+            drawn = np.unique(rng.integers(0, host.shape[0], size=host.shape[0]))
+            model = _fit(host[drawn], k, int(rng.integers(2**31)), backend_name, n_init, 300, 1e-4)
+            refit, _ = assign(host[drawn], to_host_array(model.cluster_centers_))
+            original = segments[drawn]
+            # Overlap of every (original, refit) pair at once: a k x k contingency table.
+            table = np.zeros((k, k), dtype=np.int64)
+            np.add.at(table, (original, refit), 1)
+            union = table.sum(axis=1)[:, None] + table.sum(axis=0)[None, :] - table
+            jaccard = np.where(union > 0, table / np.maximum(union, 1), 0.0)
+            scores[resample] = jaccard.max(axis=1)
     mean = scores.mean(axis=0)
     return [
         {

@@ -5,6 +5,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -88,3 +89,24 @@ def test_a_backtest_on_a_sample_of_customers_says_so():
     assert "Measured on 1,000 of the 5,000 customers" in str(section)
     whole = _baseline_section(SimpleNamespace(evaluation={**evaluation, "customers": 5000}), _Figures())
     assert "Measured on" not in str(whole)
+
+
+def test_the_baseline_section_compares_at_equal_group_count():
+    from types import SimpleNamespace
+
+    from engine.report._build import _baseline_section, _Figures
+    from engine.segments._backtest import compare_at_equal_groups
+
+    rng = np.random.default_rng(0)
+    kind = rng.integers(0, 4, 3000)
+    outcomes = pd.DataFrame({"orders_next": (rng.random(3000) < kind / 4).astype(int), "spend_next": kind * 10.0})
+    grouping = {"customers": 3000, "spend_eta_squared": 0.3, "log_spend_eta_squared": 0.4, "churn_rate_range": 0.6,
+                "churn_rate_std": 0.2, "groups": [{"group": 0}, {"group": 1}]}  # fmt: skip
+    evaluation = {"window": {"start": "2025-09-01T00:00:00", "end": "2025-11-30T00:00:00"}, "customers": 3000,
+                  "of_customers": 3000, "segments": grouping, "rfm_grid": grouping,
+                  "at_equal_groups": compare_at_equal_groups(kind, rng.integers(0, 4, 3000), outcomes, resamples=50)}  # fmt: skip
+    figures = _Figures()
+    html = str(_baseline_section(SimpleNamespace(evaluation=evaluation), figures))
+    assert "RFM grid, 4 groups" in html and "as many groups (4" in html and "95% from 50 bootstrap resamples" in html
+    assert html.count("segments ahead") == 3 and "next-period log spend (adjusted η²)" in html
+    assert "named RFM grid" in html

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from engine.exceptions import UsageError
-from engine.segments._baseline import NO_PURCHASES, outcome_separation, rfm_grid
+from engine.segments._baseline import NO_PURCHASES, UNSCORED_CELL, outcome_separation, rfm_cells, rfm_grid, rfm_groups
 
 
 def _scores(rows):
@@ -94,3 +94,46 @@ def test_misaligned_or_unfilled_outcomes_are_refused():
         outcome_separation([0, 1], outcomes)
     with pytest.raises(UsageError, match="lack spend_next"):
         outcome_separation([0, 1], outcomes[["orders_next"]])
+
+
+def test_rfm_cells_number_the_score_cube():
+    cells = rfm_cells(_scores([(1, 1, 1), (5, 5, 5), (2, 3, 4), (0, 0, 0), (np.nan, 1, 1)]))
+    assert cells.tolist() == [0, 124, 25 + 10 + 3, UNSCORED_CELL, UNSCORED_CELL]
+
+
+@pytest.mark.parametrize("groups", [2, 3, 5, 12, 40])
+def test_the_rfm_grid_cut_into_any_number_of_groups(groups):
+    rng = np.random.default_rng(groups)
+    cells = np.concatenate([rng.integers(0, 125, 5_000), np.full(300, UNSCORED_CELL)])
+    lookup = np.asarray(rfm_groups(cells, groups))
+    assert len(np.unique(lookup[cells])) == groups
+    # Customers without scores are a group of their own; every cell has a group, occupied or not.
+    assert (lookup[cells] == lookup[UNSCORED_CELL]).sum() == 300 and lookup.shape == (UNSCORED_CELL + 1,)
+    assert rfm_groups(cells, groups) == lookup.tolist()  # deterministic
+
+
+def test_without_unscored_customers_every_group_is_cells():
+    cells = np.random.default_rng(0).integers(0, 125, 2_000)
+    lookup = np.asarray(rfm_groups(cells, 4))
+    assert len(np.unique(lookup[cells])) == 4
+
+
+def test_grid_groups_join_neighbouring_scores():
+    """Two well-apart blocks of the cube, each its own group when cut in two."""
+    low = [25 * r + 5 * f + m for r in range(2) for f in range(2) for m in range(2)]
+    high = [124 - cell for cell in low]
+    lookup = np.asarray(rfm_groups(np.repeat(low + high, 10), 2))
+    assert len(set(lookup[low])) == len(set(lookup[high])) == 1 and lookup[low[0]] != lookup[high[0]]
+
+
+def test_cut_linkage_agrees_with_scipy():
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from sklearn.metrics import adjusted_rand_score
+
+    from engine.segments._hierarchy import cut_linkage, ward_linkage
+
+    points = np.random.default_rng(3).normal(size=(60, 3))
+    for clusters in (1, 2, 5, 17, 60):
+        ours = cut_linkage(ward_linkage(points, np.ones(60)), 60, clusters)
+        theirs = fcluster(linkage(points, "ward"), clusters, criterion="maxclust")
+        assert len(np.unique(ours)) == clusters and adjusted_rand_score(ours, theirs) == 1.0

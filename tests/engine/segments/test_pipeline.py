@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+import shutil
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +16,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
 from engine.ingest import ingest
 from engine.segments import build_segments
-from engine.segments._kmeans import SILHOUETTE_TIE
+from engine.segments._backtest import MEASURES
 from engine.synth import WorldSpec, generate_world
 
 
@@ -68,9 +70,10 @@ def test_profiles_and_model_are_written(segmented):
     model = json.loads((out / "model.json").read_text())
     assert len(model["kmeans"]["centres"]) == summary.k
     assert [s["k"] for s in model["k_scores"]] == list(range(3, 11))
-    best = max(s["silhouette"] for s in model["k_scores"])
-    tied = [s["k"] for s in model["k_scores"] if s["silhouette"] >= best - SILHOUETTE_TIE]
-    assert summary.k == min(tied) and summary.silhouette >= best - SILHOUETTE_TIE
+    # k by stability and usefulness: the largest k whose segments all hold up, none tiny.
+    useful = [s["k"] for s in model["k_scores"] if s["stable"] and s["smallest_share"] >= 0.02]
+    assert summary.k_chosen_by == model["k_chosen_by"] == "stability" and useful and summary.k == max(useful)
+    assert [entry["jaccard"] >= 0.75 for entry in model["stability"]] == [True] * summary.k
 
 
 def test_reruns_are_identical_and_seeds_agree(segmented, world, tmp_path):
@@ -135,7 +138,7 @@ def test_rules_restate_segments_and_place_new_customers(segmented, world):
     _, out = segmented
     described = json.loads((out / "profiles.json").read_text())
     assert all(s["rules"]["segment"] == s["segment"] for s in described)
-    assert any(s["rules"]["rules"] for s in described)
+    assert all(1 <= len(s["rules"]["conditions"]) <= 3 and s["rules"]["rule"] for s in described)
     model = SegmentFit.from_dict(json.loads((out / "model.json").read_text()))
     features = pq.read_table(world / "run" / "features").to_pandas().sort_values("customer_key").reset_index(drop=True)
     by_rules = model.rules.predict(features)
@@ -166,18 +169,29 @@ def test_switches_turn_off_micro_segments_niches_and_stability(world, tmp_path):
     assert not (tmp_path / "plain" / "hierarchy.parquet").exists()
 
 
+def _permute_after(store, as_of, seed=0):
+    """The store with every transaction after ``as_of`` given another customer's key and
+    amount (within its partition, where a customer's rows live): what happened next shuffled."""
+    rng = np.random.default_rng(seed)
+    for part in sorted((store / "transactions").glob("*.parquet")):
+        frame = pq.read_table(part).to_pandas()
+        after = np.flatnonzero(frame["ts"] >= pd.Timestamp(as_of, tz="UTC"))
+        for column in ("customer_key", "amount"):
+            frame.loc[frame.index[after], column] = frame[column].to_numpy()[rng.permutation(after)]
+        frame.sort_values(["customer_key", "ts"]).to_parquet(part, index=False)
+
+
 def test_a_backtest_compares_segments_and_the_rfm_grid_on_what_happened_next(world, tmp_path):
-    build_features(
-        world / "run" / "ingest" / "store", tmp_path / "features", as_of=date(2025, 9, 1), backend_name="cpu"
-    )
-    options = SegmentOptions(sample=3000, k=4, outcome_days=90, stability_resamples=0, niches=False)
-    build_segments(tmp_path / "features", tmp_path / "segments", options=options, backend_name="cpu")
+    as_of = date(2025, 9, 1)
+    build_features(world / "run" / "ingest" / "store", tmp_path / "features", as_of=as_of, backend_name="cpu")
+    options = SegmentOptions(sample=3000, k_max=6, outcome_days=90, stability_resamples=3, niches=False, micro_k=None)
+    summary = build_segments(tmp_path / "features", tmp_path / "segments", options=options, backend_name="cpu")
     evaluation = json.loads((tmp_path / "segments" / "evaluation.json").read_text())
     assert evaluation["window"]["start"].startswith("2025-09-01") and evaluation["window"]["end"].startswith(
         "2025-11-30"
     )
     assignments = _assignments(tmp_path / "segments")
-    for grouping, column in (("segments", "segment_name"), ("rfm_grid", "rfm_segment")):
+    for grouping, column in (("segments", "segment"), ("rfm_grid", "rfm_segment")):
         result = evaluation[grouping]
         assert result["customers"] == len(assignments)
         assert 0 <= result["spend_eta_squared"] <= 1 and 0 < result["churn_rate"] < 1
@@ -186,8 +200,21 @@ def test_a_backtest_compares_segments_and_the_rfm_grid_on_what_happened_next(wor
     assert evaluation["segments"]["churn_rate_range"] > 0.3 and evaluation["rfm_grid"]["churn_rate_range"] > 0.3
     assert evaluation["customers"] == evaluation["of_customers"] == len(assignments)
 
+    # The fair comparison: the RFM grid cut into as many groups as there are segments.
+    compared = evaluation["at_equal_groups"]
+    assert compared["groups"] == {"segments": summary.k, "rfm_grid": summary.k} == {
+        "segments": assignments["segment"].nunique(), "rfm_grid": assignments["rfm_group"].nunique(),
+    }  # fmt: skip
+    assert [m["measure"] for m in compared["measures"]] == list(MEASURES) and compared["resamples"] == 200
+    for measure in compared["measures"]:
+        for side in ("segments", "rfm_grid", "difference"):
+            assert measure[side]["low"] < measure[side]["high"], (measure, side)
+        assert measure["segments_win"] == (True if measure["difference"]["low"] > 0 else
+                                           False if measure["difference"]["high"] < 0 else None)  # fmt: skip
+    assert summary.against_rfm_grid["groups"] == summary.k
+
     # Bounded: on a sample of customers by key, never all of them gathered.
-    bounded = SegmentOptions(sample=3000, k=4, outcome_days=90, outcome_customers=1000, stability_resamples=0, niches=False)
+    bounded = dataclasses.replace(options, outcome_customers=1000)
     build_segments(tmp_path / "features", tmp_path / "bounded", options=bounded, backend_name="cpu")
     sampled = json.loads((tmp_path / "bounded" / "evaluation.json").read_text())
     assert sampled["of_customers"] == len(assignments) > 1500
@@ -195,6 +222,18 @@ def test_a_backtest_compares_segments_and_the_rfm_grid_on_what_happened_next(wor
     assert sampled["segments"]["customers"] == sampled["customers"]
     # A uniform sample: the churn rate it measures is the population's, within sampling error.
     assert abs(sampled["segments"]["churn_rate"] - evaluation["segments"]["churn_rate"]) < 0.06
+
+    # What happened next, shuffled, changes the measurement and nothing else: k and every
+    # customer's segment come from before as-of.
+    store = tmp_path / "store"
+    shutil.copytree(world / "run" / "ingest" / "store", store)
+    _permute_after(store, as_of)
+    build_features(store, tmp_path / "features-shuffled", as_of=as_of, backend_name="cpu")
+    shuffled = build_segments(tmp_path / "features-shuffled", tmp_path / "shuffled", options=options, backend_name="cpu")
+    assert shuffled.k == summary.k
+    pd.testing.assert_frame_equal(_assignments(tmp_path / "shuffled"), assignments)
+    after = json.loads((tmp_path / "shuffled" / "evaluation.json").read_text())
+    assert after["segments"]["log_spend_eta_squared"] != evaluation["segments"]["log_spend_eta_squared"]
 
 
 def test_without_days_after_as_of_the_backtest_is_skipped(segmented):

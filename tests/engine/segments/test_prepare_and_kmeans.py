@@ -36,7 +36,7 @@ def test_missing_values_are_filled_by_what_they_mean():
 
 def test_skewed_money_is_logged_and_robust_scaling_centres_on_the_median():
     frame = _frame()
-    prep = Preparation().fit(frame)
+    prep = Preparation(scaler="robust").fit(frame)
     logged = dict(zip(prep.columns_, prep.log_))
     assert logged["monetary_total"] and not logged["recency_days"]
     prepared = prep.transform(frame)
@@ -48,7 +48,7 @@ def test_skewed_money_is_logged_and_robust_scaling_centres_on_the_median():
 def test_a_mostly_constant_column_is_not_blown_up():
     frame = _frame()
     frame["spend_trend_90d"] = np.where(np.arange(len(frame)) < 20, 0.9, 0.0)
-    prepared = Preparation().fit(frame).transform(frame)
+    prepared = Preparation(scaler="robust").fit(frame).transform(frame)
     # Its IQR is 0, so its standard deviation scales it instead.
     assert np.abs(prepared[:, 3]).max() < CLIP
 
@@ -127,6 +127,41 @@ def test_a_silhouette_tie_goes_to_the_smaller_k(monkeypatch):
     monkeypatch.setattr(kmeans, "SILHOUETTE_TIE", 0.0)
     assert choose_k(points, [2, 3, 4], seed=0)[0].k == best["k"]
 
+def test_stability_chooses_the_largest_k_that_holds_up():
+    """Five blobs, two of them close: k = 5 holds on resamples, while k = 4 merges the close
+    pair in one resample and not in another, and k >= 6 cuts a blob at random."""
+    from engine.segments import bootstrap_stability
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10], [5, 5]])
+    points = centres[rng.integers(0, 5, 2_000)] + rng.normal(0, 0.8, (2_000, 2))
+    asked = []
+
+    def stability(k, model_centres):
+        asked.append(k)
+        labels, _ = assign(points, model_centres)
+        return bootstrap_stability(points, labels, k, resamples=5, seed=0)
+
+    choice, model = choose_k(points, range(3, 9), seed=0, stability=stability, min_share=0.05)
+    assert asked == list(range(3, 9)) and choice.by == "stability"
+    assert choice.k == model.k == max(s["k"] for s in choice.scores if s["stable"] and s["smallest_share"] >= 0.05)
+    assert choice.k >= 5 and choice.stability[choice.k] and all(e["stable"] for e in choice.stability[choice.k])
+    # A floor on segment size no k meets leaves the most stable k.
+    _, fallback = choose_k(points, range(3, 9), seed=0, stability=stability, min_share=0.5)
+    best = max(choice.scores, key=lambda s: (s["stability_min"], -s["k"]))["k"]
+    assert fallback.k == best
+
+
+def test_stability_choice_with_made_up_scores():
+    points, _ = _blobs()
+    jaccard = {2: 0.9, 3: 0.8, 4: 0.7, 5: 0.95}
+
+    def stability(k, centres):
+        return [{"segment": s, "jaccard": jaccard[k], "stable": jaccard[k] >= 0.75} for s in range(k)]
+
+    assert choose_k(points, [2, 3, 4, 5], stability=stability)[0].k == 5
+    jaccard[5] = 0.5
+    assert choose_k(points, [2, 3, 4, 5], stability=stability)[0].k == 3
 
 
 def test_silhouettes_of_many_labellings_are_scikit_learns():

@@ -1,0 +1,188 @@
+"""Segments against the RFM grid on what customers did next, at an equal number of groups.
+
+A grouping with more groups explains more of anything, so the comparison is made where it is
+fair: the segments against the RFM grid cut into as many groups (:func:`rfm_groups`), on
+measures that do not reward a group for being small, each with a bootstrap interval:
+
+- next-period log spend, adjusted eta squared: ``1 - (1 - eta^2) (n - 1) / (n - k)``, the
+  share of its variance the grouping explains beyond what ``k`` random groups would;
+- next-period purchase (bought at all), adjusted eta squared likewise;
+- churn-rate spread: the churn rate of the group that churns most less that of the group that
+  churns least.
+
+The intervals come from one paired bootstrap over customers: each resample draws customers
+with replacement and measures both groupings on the same draw, so the difference has an
+interval of its own. Only the assignments and the outcome window are read; the segmentation
+was fitted before, without them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..exceptions import UsageError
+from ..outcomes import (
+    align_outcomes,
+    next_period_outcomes,
+    outcome_window,
+    sample_key_bound,
+)
+from ._baseline import outcome_separation
+
+__all__ = ["MEASURES", "adjusted_eta_squared", "against_what_happened", "compare_at_equal_groups"]
+
+# Measure key -> how the report labels it. Higher is better for every one.
+MEASURES = {
+    "log_spend_adjusted_eta_squared": "next-period log spend (adjusted η²)",
+    "purchase_adjusted_eta_squared": "next-period purchase (adjusted η²)",
+    "churn_rate_spread": "churn-rate spread (highest − lowest group)",
+}
+CONFIDENCE = 0.95
+
+
+def adjusted_eta_squared(eta_squared: float, customers: float, groups: int) -> float:
+    """Eta squared less what ``groups`` groups would explain by chance (as adjusted R²)."""
+    return 1.0 - (1.0 - eta_squared) * (customers - 1) / (customers - groups)
+
+
+def _measures(codes: np.ndarray, groups: int, weights: np.ndarray, outcomes: dict) -> dict:
+    """Every measure of one grouping with customers counted ``weights`` times."""
+    counts = np.bincount(codes, weights=weights, minlength=groups)
+    present = counts > 0
+    customers = float(counts.sum())
+    measured = {}
+    for name, values in (("log_spend", outcomes["log_spend"]), ("purchase", outcomes["purchased"])):
+        weighted = weights * values
+        total = float(weighted.sum())
+        group_sums = np.bincount(codes, weights=weighted, minlength=groups)[present]
+        between = float((group_sums**2 / counts[present]).sum()) - total**2 / customers
+        spread = float((weighted * values).sum()) - total**2 / customers
+        eta_squared = between / spread if spread > 0 else 0.0
+        measured[f"{name}_adjusted_eta_squared"] = adjusted_eta_squared(eta_squared, customers, int(present.sum()))
+    purchase_rate = np.bincount(codes, weights=weights * outcomes["purchased"], minlength=groups)[present] / counts[present]
+    measured["churn_rate_spread"] = float(purchase_rate.max() - purchase_rate.min())
+    return measured
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def compare_at_equal_groups(segments, rfm_grid, outcomes: pd.DataFrame, *, resamples: int = 200,
+                            seed: int = 0) -> dict:  # fmt: skip
+    """The segments against the RFM grid with as many groups, on what customers did next.
+
+    Parameters
+    ----------
+    segments, rfm_grid : array-like of int, length n
+        Each customer's segment and RFM group (:func:`rfm_groups`), row for row.
+    outcomes : pandas.DataFrame of n rows
+        ``orders_next`` and ``spend_next`` (:func:`engine.outcomes.align_outcomes`).
+    resamples : int
+        Bootstrap resamples behind the intervals (0: none, estimates only).
+
+    Returns
+    -------
+    dict
+        ``customers``, ``groups`` (segments, RFM grid), ``resamples``, ``confidence`` and
+        ``measures``: one dict per measure of :data:`MEASURES` with ``measure``, ``label``,
+        ``segments``, ``rfm_grid`` and ``difference`` (segments less grid), each
+        ``{"value", "low", "high"}``, and ``segments_win``: True when the difference's
+        interval lies above 0, False when below, None when it holds 0.
+    """
+    segments, rfm_grid = np.asarray(segments, dtype=np.int64), np.asarray(rfm_grid, dtype=np.int64)
+    if not len(segments) == len(rfm_grid) == len(outcomes) or len(segments) < 2:
+        raise UsageError(
+            f"segments ({len(segments)}), RFM groups ({len(rfm_grid)}) and outcomes ({len(outcomes)}) "
+            "must be row for row, at least 2"
+        )
+    spend = outcomes["spend_next"].to_numpy(dtype="float64")
+    values = {
+        "log_spend": np.sign(spend) * np.log1p(np.abs(spend)),
+        "purchased": (outcomes["orders_next"].to_numpy(dtype="float64") > 0).astype("float64"),
+    }
+    groupings = {"segments": segments, "rfm_grid": rfm_grid}
+    sizes = {name: int(codes.max()) + 1 for name, codes in groupings.items()}
+    customers = len(segments)
+    estimates = {name: _measures(codes, sizes[name], np.ones(customers), values) for name, codes in groupings.items()}
+    draws = {name: {measure: np.empty(resamples) for measure in MEASURES} for name in groupings}
+    rng = np.random.default_rng(seed)
+    for resample in range(resamples):
+        weights = np.bincount(rng.integers(0, customers, customers), minlength=customers).astype("float64")
+        for name, codes in groupings.items():
+            for measure, value in _measures(codes, sizes[name], weights, values).items():
+                draws[name][measure][resample] = value
+    measures = []
+    for measure, label in MEASURES.items():
+        entry = {"measure": measure, "label": label}
+        series = {**{name: draws[name][measure] for name in groupings},
+                  "difference": draws["segments"][measure] - draws["rfm_grid"][measure]}  # fmt: skip
+        point = {**{name: estimates[name][measure] for name in groupings},
+                 "difference": estimates["segments"][measure] - estimates["rfm_grid"][measure]}  # fmt: skip
+        for name, draw in series.items():
+            low, high = _interval(draw) if resamples else (None, None)
+            entry[name] = {"value": point[name], "low": low, "high": high}
+        low, high = entry["difference"]["low"], entry["difference"]["high"]
+        entry["segments_win"] = None if low is None or low <= 0 <= high else bool(low > 0)
+        measures.append(entry)
+    return {
+        "customers": customers,
+        "groups": {name: len(np.unique(codes)) for name, codes in groupings.items()},
+        "resamples": resamples,
+        "confidence": CONFIDENCE,
+        "measures": measures,
+    }
+
+
+def against_what_happened(assignments: Path, meta: dict, *, days: int, customers: int, resamples: int, seed: int,
+                          client=None, progress=None) -> dict:  # fmt: skip
+    """How well the segments, and the RFM grid beside them, separate what customers did in the
+    ``days`` after as-of: only when the store holds those days (a backtest).
+
+    ``assignments`` is the segment stage's assignments directory (``segment``, ``rfm_group``:
+    the RFM grid with as many groups, ``rfm_segment``: the named grid); ``meta`` the feature
+    table's metadata (store, as-of). Measured on at most ``customers`` customers: those whose
+    key is below a bound, which keys (keyed hashes) make a uniform sample. Gathered whole, the
+    assignments and outcomes of every customer would be the one thing in this process that
+    grows with the customers.
+
+    Returns ``{"skipped": reason}`` outside a backtest, else the window, the customers
+    measured, ``at_equal_groups`` (:func:`compare_at_equal_groups`) and, per grouping
+    (``segments``, ``rfm_grid``: the named grid), :func:`outcome_separation`.
+    """
+    store, as_of = meta.get("store"), meta.get("as_of")
+    if not store or not as_of or not Path(store).exists():
+        return {"skipped": "the feature table does not name an existing store"}
+    window = outcome_window(store, as_of, days)
+    if not window.covered:
+        ends = window.data_end.date().isoformat() if window.data_end is not None else "nowhere"
+        return {"skipped": f"the store ends at {ends}, before as-of + {days} days ({window.end.date().isoformat()})"}
+    present = set(pq.read_schema(next(assignments.glob("*.parquet"))).names)
+    columns = [c for c in ("customer_key", "segment", "rfm_group", "rfm_segment") if c in present]
+    assigned = sum(pq.ParquetFile(part).metadata.num_rows for part in assignments.glob("*.parquet"))
+    key_below = sample_key_bound(customers / assigned) if assigned > customers else None
+    filters = None if key_below is None else [("customer_key", "<", key_below)]
+    table = pq.read_table(assignments, columns=columns, filters=filters).to_pandas()
+    outcomes = align_outcomes(
+        table["customer_key"],
+        next_period_outcomes(store, as_of, days, client=client, progress=progress, key_below=key_below),
+    )
+    evaluation = {
+        "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+        "customers": len(table),
+        "of_customers": assigned,
+    }
+    if "rfm_group" in table:
+        evaluation["at_equal_groups"] = compare_at_equal_groups(
+            table["segment"].to_numpy(), table["rfm_group"].to_numpy(), outcomes, resamples=resamples, seed=seed
+        )
+    evaluation["segments"] = outcome_separation(table["segment"].to_numpy(), outcomes)
+    if "rfm_segment" in table:
+        evaluation["rfm_grid"] = outcome_separation(table["rfm_segment"].to_numpy(), outcomes)
+    return evaluation
