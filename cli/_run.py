@@ -13,7 +13,7 @@ from engine.backend import resolve_backend
 from engine.exceptions import InputDataError, UsageError
 from engine.layout import RunLayout
 
-from ._console import print_json, progress, stdout
+from ._console import against_rfm_grid, print_json, progress, stdout
 from ._options import (
     DATE_FORMATS, BackendOverride, JsonOption, MemoryLimitOption, SchedulerOption, WorkersOption, count,
 )  # fmt: skip
@@ -48,6 +48,8 @@ def _segments_table(manifest: dict) -> Table | None:
     for segment in segments["segments"]:
         table.add_row(segment["name"], f"{segment['customers']:,}", f"{segment['share_customers']:.1%}",
                       f"{segment['share_revenue']:.1%}")  # fmt: skip
+    table.caption = against_rfm_grid(segments)
+    table.caption_justify = "left"
     return table
 
 

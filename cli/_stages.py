@@ -10,7 +10,7 @@ from rich.table import Table
 
 from engine.exceptions import UsageError
 
-from ._console import progress, show_stage, stdout
+from ._console import against_rfm_grid, progress, show_stage, stdout
 from ._options import (
     DATE_FORMATS, BackendOverride, ForceOption, JsonOption, MemoryLimitOption, SchedulerOption, WorkersOption,
 )  # fmt: skip
@@ -135,15 +135,8 @@ def _segments_table(summary) -> Table:
         f"{summary['micro_segments']} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
         f"{summary['outliers']:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
     )
-    against = summary.get("against_rfm_grid")
-    if against:
-        verdicts = {True: "segments ahead", False: "grid ahead", None: "no clear winner"}
-        measures = {"log_spend_adjusted_eta_squared": "log spend adj. η²", "purchase_adjusted_eta_squared": "purchase adj. η²",
-                    "churn_rate_spread": "churn-rate spread"}  # fmt: skip
-        table.caption += f"\nwhat {against['customers']:,} customers did next, against the RFM grid in {against['groups']} groups: " + "; ".join(
-            f"{label} {against[key]['segments']:.3f} vs {against[key]['rfm_grid']:.3f} ({verdicts[against[key]['segments_win']]})"
-            for key, label in measures.items()
-        )
+    if against_rfm_grid(summary):
+        table.caption += f"\n{against_rfm_grid(summary)}"
     table.caption_justify = "left"
     return table
 
