@@ -60,6 +60,7 @@ _ESTIMATOR_CHECK_PARAMS = {"r": 0.8, "alpha": 20.0, "a": 1.2, "b": 6.0}
 _DECLINE_GRID = 64  # points of the uniform prior on a declining archetype's decay rate
 # Customers the supervised reference learns from, out of fold (5 folds).
 SUPERVISED_CUSTOMERS = 50_000
+_MIN_PER_ARCHETYPE = 50
 
 
 def _purchase_history(store: Path, as_of_day: int) -> pd.DataFrame:
@@ -255,6 +256,10 @@ def _supervised_ari(out: Path, features: Path, truth: pd.DataFrame) -> float:
     frame = pq.read_table(features, columns=["customer_key", *fit.preparation.columns_]).to_pandas()
     frame = frame.merge(truth, on="customer_key")
     frame = frame.sample(n=min(len(frame), SUPERVISED_CUSTOMERS), random_state=0)
+    # An archetype with a handful of customers cannot be learnt out of fold (as of a backtest,
+    # new customers have mostly not arrived yet): it is left out of this reference.
+    counts = frame["archetype"].value_counts()
+    frame = frame[frame["archetype"].isin(counts[counts >= _MIN_PER_ARCHETYPE].index)]
     matrix = fit.preparation.transform(frame)
     predicted = cross_val_predict(HistGradientBoostingClassifier(random_state=0), matrix, frame["archetype"], cv=5)
     return float(adjusted_rand_score(frame["archetype"], predicted))
