@@ -11,9 +11,9 @@ Two backtests, each with its data prepared once, untimed:
 
 - ``segments-backtest`` and ``segments-online-retail``: ``build_segments`` with the stage's
   defaults (k chosen by the engine), timed. Quality: the chosen k and how, and per measure the
-  segments', the equal-sized RFM grid's and the difference's estimate with its 95% bootstrap
-  interval (``evaluation.json``'s ``at_equal_groups``), and whether the segments win outside
-  it; on the synthetic world also the ARI against the planted archetypes beside a classifier
+  segments', the equal-sized RFM grid's (its best cut on that measure, named) and the
+  difference's estimate with its 95% bootstrap interval (``_low``, ``_high``; from
+  ``evaluation.json``'s ``at_equal_groups``), and whether the segments win outside it; on the synthetic world also the ARI against the planted archetypes beside a classifier
   told them (``_quality._supervised_ari``).
 """
 
@@ -100,9 +100,13 @@ def _segments_backtest(workdir, backend_name, workers, clock, data) -> dict:
     quality = {"k": summary.k, "k_chosen_by": summary.k_chosen_by, "customers_measured": compared["customers"],
                "resamples": compared["resamples"]}  # fmt: skip
     for measure in compared["measures"]:
+        name = measure["measure"]
         for side in ("segments", "rfm_grid", "difference"):
-            quality[f"{measure['measure']}_{side}"] = [round(measure[side][key], 4) for key in ("value", "low", "high")]
-        quality[f"{measure['measure']}_segments_win"] = measure["segments_win"]
+            quality[f"{name}_{side}"] = round(measure[side]["value"], 4)
+            quality[f"{name}_{side}_low"] = round(measure[side]["low"], 4)
+            quality[f"{name}_{side}_high"] = round(measure[side]["high"], 4)
+        quality[f"{name}_rfm_cut"] = measure["cut"]
+        quality[f"{name}_segments_win"] = measure["segments_win"]
     quality["named_rfm_grid_log_spend_eta_squared"] = round(evaluation["rfm_grid"]["log_spend_eta_squared"], 4)
     quality["named_rfm_grid_groups"] = len(evaluation["rfm_grid"]["groups"])
     if data["truth"] is not None:

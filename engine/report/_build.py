@@ -252,11 +252,13 @@ def _baseline_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if compared:
         groups = compared["groups"]["segments"]
         body += paragraph(
-            f"The segments against the RFM grid cut into as many groups ({groups}, by merging neighbouring cells of "
-            "the R x F x M score cube), so neither wins by having more groups. Adjusted η² is the share of the "
-            "variance the grouping explains beyond what as many random groups would; the churn-rate spread is the "
-            "gap between the groups that churn most and least. Intervals: "
-            f"{compared['confidence']:.0%} from {compared['resamples']} bootstrap resamples of the customers."
+            f"The segments against the RFM grid cut into as many groups ({groups}), in each standard way (Ward "
+            "merges of the score cube's cells on R, F and M, or on R and FM as the named grid has it, or bands of "
+            "the RFM score R + F + M); on each measure the cut that does best on it, so neither side wins by having "
+            "more groups and a win is a win over every cut. Adjusted η² is the share of the variance the grouping "
+            "explains beyond what as many random groups would; the churn-rate spread is the gap between the groups "
+            f"that churn most and least. Intervals: {compared['confidence']:.0%} from {compared['resamples']} "
+            "bootstrap resamples of the customers."
         )
         body += figures.add("baseline", charts.comparison_intervals(compared["measures"]),
                             "segments against the RFM grid at equal group count")  # fmt: skip
@@ -268,8 +270,8 @@ def _baseline_section(outputs: RunOutputs, figures: _Figures) -> Section:
 
         verdicts = {True: "segments ahead", False: "RFM grid ahead", None: "no clear winner"}
         body += table(
-            ["measure", "segments", f"RFM grid, {groups} groups", "difference", "verdict"],
-            [(m["label"], estimate(m["segments"]), estimate(m["rfm_grid"]), estimate(m["difference"]),
+            ["measure", "segments", f"RFM grid, {groups} groups", "best cut", "difference", "verdict"],
+            [(m["label"], estimate(m["segments"]), estimate(m["rfm_grid"]), m["cut"], estimate(m["difference"]),
               verdicts[m["segments_win"]]) for m in compared["measures"]],
             flagged=[m["segments_win"] is False for m in compared["measures"]],
         )  # fmt: skip

@@ -6,7 +6,7 @@ next, and comparison of two runs. Fitted on a sample, every customer placed per 
 """
 
 from ._backtest import MEASURES, adjusted_eta_squared, against_what_happened, compare_at_equal_groups
-from ._baseline import NO_PURCHASES, RFM_GRID, outcome_separation, rfm_cells, rfm_grid, rfm_groups
+from ._baseline import NO_PURCHASES, RFM_CUTS, RFM_GRID, outcome_separation, rfm_cells, rfm_grid, rfm_groups
 from ._compare import SegmentComparison, compare_runs
 from ._distributed import fit_distributed_kmeans
 from ._fit import SegmentFit, fit_segments
@@ -55,6 +55,7 @@ __all__ = [
     "WEAK_BELOW",
     "SegmentRules",
     "NO_PURCHASES",
+    "RFM_CUTS",
     "RFM_GRID",
     "outcome_separation",
     "rfm_cells",

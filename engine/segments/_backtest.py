@@ -1,8 +1,9 @@
 """Segments against the RFM grid on what customers did next, at an equal number of groups.
 
 A grouping with more groups explains more of anything, so the comparison is made where it is
-fair: the segments against the RFM grid cut into as many groups (:func:`rfm_groups`), on
-measures that do not reward a group for being small, each with a bootstrap interval:
+fair: the segments against the RFM grid cut into as many groups (:func:`rfm_groups`), in
+each standard way, the best of them on each measure, on measures that do not reward a group
+for being small, each with a bootstrap interval:
 
 - next-period log spend, adjusted eta squared: ``1 - (1 - eta^2) (n - 1) / (n - k)``, the
   share of its variance the grouping explains beyond what ``k`` random groups would;
@@ -31,7 +32,7 @@ from ..outcomes import (
     outcome_window,
     sample_key_bound,
 )
-from ._baseline import outcome_separation
+from ._baseline import RFM_CUTS, outcome_separation, rfm_groups
 
 __all__ = ["MEASURES", "adjusted_eta_squared", "against_what_happened", "compare_at_equal_groups"]
 
@@ -74,14 +75,19 @@ def _interval(draws: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def compare_at_equal_groups(segments, rfm_grid, outcomes: pd.DataFrame, *, resamples: int = 200,
+def compare_at_equal_groups(segments, rfm_grids: dict, outcomes: pd.DataFrame, *, resamples: int = 200,
                             seed: int = 0) -> dict:  # fmt: skip
     """The segments against the RFM grid with as many groups, on what customers did next.
 
+    The grid can be cut into that many groups in several standard ways; on each measure the
+    segments face the cut that does best on it, so a win is a win over every one of them.
+
     Parameters
     ----------
-    segments, rfm_grid : array-like of int, length n
-        Each customer's segment and RFM group (:func:`rfm_groups`), row for row.
+    segments : array-like of int, length n
+        Each customer's segment, row for row with ``outcomes``.
+    rfm_grids : dict of str -> array-like of int, length n
+        Each cut's RFM group of each customer (:func:`rfm_groups`), by the cut's name.
     outcomes : pandas.DataFrame of n rows
         ``orders_next`` and ``spend_next`` (:func:`engine.outcomes.align_outcomes`).
     resamples : int
@@ -90,26 +96,25 @@ def compare_at_equal_groups(segments, rfm_grid, outcomes: pd.DataFrame, *, resam
     Returns
     -------
     dict
-        ``customers``, ``groups`` (segments, RFM grid), ``resamples``, ``confidence`` and
-        ``measures``: one dict per measure of :data:`MEASURES` with ``measure``, ``label``,
-        ``segments``, ``rfm_grid`` and ``difference`` (segments less grid), each
-        ``{"value", "low", "high"}``, and ``segments_win``: True when the difference's
-        interval lies above 0, False when below, None when it holds 0.
+        ``customers``, ``groups`` (of the segments and of each cut), ``resamples``,
+        ``confidence`` and ``measures``: one dict per measure of :data:`MEASURES` with
+        ``measure``, ``label``, ``cut`` (the cut that does best on it), ``cuts`` (every cut's
+        estimate), and ``segments``, ``rfm_grid`` (that best cut) and ``difference``
+        (segments less grid), each ``{"value", "low", "high"}``, and ``segments_win``: True
+        when the difference's interval lies above 0, False when below, None when it holds 0.
     """
-    segments, rfm_grid = np.asarray(segments, dtype=np.int64), np.asarray(rfm_grid, dtype=np.int64)
-    if not len(segments) == len(rfm_grid) == len(outcomes) or len(segments) < 2:
-        raise UsageError(
-            f"segments ({len(segments)}), RFM groups ({len(rfm_grid)}) and outcomes ({len(outcomes)}) "
-            "must be row for row, at least 2"
-        )
+    groupings = {"segments": np.asarray(segments, dtype=np.int64)}
+    groupings |= {cut: np.asarray(codes, dtype=np.int64) for cut, codes in rfm_grids.items()}
+    lengths = {name: len(codes) for name, codes in groupings.items()}
+    if not rfm_grids or len({*lengths.values(), len(outcomes)}) != 1 or len(outcomes) < 2:
+        raise UsageError(f"segments, RFM groups {lengths} and outcomes ({len(outcomes)}) must be row for row, at least 2")
     spend = outcomes["spend_next"].to_numpy(dtype="float64")
     values = {
         "log_spend": np.sign(spend) * np.log1p(np.abs(spend)),
         "purchased": (outcomes["orders_next"].to_numpy(dtype="float64") > 0).astype("float64"),
     }
-    groupings = {"segments": segments, "rfm_grid": rfm_grid}
     sizes = {name: int(codes.max()) + 1 for name, codes in groupings.items()}
-    customers = len(segments)
+    customers = len(outcomes)
     estimates = {name: _measures(codes, sizes[name], np.ones(customers), values) for name, codes in groupings.items()}
     draws = {name: {measure: np.empty(resamples) for measure in MEASURES} for name in groupings}
     rng = np.random.default_rng(seed)
@@ -120,11 +125,13 @@ def compare_at_equal_groups(segments, rfm_grid, outcomes: pd.DataFrame, *, resam
                 draws[name][measure][resample] = value
     measures = []
     for measure, label in MEASURES.items():
-        entry = {"measure": measure, "label": label}
-        series = {**{name: draws[name][measure] for name in groupings},
-                  "difference": draws["segments"][measure] - draws["rfm_grid"][measure]}  # fmt: skip
-        point = {**{name: estimates[name][measure] for name in groupings},
-                 "difference": estimates["segments"][measure] - estimates["rfm_grid"][measure]}  # fmt: skip
+        best = max(rfm_grids, key=lambda cut: estimates[cut][measure])
+        entry = {"measure": measure, "label": label, "cut": best,
+                 "cuts": {cut: estimates[cut][measure] for cut in rfm_grids}}  # fmt: skip
+        series = {"segments": draws["segments"][measure], "rfm_grid": draws[best][measure],
+                  "difference": draws["segments"][measure] - draws[best][measure]}  # fmt: skip
+        point = {"segments": estimates["segments"][measure], "rfm_grid": estimates[best][measure],
+                 "difference": estimates["segments"][measure] - estimates[best][measure]}  # fmt: skip
         for name, draw in series.items():
             low, high = _interval(draw) if resamples else (None, None)
             entry[name] = {"value": point[name], "low": low, "high": high}
@@ -140,14 +147,16 @@ def compare_at_equal_groups(segments, rfm_grid, outcomes: pd.DataFrame, *, resam
     }
 
 
-def against_what_happened(assignments: Path, meta: dict, *, days: int, customers: int, resamples: int, seed: int,
-                          client=None, progress=None) -> dict:  # fmt: skip
+def against_what_happened(assignments: Path, meta: dict, *, groups: int, days: int, customers: int, resamples: int,
+                          seed: int, client=None, progress=None) -> dict:  # fmt: skip
     """How well the segments, and the RFM grid beside them, separate what customers did in the
     ``days`` after as-of: only when the store holds those days (a backtest).
 
-    ``assignments`` is the segment stage's assignments directory (``segment``, ``rfm_group``:
-    the RFM grid with as many groups, ``rfm_segment``: the named grid); ``meta`` the feature
-    table's metadata (store, as-of). Measured on at most ``customers`` customers: those whose
+    ``assignments`` is the segment stage's assignments directory (``segment``, ``rfm_cell``:
+    the customer's cell of the RFM score cube, ``rfm_segment``: the named grid); ``meta`` the
+    feature table's metadata (store, as-of); ``groups`` the number of segments, which each
+    cut of the RFM grid (:data:`RFM_CUTS`) is given, fitted to the cells of the customers
+    measured. A cut that cannot make that many groups (too few distinct scores) is left out. Measured on at most ``customers`` customers: those whose
     key is below a bound, which keys (keyed hashes) make a uniform sample. Gathered whole, the
     assignments and outcomes of every customer would be the one thing in this process that
     grows with the customers.
@@ -164,7 +173,7 @@ def against_what_happened(assignments: Path, meta: dict, *, days: int, customers
         ends = window.data_end.date().isoformat() if window.data_end is not None else "nowhere"
         return {"skipped": f"the store ends at {ends}, before as-of + {days} days ({window.end.date().isoformat()})"}
     present = set(pq.read_schema(next(assignments.glob("*.parquet"))).names)
-    columns = [c for c in ("customer_key", "segment", "rfm_group", "rfm_segment") if c in present]
+    columns = [c for c in ("customer_key", "segment", "rfm_cell", "rfm_segment") if c in present]
     assigned = sum(pq.ParquetFile(part).metadata.num_rows for part in assignments.glob("*.parquet"))
     key_below = sample_key_bound(customers / assigned) if assigned > customers else None
     filters = None if key_below is None else [("customer_key", "<", key_below)]
@@ -178,10 +187,14 @@ def against_what_happened(assignments: Path, meta: dict, *, days: int, customers
         "customers": len(table),
         "of_customers": assigned,
     }
-    if "rfm_group" in table:
-        evaluation["at_equal_groups"] = compare_at_equal_groups(
-            table["segment"].to_numpy(), table["rfm_group"].to_numpy(), outcomes, resamples=resamples, seed=seed
-        )
+    if "rfm_cell" in table:
+        cells = table["rfm_cell"].to_numpy()
+        grids = {cut: np.asarray(rfm_groups(cells, groups, cut))[cells] for cut in RFM_CUTS}
+        grids = {cut: codes for cut, codes in grids.items() if len(np.unique(codes)) == groups}
+        if grids:
+            evaluation["at_equal_groups"] = compare_at_equal_groups(
+                table["segment"].to_numpy(), grids, outcomes, resamples=resamples, seed=seed
+            )
     evaluation["segments"] = outcome_separation(table["segment"].to_numpy(), outcomes)
     if "rfm_segment" in table:
         evaluation["rfm_grid"] = outcome_separation(table["rfm_segment"].to_numpy(), outcomes)

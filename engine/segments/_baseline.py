@@ -4,7 +4,8 @@ The grid is what most teams use before clustering: a lookup from RFM scores to a
 the baseline a segmentation has to beat, and :func:`outcome_separation` is the yardstick: of
 the differences in next-period spend and churn between customers, how much does knowing the
 group explain? More groups explain more by construction, so a fair comparison holds the
-number of groups equal: :func:`rfm_groups` gives the RFM grid with any number of groups.
+number of groups equal: :func:`rfm_groups` gives the RFM grid with any number of groups,
+cut in each of the standard ways (:data:`RFM_CUTS`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 from ..exceptions import UsageError
 from ._hierarchy import cut_linkage, ward_linkage
 
-__all__ = ["NO_PURCHASES", "RFM_GRID", "UNSCORED_CELL", "outcome_separation", "rfm_cells", "rfm_grid", "rfm_groups"]
+__all__ = ["NO_PURCHASES", "RFM_CUTS", "RFM_GRID", "UNSCORED_CELL", "outcome_separation", "rfm_cells", "rfm_grid", "rfm_groups"]
 
 NO_PURCHASES = "No purchases"
 _CHAMPIONS, _LOYAL, _POTENTIAL, _NEW = "Champions", "Loyal customers", "Potential loyalists", "New customers"
@@ -93,29 +94,64 @@ def rfm_cells(frame) -> np.ndarray:
     return np.where(scored, cells, UNSCORED_CELL).astype(np.int16)
 
 
-def rfm_groups(cells, groups: int) -> list[int]:
+def _cell_scores() -> np.ndarray:
+    """(R, F, M) of each cell of the score cube, 1-5."""
+    cells = np.arange(UNSCORED_CELL)
+    return np.column_stack([cells // 25, cells // 5 % 5, cells % 5]).astype(np.float64) + 1
+
+
+def _ward_cut(points: np.ndarray, customers: np.ndarray, groups: int) -> np.ndarray:
+    """Occupied cells merged by Ward's criterion on ``points``, weighted by their customers,
+    until ``groups`` remain; an empty cell joins the group of the nearest occupied one."""
+    occupied = np.flatnonzero(customers)
+    group_of_occupied = cut_linkage(ward_linkage(points[occupied], customers[occupied]), len(occupied), groups)
+    nearest = ((points[:, None, :] - points[None, occupied, :]) ** 2).sum(axis=2).argmin(axis=1)
+    nearest[occupied] = np.arange(len(occupied))
+    return group_of_occupied[nearest]
+
+
+def _score_sum_cut(scores: np.ndarray, customers: np.ndarray, groups: int) -> np.ndarray:
+    """R + F + M (3..15) cut into ``groups`` runs of about equal customers, lowest first."""
+    total = scores.sum(axis=1).astype(np.int64)
+    per_level = np.bincount(total, weights=customers, minlength=16)[3:16]
+    share_below = (np.cumsum(per_level) - per_level) / per_level.sum()
+    group_of_level = np.minimum((share_below * groups).astype(np.int64), groups - 1)
+    return np.unique(group_of_level, return_inverse=True)[1].ravel()[total - 3]
+
+
+# The standard ways to cut the score cube into a given number of groups. None reads what
+# customers did next; which cuts best depends on the data, so the segments are measured
+# against the best of them (engine.segments._backtest).
+RFM_CUTS = {
+    # Ward merges of the cells on their R, F and M scores.
+    "ward R, F, M": lambda scores, customers, groups: _ward_cut(scores, customers, groups),
+    # The same on the named grid's two axes: recency, and FM = (F + M) / 2 rounded half up.
+    "ward R, FM": lambda scores, customers, groups: _ward_cut(
+        np.column_stack([scores[:, 0], (scores[:, 1] + scores[:, 2] + 1) // 2]), customers, groups
+    ),
+    # The RFM score R + F + M, in bands of about equal customers.
+    "score sum": _score_sum_cut,
+}
+
+
+def rfm_groups(cells, groups: int, cut: str = "ward R, F, M") -> list[int]:
     """The RFM grid with ``groups`` groups: a group id (0..groups-1) for each of the 126 cells.
 
-    The occupied cells of the score cube are merged by Ward's criterion on their (R, F, M)
-    scores, weighted by their customers, until ``groups`` remain (``groups - 1`` when some
-    customers are unscored: they are a group of their own, the last). It reads nothing but
-    the scores, so, like the segments, it never sees what customers did next; the named grid
-    is one fixed way to cut the same cube into eleven groups. Cells nobody occupies join the
-    group of the nearest occupied cell.
+    ``cut`` is one of :data:`RFM_CUTS`, fitted to how many of ``cells`` (customers' cells, from
+    :func:`rfm_cells`) fall in each cell; unscored customers, when there are any, are a group of
+    their own (the last), so the scored cells make ``groups - 1``. Reads nothing but scores,
+    so, like the segments, it never sees what customers did next; the named grid is one fixed
+    way to cut the same cube into eleven groups.
     """
-    cells = np.asarray(cells)
-    customers = np.bincount(cells, minlength=UNSCORED_CELL + 1)
-    occupied = np.flatnonzero(customers[:UNSCORED_CELL])
+    if cut not in RFM_CUTS:
+        raise UsageError(f"unknown RFM cut {cut!r}: use one of {', '.join(RFM_CUTS)}")
+    customers = np.bincount(np.asarray(cells), minlength=UNSCORED_CELL + 1).astype(np.float64)
     has_unscored = customers[UNSCORED_CELL] > 0
-    cube = np.array([[c // 25, c // 5 % 5, c % 5] for c in range(UNSCORED_CELL)], dtype=np.float64) + 1
     lookup = np.zeros(UNSCORED_CELL + 1, dtype=np.int64)
-    scored_groups = max(1, groups - int(has_unscored))
-    if occupied.size:
-        linkage = ward_linkage(cube[occupied], customers[occupied])
-        group_of_occupied = cut_linkage(linkage, len(occupied), scored_groups)
-        nearest = ((cube[:, None, :] - cube[None, occupied, :]) ** 2).sum(axis=2).argmin(axis=1)
-        lookup[:UNSCORED_CELL] = group_of_occupied[nearest]
-    lookup[UNSCORED_CELL] = (int(lookup[:UNSCORED_CELL].max()) + 1) if occupied.size else 0
+    if customers[:UNSCORED_CELL].any():
+        scored_groups = max(1, groups - int(has_unscored))
+        lookup[:UNSCORED_CELL] = RFM_CUTS[cut](_cell_scores(), customers[:UNSCORED_CELL], scored_groups)
+        lookup[UNSCORED_CELL] = lookup[:UNSCORED_CELL].max() + 1
     return lookup.tolist()
 
 

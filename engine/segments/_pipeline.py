@@ -5,16 +5,16 @@ Fit small, score big:
 1. a deterministic sample of customers (every n-th of each feature part, parts being in
    pseudonymous key order) fits the whole segment model (``_fit``): preparation, k-means with
    k chosen by stability and usefulness, micro-segments, DBSCAN niches, bootstrap stability;
-   the sample's profile earns each segment its name and sentence, and cuts the RFM grid into
-   as many groups, the baseline the segments are measured against (``_backtest``). With ``[segments] kmeans_fit = "all"`` the k-means
-   centres for that k come from every customer instead, by a k-means distributed over the
-   feature parts (``_distributed``);
+   the sample's profile earns each segment its name and sentence. With ``[segments]
+   kmeans_fit = "all"`` the k-means centres for that k come from every customer instead, by
+   a k-means distributed over the feature parts (``_distributed``);
 2. one task per feature part places every customer, writes the assignments and returns
    per-segment sums and counts, from which the population profile is built.
 
 Output (temporary directory, renamed into place): ``assignments/part-NNNNN.parquet``
 (customer_key, segment, segment_name, distance, micro_segment, niche, outlier, and with RFM
-scores in the features rfm_segment: the named grid, rfm_group: the grid with k groups),
+scores in the features rfm_segment: the named grid, rfm_cell: the cell of the score cube, from
+which the grid cut into k groups is measured against the segments in a backtest, ``_backtest``),
 ``profiles.parquet``, ``profiles.json``, ``hierarchy.parquet`` (micro-segment -> segment),
 ``model.json`` (the fitted model in CPU form, every candidate k's scores),
 ``evaluation.json`` (against what happened next, in a backtest) and ``_segments.json``.
@@ -44,7 +44,7 @@ from ..exceptions import InputDataError, UsageError
 from ..features import read_features_meta
 from ..layout import FeaturesLayout, SegmentsLayout, part_name
 from ._backtest import against_what_happened
-from ._baseline import rfm_cells, rfm_grid, rfm_groups
+from ._baseline import rfm_cells, rfm_grid
 from ._distributed import fit_distributed_kmeans
 from ._fit import SegmentFit, fit_segments
 from ._kmeans import SegmentModel
@@ -102,8 +102,7 @@ def _every_customer(features: Path, parts: list[int], options: SegmentOptions, s
     return refit
 
 
-def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name,
-                 rfm_lookup):  # fmt: skip
+def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name):
     """One part: place every customer, write the assignments; return what the profiles need:
     per-segment sums, and customers per micro-segment and per niche, and outliers."""
     backend = resolve_backend(backend_name)
@@ -117,13 +116,13 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
     lookup = backend.df.DataFrame({"segment": np.arange(len(names), dtype="int32"), "segment_name": names})
     # Merges do not keep row order on the GPU: the key order is restored after.
     columns = list(ASSIGNMENT_COLUMNS)
-    if rfm_lookup is not None:
-        # The classic grid, and the grid with as many groups as segments: host lookups of
-        # three small integers per customer.
+    if set(RFM_SCORES) <= set(frame.columns):
+        # The classic grid, and the cell of the score cube any other cut of it is made from:
+        # host lookups of three small integers per customer.
         scores = to_host(frame[list(RFM_SCORES)])
         assignments["rfm_segment"] = rfm_grid(scores).to_numpy()
-        assignments["rfm_group"] = np.asarray(rfm_lookup, dtype=np.int16)[rfm_cells(scores)]
-        columns += ["rfm_segment", "rfm_group"]
+        assignments["rfm_cell"] = rfm_cells(scores)
+        columns += ["rfm_segment", "rfm_cell"]
     assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
     assignments[columns].to_parquet(Path(out) / part_name(number), index=False)
     micro_count = len(model.micro.parent) if model.micro else 0
@@ -192,8 +191,6 @@ def build_segments(
         sample_segments,
     )
     names = name_segments(sample_profile)
-    # The RFM grid cut into as many groups as there are segments, from the same sample.
-    rfm_lookup = rfm_groups(rfm_cells(sample), model.kmeans.k) if set(RFM_SCORES) <= set(sample.columns) else None
 
     segment_names = [named["name"] for named in names]
     with staged_output(out) as staging_dir:
@@ -204,8 +201,7 @@ def build_segments(
         fitted = dask.delayed(model, traverse=False)
         tasks = [
             dask.delayed(_assign_task)(
-                str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name,
-                rfm_lookup,
+                str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name
             )
             for n in range(partitions)
         ]
@@ -248,7 +244,7 @@ def build_segments(
         outliers = int(sum(int(count["outliers"]) for count in counts))
         silhouette = next(score["silhouette"] for score in model.k_scores if score["k"] == model.kmeans.k)
         evaluation = against_what_happened(
-            staging.assignments, meta, days=options.outcome_days, customers=options.outcome_customers,
+            staging.assignments, meta, groups=model.kmeans.k, days=options.outcome_days, customers=options.outcome_customers,
             resamples=options.outcome_resamples, seed=seed, client=client, progress=progress,
         )  # fmt: skip
         staging.evaluation.write_text(json.dumps(evaluation, indent=2) + "\n")
@@ -293,6 +289,7 @@ def _against_rfm_grid(evaluation: dict) -> dict | None:
             entry["measure"]: {
                 "segments": round(entry["segments"]["value"], 4),
                 "rfm_grid": round(entry["rfm_grid"]["value"], 4),
+                "rfm_cut": entry["cut"],
                 "difference_interval": [
                     None if bound is None else round(bound, 4)
                     for bound in (entry["difference"]["low"], entry["difference"]["high"])

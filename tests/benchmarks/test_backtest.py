@@ -24,8 +24,8 @@ def test_a_synthetic_backtest_reports_every_measure_with_its_interval(tmp_path):
     assert customers > 2_500 and quality["k_chosen_by"] == "stability" and 3 <= quality["k"] <= 10
     for measure in ("log_spend_adjusted_eta_squared", "purchase_adjusted_eta_squared", "churn_rate_spread"):
         for side in ("segments", "rfm_grid", "difference"):
-            value, low, high = quality[f"{measure}_{side}"]
-            assert low < high, (measure, side)
+            assert quality[f"{measure}_{side}_low"] < quality[f"{measure}_{side}_high"], (measure, side)
+        assert quality[f"{measure}_rfm_cut"] in ("ward R, F, M", "ward R, FM", "score sum")
         assert quality[f"{measure}_segments_win"] in (True, False, None)
     # Told the archetypes, a classifier does better than any clustering of the same features.
     assert quality["supervised_ari_vs_archetypes"] > quality["ari_vs_archetypes"] > 0

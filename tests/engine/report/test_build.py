@@ -104,9 +104,11 @@ def test_the_baseline_section_compares_at_equal_group_count():
                 "churn_rate_std": 0.2, "groups": [{"group": 0}, {"group": 1}]}  # fmt: skip
     evaluation = {"window": {"start": "2025-09-01T00:00:00", "end": "2025-11-30T00:00:00"}, "customers": 3000,
                   "of_customers": 3000, "segments": grouping, "rfm_grid": grouping,
-                  "at_equal_groups": compare_at_equal_groups(kind, rng.integers(0, 4, 3000), outcomes, resamples=50)}  # fmt: skip
+                  "at_equal_groups": compare_at_equal_groups(kind, {"score sum": rng.integers(0, 4, 3000)}, outcomes,
+                                                             resamples=50)}  # fmt: skip
     figures = _Figures()
     html = str(_baseline_section(SimpleNamespace(evaluation=evaluation), figures))
-    assert "RFM grid, 4 groups" in html and "as many groups (4" in html and "95% from 50 bootstrap resamples" in html
+    assert "RFM grid, 4 groups" in html and "as many groups (4)" in html and "95% from 50 bootstrap resamples" in html
+    assert html.count(">score sum</td>") == 3
     assert html.count("segments ahead") == 3 and "next-period log spend (adjusted η²)" in html
     assert "named RFM grid" in html

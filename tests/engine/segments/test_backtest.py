@@ -29,33 +29,41 @@ def test_adjusted_eta_squared_by_hand():
 
 def test_the_grouping_that_knows_wins_outside_its_interval():
     knows, noise, outcomes = _world()
-    compared = compare_at_equal_groups(knows, noise, outcomes, resamples=100)
-    assert compared["groups"] == {"segments": 3, "rfm_grid": 3} and compared["customers"] == 4_000
+    compared = compare_at_equal_groups(knows, {"noise": noise}, outcomes, resamples=100)
+    assert compared["groups"] == {"segments": 3, "noise": 3} and compared["customers"] == 4_000
     assert [m["measure"] for m in compared["measures"]] == list(MEASURES)
     for measure in compared["measures"]:
         assert measure["segments_win"] is True and measure["difference"]["low"] > 0
         # Noise explains nothing beyond chance: adjusted, its estimate sits at about zero.
         if measure["measure"].endswith("eta_squared"):
             assert abs(measure["rfm_grid"]["value"]) < 0.01
-    reversed_ = compare_at_equal_groups(noise, knows, outcomes, resamples=100)
+    reversed_ = compare_at_equal_groups(noise, {"knows": knows}, outcomes, resamples=100)
     assert all(m["segments_win"] is False for m in reversed_["measures"])
+
+
+def test_the_segments_face_the_best_cut_on_each_measure():
+    knows, noise, outcomes = _world(seed=2)
+    compared = compare_at_equal_groups(noise, {"noise": noise, "knows": knows}, outcomes, resamples=20)
+    for measure in compared["measures"]:
+        assert measure["cut"] == "knows" and measure["cuts"]["knows"] > measure["cuts"]["noise"]
+        assert measure["rfm_grid"]["value"] == measure["cuts"]["knows"] and measure["segments_win"] is False
 
 
 def test_identical_groupings_tie_and_intervals_hold_the_estimates():
     knows, _, outcomes = _world(seed=1)
-    compared = compare_at_equal_groups(knows, knows, outcomes, resamples=50, seed=3)
+    compared = compare_at_equal_groups(knows, {"same": knows}, outcomes, resamples=50, seed=3)
     for measure in compared["measures"]:
         assert measure["difference"] == {"value": 0.0, "low": 0.0, "high": 0.0} and measure["segments_win"] is None
         for side in ("segments", "rfm_grid"):
             # Percentile intervals; a spread's resamples run high, so only the η²s must hold theirs.
             if measure["measure"].endswith("eta_squared"):
                 assert measure[side]["low"] <= measure[side]["value"] <= measure[side]["high"]
-    assert compare_at_equal_groups(knows, knows, outcomes, resamples=50, seed=3) == compared  # seeded
+    assert compare_at_equal_groups(knows, {"same": knows}, outcomes, resamples=50, seed=3) == compared  # seeded
 
 
 def test_estimates_by_hand_and_without_resamples():
     outcomes = _outcomes([0, 1, 1, 3], [0.0, 2.0, 4.0, 6.0])
-    compared = compare_at_equal_groups([0, 0, 1, 1], [0, 0, 0, 0], outcomes, resamples=0)
+    compared = compare_at_equal_groups([0, 0, 1, 1], {"one group": [0, 0, 0, 0]}, outcomes, resamples=0)
     by_measure = {m["measure"]: m for m in compared["measures"]}
     logs = np.log1p([0.0, 2.0, 4.0, 6.0])
     eta = 2 * ((logs[:2].mean() - logs.mean()) ** 2 + (logs[2:].mean() - logs.mean()) ** 2) / ((logs - logs.mean()) ** 2).sum()
@@ -68,4 +76,6 @@ def test_estimates_by_hand_and_without_resamples():
 
 def test_rows_must_line_up():
     with pytest.raises(UsageError, match="row for row"):
-        compare_at_equal_groups([0, 1], [0, 1, 1], _outcomes([0, 1], [0.0, 1.0]))
+        compare_at_equal_groups([0, 1], {"cut": [0, 1, 1]}, _outcomes([0, 1], [0.0, 1.0]))
+    with pytest.raises(UsageError, match="row for row"):
+        compare_at_equal_groups([0, 1], {}, _outcomes([0, 1], [0.0, 1.0]))

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from engine.exceptions import UsageError
-from engine.segments._baseline import NO_PURCHASES, UNSCORED_CELL, outcome_separation, rfm_cells, rfm_grid, rfm_groups
+from engine.segments._baseline import (
+    NO_PURCHASES, RFM_CUTS, UNSCORED_CELL, outcome_separation, rfm_cells, rfm_grid, rfm_groups,
+)  # fmt: skip
 
 
 def _scores(rows):
@@ -101,15 +103,28 @@ def test_rfm_cells_number_the_score_cube():
     assert cells.tolist() == [0, 124, 25 + 10 + 3, UNSCORED_CELL, UNSCORED_CELL]
 
 
+@pytest.mark.parametrize("cut", list(RFM_CUTS))
 @pytest.mark.parametrize("groups", [2, 3, 5, 12, 40])
-def test_the_rfm_grid_cut_into_any_number_of_groups(groups):
+def test_the_rfm_grid_cut_into_any_number_of_groups(groups, cut):
     rng = np.random.default_rng(groups)
     cells = np.concatenate([rng.integers(0, 125, 5_000), np.full(300, UNSCORED_CELL)])
-    lookup = np.asarray(rfm_groups(cells, groups))
-    assert len(np.unique(lookup[cells])) == groups
+    lookup = np.asarray(rfm_groups(cells, groups, cut))
+    # The score sum has 13 levels: it makes as many groups as it can, never more than asked.
+    made = len(np.unique(lookup[cells]))
+    assert made == groups if cut != "score sum" else 2 <= made <= min(groups, 14)
     # Customers without scores are a group of their own; every cell has a group, occupied or not.
     assert (lookup[cells] == lookup[UNSCORED_CELL]).sum() == 300 and lookup.shape == (UNSCORED_CELL + 1,)
-    assert rfm_groups(cells, groups) == lookup.tolist()  # deterministic
+    assert rfm_groups(cells, groups, cut) == lookup.tolist()  # deterministic
+
+
+def test_the_score_sum_cut_bands_the_rfm_score():
+    cube = np.arange(125)
+    total = cube // 25 + cube // 5 % 5 + cube % 5 + 3
+    lookup = np.asarray(rfm_groups(cube, 3, "score sum"))[:125]
+    # Bands of the score, lowest first, each a run of totals.
+    assert (np.diff(lookup[np.argsort(total, kind="stable")]) >= 0).all() and set(lookup) == {0, 1, 2}
+    with pytest.raises(UsageError, match="unknown RFM cut"):
+        rfm_groups(cube, 3, "nope")
 
 
 def test_without_unscored_customers_every_group_is_cells():

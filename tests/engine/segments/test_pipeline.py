@@ -17,6 +17,7 @@ from engine.features import build_features
 from engine.ingest import ingest
 from engine.segments import build_segments
 from engine.segments._backtest import MEASURES
+from engine.segments._baseline import UNSCORED_CELL
 from engine.synth import WorldSpec, generate_world
 
 
@@ -200,13 +201,16 @@ def test_a_backtest_compares_segments_and_the_rfm_grid_on_what_happened_next(wor
     assert evaluation["segments"]["churn_rate_range"] > 0.3 and evaluation["rfm_grid"]["churn_rate_range"] > 0.3
     assert evaluation["customers"] == evaluation["of_customers"] == len(assignments)
 
-    # The fair comparison: the RFM grid cut into as many groups as there are segments.
+    # The fair comparison: the RFM grid cut into as many groups as there are segments, in
+    # each standard way, the best cut on each measure.
     compared = evaluation["at_equal_groups"]
-    assert compared["groups"] == {"segments": summary.k, "rfm_grid": summary.k} == {
-        "segments": assignments["segment"].nunique(), "rfm_grid": assignments["rfm_group"].nunique(),
-    }  # fmt: skip
+    assert compared["groups"]["segments"] == summary.k == assignments["segment"].nunique()
+    assert set(compared["groups"]) - {"segments"} and set(compared["groups"].values()) == {summary.k}
+    cells = assignments["rfm_cell"].to_numpy()
+    assert cells.min() >= 0 and cells.max() <= UNSCORED_CELL
     assert [m["measure"] for m in compared["measures"]] == list(MEASURES) and compared["resamples"] == 200
     for measure in compared["measures"]:
+        assert measure["rfm_grid"]["value"] == max(measure["cuts"].values()) == measure["cuts"][measure["cut"]]
         for side in ("segments", "rfm_grid", "difference"):
             assert measure[side]["low"] < measure[side]["high"], (measure, side)
         assert measure["segments_win"] == (True if measure["difference"]["low"] > 0 else
