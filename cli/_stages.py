@@ -201,6 +201,10 @@ def _print_value(document: dict) -> None:
         f"(converged: {spend['converged']})",
         highlight=False,
     )
+    for name, fit in (("purchase", purchase), ("spend", spend)):
+        if fit.get("degenerate"):
+            stdout.print(f"the {name} model's fit is degenerate, do not trust its predictions: "
+                         + "; ".join(fit["degenerate"]), style="bold red", highlight=False)  # fmt: skip
     holdout = document["holdout"]
     if holdout is None:
         stdout.print("holdout: the store ends before the horizon does; no evaluation", highlight=False)

@@ -153,6 +153,7 @@ def _value_metrics(summary: dict) -> dict:
     return {
         "customers": summary["customers"], "purchase_model": purchase["name"], "params": purchase["params"],
         "converged": purchase["converged"], "holdout": summary["holdout"],
+        "degenerate": {name: summary[f"{name}_model"].get("degenerate") or [] for name in ("purchase", "spend")},
     }  # fmt: skip
 
 

@@ -343,11 +343,17 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
     body = paragraph(f"{_MODEL_NAMES.get(purchase['name'], purchase['name'])} purchases and Gamma-Gamma spend, fitted on {purchase['customers']:,} "
                      f"customers as of {value['as_of']}; CLV over {value['horizon_days']} days discounted at "
                      f"{value['discount_rate_yearly']:.0%} a year.")  # fmt: skip
+    fits = (("purchases", purchase), ("spend", spend))
     body += table(
-        ["model", "parameters", "converged", "log-likelihood"],
-        [(name, format_params(fit), fit["converged"], fit["log_likelihood"])
-         for name, fit in (("purchases", purchase), ("spend", spend))],
+        ["model", "parameters", "converged", "log-likelihood", "degenerate"],
+        [(name, format_params(fit), fit["converged"], fit["log_likelihood"], "yes" if fit.get("degenerate") else "no")
+         for name, fit in fits],
+        flagged=[bool(fit.get("degenerate")) for _, fit in fits],
     )  # fmt: skip
+    for name, fit in fits:
+        if fit.get("degenerate"):
+            body += note(f"The {name} model's fit is degenerate, so its predictions are not to be trusted: "
+                         + "; ".join(fit["degenerate"]) + ".")  # fmt: skip
     holdout = value.get("holdout")
     if holdout:
         body += "<h3>Holdout: predicted against what happened</h3>" + table(

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..exceptions import InputDataError
-from ._bgnbd import ModelFit, collapse_rows, special_functions, standard_errors
+from ._bgnbd import ModelFit, at_bound, collapse_rows, special_functions, standard_errors
 
 __all__ = ["GAMMA_GAMMA_PARAMETERS", "conditional_expected_spend", "fit_gamma_gamma", "gamma_gamma_log_likelihood"]
 
@@ -81,6 +81,7 @@ def fit_gamma_gamma(frequency, monetary, *, xp=np, min_repeat_customers: int = 1
         message=str(result.message),
         customers=len(frequency),
         distinct_rows=len(counts),
+        at_bound=at_bound(result.x, params),
     )
 
 

@@ -39,7 +39,7 @@ from ..exceptions import UsageError
 from ..ingest import default_as_of, read_store_meta
 from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
-from ._bgnbd import MODELS, collapse_rows, fit_bgnbd
+from ._bgnbd import MODELS, collapse_rows, degeneracies, fit_bgnbd
 from ._gamma_gamma import fit_gamma_gamma
 from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
 from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 # A median wait beyond this many days is no date anyone plans for: written as null.
 _LONGEST_WAIT_DAYS = 36_525
+# A purchase model that calls more than _MOSTLY_ALIVE of customers alive with probability above
+# _SURELY_ALIVE has learnt no dropout: its P(alive) and its totals are not to be trusted.
+_SURELY_ALIVE = 0.99
+_MOSTLY_ALIVE = 0.95
 
 
 @dataclass
@@ -84,7 +88,8 @@ def _summaries_task(
 
 
 def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool):
-    """Pass 2: predict one partition, write it; return its holdout sums (or None)."""
+    """Pass 2: predict one partition, write it; return its holdout sums (or None) and how
+    many of its customers the purchase model calls almost surely alive."""
     xp = resolve_backend(backend_name).xp
     path = Path(staging) / part_name(number)
     summaries = pd.read_parquet(path)
@@ -103,7 +108,7 @@ def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict,
         else None
     )
     path.unlink()
-    return sums
+    return {"holdout": sums, "customers": len(summaries), "surely_alive": int((predicted["p_alive"] > _SURELY_ALIVE).sum())}
 
 
 def _evaluation(parts: list[dict], horizon_days: int) -> dict:
@@ -247,9 +252,18 @@ def estimate_value(
             )
             for n in range(partitions)
         ]
-        sums = compute_tasks(tasks, client, progress, "value scores")
+        scored = compute_tasks(tasks, client, progress, "value scores")
         summaries.rmdir()
         customers = sum(p["customers"] for p in parts)
+        degenerate = {"purchase": degeneracies(purchase_fit), "spend": degeneracies(spend_fit)}
+        surely_alive = sum(part["surely_alive"] for part in scored) / max(sum(part["customers"] for part in scored), 1)
+        if surely_alive > _MOSTLY_ALIVE:
+            degenerate["purchase"].append(
+                f"P(alive) is above {_SURELY_ALIVE} for {surely_alive:.0%} of customers: the model sees almost no dropout"
+            )
+        for name, reasons in degenerate.items():
+            if reasons:
+                logger.warning("value: the %s model's fit is degenerate: %s", name, "; ".join(reasons))
         document = {
             "as_of": as_of_date.isoformat(),
             "time_unit": "days",
@@ -257,13 +271,15 @@ def estimate_value(
             "horizon_days": horizon_days,
             "discount_rate_yearly": discount_rate,
             "customers": customers,
-            "purchase_model": {"name": model, **purchase_fit.to_dict()},
+            "purchase_model": {"name": model, **purchase_fit.to_dict(), "degenerate": degenerate["purchase"],
+                               "share_almost_surely_alive": round(surely_alive, 4)},  # fmt: skip
             "spend_model": {
                 "name": "gamma_gamma",
                 **spend_fit.to_dict(),
+                "degenerate": degenerate["spend"],
                 "frequency_monetary_correlation": float(np.corrcoef(spend_rows[:, 0], spend_rows[:, 1])[0, 1]),
             },
-            "holdout": _evaluation(sums, horizon_days) if holdout else None,
+            "holdout": _evaluation([part["holdout"] for part in scored], horizon_days) if holdout else None,
             "columns": ["customer_key", *SUMMARY_COLUMNS, *PREDICTION_COLUMNS],
             "partitions": partitions,
             "backend": backend.name,

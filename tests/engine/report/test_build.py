@@ -112,3 +112,22 @@ def test_the_baseline_section_compares_at_equal_group_count():
     assert html.count(">score sum</td>") == 3
     assert html.count("segments ahead") == 3 and "next-period log spend (adjusted η²)" in html
     assert "named RFM grid" in html
+
+
+def test_a_degenerate_value_fit_is_flagged_in_the_report(tmp_path):
+    from types import SimpleNamespace
+
+    from html import unescape
+
+    from engine.report._build import _Figures, _value_section
+
+    fit = {"params": {"r": 0.5, "alpha": 9.0, "a": 1e-9, "b": 924.0}, "standard_errors": {"b": 7132.0},
+           "converged": True, "log_likelihood": -1.0, "customers": 3404}  # fmt: skip
+    reason = "b = 924 has a standard error of 7,132, 8x the estimate"
+    value = {"purchase_model": {"name": "bgnbd", **fit, "degenerate": [reason]},
+             "spend_model": {"params": {"p": 1.0}, "standard_errors": {}, "converged": True, "log_likelihood": -2.0,
+                             "degenerate": []},
+             "as_of": "2011-09-09", "horizon_days": 90, "discount_rate_yearly": 0.1, "holdout": None}  # fmt: skip
+    html = unescape(_value_section(SimpleNamespace(value=value, run_dir=tmp_path), _Figures()).body)
+    assert f"The purchases model's fit is degenerate, so its predictions are not to be trusted: {reason}." in html
+    assert html.count('class="flag"') == 1 and "The spend model" not in html

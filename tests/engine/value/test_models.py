@@ -1,5 +1,6 @@
 """BG/NBD, MBG/NBD and Gamma-Gamma: likelihoods, fits, refusals and predictions."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from engine.value import (
     bgnbd_log_likelihood,
     conditional_expected_purchases,
     conditional_expected_spend,
+    degeneracies,
     fit_bgnbd,
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
@@ -160,3 +162,30 @@ def test_gamma_gamma_recovers_its_parameters_and_refuses_bad_spend():
         fit_gamma_gamma(x, np.ones(n))
     with pytest.raises(InputDataError, match="fewer than 100"):
         fit_gamma_gamma(x[:10], monetary[:10])
+
+
+def test_a_fit_to_customers_who_never_drop_out_is_flagged_degenerate():
+    """What Online Retail's holdout looked like to BG/NBD: 'converged', no dropout to learn,
+    P(alive) about 1 for everyone; the fit says it is degenerate instead."""
+    rng = np.random.default_rng(0)
+    rate, T = rng.gamma(0.8, 1 / 20.0, 5_000), rng.uniform(100, 400, 5_000)
+    arrivals = rng.poisson(rate * T)
+    recency = np.where(arrivals > 0, T * rng.beta(np.maximum(arrivals, 1), 1), 0.0)
+    fit = fit_bgnbd(arrivals.astype(float), recency, T)
+    assert fit.success and degeneracies(fit) and fit.to_dict()["degenerate"] == degeneracies(fit)
+    healthy = fit_bgnbd(*simulate_btyd_summaries(20_000, TRUE, np.random.default_rng(7)))
+    assert degeneracies(healthy) == [] and healthy.to_dict()["degenerate"] == []
+
+
+def test_degeneracies_name_the_parameter_and_why():
+    fit = fit_bgnbd(*simulate_btyd_summaries(5_000, TRUE, np.random.default_rng(1)))
+    unpinned = dataclasses.replace(fit, standard_errors={**fit.standard_errors, "b": 20 * fit.params["b"]})
+    assert degeneracies(unpinned) == [
+        f"b = {fit.params['b']:.4g} has a standard error of {20 * fit.params['b']:,.4g}, 20x the estimate"
+    ]
+    bounded = dataclasses.replace(fit, at_bound=("a",))
+    assert degeneracies(bounded) == [f"a sits at the optimiser's bound ({fit.params['a']:.3g})"]
+    nothing = dataclasses.replace(fit, standard_errors=dict.fromkeys(fit.params))
+    assert degeneracies(nothing) == [
+        "the data do not pin the parameters down (the information matrix is not positive definite)"
+    ]

@@ -14,7 +14,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.ingest import ingest
 from engine.layout import ValueLayout
 from engine.synth import WorldSpec, generate_world
-from engine.value import estimate_value, purchase_days, summarise
+from engine.value import estimate_value, fit_bgnbd, purchase_days, summarise
 
 DAY_US = 86_400 * 1_000_000
 
@@ -104,6 +104,9 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
     assert document["purchase_model"]["name"] == "mbgnbd" and set(document["purchase_model"]["params"]) == {
         "r", "alpha", "a", "b",
     }  # fmt: skip
+    # A world that follows the model: nothing degenerate, and customers do drop out.
+    assert document["purchase_model"]["degenerate"] == document["spend_model"]["degenerate"] == []
+    assert 0 <= document["purchase_model"]["share_almost_surely_alive"] < 0.95
     holdout = document["holdout"]
     assert holdout["customers"] == summary.customers
     # The world follows the model for most customers: totals come out within a fifth.
@@ -132,6 +135,31 @@ def test_the_models_fit_a_bounded_sample_and_score_everyone(valued, store, tmp_p
     assert summary.customers == full.customers  # every customer is still scored
     for name, value in purchase["params"].items():  # half the customers, the same model
         assert abs(value - everyone["params"][name]) < 4 * purchase["standard_errors"][name], name
+
+
+def test_a_degenerate_fit_is_said_on_stderr_and_in_value_json(store, tmp_path, monkeypatch, caplog):
+    import engine.value._pipeline as pipeline
+
+    def no_dropout(*args, **kwargs):
+        fit = fit_bgnbd(*args, **kwargs)
+        # Online Retail's fit: dropout pushed out of reach, P(alive) about 1 for everyone.
+        params = {**fit.params, "a": 1e-9, "b": 924.0}
+        return dataclasses.replace(fit, params=params, standard_errors={**fit.standard_errors, "b": 7132.0})
+
+    monkeypatch.setattr(pipeline, "fit_bgnbd", no_dropout)
+    # Straight to the stage's logger: the CLI's logging set-up, if an earlier test ran it,
+    # stops records before they reach the root logger.
+    pipeline.logger.addHandler(caplog.handler)
+    monkeypatch.setattr(pipeline.logger, "level", 0)
+    summary = estimate_value(store, tmp_path / "v", as_of=date(2025, 10, 2), horizon_days=90, min_repeat_customers=50,
+                             backend_name="cpu")  # fmt: skip
+    degenerate = summary.document["purchase_model"]["degenerate"]
+    assert "b = 924 has a standard error of 7,132, 8x the estimate" in degenerate
+    assert any("P(alive) is above 0.99 for" in reason for reason in degenerate)
+    assert summary.document["purchase_model"]["share_almost_surely_alive"] > 0.95
+    assert summary.document["spend_model"]["degenerate"] == []
+    pipeline.logger.removeHandler(caplog.handler)
+    assert any("purchase model's fit is degenerate" in record.getMessage() for record in caplog.records)
 
 
 def test_without_the_days_after_as_of_there_is_no_holdout(store, tmp_path):
