@@ -216,7 +216,16 @@ def _print_value(document: dict) -> None:
         table.add_row(name, *cells)
     buyers = holdout["buyers"]
     table.add_row("buyers", f"{buyers['predicted']:,.1f}", f"{buyers['actual']:,}", "", "")
+    naive = holdout.get("naive")
+    if naive:
+        table.add_row("purchases, naive", f"{naive['predicted']:,.1f}", f"{holdout['purchases']['actual']:,.1f}",
+                      f"{naive['mae']:.3f}", "")  # fmt: skip
+        table.caption = (f"naive: each customer buys on at their calibration rate; the model's per-customer error is "
+                         f"{naive['model_mae_ratio']:.3f}x the naive forecast's")  # fmt: skip
+        table.caption_justify = "left"
     stdout.print(table)
+    if naive and naive["model_mae_ratio"] > 1:
+        stdout.print("the purchase model predicts the holdout worse than the naive forecast", style="bold red")
     coverage = holdout["next_purchase_inside_interval"].items()
     inside = ", ".join(f"{share:.1%} inside the {level} interval" for level, share in coverage)
     stdout.print(f"next purchase: {inside}", highlight=False)

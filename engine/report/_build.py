@@ -356,11 +356,20 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
                          + "; ".join(fit["degenerate"]) + ".")  # fmt: skip
     holdout = value.get("holdout")
     if holdout:
+        rows = [(name, holdout[name]["predicted"], holdout[name]["actual"], holdout[name]["mae"], holdout[name]["rmse"])
+                for name in ("purchases", "spend")]  # fmt: skip
+        naive = holdout.get("naive")
+        if naive:
+            rows.insert(1, ("purchases, naive forecast", naive["predicted"], holdout["purchases"]["actual"],
+                            naive["mae"], None))  # fmt: skip
         body += "<h3>Holdout: predicted against what happened</h3>" + table(
-            ["", "predicted", "actual", "MAE per customer", "RMSE per customer"],
-            [(name, holdout[name]["predicted"], holdout[name]["actual"], holdout[name]["mae"], holdout[name]["rmse"])
-             for name in ("purchases", "spend")],
+            ["", "predicted", "actual", "MAE per customer", "RMSE per customer"], rows,
+            flagged=[bool(naive) and index == 0 and naive["model_mae_ratio"] > 1 for index in range(len(rows))],
         )  # fmt: skip
+        if naive:
+            verdict = "worse than" if naive["model_mae_ratio"] > 1 else "better than"
+            body += paragraph(f"The naive forecast has each customer buy on at their calibration rate. The model's "
+                              f"per-customer error is {naive['model_mae_ratio']:.3f}x its: {verdict} the naive forecast.")  # fmt: skip
         inside = holdout.get("next_purchase_inside_interval", {})
         if inside:
             body += paragraph("Next purchase inside its predicted interval: "

@@ -125,6 +125,12 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
             "mae": total["purchases_abs_error"] / n,
             "rmse": math.sqrt(total["purchases_sq_error"] / n),
         },
+        # Each customer buying on at their calibration rate: what a model has to beat.
+        "naive": {
+            "predicted": total["naive_purchases"],
+            "mae": total["naive_abs_error"] / n,
+            "model_mae_ratio": total["purchases_abs_error"] / max(total["naive_abs_error"], 1e-12),
+        },
         "spend": {
             "predicted": total["predicted_spend"],
             "actual": total["actual_spend"],
@@ -264,6 +270,13 @@ def estimate_value(
         for name, reasons in degenerate.items():
             if reasons:
                 logger.warning("value: the %s model's fit is degenerate: %s", name, "; ".join(reasons))
+        evaluation = _evaluation([part["holdout"] for part in scored], horizon_days) if holdout else None
+        if evaluation and evaluation["naive"]["model_mae_ratio"] > 1:
+            logger.warning(
+                "value: the %s model predicts the holdout's purchases worse than the naive forecast (each customer "
+                "buying on at their calibration rate): per-customer error %.3f against %.3f",
+                model, evaluation["purchases"]["mae"], evaluation["naive"]["mae"],
+            )  # fmt: skip
         document = {
             "as_of": as_of_date.isoformat(),
             "time_unit": "days",
@@ -279,7 +292,7 @@ def estimate_value(
                 "degenerate": degenerate["spend"],
                 "frequency_monetary_correlation": float(np.corrcoef(spend_rows[:, 0], spend_rows[:, 1])[0, 1]),
             },
-            "holdout": _evaluation([part["holdout"] for part in scored], horizon_days) if holdout else None,
+            "holdout": evaluation,
             "columns": ["customer_key", *SUMMARY_COLUMNS, *PREDICTION_COLUMNS],
             "partitions": partitions,
             "backend": backend.name,

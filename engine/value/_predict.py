@@ -74,9 +74,13 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
 
     The interval check: for customers whose next purchase came within the horizon, the
     central ``level`` interval of the wait given alive and given a purchase within the
-    horizon, against the actual wait (``holdout_wait``).
+    horizon, against the actual wait (``holdout_wait``). The naive forecast every model has
+    to beat: each customer buys on at their calibration rate, repeat purchases over T, for
+    the horizon.
     """
     actual = summaries["holdout_purchases"].to_numpy(dtype="float64")
+    frequency, T = (summaries[c].to_numpy(dtype="float64") for c in ("frequency", "T"))
+    naive = np.divide(frequency, T, out=np.zeros_like(frequency), where=T > 0) * horizon_days
     actual_spend = summaries["holdout_spend"].to_numpy(dtype="float64")
     expected = predicted["expected_purchases"]
     expected_spend = expected * predicted["expected_spend"]
@@ -90,6 +94,8 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
         "predicted_buyers": float(predicted["p_purchase"].sum()),
         "actual_buyers": int(np.count_nonzero(actual > 0)),
         "purchases_abs_error": float(np.abs(purchase_error).sum()),
+        "naive_purchases": float(naive.sum()),
+        "naive_abs_error": float(np.abs(naive - actual).sum()),
         "purchases_sq_error": float((purchase_error**2).sum()),
         "spend_abs_error": float(np.abs(spend_error).sum()),
         "spend_sq_error": float((spend_error**2).sum()),

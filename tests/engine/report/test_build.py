@@ -131,3 +131,21 @@ def test_a_degenerate_value_fit_is_flagged_in_the_report(tmp_path):
     html = unescape(_value_section(SimpleNamespace(value=value, run_dir=tmp_path), _Figures()).body)
     assert f"The purchases model's fit is degenerate, so its predictions are not to be trusted: {reason}." in html
     assert html.count('class="flag"') == 1 and "The spend model" not in html
+
+
+def test_the_value_holdout_sets_the_model_beside_the_naive_forecast(tmp_path):
+    from html import unescape
+    from types import SimpleNamespace
+
+    from engine.report._build import _Figures, _value_section
+
+    fit = {"params": {"r": 0.7}, "standard_errors": {}, "converged": True, "log_likelihood": -1.0, "customers": 3362,
+           "degenerate": []}  # fmt: skip
+    holdout = {"purchases": {"predicted": 3313.2, "actual": 4397.0, "mae": 0.923, "rmse": 1.485},
+               "spend": {"predicted": 1.5e6, "actual": 2.6e6, "mae": 577.3, "rmse": 2911.2},
+               "naive": {"predicted": 3143.9, "mae": 0.905, "model_mae_ratio": 1.02}}  # fmt: skip
+    value = {"purchase_model": {"name": "bgnbd", **fit}, "spend_model": fit, "as_of": "2011-09-09",
+             "horizon_days": 90, "discount_rate_yearly": 0.1, "holdout": holdout}  # fmt: skip
+    html = unescape(_value_section(SimpleNamespace(value=value, run_dir=tmp_path), _Figures()).body)
+    assert "purchases, naive forecast" in html and "1.020x its: worse than the naive forecast" in html
+    assert html.count('class="flag"') == 1

@@ -122,6 +122,15 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
     known = set(pq.read_table(ValueLayout(out).customers, columns=["customer_key"]).column(0).to_pylist())
     window = days[(days["day"] >= start) & (days["day"] < start + 90) & days["customer_key"].isin(known)]
     assert holdout["purchases"]["actual"] == len(window)
+    # The naive forecast: each customer buying on at their calibration rate for the 90 days.
+    values = pq.read_table(ValueLayout(out).customers, columns=["customer_key", "frequency", "T"]).to_pandas()
+    naive = values["frequency"] / values["T"].where(values["T"] > 0) * 90
+    assert holdout["naive"]["predicted"] == pytest.approx(naive.fillna(0).sum())
+    actual = window.groupby("customer_key").size().reindex(values["customer_key"], fill_value=0).to_numpy()
+    assert holdout["naive"]["mae"] == pytest.approx(np.abs(naive.fillna(0).to_numpy() - actual).mean())
+    # On a world that follows the model, the model beats it.
+    assert holdout["naive"]["model_mae_ratio"] == pytest.approx(holdout["purchases"]["mae"] / holdout["naive"]["mae"])
+    assert holdout["naive"]["model_mae_ratio"] < 1
 
 
 def test_the_models_fit_a_bounded_sample_and_score_everyone(valued, store, tmp_path):
