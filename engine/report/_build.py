@@ -366,6 +366,10 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
             ["", "predicted", "actual", "MAE per customer", "RMSE per customer"], rows,
             flagged=[bool(naive) and index == 0 and naive["model_mae_ratio"] > 1 for index in range(len(rows))],
         )  # fmt: skip
+        if holdout.get("by_calibration_purchases"):
+            body += figures.add("conditional", charts.conditional_expectation(holdout["by_calibration_purchases"],
+                                                                             value["horizon_days"]),
+                                "holdout purchases by calibration purchases")  # fmt: skip
         if naive:
             verdict = "worse than" if naive["model_mae_ratio"] > 1 else "better than"
             body += paragraph(f"The naive forecast has each customer buy on at their calibration rate. The model's "

@@ -21,6 +21,7 @@ __all__ = [
     "audiences",
     "calibration",
     "clv_distribution",
+    "conditional_expectation",
     "comparison_intervals",
     "drift",
     "gains",
@@ -342,6 +343,21 @@ def clv_distribution(clv: np.ndarray, p_alive: np.ndarray, horizon_days: int) ->
     right.hist(p_alive[np.isfinite(p_alive)], bins=20, range=(0, 1), color="#10b981")
     right.set(xlabel="P(alive)", ylabel="customers", title="Probability still active")
     figure.tight_layout()
+    return figure
+
+
+def conditional_expectation(rows: list[dict], horizon_days: int) -> Figure:
+    """Holdout purchases per customer by calibration repeat purchases: what happened, what the
+    model expected and what the naive forecast (calibration rate) expected."""
+    figure, ax = plt.subplots(figsize=(6.5, 3.2), layout="constrained")
+    positions = np.arange(len(rows))
+    for key, label, color, style in (("actual_mean", "actual", INK, "-"), ("predicted_mean", "model", ACCENT, "--"),
+                                     ("naive_mean", "naive forecast", "#f59e0b", ":")):  # fmt: skip
+        ax.plot(positions, [row[key] for row in rows], style, marker="o", color=color, label=label)
+    ax.set_xticks(positions, [f"{row['repeat_purchases']}\n({row['customers']:,})" for row in rows])
+    ax.set(xlabel="repeat purchases before as-of (customers)", ylabel=f"purchases in {horizon_days} days, per customer")
+    ax.set_title("Conditional expectation: holdout purchases by calibration purchases", loc="left")
+    figure.legend(frameon=False, loc="outside upper right", ncols=3)
     return figure
 
 

@@ -41,7 +41,7 @@ from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
 from ._bgnbd import MODELS, collapse_rows, degeneracies, fit_bgnbd
 from ._gamma_gamma import fit_gamma_gamma
-from ._predict import INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
+from ._predict import FREQUENCY_BINS, INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
 from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
 
 __all__ = ["ValueSummary", "estimate_value"]
@@ -138,6 +138,18 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
             "rmse": math.sqrt(total["spend_sq_error"] / n),
         },
         "buyers": {"predicted": total["predicted_buyers"], "actual": total["actual_buyers"]},
+        "by_calibration_purchases": [
+            {
+                "repeat_purchases": f"{bin_}+" if bin_ == FREQUENCY_BINS - 1 else str(bin_),
+                "customers": int(count),
+                **{
+                    f"{name}_mean": float(total[f"by_frequency_{name}"][bin_] / count)
+                    for name in ("actual", "predicted", "naive")
+                },
+            }
+            for bin_, count in enumerate(total["by_frequency_customers"])
+            if count
+        ],
         "next_purchase_inside_interval": {
             f"{round(level * 100)}%": total[f"inside_{round(level * 100)}"] / buyers for level in INTERVALS
         },

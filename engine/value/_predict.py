@@ -13,13 +13,15 @@ from ..backend import to_host_array
 from ._bgnbd import conditional_expected_purchases, p_alive, waiting_time_quantile
 from ._gamma_gamma import conditional_expected_spend
 
-__all__ = ["INTERVALS", "PREDICTION_COLUMNS", "discounted_purchases", "holdout_sums", "predict"]
+__all__ = ["FREQUENCY_BINS", "INTERVALS", "PREDICTION_COLUMNS", "discounted_purchases", "holdout_sums", "predict"]
 
 PREDICTION_COLUMNS = (
     "p_alive", "expected_purchases", "p_purchase", "expected_spend", "clv", "next_purchase_date",
 )  # fmt: skip
 # Central intervals of the waiting time checked against the actual next purchase.
 INTERVALS = (0.5, 0.8)
+# Calibration repeat purchases 0, 1, ..., 6 and 7 or more: the conditional-expectation bins.
+FREQUENCY_BINS = 8
 _SLICE_DAYS = 30
 _YEAR_DAYS = 365.25
 
@@ -80,6 +82,7 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
     """
     actual = summaries["holdout_purchases"].to_numpy(dtype="float64")
     frequency, T = (summaries[c].to_numpy(dtype="float64") for c in ("frequency", "T"))
+    bins = np.minimum(frequency, FREQUENCY_BINS - 1).astype(np.int64)
     naive = np.divide(frequency, T, out=np.zeros_like(frequency), where=T > 0) * horizon_days
     actual_spend = summaries["holdout_spend"].to_numpy(dtype="float64")
     expected = predicted["expected_purchases"]
@@ -96,6 +99,13 @@ def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_
         "purchases_abs_error": float(np.abs(purchase_error).sum()),
         "naive_purchases": float(naive.sum()),
         "naive_abs_error": float(np.abs(naive - actual).sum()),
+        # The conditional-expectation check: by calibration repeat purchases (the last bin
+        # holds that many or more), customers and their summed holdout purchases.
+        **{
+            f"by_frequency_{name}": np.bincount(bins, weights=values, minlength=FREQUENCY_BINS)
+            for name, values in (("customers", None), ("actual", actual), ("predicted", to_host_array(expected)),
+                                 ("naive", naive))
+        },
         "purchases_sq_error": float((purchase_error**2).sum()),
         "spend_abs_error": float(np.abs(spend_error).sum()),
         "spend_sq_error": float((spend_error**2).sum()),

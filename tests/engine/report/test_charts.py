@@ -242,3 +242,18 @@ def test_comparison_intervals_fits_two_to_four_measures(count):
         assert len(figure.axes) == count
     finally:
         plt.close(figure)
+
+
+def test_the_conditional_expectation_chart_draws_three_lines_over_the_bins():
+    rows = [{"repeat_purchases": label, "customers": 1000 - 100 * i, "actual_mean": 0.5 * i, "predicted_mean": 0.45 * i,
+             "naive_mean": 0.4 * i} for i, label in enumerate(["0", "1", "2", "3", "4", "5", "6", "7+"])]  # fmt: skip
+    figure = charts.conditional_expectation(rows, 90)
+    try:
+        _assert_readable(figure)
+        (ax,) = figure.axes
+        assert [list(line.get_ydata()) for line in ax.get_lines()] == [
+            [row[key] for row in rows] for key in ("actual_mean", "predicted_mean", "naive_mean")
+        ]
+        assert [label.get_text() for label in ax.get_xticklabels()][-1] == "7+\n(300)"
+    finally:
+        plt.close(figure)

@@ -131,6 +131,14 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
     # On a world that follows the model, the model beats it.
     assert holdout["naive"]["model_mae_ratio"] == pytest.approx(holdout["purchases"]["mae"] / holdout["naive"]["mae"])
     assert holdout["naive"]["model_mae_ratio"] < 1
+    # By calibration repeat purchases: every customer once, the totals the same.
+    rows = holdout["by_calibration_purchases"]
+    assert [row["repeat_purchases"] for row in rows][:2] == ["0", "1"] and rows[-1]["repeat_purchases"] == "7+"
+    assert sum(row["customers"] for row in rows) == holdout["customers"]
+    for key, total in (("actual", holdout["purchases"]["actual"]), ("predicted", holdout["purchases"]["predicted"]),
+                       ("naive", holdout["naive"]["predicted"])):  # fmt: skip
+        assert sum(row[f"{key}_mean"] * row["customers"] for row in rows) == pytest.approx(total)
+    assert rows[0]["naive_mean"] == 0  # no repeat purchase, no calibration rate
 
 
 def test_the_models_fit_a_bounded_sample_and_score_everyone(valued, store, tmp_path):
