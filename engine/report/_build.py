@@ -366,6 +366,9 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
             ["", "predicted", "actual", "MAE per customer", "RMSE per customer"], rows,
             flagged=[bool(naive) and index == 0 and naive["model_mae_ratio"] > 1 for index in range(len(rows))],
         )  # fmt: skip
+        if value.get("tracking", {}).get("week_start_days"):
+            body += figures.add("tracking", charts.tracking(value["tracking"], value["as_of"]),
+                                "repeat purchases, actual against the model, by week")  # fmt: skip
         if holdout.get("by_calibration_purchases"):
             body += figures.add("conditional", charts.conditional_expectation(holdout["by_calibration_purchases"],
                                                                              value["horizon_days"]),

@@ -22,6 +22,7 @@ __all__ = [
     "calibration",
     "clv_distribution",
     "conditional_expectation",
+    "tracking",
     "comparison_intervals",
     "drift",
     "gains",
@@ -343,6 +344,25 @@ def clv_distribution(clv: np.ndarray, p_alive: np.ndarray, horizon_days: int) ->
     right.hist(p_alive[np.isfinite(p_alive)], bins=20, range=(0, 1), color="#10b981")
     right.set(xlabel="P(alive)", ylabel="customers", title="Probability still active")
     figure.tight_layout()
+    return figure
+
+
+def tracking(tracking: dict, as_of: str) -> Figure:
+    """The classic BTYD tracking chart: repeat purchases each week and in total, actual against
+    what the model expects, across the calibration period and the holdout."""
+    weeks = np.asarray(tracking["week_start_days"]) / 7
+    actual, expected = np.asarray(tracking["actual"]), np.asarray(tracking["expected"])
+    figure, (weekly, cumulative) = plt.subplots(2, 1, figsize=(7.5, 4.8), sharex=True, layout="constrained")
+    for ax, (actual_values, expected_values, what) in zip(
+        (weekly, cumulative), ((actual, expected, "each week"), (np.cumsum(actual), np.cumsum(expected), "in total"))
+    ):
+        ax.plot(weeks, actual_values, "-", color=INK, label="actual")
+        ax.plot(weeks, expected_values, "--", color=ACCENT, label="model")
+        ax.axvline(0, color=MUTED, lw=1)
+        ax.set_ylabel(f"repeat purchases\n{what}")
+    weekly.set_title(f"Tracking: calibration up to as-of ({as_of}, grey line), then the holdout", loc="left")
+    cumulative.set_xlabel("weeks from as-of")
+    figure.legend(*weekly.get_legend_handles_labels(), frameon=False, loc="outside upper right", ncols=2)
     return figure
 
 

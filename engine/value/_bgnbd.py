@@ -40,6 +40,7 @@ __all__ = [
     "standard_errors",
     "conditional_expected_purchases",
     "degeneracies",
+    "expected_repeat_purchases",
     "fit_bgnbd",
     "format_params",
     "p_alive",
@@ -285,6 +286,20 @@ def fit_bgnbd(
         distinct_rows=len(counts),
         at_bound=at_bound(result.x, params),
     )
+
+
+def expected_repeat_purchases(params, t, model="bgnbd") -> np.ndarray:
+    """E[X(t)]: repeat purchases a new customer is expected to make in their first ``t`` days
+    (host arrays; ``t <= 0`` gives 0). BG/NBD: Fader, Hardie & Lee (2005) eq. 9,
+    ``(a+b-1)/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b; a+b-1; t/(alpha+t))]``; MBG/NBD:
+    Batislam et al. (2007), ``b/(a-1) [1 - (alpha/(alpha+t))^r 2F1(r, b+1; a+b; t/(alpha+t))]``.
+    """
+    r, alpha, a, b = (params[name] for name in BGNBD_PARAMETERS)
+    t = np.maximum(np.asarray(t, dtype=np.float64), 0.0)
+    k = MODELS[model]
+    scale = (a + b - 1 + k) / (a - 1) if k == 0 else b / (a - 1)
+    hyper = scipy.special.hyp2f1(r, b + k, a + b - 1 + k, t / (alpha + t))
+    return scale * (1 - (alpha / (alpha + t)) ** r * hyper)
 
 
 def p_alive(params, frequency, recency, T, xp=np, model="bgnbd"):

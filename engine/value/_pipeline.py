@@ -39,10 +39,10 @@ from ..exceptions import UsageError
 from ..ingest import default_as_of, read_store_meta
 from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
-from ._bgnbd import MODELS, collapse_rows, degeneracies, fit_bgnbd
+from ._bgnbd import MODELS, collapse_rows, degeneracies, expected_repeat_purchases, fit_bgnbd
 from ._gamma_gamma import fit_gamma_gamma
 from ._predict import FREQUENCY_BINS, INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
-from ._summaries import GRAINS, SUMMARY_COLUMNS, partition_summaries
+from ._summaries import GRAINS, SUMMARY_COLUMNS, TRACKING_DAYS, partition_summaries
 
 __all__ = ["ValueSummary", "estimate_value"]
 
@@ -78,13 +78,35 @@ def _summaries_task(
     """Pass 1: summarise, write, and return what the fits need from at most ``sample`` of
     the partition's customers and as many of its repeat buyers, evenly spread (keys are
     hashes, so in no order that matters)."""
-    summaries = partition_summaries(store, number, as_of_day, horizon_days, grain)
+    summaries, tracking = partition_summaries(store, number, as_of_day, horizon_days, grain)
     summaries.to_parquet(Path(staging) / part_name(number), index=False)
     fitted = summaries.iloc[_evenly(len(summaries), sample)]
     (x, tx, T), counts = collapse_rows(*(fitted[c].to_numpy() for c in ("frequency", "recency", "T")))
     repeat = summaries[summaries["frequency"] > 0]
     spend = repeat.iloc[_evenly(len(repeat), sample)][["frequency", "monetary"]].to_numpy(dtype="float64")
-    return {"purchase_rows": np.column_stack([x, tx, T, counts]), "spend_rows": spend, "customers": len(summaries)}
+    return {"purchase_rows": np.column_stack([x, tx, T, counts]), "spend_rows": spend, "customers": len(summaries),
+            "tracking": tracking}  # fmt: skip
+
+
+def _tracking(counts: dict, params: dict, model: str, horizon_days: int | None) -> dict:
+    """The tracking chart's weeks: repeat purchases each week, actual and as the model expects
+    them, from the week of the earliest first purchase through the holdout. Expected: every
+    customer who first bought ``d`` days before as-of makes E[X(u + d)] repeat purchases by
+    day ``u`` from as-of, summed over those days (one vectorised pass, no loop per customer)."""
+    first, repeats = counts["first"], counts["repeats"]
+    earliest = int(np.flatnonzero(first).max()) if first.any() else 0
+    end = horizon_days or 0
+    # Week boundaries, in days from as-of, laid so that one falls on as-of itself; the last
+    # week of the holdout may be shorter.
+    boundaries = np.append(np.arange(-(-earliest // 7) * -7, end, 7), end)
+    cohorts = np.flatnonzero(first)
+    cumulative = first[cohorts] @ expected_repeat_purchases(params, boundaries[None, :] + cohorts[:, None], model)
+    actual = np.add.reduceat(repeats, boundaries[:-1] + TRACKING_DAYS) if len(boundaries) > 1 else np.zeros(0)
+    return {
+        "week_start_days": boundaries[:-1].tolist(),
+        "actual": actual[: len(boundaries) - 1].astype(float).tolist(),
+        "expected": np.diff(cumulative).tolist(),
+    }
 
 
 def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool):
@@ -283,6 +305,10 @@ def estimate_value(
             if reasons:
                 logger.warning("value: the %s model's fit is degenerate: %s", name, "; ".join(reasons))
         evaluation = _evaluation([part["holdout"] for part in scored], horizon_days) if holdout else None
+        tracking = _tracking(
+            {key: sum(part["tracking"][key] for part in parts) for key in ("first", "repeats")},
+            purchase_fit.params, model, horizon_days if holdout else None,
+        )  # fmt: skip
         if evaluation and evaluation["naive"]["model_mae_ratio"] > 1:
             logger.warning(
                 "value: the %s model predicts the holdout's purchases worse than the naive forecast (each customer "
@@ -305,6 +331,7 @@ def estimate_value(
                 "frequency_monetary_correlation": float(np.corrcoef(spend_rows[:, 0], spend_rows[:, 1])[0, 1]),
             },
             "holdout": evaluation,
+            "tracking": tracking,
             "columns": ["customer_key", *SUMMARY_COLUMNS, *PREDICTION_COLUMNS],
             "partitions": partitions,
             "backend": backend.name,

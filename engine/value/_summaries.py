@@ -31,12 +31,17 @@ import pandas as pd
 
 from ..ingest import read_store_table
 
-__all__ = ["GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "partition_summaries", "purchase_days", "summarise"]
+__all__ = [
+    "GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "TRACKING_DAYS", "partition_summaries", "purchase_days", "summarise",
+    "tracking_counts",
+]  # fmt: skip
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary")
 HOLDOUT_COLUMNS = ("holdout_purchases", "holdout_spend", "holdout_wait")
 GRAINS = ("day", "order")
 MICROS_PER_DAY = 86_400 * 1_000_000
+# How far before as-of the tracking counts reach (ten years); earlier days count as this far.
+TRACKING_DAYS = 3_653
 
 
 def purchase_days(frame: pd.DataFrame, grain: str = "day") -> pd.DataFrame:
@@ -102,11 +107,36 @@ def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = Non
     return summary
 
 
+def tracking_counts(days: pd.DataFrame, as_of_day: int, horizon_days: int | None) -> dict[str, np.ndarray]:
+    """What the tracking chart adds up over partitions, for the customers :func:`summarise`
+    keeps (first purchase before as-of).
+
+    ``first[d]``: customers whose first purchase was ``d`` days before as-of (1 to
+    :data:`TRACKING_DAYS`). ``repeats[TRACKING_DAYS + u]``: their repeat purchases on day ``u``
+    from as-of (negative before it), through the holdout.
+    """
+    moment = days["day"].to_numpy(dtype="float64")
+    # Rows are sorted by customer and day: each customer's first row is their first purchase.
+    is_first = ~days["customer_key"].duplicated().to_numpy()
+    first = days.groupby("customer_key", sort=False)["day"].transform("min").to_numpy(dtype="float64")
+    kept = first < as_of_day
+    offsets = as_of_day - np.floor(moment[kept & is_first]).astype(np.int64)
+    offsets = np.clip(offsets, 1, TRACKING_DAYS)
+    repeat = kept & ~is_first & (moment < as_of_day + (horizon_days or 0))
+    when = np.clip(np.floor(moment[repeat]).astype(np.int64) - as_of_day, -TRACKING_DAYS, None) + TRACKING_DAYS
+    return {
+        "first": np.bincount(offsets, minlength=TRACKING_DAYS + 1),
+        "repeats": np.bincount(when, minlength=TRACKING_DAYS + (horizon_days or 0)),
+    }
+
+
 def partition_summaries(
     store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day"
-) -> pd.DataFrame:
-    """Summaries of the customers of store partition ``number`` (nothing after the holdout is read)."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Summaries of the customers of store partition ``number`` (nothing after the holdout is
+    read), and their :func:`tracking_counts`."""
     end_day = as_of_day + (horizon_days or 0)
     columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
     table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
-    return summarise(purchase_days(table.to_pandas(), grain), as_of_day, horizon_days, grain)
+    days = purchase_days(table.to_pandas(), grain)
+    return summarise(days, as_of_day, horizon_days, grain), tracking_counts(days, as_of_day, horizon_days)

@@ -30,8 +30,8 @@ def test_every_section_is_there_with_its_charts(full_run):
         assert f'<section id="{anchor}">' in document and f'href="#{anchor}"' in document
     images = _images(document)
     # stages, quarantine, sizes, profiles, tree, stability, baseline, ROC/PR, calibration, gains,
-    # importance, value's conditional expectation, CLV, audiences
-    assert len(images) == len(summary.images) == 14
+    # importance, value's tracking and conditional expectation, CLV, audiences
+    assert len(images) == len(summary.images) == 15
     for image, path in zip(images, summary.images):
         assert image == path.read_bytes()
         with Image.open(io.BytesIO(image)) as picture:

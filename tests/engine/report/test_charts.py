@@ -257,3 +257,17 @@ def test_the_conditional_expectation_chart_draws_three_lines_over_the_bins():
         assert [label.get_text() for label in ax.get_xticklabels()][-1] == "7+\n(300)"
     finally:
         plt.close(figure)
+
+
+def test_the_tracking_chart_shows_weekly_and_total_repeat_purchases():
+    weeks = list(range(-280, 90, 7))
+    actual = [float(50 + (w % 3)) for w in weeks]
+    figure = charts.tracking({"week_start_days": weeks, "actual": actual, "expected": [50.0] * len(weeks)},
+                             "2011-09-09")  # fmt: skip
+    try:
+        _assert_readable(figure)
+        weekly, cumulative = figure.axes
+        assert list(weekly.get_lines()[0].get_ydata()) == actual
+        assert cumulative.get_lines()[1].get_ydata()[-1] == 50.0 * len(weeks)
+    finally:
+        plt.close(figure)

@@ -14,6 +14,7 @@ from engine.value import (
     conditional_expected_purchases,
     conditional_expected_spend,
     degeneracies,
+    expected_repeat_purchases,
     fit_bgnbd,
     fit_gamma_gamma,
     gamma_gamma_log_likelihood,
@@ -189,3 +190,13 @@ def test_degeneracies_name_the_parameter_and_why():
     assert degeneracies(nothing) == [
         "the data do not pin the parameters down (the information matrix is not positive definite)"
     ]
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
+def test_expected_repeat_purchases_match_simulation(model):
+    """E[X(t)] of a new customer, against the mean repeat purchases of customers simulated
+    from the same parameters, each for their own T."""
+    x, _, T = simulate_btyd_summaries(200_000, TRUE, np.random.default_rng(0), model=model)
+    expected = expected_repeat_purchases(TRUE, T, model)
+    assert expected.mean() == pytest.approx(x.mean(), rel=0.01)
+    assert expected_repeat_purchases(TRUE, np.array([0.0, -5.0]), model).tolist() == [0.0, 0.0]

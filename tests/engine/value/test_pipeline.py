@@ -14,7 +14,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.ingest import ingest
 from engine.layout import ValueLayout
 from engine.synth import WorldSpec, generate_world
-from engine.value import estimate_value, fit_bgnbd, purchase_days, summarise
+from engine.value import estimate_value, expected_repeat_purchases, fit_bgnbd, purchase_days, summarise
 
 DAY_US = 86_400 * 1_000_000
 
@@ -139,6 +139,19 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
                        ("naive", holdout["naive"]["predicted"])):  # fmt: skip
         assert sum(row[f"{key}_mean"] * row["customers"] for row in rows) == pytest.approx(total)
     assert rows[0]["naive_mean"] == 0  # no repeat purchase, no calibration rate
+    # The tracking weeks add up to the summaries: repeat purchases before as-of are the
+    # customers' frequencies, those after it the holdout's, and the model's expected total at
+    # as-of is the sum of each customer's E[X(T)].
+    tracking = document["tracking"]
+    weeks = np.asarray(tracking["week_start_days"])
+    assert weeks[0] < 0 and 0 in weeks and (np.diff(weeks) == 7).all() and weeks[-1] < 90
+    summaries = pq.read_table(ValueLayout(out).customers, columns=["frequency", "T"]).to_pandas()
+    actual, expected = np.asarray(tracking["actual"]), np.asarray(tracking["expected"])
+    assert actual[weeks < 0].sum() == summaries["frequency"].sum()
+    assert actual[weeks >= 0].sum() == holdout["purchases"]["actual"]
+    params = document["purchase_model"]["params"]
+    by_hand = expected_repeat_purchases(params, summaries["T"].to_numpy(), "mbgnbd").sum()
+    assert expected[weeks < 0].sum() == pytest.approx(by_hand, rel=1e-9)
 
 
 def test_the_models_fit_a_bounded_sample_and_score_everyone(valued, store, tmp_path):
