@@ -335,6 +335,26 @@ def _fairness_section(outputs: RunOutputs, figures: _Figures) -> Section:
     return Section("fairness", "Fairness audit", body)
 
 
+def _model_choice(choice: dict | None) -> str:
+    """How the purchase model was chosen: each candidate's error on the window held out before
+    as-of, beside the naive forecast's."""
+    if not choice:
+        return ""
+    if "skipped" in choice:
+        return note(f"Purchase model not chosen on evidence ({choice['skipped']}): {choice['chosen']} is used.")
+    rows = [(name, score.get("mae"), score.get("mae_vs_naive"), score.get("failed") or ("chosen" if name == choice["chosen"] else ""))
+            for name, score in choice["scores"].items()] + [("naive forecast", choice["naive_mae"], 1.0, "")]  # fmt: skip
+    body = "<h3>Choosing the purchase model</h3>" + paragraph(
+        f"Each candidate fitted on the history up to {choice['window_days']} days before as-of and scored on those days "
+        f"({choice['customers']:,} customers): per-customer error of expected purchases."
+    )
+    body += table(["model", "MAE per customer", "x naive", ""], rows,
+                  flagged=[name == choice["chosen"] and choice["every_model_loses"] for name, *_ in rows])  # fmt: skip
+    if choice["every_model_loses"]:
+        body += note(f"Every model lost to the naive forecast on that window; {choice['chosen']} is used with that caveat.")
+    return body
+
+
 def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
     value = outputs.value
     if value is None:
@@ -354,6 +374,7 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
         if fit.get("degenerate"):
             body += note(f"The {name} model's fit is degenerate, so its predictions are not to be trusted: "
                          + "; ".join(fit["degenerate"]) + ".")  # fmt: skip
+    body += _model_choice(value.get("model_choice"))
     holdout = value.get("holdout")
     if holdout:
         rows = [(name, holdout[name]["predicted"], holdout[name]["actual"], holdout[name]["mae"], holdout[name]["rmse"])

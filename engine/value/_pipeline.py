@@ -6,7 +6,10 @@ Two passes over the store's partitions, one task per partition, none shuffling:
    to staging and return, for an even, deterministic spread of at most ``sample`` customers over
    all partitions, the distinct (frequency, recency, T) rows with their counts and, for as
    many repeat buyers, (frequency, monetary) pairs: the fits' memory does not grow with
-   the customers (at 10M, fitting every customer's rows took the client from 2.4 to 4.0 GiB);
+   the customers (at 10M, fitting every customer's rows took the client from 2.4 to 4.0 GiB).
+   With ``model="auto"`` also the same customers' summaries as of a window before as-of,
+   on which the purchase model is chosen (``_choice``), and the counts behind the tracking
+   chart;
 2. with the models fitted on the client, score each partition and, when the store holds the
    horizon after as-of, add up how the predictions compare with what happened.
 
@@ -35,11 +38,12 @@ import pyarrow.parquet as pq
 from .._summary import FLATTEN, Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
-from ..exceptions import UsageError
+from ..exceptions import InputDataError, UsageError
 from ..ingest import default_as_of, read_store_meta
 from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
 from ._bgnbd import MODELS, collapse_rows, degeneracies, expected_repeat_purchases, fit_bgnbd
+from ._choice import choice_window, choose_model
 from ._gamma_gamma import fit_gamma_gamma
 from ._predict import FREQUENCY_BINS, INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
 from ._summaries import GRAINS, SUMMARY_COLUMNS, TRACKING_DAYS, partition_summaries
@@ -73,19 +77,24 @@ def _evenly(rows: int, at_most: int) -> np.ndarray:
 
 
 def _summaries_task(
-    store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int
+    store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int, window_days: int
 ) -> dict:
     """Pass 1: summarise, write, and return what the fits need from at most ``sample`` of
     the partition's customers and as many of its repeat buyers, evenly spread (keys are
     hashes, so in no order that matters)."""
-    summaries, tracking = partition_summaries(store, number, as_of_day, horizon_days, grain)
+    summaries, tracking, window = partition_summaries(store, number, as_of_day, horizon_days, grain, window_days)
     summaries.to_parquet(Path(staging) / part_name(number), index=False)
     fitted = summaries.iloc[_evenly(len(summaries), sample)]
     (x, tx, T), counts = collapse_rows(*(fitted[c].to_numpy() for c in ("frequency", "recency", "T")))
     repeat = summaries[summaries["frequency"] > 0]
     spend = repeat.iloc[_evenly(len(repeat), sample)][["frequency", "monetary"]].to_numpy(dtype="float64")
+    choice_rows = None
+    if window is not None:
+        chosen = window.iloc[_evenly(len(window), sample)]
+        columns, shared = collapse_rows(*(chosen[c].to_numpy() for c in ("frequency", "recency", "T", "holdout_purchases")))
+        choice_rows = np.column_stack([*columns, shared])
     return {"purchase_rows": np.column_stack([x, tx, T, counts]), "spend_rows": spend, "customers": len(summaries),
-            "tracking": tracking}  # fmt: skip
+            "tracking": tracking, "choice_rows": choice_rows}  # fmt: skip
 
 
 def _tracking(counts: dict, params: dict, model: str, horizon_days: int | None) -> dict:
@@ -178,6 +187,33 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
     }
 
 
+def _first_day(meta: dict) -> int:
+    """The day of the store's first transaction (days since 1970-01-01)."""
+    return (pd.Timestamp(meta["tables"]["transactions"]["min_ts"]).date() - date(1970, 1, 1)).days
+
+
+def _chosen_model(parts: list[dict], window_days: int, min_repeat_customers: int, xp) -> tuple[str, dict]:
+    """The purchase model to use and the evidence (``_choice``); BG/NBD, saying why, when the
+    history is too short to hold a window out or no candidate fits on what remains."""
+    if not window_days:
+        return "bgnbd", {"chosen": "bgnbd", "skipped": "the history before as-of is too short to hold a window out"}
+    rows = np.concatenate([part["choice_rows"] for part in parts])
+    try:
+        choice = choose_model(rows, window_days, min_repeat_customers=min_repeat_customers, xp=xp)
+    except InputDataError as error:
+        return "bgnbd", {"chosen": "bgnbd", "skipped": str(error)}
+    scores = ", ".join(f"{name} {score['mae']:.3f}" for name, score in choice["scores"].items() if "mae" in score)
+    logger.info("value: %s chosen on the last %d days before as-of (per-customer error %s; naive %.3f)",
+                choice["chosen"], window_days, scores, choice["naive_mae"])  # fmt: skip
+    if choice["every_model_loses"]:
+        logger.warning(
+            "value: every purchase model predicts the last %d days before as-of worse than the naive forecast "
+            "(each customer buying on at their calibration rate): %s against %.3f; %s is used, with that caveat",
+            window_days, scores, choice["naive_mae"], choice["chosen"],
+        )  # fmt: skip
+    return choice["chosen"], choice
+
+
 def _as_of_day(store: Path, meta: dict, as_of) -> int:
     if as_of is None:
         as_of = default_as_of(store, meta)
@@ -196,7 +232,7 @@ def estimate_value(
     as_of: date | None = None,
     horizon_days: int = 365,
     discount_rate: float = 0.1,
-    model: str = "bgnbd",
+    model: str = "auto",
     grain: str = "day",
     min_repeat_customers: int = 100,
     sample: int = 1_000_000,
@@ -219,7 +255,9 @@ def estimate_value(
         Days the predictions cover; when the store holds them, also the holdout.
     discount_rate : float, default 0.1
         Yearly rate CLV is discounted at (per 30-day slice).
-    model : {"bgnbd", "mbgnbd"}, default "bgnbd"
+    model : {"auto", "bgnbd", "mbgnbd"}, default "auto"
+        Auto: the better of the two on the last days before as-of (``_choice``), recorded in
+        ``model_choice``.
     grain : {"day", "order"}, default "day"
         What counts as a purchase: a calendar day with purchases (the BTYD convention) or
         each order at its own time (see ``engine.value._summaries``).
@@ -245,8 +283,8 @@ def estimate_value(
         raise UsageError(f"the value horizon must be at least 1 day, got {horizon_days}")
     if not discount_rate >= 0:
         raise UsageError(f"the discount rate must be 0 or more, got {discount_rate}")
-    if model not in MODELS:
-        raise UsageError(f"unknown purchase model {model!r}; choose one of {', '.join(MODELS)}")
+    if model != "auto" and model not in MODELS:
+        raise UsageError(f"unknown purchase model {model!r}; choose auto or one of {', '.join(MODELS)}")
     if grain not in GRAINS:
         raise UsageError(f"unknown purchase grain {grain!r}; choose one of {', '.join(GRAINS)}")
     backend = resolve_backend(backend_name)
@@ -263,13 +301,18 @@ def estimate_value(
         summaries.mkdir()
         written.customers.mkdir()
         per_partition = math.ceil(sample / partitions)
+        window_days = choice_window(horizon_days, as_of_day - _first_day(meta)) if model == "auto" else 0
         tasks = [
             dask.delayed(_summaries_task)(
-                str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, per_partition
+                str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, per_partition,
+                window_days,
             )
             for n in range(partitions)
         ]
         parts = compute_tasks(tasks, client, progress, "value summaries")
+        choice = None
+        if model == "auto":
+            model, choice = _chosen_model(parts, window_days, min_repeat_customers, backend.xp)
         rows = np.concatenate([p["purchase_rows"] for p in parts])
         purchase_fit = fit_bgnbd(
             rows[:, 0], rows[:, 1], rows[:, 2], weights=rows[:, 3], model=model, xp=backend.xp,
@@ -322,6 +365,7 @@ def estimate_value(
             "horizon_days": horizon_days,
             "discount_rate_yearly": discount_rate,
             "customers": customers,
+            "model_choice": choice,
             "purchase_model": {"name": model, **purchase_fit.to_dict(), "degenerate": degenerate["purchase"],
                                "share_almost_surely_alive": round(surely_alive, 4)},  # fmt: skip
             "spend_model": {

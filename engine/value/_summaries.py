@@ -131,12 +131,16 @@ def tracking_counts(days: pd.DataFrame, as_of_day: int, horizon_days: int | None
 
 
 def partition_summaries(
-    store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day"
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day", window_days: int = 0
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], pd.DataFrame | None]:
     """Summaries of the customers of store partition ``number`` (nothing after the holdout is
-    read), and their :func:`tracking_counts`."""
+    read), their :func:`tracking_counts`, and with ``window_days`` the summaries as of that
+    many days before as-of with those days as their holdout (for choosing the model)."""
     end_day = as_of_day + (horizon_days or 0)
     columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
     table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
     days = purchase_days(table.to_pandas(), grain)
-    return summarise(days, as_of_day, horizon_days, grain), tracking_counts(days, as_of_day, horizon_days)
+    window = None
+    if window_days:
+        window = summarise(days[days["day"] < as_of_day], as_of_day - window_days, window_days, grain)
+    return summarise(days, as_of_day, horizon_days, grain), tracking_counts(days, as_of_day, horizon_days), window

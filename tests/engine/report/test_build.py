@@ -149,3 +149,20 @@ def test_the_value_holdout_sets_the_model_beside_the_naive_forecast(tmp_path):
     html = unescape(_value_section(SimpleNamespace(value=value, run_dir=tmp_path), _Figures()).body)
     assert "purchases, naive forecast" in html and "1.020x its: worse than the naive forecast" in html
     assert html.count('class="flag"') == 1
+
+
+def test_the_value_section_shows_how_the_purchase_model_was_chosen(tmp_path):
+    from html import unescape
+    from types import SimpleNamespace
+
+    from engine.report._build import _Figures, _value_section
+
+    fit = {"params": {"r": 0.7}, "standard_errors": {}, "converged": True, "log_likelihood": -1.0, "customers": 3362,
+           "degenerate": []}  # fmt: skip
+    choice = {"chosen": "bgnbd", "window_days": 90, "customers": 2811, "naive_mae": 0.763, "every_model_loses": True,
+              "scores": {"bgnbd": {"mae": 0.811, "mae_vs_naive": 1.063}, "mbgnbd": {"mae": 0.812, "mae_vs_naive": 1.064}}}  # fmt: skip
+    value = {"purchase_model": {"name": "bgnbd", **fit}, "spend_model": fit, "as_of": "2011-09-09", "horizon_days": 90,
+             "discount_rate_yearly": 0.1, "holdout": None, "model_choice": choice}  # fmt: skip
+    html = unescape(_value_section(SimpleNamespace(value=value, run_dir=tmp_path), _Figures()).body)
+    assert "up to 90 days before as-of" in html and "naive forecast" in html and ">chosen<" in html
+    assert "Every model lost to the naive forecast on that window; bgnbd is used with that caveat." in html

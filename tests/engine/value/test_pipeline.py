@@ -231,3 +231,28 @@ def test_the_gpu_fits_and_scores_what_the_cpu_does(store, valued, tmp_path):
                                                                                                  ignore_index=True)
     numeric = [c for c in cpu_values.columns if c not in ("customer_key", "next_purchase_date")]
     pd.testing.assert_frame_equal(gpu_values[numeric], cpu_values[numeric], check_exact=False, rtol=1e-6)
+
+
+def test_auto_chooses_the_purchase_model_on_the_days_before_as_of(store, valued, tmp_path):
+    chosen = estimate_value(store, tmp_path / "auto", as_of=date(2025, 10, 2), horizon_days=90, min_repeat_customers=50,
+                            backend_name="cpu")  # fmt: skip
+    choice = chosen.document["model_choice"]
+    assert choice["window_days"] == 90 and set(choice["scores"]) == {"bgnbd", "mbgnbd"}
+    best = min(choice["scores"], key=lambda model: choice["scores"][model]["mae"])
+    assert choice["chosen"] == best == chosen.document["purchase_model"]["name"]
+    assert choice["every_model_loses"] == (choice["scores"][best]["mae"] > choice["naive_mae"])
+    assert all(score["mae_vs_naive"] == pytest.approx(score["mae"] / choice["naive_mae"]) for score in choice["scores"].values())
+    # The window lies before as-of: a longer horizon reads more of the store after as-of and
+    # leaves the choice as it was.
+    longer = estimate_value(store, tmp_path / "longer", as_of=date(2025, 10, 2), horizon_days=120,
+                            min_repeat_customers=50, backend_name="cpu")  # fmt: skip
+    assert longer.document["model_choice"] == choice
+    # A model named in the config is used as it is.
+    assert valued[0].document["model_choice"] is None and valued[0].document["purchase_model"]["name"] == "mbgnbd"
+
+
+def test_the_choice_window_leaves_most_of_the_history_to_calibrate_on():
+    from engine.value._choice import choice_window
+
+    assert choice_window(365, 700) == 90 and choice_window(30, 700) == 30 and choice_window(365, 120) == 40
+    assert choice_window(90, 2) == 0
