@@ -86,7 +86,9 @@ def _summaries_task(
     summaries.to_parquet(Path(staging) / part_name(number), index=False)
     fitted = summaries.iloc[_evenly(len(summaries), sample)]
     (x, tx, T), counts = collapse_rows(*(fitted[c].to_numpy() for c in ("frequency", "recency", "T")))
-    repeat = summaries[summaries["frequency"] > 0]
+    # The spend model describes what purchases cost: repeat buyers whose purchases cost nothing
+    # count as buyers (above) but not here.
+    repeat = summaries[(summaries["frequency"] > 0) & (summaries["monetary"] > 0)]
     spend = repeat.iloc[_evenly(len(repeat), sample)][["frequency", "monetary"]].to_numpy(dtype="float64")
     choice_rows = None
     if window is not None:

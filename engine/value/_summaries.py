@@ -2,11 +2,16 @@
 
 A **purchase** is, by ``grain``:
 
-- ``"day"`` (the BTYD convention): a calendar day (UTC) on which a customer's purchase lines
-  (returns left out) add up to a positive amount; several orders on one day are one purchase,
-  at the start of that day;
+- ``"day"`` (the BTYD convention): a calendar day (UTC) on which a customer has purchase
+  lines (returns left out) adding up to 0 or more; several orders on one day are one
+  purchase, at the start of that day;
 - ``"order"``: an order (purchase lines sharing an order id, or a timestamp where there is no
-  id, as the feature stage defines it) with a positive amount, at its first line's timestamp.
+  id, as the feature stage defines it) worth 0 or more, at its first line's timestamp.
+
+A purchase worth nothing (a free sample, a fully discounted order) is still a transaction, as
+lifetimes and BTYD count them: it counts in frequency, recency and T, and is left out of the
+spend model only (``monetary`` averages what it cost; the Gamma-Gamma fit takes the repeat
+buyers whose ``monetary`` is positive).
 
 Per customer, as of the as-of instant (a midnight), in days (fractional with ``"order"``):
 
@@ -45,7 +50,7 @@ TRACKING_DAYS = 3_653
 
 
 def purchase_days(frame: pd.DataFrame, grain: str = "day") -> pd.DataFrame:
-    """Purchase lines -> one row per purchase: ``customer_key``, ``day``, ``value`` (positive).
+    """Purchase lines -> one row per purchase: ``customer_key``, ``day``, ``value`` (0 or more).
 
     ``frame`` has ``customer_key``, ``ts`` (int64 microseconds, UTC), ``amount`` and
     optionally ``is_return`` and ``order_id``; ``day`` counts days since 1970-01-01 (whole
@@ -67,7 +72,9 @@ def purchase_days(frame: pd.DataFrame, grain: str = "day") -> pd.DataFrame:
         lines["day"] = ts / MICROS_PER_DAY
         grouped = lines.groupby(["customer_key", "order_id", "moment"], sort=False)
         totals = grouped.agg(day=("day", "min"), value=("value", "sum")).reset_index()
-    totals = totals.loc[totals["value"] > 0, ["customer_key", "day", "value"]]
+    # A day (or order) that nets out negative without a return is no purchase; ingest
+    # quarantines such lines, so this only guards direct callers.
+    totals = totals.loc[totals["value"] >= 0, ["customer_key", "day", "value"]]
     return totals.sort_values(["customer_key", "day"], ignore_index=True)
 
 

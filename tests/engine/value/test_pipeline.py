@@ -34,7 +34,8 @@ LINES = _lines(
         ("a", 110, 10, 30.0, False, "o4"),
         ("a", 121, 8, 7.0, False, "o5"),  # in the holdout
         ("b", 105, 11, 12.0, False, "o6"),
-        ("b", 107, 11, -3.0, False, "o7"),  # a day worth nothing is no purchase
+        ("b", 107, 11, -3.0, False, "o7"),  # a day that nets out negative is no purchase
+        ("b", 109, 11, 0.0, False, "o9"),  # a free one is: a transaction worth 0
         ("c", 122, 11, 9.0, False, "o8"),  # first bought after as-of: not summarised
     ]
 )
@@ -45,7 +46,7 @@ def test_day_summaries_follow_the_btyd_conventions():
     assert list(summary.index) == ["a", "b"]
     a, b = summary.loc["a"], summary.loc["b"]
     assert (a.frequency, a.recency, a["T"], a.monetary) == (2, 10, 20, 25.0)
-    assert (b.frequency, b.recency, b["T"], b.monetary) == (0, 0, 15, 0.0)
+    assert (b.frequency, b.recency, b["T"], b.monetary) == (1, 4, 15, 0.0)
     assert (a.holdout_purchases, a.holdout_spend, a.holdout_wait) == (1, 7.0, 1.5)
     assert b.holdout_purchases == 0 and np.isnan(b.holdout_wait)
 
