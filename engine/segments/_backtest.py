@@ -32,7 +32,7 @@ from ..outcomes import (
     outcome_window,
     sample_key_bound,
 )
-from ._baseline import RFM_CUTS, outcome_separation, rfm_groups
+from ._baseline import RFM_CUTS, eta_squared, outcome_separation, rfm_groups, signed_log1p
 
 __all__ = ["MEASURES", "adjusted_eta_squared", "against_what_happened", "compare_at_equal_groups"]
 
@@ -54,16 +54,13 @@ def _measures(codes: np.ndarray, groups: int, weights: np.ndarray, outcomes: dic
     """Every measure of one grouping with customers counted ``weights`` times."""
     counts = np.bincount(codes, weights=weights, minlength=groups)
     present = counts > 0
-    customers = float(counts.sum())
-    measured = {}
-    for name, values in (("log_spend", outcomes["log_spend"]), ("purchase", outcomes["purchased"])):
-        weighted = weights * values
-        total = float(weighted.sum())
-        group_sums = np.bincount(codes, weights=weighted, minlength=groups)[present]
-        between = float((group_sums**2 / counts[present]).sum()) - total**2 / customers
-        spread = float((weighted * values).sum()) - total**2 / customers
-        eta_squared = between / spread if spread > 0 else 0.0
-        measured[f"{name}_adjusted_eta_squared"] = adjusted_eta_squared(eta_squared, customers, int(present.sum()))
+    customers, occupied = float(counts.sum()), int(present.sum())
+    measured = {
+        f"{name}_adjusted_eta_squared": adjusted_eta_squared(
+            eta_squared(outcomes[column], codes, counts, weights) or 0.0, customers, occupied
+        )
+        for name, column in (("log_spend", "log_spend"), ("purchase", "purchased"))
+    }
     purchase_rate = np.bincount(codes, weights=weights * outcomes["purchased"], minlength=groups)[present] / counts[present]
     measured["churn_rate_spread"] = float(purchase_rate.max() - purchase_rate.min())
     return measured
@@ -110,7 +107,7 @@ def compare_at_equal_groups(segments, rfm_grids: dict, outcomes: pd.DataFrame, *
         raise UsageError(f"segments, RFM groups {lengths} and outcomes ({len(outcomes)}) must be row for row, at least 2")
     spend = outcomes["spend_next"].to_numpy(dtype="float64")
     values = {
-        "log_spend": np.sign(spend) * np.log1p(np.abs(spend)),
+        "log_spend": signed_log1p(spend),
         "purchased": (outcomes["orders_next"].to_numpy(dtype="float64") > 0).astype("float64"),
     }
     sizes = {name: int(codes.max()) + 1 for name, codes in groupings.items()}

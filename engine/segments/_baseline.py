@@ -155,14 +155,27 @@ def rfm_groups(cells, groups: int, cut: str = "ward R, F, M") -> list[int]:
     return lookup.tolist()
 
 
-def _eta_squared(values: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> float | None:
-    """Between-group sum of squares over the total: the share of variance the grouping explains."""
-    centred = values - values.mean()
-    total = float((centred**2).sum())
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """sign(v) x log1p(|v|): heavy-tailed spend on a scale where a few big spenders do not
+    decide a comparison."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def eta_squared(values: np.ndarray, codes: np.ndarray, sizes: np.ndarray, weights=None) -> float | None:
+    """Between-group sum of squares over the total: the share of variance the grouping
+    explains; None when ``values`` do not vary.
+
+    ``sizes`` are the groups' customers, each counted ``weights`` times (a bootstrap draw's
+    counts) when given, else once.
+    """
+    weights = np.ones_like(values) if weights is None else weights
+    centred = values - (weights * values).sum() / sizes.sum()
+    total = float((weights * centred**2).sum())
     if total == 0:
         return None
-    group_means = np.bincount(codes, weights=centred) / sizes
-    return float((sizes * group_means**2).sum() / total)
+    present = sizes > 0
+    group_sums = np.bincount(codes, weights=weights * centred, minlength=len(sizes))[present]
+    return float((group_sums**2 / sizes[present]).sum() / total)
 
 
 def outcome_separation(labels, outcomes: pd.DataFrame) -> dict:
@@ -204,7 +217,7 @@ def outcome_separation(labels, outcomes: pd.DataFrame) -> dict:
     groups, codes = np.unique(labels, return_inverse=True)
     sizes = np.bincount(codes).astype("float64")
     churned = (orders <= 0).astype("float64")
-    log_spend = np.sign(spend) * np.log1p(np.abs(spend))
+    log_spend = signed_log1p(spend)
     churn = np.bincount(codes, weights=churned) / sizes
     overall_churn = float(churned.mean())
     mean_spend = np.bincount(codes, weights=spend) / sizes
@@ -213,8 +226,8 @@ def outcome_separation(labels, outcomes: pd.DataFrame) -> dict:
         "customers": len(labels),
         "purchase_rate": 1.0 - overall_churn,
         "churn_rate": overall_churn,
-        "spend_eta_squared": _eta_squared(spend, codes, sizes),
-        "log_spend_eta_squared": _eta_squared(log_spend, codes, sizes),
+        "spend_eta_squared": eta_squared(spend, codes, sizes),
+        "log_spend_eta_squared": eta_squared(log_spend, codes, sizes),
         "churn_rate_range": float(churn.max() - churn.min()),
         "churn_rate_std": float(np.sqrt((sizes * (churn - overall_churn) ** 2).sum() / sizes.sum())),
         "groups": [
