@@ -89,23 +89,17 @@ def show_stage(stage: dict, as_json: bool, show) -> None:
 HEARTBEAT_S = 30.0
 
 
-_AGAINST_RFM = {
-    "log_spend_adjusted_eta_squared": "next-period log spend (adj. η²)",
-    "purchase_adjusted_eta_squared": "purchase (adj. η²)",
-    "churn_rate_spread": "churn-rate spread",
-}
-_VERDICTS = {True: "segments ahead", False: "grid ahead", None: "no clear winner"}
-
-
 def against_rfm_grid(summary: dict) -> str | None:
     """The segment stage's comparison with the RFM grid at equal group count, in one line
     (None outside a backtest)."""
+    from engine.segments import MEASURES, VERDICTS
+
     against = summary.get("against_rfm_grid")
     if not against:
         return None
     measures = "; ".join(
-        f"{label} {against[key]['segments']:.3f} vs {against[key]['rfm_grid']:.3f}, {_VERDICTS[against[key]['segments_win']]}"
-        for key, label in _AGAINST_RFM.items()
+        f"{label} {against[key]['segments']:.3f} vs {against[key]['rfm_grid']:.3f}, {VERDICTS[against[key]['segments_win']]}"
+        for key, label in MEASURES.items()
     )
     return f"against the RFM grid in {against['groups']} groups, on what {against['customers']:,} customers did next: {measures}"
 

@@ -135,8 +135,9 @@ def _segments_table(summary) -> Table:
         f"{summary['micro_segments']} micro-segments; {len(niches)} niche groups ({sum(niches):,} customers); "
         f"{summary['outliers']:,} outliers; stability = mean bootstrap Jaccard, unstable below 0.75"
     )
-    if against_rfm_grid(summary):
-        table.caption += f"\n{against_rfm_grid(summary)}"
+    against = against_rfm_grid(summary)
+    if against:
+        table.caption += f"\n{against}"
     table.caption_justify = "left"
     return table
 

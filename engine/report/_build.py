@@ -18,6 +18,7 @@ import pandas as pd
 
 from .._summary import Summary
 from .._tasks import staged_output
+from ..segments import VERDICTS
 from ..value import format_params
 from . import _charts as charts
 from ._data import BANDS, RunOutputs, audience_table, read_outputs, value_columns
@@ -268,11 +269,10 @@ def _baseline_section(outputs: RunOutputs, figures: _Figures) -> Section:
                 return f"{side['value']:.3f}"
             return f"{side['value']:.3f} ({side['low']:.3f} to {side['high']:.3f})"
 
-        verdicts = {True: "segments ahead", False: "RFM grid ahead", None: "no clear winner"}
         body += table(
             ["measure", "segments", f"RFM grid, {groups} groups", "best cut", "difference", "verdict"],
             [(m["label"], estimate(m["segments"]), estimate(m["rfm_grid"]), m["cut"], estimate(m["difference"]),
-              verdicts[m["segments_win"]]) for m in compared["measures"]],
+              VERDICTS[m["segments_win"]]) for m in compared["measures"]],
             flagged=[m["segments_win"] is False for m in compared["measures"]],
         )  # fmt: skip
     groupings = {"segments": evaluation["segments"], **({"named RFM grid": evaluation["rfm_grid"]} if "rfm_grid" in evaluation else {})}

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..segments import VERDICTS
+
 __all__ = [
     "audiences",
     "calibration",
@@ -396,15 +398,6 @@ def audiences(counts: np.ndarray, segments: list[str], bands: list[str]) -> Figu
     return figure
 
 
-def _verdict(difference: dict) -> str:
-    """Who is ahead on a measure: the side the 95% interval of (segments - grid) lies on, if it excludes 0."""
-    if difference["low"] is not None and difference["low"] > 0:
-        return "segments ahead"
-    if difference["high"] is not None and difference["high"] < 0:
-        return "RFM grid ahead"
-    return "no clear winner"
-
-
 def _estimate(estimate: dict) -> str:
     if estimate["low"] is None:
         return f"{estimate['value']:.3f}"
@@ -418,16 +411,16 @@ def comparison_intervals(measures: list[dict]) -> Figure:
     Parameters
     ----------
     measures : list of dict
-        Each with ``label`` (the panel's name) and ``segments``, ``rfm_grid`` and ``difference``
-        (segments minus grid), each a dict of ``value``, ``low`` and ``high``. Higher is better
-        for every measure.
+        Each with ``label`` (the panel's name), ``segments``, ``rfm_grid`` and ``difference``
+        (segments minus grid), each a dict of ``value``, ``low`` and ``high``, and
+        ``segments_win`` (``engine.segments.compare_at_equal_groups``). Higher is better for
+        every measure.
 
     Returns
     -------
     Figure
-        One row per measure; its title ends with the verdict ("segments ahead", "RFM grid
-        ahead" or "no clear winner": whether the difference's interval excludes 0), and the
-        winner's label is bold.
+        One row per measure; its title ends with the verdict (``engine.segments.VERDICTS`` of
+        ``segments_win``), and the winner's label is bold.
     """
     figure, axes = plt.subplots(len(measures), 1, figsize=(6.5, 1.45 * len(measures) + 0.5), layout="constrained",
                                 squeeze=False)  # fmt: skip
@@ -442,9 +435,10 @@ def comparison_intervals(measures: list[dict]) -> Figure:
         ax.set_yticks([0, 1], [f"{name}\n{_estimate(e)}" for name, e in sides])
         ax.set_ylim(1.6, -0.6)
         ax.margins(x=0.15)
-        difference, verdict = measure["difference"], _verdict(measure["difference"])
-        if verdict != "no clear winner":
-            ax.get_yticklabels()[0 if verdict == "segments ahead" else 1].set_fontweight("bold")
+        difference, winner = measure["difference"], measure["segments_win"]
+        verdict = VERDICTS[winner]
+        if winner is not None:
+            ax.get_yticklabels()[0 if winner else 1].set_fontweight("bold")
         # About 56 bold characters fit beside the labels; past that the verdict goes on a line of its own.
         head = f"{measure.get('label') or measure['measure']}:"
         title = f"{head} {verdict}" if len(head) + len(verdict) < 56 else f"{textwrap.fill(head, 56)}\n{verdict}"

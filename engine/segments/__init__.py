@@ -5,7 +5,7 @@ stability, profiles, names and sentences in plain words, one rule per segment, t
 next, and comparison of two runs. Fitted on a sample, every customer placed per partition.
 """
 
-from ._backtest import MEASURES, adjusted_eta_squared, against_what_happened, compare_at_equal_groups
+from ._backtest import MEASURES, VERDICTS, adjusted_eta_squared, against_what_happened, compare_at_equal_groups
 from ._baseline import NO_PURCHASES, RFM_CUTS, RFM_GRID, outcome_separation, rfm_cells, rfm_grid, rfm_groups
 from ._compare import SegmentComparison, compare_runs
 from ._distributed import fit_distributed_kmeans
@@ -62,6 +62,7 @@ __all__ = [
     "rfm_grid",
     "rfm_groups",
     "MEASURES",
+    "VERDICTS",
     "adjusted_eta_squared",
     "against_what_happened",
     "compare_at_equal_groups",

@@ -34,7 +34,7 @@ from ..outcomes import (
 )
 from ._baseline import RFM_CUTS, eta_squared, outcome_separation, rfm_groups, signed_log1p
 
-__all__ = ["MEASURES", "adjusted_eta_squared", "against_what_happened", "compare_at_equal_groups"]
+__all__ = ["MEASURES", "VERDICTS", "adjusted_eta_squared", "against_what_happened", "compare_at_equal_groups"]
 
 # Measure key -> how the report labels it. Higher is better for every one.
 MEASURES = {
@@ -43,6 +43,8 @@ MEASURES = {
     "churn_rate_spread": "churn-rate spread (highest − lowest group)",
 }
 CONFIDENCE = 0.95
+# What a measure's ``segments_win`` says, in words.
+VERDICTS = {True: "segments ahead", False: "RFM grid ahead", None: "no clear winner"}
 
 
 def adjusted_eta_squared(eta_squared: float, customers: float, groups: int) -> float:

@@ -93,13 +93,15 @@ def _measure(label, segments, grid, difference):
     def interval(value, half):
         return {"value": value, "low": value - half, "high": value + half}
 
+    gap = interval(difference, 0.02 if abs(difference) > 0.02 else 0.05)
     return {
         "measure": label.replace(" ", "_"),
         "label": label,
         "segments": interval(segments, 0.02),
         "rfm_grid": interval(grid, 0.02),
-        "difference": interval(difference, 0.02 if abs(difference) > 0.02 else 0.05),
-        "segments_win": difference > 0.02,
+        "difference": gap,
+        # As compare_at_equal_groups sets it: which side of 0 the difference's interval lies on.
+        "segments_win": None if gap["low"] <= 0 <= gap["high"] else gap["low"] > 0,
     }
 
 
