@@ -14,6 +14,7 @@ import numpy as np
 
 from ..exceptions import InputDataError
 from ._bgnbd import MODELS, conditional_expected_purchases, fit_bgnbd
+from ._predict import naive_purchases
 
 __all__ = ["CANDIDATES", "choose_model", "choice_window"]
 
@@ -51,7 +52,7 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
     """
     x, tx, T, actual, weights = (rows[:, i] for i in range(5))
     customers = float(weights.sum())
-    naive = np.divide(x, T, out=np.zeros_like(x), where=T > 0) * window_days
+    naive = naive_purchases(x, T, window_days)
     naive_mae = float((weights * np.abs(naive - actual)).sum() / customers)
     scores = {}
     for model in CANDIDATES:

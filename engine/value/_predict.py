@@ -13,7 +13,10 @@ from ..backend import to_host_array
 from ._bgnbd import conditional_expected_purchases, p_alive, waiting_time_quantile
 from ._gamma_gamma import conditional_expected_spend
 
-__all__ = ["FREQUENCY_BINS", "INTERVALS", "PREDICTION_COLUMNS", "discounted_purchases", "holdout_sums", "predict"]
+__all__ = [
+    "FREQUENCY_BINS", "INTERVALS", "PREDICTION_COLUMNS", "discounted_purchases", "holdout_sums", "naive_purchases",
+    "predict",
+]  # fmt: skip
 
 PREDICTION_COLUMNS = (
     "p_alive", "expected_purchases", "p_purchase", "expected_spend", "clv", "next_purchase_date",
@@ -71,19 +74,24 @@ def predict(summaries: pd.DataFrame, purchase, spend, *, as_of_day, horizon_days
     return {name: to_host_array(values) for name, values in columns.items()}
 
 
+def naive_purchases(frequency: np.ndarray, T: np.ndarray, days: float) -> np.ndarray:
+    """The naive forecast every model has to beat: each customer buying on at their
+    calibration rate (repeat purchases over T) for ``days``; 0 for T = 0."""
+    return np.divide(frequency, T, out=np.zeros_like(frequency), where=T > 0) * days
+
+
 def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_days, xp) -> dict:
     """Sums over one partition that the holdout evaluation adds up across partitions.
 
     The interval check: for customers whose next purchase came within the horizon, the
     central ``level`` interval of the wait given alive and given a purchase within the
-    horizon, against the actual wait (``holdout_wait``). The naive forecast every model has
-    to beat: each customer buys on at their calibration rate, repeat purchases over T, for
-    the horizon.
+    horizon, against the actual wait (``holdout_wait``). Beside the model, the naive forecast
+    (:func:`naive_purchases`).
     """
     actual = summaries["holdout_purchases"].to_numpy(dtype="float64")
     frequency, T = (summaries[c].to_numpy(dtype="float64") for c in ("frequency", "T"))
     bins = np.minimum(frequency, FREQUENCY_BINS - 1).astype(np.int64)
-    naive = np.divide(frequency, T, out=np.zeros_like(frequency), where=T > 0) * horizon_days
+    naive = naive_purchases(frequency, T, horizon_days)
     actual_spend = summaries["holdout_spend"].to_numpy(dtype="float64")
     expected = predicted["expected_purchases"]
     expected_spend = expected * predicted["expected_spend"]

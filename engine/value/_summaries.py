@@ -125,7 +125,7 @@ def tracking_counts(days: pd.DataFrame, as_of_day: int, horizon_days: int | None
     moment = days["day"].to_numpy(dtype="float64")
     # Rows are sorted by customer and day: each customer's first row is their first purchase.
     is_first = ~days["customer_key"].duplicated().to_numpy()
-    first = days.groupby("customer_key", sort=False)["day"].transform("min").to_numpy(dtype="float64")
+    first = moment[np.flatnonzero(is_first)[np.cumsum(is_first) - 1]]
     kept = first < as_of_day
     offsets = as_of_day - np.floor(moment[kept & is_first]).astype(np.int64)
     offsets = np.clip(offsets, 1, TRACKING_DAYS)
@@ -147,7 +147,6 @@ def partition_summaries(
     columns = ["customer_key", "ts", "amount", "is_return", "order_id"]
     table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
     days = purchase_days(table.to_pandas(), grain)
-    window = None
-    if window_days:
-        window = summarise(days[days["day"] < as_of_day], as_of_day - window_days, window_days, grain)
+    # The window's holdout ends at as-of: nothing after it is read into the choice.
+    window = summarise(days, as_of_day - window_days, window_days, grain) if window_days else None
     return summarise(days, as_of_day, horizon_days, grain), tracking_counts(days, as_of_day, horizon_days), window
