@@ -155,10 +155,11 @@ def against_what_happened(assignments: Path, meta: dict, *, groups: int, days: i
     the customer's cell of the RFM score cube, ``rfm_segment``: the named grid); ``meta`` the
     feature table's metadata (store, as-of); ``groups`` the number of segments, which each
     cut of the RFM grid (:data:`RFM_CUTS`) is given, fitted to the cells of the customers
-    measured. A cut that cannot make that many groups (too few distinct scores) is left out. Measured on at most ``customers`` customers: those whose
-    key is below a bound, which keys (keyed hashes) make a uniform sample. Gathered whole, the
-    assignments and outcomes of every customer would be the one thing in this process that
-    grows with the customers.
+    measured; a cut that cannot make that many groups (too few distinct scores) is left out.
+
+    Measured on at most ``customers`` customers: those whose key is below a bound, which keys
+    (keyed hashes) make a uniform sample. Gathered whole, the assignments and outcomes of
+    every customer would be the one thing in this process that grows with the customers.
 
     Returns ``{"skipped": reason}`` outside a backtest, else the window, the customers
     measured, ``at_equal_groups`` (:func:`compare_at_equal_groups`) and, per grouping

@@ -103,12 +103,12 @@ def fit_segments(sample, options: SegmentOptions, *, seed: int, backend, refit=N
     prepared = preparation.fit(sample).transform(sample)
     fitted_on = backend.xp.asarray(prepared)
     rows = prepared.shape[0]
-    subset = _even_subset(rows, options.stability_points)
+    refitted = prepared[_even_subset(rows, options.stability_points)]
 
     def stability(k: int, centres) -> list[dict]:
-        labels, _ = assign(prepared[subset], centres)
+        labels, _ = assign(refitted, centres)
         return bootstrap_stability(
-            prepared[subset], labels, k, resamples=options.stability_resamples, seed=seed,
+            refitted, labels, k, resamples=options.stability_resamples, seed=seed,
             backend_name=backend.name, n_init=options.n_init,
         )  # fmt: skip
 
