@@ -37,7 +37,7 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
 from ..exceptions import InputDataError, UsageError
-from ..ingest import default_as_of, read_store_meta, read_store_table
+from ..ingest import default_as_of, first_transaction, read_store_meta, read_store_table
 from ..layout import FeaturesLayout, part_name
 from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
 from ._partition import KEY, partition_features, value_shares
@@ -235,8 +235,8 @@ def build_features(
     if as_of is None:
         as_of = default_as_of(store, meta)
     as_of_us = _as_of_us(as_of)
-    earliest = tables["transactions"].get("min_ts")
-    if earliest is not None and as_of_us <= _as_of_us(datetime.fromisoformat(earliest)):
+    earliest = first_transaction(meta)
+    if earliest is not None and as_of_us <= _as_of_us(earliest):
         raise InputDataError(
             f"{store}: no transactions before as_of {as_of} (the first is at {earliest}); choose a later date"
         )

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from ..exceptions import InputDataError
 from ..layout import StoreLayout
 
-__all__ = ["default_as_of", "read_store_meta", "read_store_table"]
+__all__ = ["default_as_of", "first_transaction", "read_store_meta", "read_store_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ def default_as_of(store: str | os.PathLike, meta: dict | None = None) -> date:
     as_of = datetime.fromisoformat(latest).date() + timedelta(days=1)
     logger.info("no as_of given: using %s, the day after the store's last transaction", as_of)
     return as_of
+
+
+def first_transaction(meta: dict) -> datetime | None:
+    """When the store's first transaction was (UTC), from its metadata; None without any."""
+    earliest = meta["tables"]["transactions"].get("min_ts")
+    return None if earliest is None else datetime.fromisoformat(earliest)
 
 
 def _is_text(arrow_type) -> bool:

@@ -37,7 +37,7 @@ from ..backend import resolve_backend
 from ..config import PropensityOptions
 from ..exceptions import InputDataError, UsageError
 from ..features import read_features_meta
-from ..ingest import read_store_meta
+from ..ingest import first_transaction, read_store_meta
 from ..layout import IngestLayout, ScoresLayout, part_files
 from ._fairness import flagged_groups
 from ._labels import LABEL, ORIGIN, label_origin, read_labelled, training_origins
@@ -94,7 +94,7 @@ def _sensitive(store: Path, keys: pd.Series) -> pd.DataFrame | None:
 
 def _check_earliest_origin(store: Path, earliest: date, options: PropensityOptions) -> None:
     """Refuse, before building anything, an origin with no transaction before it."""
-    first = read_store_meta(store)["tables"]["transactions"].get("min_ts")
+    first = first_transaction(read_store_meta(store))
     if first is not None and pd.Timestamp(earliest, tz="UTC") <= pd.Timestamp(first):
         raise InputDataError(
             f"{store}: the training origin {earliest.isoformat()} is not after the first transaction ({first}); "

@@ -39,7 +39,7 @@ from .._summary import FLATTEN, Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..exceptions import InputDataError, UsageError
-from ..ingest import default_as_of, read_store_meta
+from ..ingest import default_as_of, first_transaction, read_store_meta
 from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
 from ._bgnbd import MODELS, collapse_rows, degeneracies, expected_repeat_purchases, fit_bgnbd
@@ -189,11 +189,6 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
     }
 
 
-def _first_day(meta: dict) -> int:
-    """The day of the store's first transaction (days since 1970-01-01)."""
-    return (pd.Timestamp(meta["tables"]["transactions"]["min_ts"]).date() - date(1970, 1, 1)).days
-
-
 def _chosen_model(parts: list[dict], window_days: int, min_repeat_customers: int, xp) -> tuple[str, dict]:
     """The purchase model to use and the evidence (``_choice``); BG/NBD, saying why, when the
     history is too short to hold a window out or no candidate fits on what remains."""
@@ -303,7 +298,9 @@ def estimate_value(
         summaries.mkdir()
         written.customers.mkdir()
         per_partition = math.ceil(sample / partitions)
-        window_days = choice_window(horizon_days, as_of_day - _first_day(meta)) if model == "auto" else 0
+        first = first_transaction(meta)
+        history_days = 0 if first is None else as_of_day - (first.date() - date(1970, 1, 1)).days
+        window_days = choice_window(horizon_days, history_days) if model == "auto" else 0
         tasks = [
             dask.delayed(_summaries_task)(
                 str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, per_partition,
