@@ -212,7 +212,7 @@ def run_value_truth(size, workdir, backend_name, workers, clock, data) -> dict:
 
     from engine.backend import dask_client, resolve_backend
     from engine.synth import ARCHETYPES, simulate_btyd_summaries
-    from engine.value import fit_bgnbd, estimate_value
+    from engine.value import estimate_value, fit_purchase_model
 
     with dask_client(resolve_backend(backend_name), workers=workers) as client, clock:
         summary = estimate_value(data["store"], workdir / "value", as_of=data["as_of"], horizon_days=HORIZON_DAYS,
@@ -226,14 +226,14 @@ def run_value_truth(size, workdir, backend_name, workers, clock, data) -> dict:
         rows = joined[joined["archetype"] == archetype.name]
         if archetype.decline_per_day[1] > 0 or len(rows) == 0:
             continue  # a decaying rate is not the model's: nothing to recover
-        fit = fit_bgnbd(*(rows[c].to_numpy() for c in ("frequency", "recency", "T")), model="mbgnbd")
+        fit = fit_purchase_model(*(rows[c].to_numpy() for c in ("frequency", "recency", "T")), model="mbgnbd")
         generating = {"r": archetype.rate_shape, "alpha": archetype.rate_shape / archetype.rate_mean,
                       "a": archetype.dropout_a, "b": archetype.dropout_b}  # fmt: skip
         quality[f"{archetype.name}_customers"] = len(rows)
         quality |= _recovery(archetype.name, fit, generating)
     draws = simulate_btyd_summaries(ESTIMATOR_CHECK_CUSTOMERS, _ESTIMATOR_CHECK_PARAMS, np.random.default_rng(0),
                                     model="mbgnbd")  # fmt: skip
-    quality |= _recovery("estimator_check", fit_bgnbd(*draws, model="mbgnbd"), _ESTIMATOR_CHECK_PARAMS)
+    quality |= _recovery("estimator_check", fit_purchase_model(*draws, model="mbgnbd"), _ESTIMATOR_CHECK_PARAMS)
     return {"rows": {"customers": summary.customers}, "data_path": str(workdir), "quality": quality}
 
 

@@ -189,14 +189,14 @@ def _print_segments(summary: dict) -> None:
 
 
 def _print_value(document: dict) -> None:
-    from engine.value import format_params
+    from engine.value import MODEL_LABELS, format_params
 
     purchase, spend = document["purchase_model"], document["spend_model"]
     shown = format_params(purchase)
     stdout.print(
         f"value: {document['customers']:,} customers as of {document['as_of']}, "
         f"horizon {document['horizon_days']} days\n"
-        f"{purchase['name']}: {shown} (converged: {purchase['converged']}, "
+        f"{MODEL_LABELS.get(purchase['name'], purchase['name'])}: {shown} (converged: {purchase['converged']}, "
         f"log-likelihood {purchase['log_likelihood']:.1f})\n"
         f"gamma-gamma: {format_params(spend)} "
         f"(converged: {spend['converged']})",

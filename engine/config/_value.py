@@ -17,12 +17,13 @@ class ValueOptions:
         same days are the holdout the predictions are checked against.
     discount_rate_yearly : float, default 0.1
         CLV discounts each 30-day slice of the horizon at this yearly rate.
-    model : {"auto", "bgnbd", "mbgnbd"}, default "auto"
-        Purchase model: BG/NBD, or MBG/NBD where customers may also drop out right after their
-        first purchase. Auto fits both on the history up to the last min(horizon, 90 days, a
-        third of the history) before as-of, scores them on those days beside the naive
-        forecast (each customer buying on at their calibration rate), and uses the better;
-        when both lose to the naive forecast it says so.
+    model : {"auto", "bgnbd", "mbgnbd", "pareto_nbd"}, default "auto"
+        Purchase model: BG/NBD, MBG/NBD where customers may also drop out right after their
+        first purchase, or Pareto/NBD where they may drop out at any time. Auto fits all three
+        on the history up to the last min(horizon, 90 days, a third of the history) before
+        as-of, scores them on those days beside the naive forecast (each customer buying on at
+        their calibration rate), and uses the best; when every model loses to the naive
+        forecast it says so.
     grain : {"day", "order"}, default "day"
         A purchase is a calendar day with purchases (the BTYD convention), or each order at its
         own time.
@@ -36,7 +37,7 @@ class ValueOptions:
 
     horizon_days: int = field(default=365, metadata={_MINIMUM: 1})
     discount_rate_yearly: float = field(default=0.1, metadata={_MINIMUM: 0})
-    model: Literal["auto", "bgnbd", "mbgnbd"] = "auto"
+    model: Literal["auto", "bgnbd", "mbgnbd", "pareto_nbd"] = "auto"
     grain: Literal["day", "order"] = "day"
     min_repeat_customers: int = field(default=100, metadata={_MINIMUM: 1})
     sample: int = field(default=1_000_000, metadata={_MINIMUM: 1_000})

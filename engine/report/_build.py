@@ -19,7 +19,7 @@ import pandas as pd
 from .._summary import Summary
 from .._tasks import staged_output
 from ..segments import VERDICTS
-from ..value import format_params
+from ..value import MODEL_LABELS, format_params
 from . import _charts as charts
 from ._data import BANDS, RunOutputs, audience_table, read_outputs, value_columns
 from ._html import Section, card, facts, figure, note, page, paragraph, percent, table
@@ -29,7 +29,6 @@ __all__ = ["ReportSummary", "build_report"]
 logger = logging.getLogger(__name__)
 
 _GIB = 2**30
-_MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}
 
 
 @dataclass
@@ -360,7 +359,7 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if value is None:
         return Section("value", "Lifetime value", _missing(outputs, "value"))
     purchase, spend = value["purchase_model"], value["spend_model"]
-    body = paragraph(f"{_MODEL_NAMES.get(purchase['name'], purchase['name'])} purchases and Gamma-Gamma spend, fitted on {purchase['customers']:,} "
+    body = paragraph(f"{MODEL_LABELS.get(purchase['name'], purchase['name'])} purchases and Gamma-Gamma spend, fitted on {purchase['customers']:,} "
                      f"customers as of {value['as_of']}; CLV over {value['horizon_days']} days discounted at "
                      f"{value['discount_rate_yearly']:.0%} a year.")  # fmt: skip
     fits = (("purchases", purchase), ("spend", spend))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import InputDataError
-from ._bgnbd import MODELS, conditional_expected_purchases, fit_bgnbd
 from ._predict import naive_purchases
+from ._purchase import MODELS, conditional_expected_purchases, fit_purchase_model
 
 __all__ = ["CANDIDATES", "choose_model", "choice_window"]
 
@@ -57,7 +57,7 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
     scores = {}
     for model in CANDIDATES:
         try:
-            fit = fit_bgnbd(x, tx, T, weights=weights, model=model, xp=xp, min_repeat_customers=min_repeat_customers)
+            fit = fit_purchase_model(x, tx, T, weights=weights, model=model, xp=xp, min_repeat_customers=min_repeat_customers)
         except InputDataError as error:
             scores[model] = {"failed": str(error)}
             continue

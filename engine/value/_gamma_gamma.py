@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..exceptions import InputDataError
-from ._bgnbd import ModelFit, at_bound, collapse_rows, special_functions, standard_errors
+from ._fitting import ModelFit, at_bound, collapse_rows, special_functions, standard_errors
 
 __all__ = ["GAMMA_GAMMA_PARAMETERS", "conditional_expected_spend", "fit_gamma_gamma", "gamma_gamma_log_likelihood"]
 

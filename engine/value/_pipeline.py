@@ -42,10 +42,11 @@ from ..exceptions import InputDataError, UsageError
 from ..ingest import default_as_of, first_transaction, read_store_meta
 from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
-from ._bgnbd import MODELS, collapse_rows, degeneracies, expected_repeat_purchases, fit_bgnbd
 from ._choice import choice_window, choose_model
+from ._fitting import collapse_rows, degeneracies
 from ._gamma_gamma import fit_gamma_gamma
 from ._predict import FREQUENCY_BINS, INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
+from ._purchase import MODELS, expected_repeat_purchases, fit_purchase_model
 from ._summaries import GRAINS, SUMMARY_COLUMNS, TRACKING_DAYS, partition_summaries
 
 __all__ = ["ValueSummary", "estimate_value"]
@@ -313,7 +314,7 @@ def estimate_value(
         if model == "auto":
             model, choice = _chosen_model(parts, window_days, min_repeat_customers, backend.xp)
         rows = np.concatenate([p["purchase_rows"] for p in parts])
-        purchase_fit = fit_bgnbd(
+        purchase_fit = fit_purchase_model(
             rows[:, 0], rows[:, 1], rows[:, 2], weights=rows[:, 3], model=model, xp=backend.xp,
             min_repeat_customers=min_repeat_customers,
         )  # fmt: skip

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ..backend import to_host_array
-from ._bgnbd import conditional_expected_purchases, p_alive, waiting_time_quantile
+from ._bgnbd import waiting_time_quantile
 from ._gamma_gamma import conditional_expected_spend
+from ._purchase import conditional_expected_purchases, p_alive, p_no_purchase_given_alive
 
 __all__ = [
     "FREQUENCY_BINS", "INTERVALS", "PREDICTION_COLUMNS", "discounted_purchases", "holdout_sums", "naive_purchases",
@@ -61,7 +62,7 @@ def predict(summaries: pd.DataFrame, purchase, spend, *, as_of_day, horizon_days
         purchase, spend, horizon_days, discount_rate_yearly, x, tx, T, xp, model
     )
     per_purchase = conditional_expected_spend(spend, x, m, xp)
-    no_wait = xp.exp(-(purchase["r"] + x) * xp.log1p(horizon_days / (purchase["alpha"] + T)))
+    no_wait = p_no_purchase_given_alive(purchase, float(horizon_days), x, T, xp, model)
     median_wait = waiting_time_quantile(purchase, 0.5, x, T, xp)
     columns = {
         "p_alive": alive,

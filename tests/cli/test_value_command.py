@@ -1,6 +1,7 @@
 """segscale value: from a run config or a store, as text or one JSON document."""
 
 import json
+import re
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_value_from_a_store_with_a_holdout_prints_the_evaluation(world, tmp_path
     args = ("--store", store, "--as-of", "2025-10-02", "--horizon-days", 90, "--out", tmp_path / "v", "--workers", 1)
     result = invoke("value", *args)
     assert result.exit_code == 0, result.stderr
-    assert "bgnbd: r=" in result.stdout and "purchases" in result.stdout and "inside the 80% interval" in result.stdout
+    assert re.search(r"(BG|MBG|Pareto)/NBD: r=", result.stdout) and "purchases" in result.stdout and "inside the 80% interval" in result.stdout
 
 
 @pytest.mark.parametrize(

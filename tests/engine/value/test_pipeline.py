@@ -14,7 +14,7 @@ from engine.exceptions import InputDataError, UsageError
 from engine.ingest import ingest
 from engine.layout import ValueLayout
 from engine.synth import WorldSpec, generate_world
-from engine.value import estimate_value, expected_repeat_purchases, fit_bgnbd, purchase_days, summarise
+from engine.value import estimate_value, expected_repeat_purchases, fit_purchase_model, purchase_days, summarise
 
 DAY_US = 86_400 * 1_000_000
 
@@ -172,18 +172,18 @@ def test_a_degenerate_fit_is_said_on_stderr_and_in_value_json(store, tmp_path, m
     import engine.value._pipeline as pipeline
 
     def no_dropout(*args, **kwargs):
-        fit = fit_bgnbd(*args, **kwargs)
+        fit = fit_purchase_model(*args, **kwargs)
         # Online Retail's fit: dropout pushed out of reach, P(alive) about 1 for everyone.
         params = {**fit.params, "a": 1e-9, "b": 924.0}
         return dataclasses.replace(fit, params=params, standard_errors={**fit.standard_errors, "b": 7132.0})
 
-    monkeypatch.setattr(pipeline, "fit_bgnbd", no_dropout)
+    monkeypatch.setattr(pipeline, "fit_purchase_model", no_dropout)
     # Straight to the stage's logger: the CLI's logging set-up, if an earlier test ran it,
     # stops records before they reach the root logger.
     pipeline.logger.addHandler(caplog.handler)
     monkeypatch.setattr(pipeline.logger, "level", 0)
-    summary = estimate_value(store, tmp_path / "v", as_of=date(2025, 10, 2), horizon_days=90, min_repeat_customers=50,
-                             backend_name="cpu")  # fmt: skip
+    summary = estimate_value(store, tmp_path / "v", as_of=date(2025, 10, 2), horizon_days=90, model="bgnbd",
+                             min_repeat_customers=50, backend_name="cpu")  # fmt: skip
     degenerate = summary.document["purchase_model"]["degenerate"]
     assert "b = 924 has a standard error of 7,132, 8x the estimate" in degenerate
     assert any("P(alive) is above 0.99 for" in reason for reason in degenerate)
@@ -238,7 +238,7 @@ def test_auto_chooses_the_purchase_model_on_the_days_before_as_of(store, valued,
     chosen = estimate_value(store, tmp_path / "auto", as_of=date(2025, 10, 2), horizon_days=90, min_repeat_customers=50,
                             backend_name="cpu")  # fmt: skip
     choice = chosen.document["model_choice"]
-    assert choice["window_days"] == 90 and set(choice["scores"]) == {"bgnbd", "mbgnbd"}
+    assert choice["window_days"] == 90 and set(choice["scores"]) == {"bgnbd", "mbgnbd", "pareto_nbd"}
     best = min(choice["scores"], key=lambda model: choice["scores"][model]["mae"])
     assert choice["chosen"] == best == chosen.document["purchase_model"]["name"]
     assert choice["every_model_loses"] == (choice["scores"][best]["mae"] > choice["naive_mae"])
