@@ -28,8 +28,9 @@ TABLES = {
     for table in (
         TableContract(
             "transactions",
-            required=("customer_id", "ts", "amount"),
-            optional=("order_id", "quantity", "category", "channel", "discount"),
+            required=("customer_id", "ts"),
+            # Without amount the table is counts-only: ingest stores it null (unknown).
+            optional=("amount", "order_id", "quantity", "category", "channel", "discount"),
             optional_table=False,
         ),
         TableContract(

@@ -107,18 +107,20 @@ def partition_outcomes(store: str, number: int, start_us: int, end_us: int, key_
     if "is_return" not in frame.columns:
         frame["is_return"] = False
     returns = frame["is_return"].fillna(False).astype(bool).to_numpy()
-    amount = frame["amount"].to_numpy(dtype="float64", na_value=0.0)
+    amount = frame["amount"].to_numpy(dtype="float64", na_value=np.nan)
     # As in the features: return lines count by their absolute value, whatever their sign.
     frame["net"] = np.where(returns, -np.abs(amount), amount)
-    spend = frame.groupby("customer_key", sort=True)["net"].sum()
+    # A counts-only store's amounts are all null: its spend is unknown (NaN), not 0.
+    spend = frame.groupby("customer_key", sort=True)["net"].sum(min_count=1)
     # An order is what the feature stage calls one: purchase lines sharing an order id, or a
-    # timestamp where there is no id. It counts when its lines add up to a positive amount.
+    # timestamp where there is no id. It counts when its lines add up to a positive amount,
+    # or when its amount is unknown.
     buys = frame.loc[~returns, ["customer_key", "ts", "amount"]]
     order_id = frame.loc[~returns, "order_id"] if "order_id" in frame.columns else pd.Series("", index=buys.index)
     order_id = order_id.fillna("").astype(str)
     buys = buys.assign(order_id=order_id, ts=buys["ts"].where(order_id.eq(""), 0))
-    order_spend = buys.groupby(["customer_key", "order_id", "ts"], sort=False)["amount"].sum()
-    orders = (order_spend > 0).groupby(level="customer_key").sum()
+    order_spend = buys.groupby(["customer_key", "order_id", "ts"], sort=False)["amount"].sum(min_count=1)
+    orders = ((order_spend > 0) | order_spend.isna()).groupby(level="customer_key").sum()
     return pd.DataFrame(
         {
             "customer_key": spend.index.to_numpy(),
@@ -152,9 +154,10 @@ def next_period_outcomes(
     -------
     pandas.DataFrame
         One row per customer with any transaction row in the window, sorted by key:
-        ``customer_key``, ``orders_next`` (int64: orders with a positive amount),
-        ``spend_next`` (float64: purchases minus returns). Customers without a row in the
-        window are absent; :func:`align_outcomes` gives them zeros.
+        ``customer_key``, ``orders_next`` (int64: orders with a positive amount, or of
+        unknown amount), ``spend_next`` (float64: purchases minus returns; NaN in a store
+        without amounts). Customers without a row in the window are absent;
+        :func:`align_outcomes` gives them zeros.
 
     Raises
     ------
@@ -179,9 +182,10 @@ def next_period_outcomes(
 def align_outcomes(customer_keys, outcomes: pd.DataFrame) -> pd.DataFrame:
     """``outcomes`` row for row with ``customer_keys``: zeros for customers who did nothing.
 
-    Only meaningful for a window :func:`outcome_window` says the store covers.
+    Only meaningful for a window :func:`outcome_window` says the store covers. A spend that
+    is unknown (NaN: no amounts) stays NaN.
     """
     keys = pd.Index(np.asarray(customer_keys), name="customer_key")
-    aligned = outcomes.set_index("customer_key")[list(OUTCOME_COLUMNS)].reindex(keys)
-    aligned = aligned.fillna({"orders_next": 0, "spend_next": 0.0})
+    # fill_value fills the customers absent from ``outcomes`` only, not an unknown spend.
+    aligned = outcomes.set_index("customer_key")[list(OUTCOME_COLUMNS)].reindex(keys, fill_value=0)
     return aligned.astype({"orders_next": "int64", "spend_next": "float64"}).reset_index()

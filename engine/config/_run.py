@@ -81,6 +81,10 @@ class InputSpec:
     encoding : str, default "utf-8"
         CSV: the text encoding of the file (``latin-1``, ``cp1252`` ...). A byte that is not
         text in it is an error naming the byte offset and line, before any work.
+    duplicates : {"exact", "none"}, default "exact"
+        "exact" drops a row identical to an earlier one in every source column; "none" keeps
+        every row, for sources where identical lines are real repeats (purchase lines without
+        an order id: the same item bought twice on one day).
     """
 
     table: str = field(metadata={_DERIVED: True})
@@ -92,6 +96,7 @@ class InputSpec:
     derive: dict[str, str] = field(default_factory=dict)
     return_prefix: str | None = None
     encoding: str = "utf-8"
+    duplicates: Literal["exact", "none"] = "exact"
 
     def source_column(self, canonical: str) -> str:
         """Return the source column name that holds canonical column `canonical`."""

@@ -64,6 +64,9 @@ class FeatureParams:
         The feature groups to compute.
     profile_timestamps : tuple of str
         Profile columns holding timestamps, turned into ``days_since_<name>``.
+    amounts : bool, default True
+        Whether transactions carry amounts. Without them (a counts-only store) no feature
+        derived from spend is computed: an unknown amount is not 0.
     """
 
     as_of_us: int
@@ -72,6 +75,7 @@ class FeatureParams:
     value_spend: tuple[str, ...] = ()
     groups: frozenset[str] = field(default_factory=lambda: frozenset(FEATURE_GROUPS))
     profile_timestamps: tuple[str, ...] = ()
+    amounts: bool = True
 
 
 def check_groups(groups: Iterable[str]) -> frozenset[str]:

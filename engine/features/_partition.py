@@ -166,11 +166,12 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
     order_days = orders.days if orders.count else xp.zeros(1)
 
     if "rfm" in groups:
-        returned = xp.bincount(returner, weights=xp.abs(all_amounts[is_return]), minlength=n)
         out["recency_days"] = xp.where(has_orders, end - order_days[last], _NAN)
         out["frequency"] = frequency
-        out["monetary_total"] = gross - returned
-        out["aov"] = _ratio(gross, frequency, xp)
+        if params.amounts:
+            returned = xp.bincount(returner, weights=xp.abs(all_amounts[is_return]), minlength=n)
+            out["monetary_total"] = gross - returned
+            out["aov"] = _ratio(gross, frequency, xp)
         out["tenure_days"] = xp.where(has_orders, end - order_days[xp.where(has_orders, first, 0)], _NAN)
     if groups & {"windows", "trend"}:
         from kernels import monthly_slope, window_sums
@@ -181,10 +182,12 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
         if "windows" in groups:
             for span in params.windows:
                 out[f"orders_{span}d"] = counts[:, column[span]]
-                out[f"spend_{span}d"] = sums[:, column[span]]
+                if params.amounts:
+                    out[f"spend_{span}d"] = sums[:, column[span]]
         if "trend" in groups:
             recent, both = column[params.trend_days], column[2 * params.trend_days]
-            for name, totals in (("spend", sums), ("order", counts.astype("float64"))):
+            trended = (("spend", sums),) if params.amounts else ()
+            for name, totals in (*trended, ("order", counts.astype("float64"))):
                 now, before = totals[:, recent], totals[:, both] - totals[:, recent]
                 out[f"{name}_trend_{params.trend_days}d"] = _ratio(now - before, now + before, xp)
             out["order_slope_12m"] = monthly_slope(orders.days, orders.offsets, end=end)
@@ -317,6 +320,8 @@ def partition_features(transactions, events, customers, params: FeatureParams):
         One row per customer with an order line or an event before as-of. RFM scores and
         category and channel shares are added later, from global quantiles and rankings;
         ``_gross`` (gross spend, their denominator) is present when ``params.value_spend`` is.
+        Without ``params.amounts`` the spend columns (``monetary_total``, ``aov``,
+        ``spend_<w>d``, ``spend_trend_<t>d``) are left out.
     spends : dict of str to DataFrame
         For each column of ``params.value_spend``: ``row`` (position in ``features``),
         ``value``, ``spend`` and ``lines`` per customer and value (see :func:`value_shares`).

@@ -9,6 +9,9 @@ Two passes over the store's partitions, each one task per partition and none shu
    quintiles of recency, frequency and monetary value over all customers (a deterministic
    sample of at most ``RFM_SAMPLE`` customers above that size).
 
+A counts-only store (transactions without amounts, ``has_amounts``) gets no feature made
+from spend, and RFM scores without M: an unknown amount is never read as 0.
+
 Rows at or after as-of are never read: every read carries the filter ``ts < as_of`` down to
 the Parquet reader. Output, written to a temporary directory and renamed into place:
 ``part-NNNNN.parquet`` (part N holds the customers of store part N, sorted by key) and
@@ -37,9 +40,15 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
 from ..exceptions import InputDataError, UsageError
-from ..ingest import default_as_of, first_transaction, read_store_meta, read_store_table
+from ..ingest import (
+    default_as_of,
+    first_transaction,
+    has_amounts,
+    read_store_meta,
+    read_store_table,
+)
 from ..layout import FeaturesLayout, part_name
-from ._definitions import RFM_SCORES, FeatureParams, check_groups, column_names
+from ._definitions import FeatureParams, check_groups, column_names
 from ._partition import KEY, partition_features, value_shares
 
 __all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "read_features_meta"]
@@ -49,6 +58,9 @@ logger = logging.getLogger(__name__)
 # Customers sampled for the RFM quintiles: exact up to this size, within a fraction of a
 # percentile above it, and the client never holds more than this.
 RFM_SAMPLE = 1_000_000
+# Each RFM score, the feature it is cut from, and whether it runs the other way (the most
+# recent customers score 5). A counts-only store has no monetary_total, hence no m_score.
+_RFM = (("r_score", "recency_days", True), ("f_score", "frequency", False), ("m_score", "monetary_total", False))
 
 
 @dataclass
@@ -126,26 +138,32 @@ def _features_task(
     if "rfm" in params.groups:
         buyers = frame[frame["frequency"] > 0]
         step = max(1, math.ceil(len(buyers) / sample)) if sample else 1
-        picked = to_host(buyers.iloc[::step][["recency_days", "frequency", "monetary_total"]])
+        picked = to_host(buyers.iloc[::step][_rfm_measures(params)])
         result["rfm"] = picked.to_numpy(dtype="float64")
     return result
 
 
-def _rfm_edges(samples: list[np.ndarray]) -> dict[str, list[float]]:
-    """Quintile cut points (20, 40, 60, 80 %) of recency, frequency and monetary value."""
-    values = np.concatenate([s for s in samples if len(s)] or [np.empty((0, 3))])
+def _rfm_measures(params: FeatureParams) -> list[str]:
+    """The features the RFM scores are cut from: monetary value only where there are amounts."""
+    return [name for _, name, _ in _RFM if params.amounts or name != "monetary_total"]
+
+
+def _rfm_edges(samples: list[np.ndarray], names: list[str]) -> dict[str, list[float]]:
+    """Quintile cut points (20, 40, 60, 80 %) of each of ``names`` (the samples' columns)."""
+    values = np.concatenate([s for s in samples if len(s)] or [np.empty((0, len(names)))])
     if not len(values):
-        return {name: [] for name in ("recency_days", "frequency", "monetary_total")}
+        return {name: [] for name in names}
     cuts = np.quantile(values, [0.2, 0.4, 0.6, 0.8], axis=0)
-    return {name: cuts[:, i].tolist() for i, name in enumerate(("recency_days", "frequency", "monetary_total"))}
+    return {name: cuts[:, i].tolist() for i, name in enumerate(names)}
 
 
 def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict) -> None:
     """Pass 2 task: add share columns and RFM scores to one written partition.
 
-    ``shares`` maps a column (``category``) to (top values, their column names). A score is 1
-    + the number of quintile cuts strictly below the value (recency reversed: the most recent
-    customers score 5); customers without an order score 0.
+    ``shares`` maps a column (``category``) to (top values, their column names). ``edges``
+    maps each feature a score is cut from to its quintile cuts. A score is 1 + the number of
+    quintile cuts strictly below the value (recency reversed: the most recent customers score
+    5); customers without an order score 0.
     """
     path = Path(staging) / part_name(number)
     data = pq.read_table(path)
@@ -162,11 +180,7 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict)
         data = data.drop_columns(["_gross"])
     if edges:
         buyer = data["frequency"].to_numpy(zero_copy_only=False) > 0
-        for score, name, reverse in (
-            ("r_score", "recency_days", True),
-            ("f_score", "frequency", False),
-            ("m_score", "monetary_total", False),
-        ):
+        for score, name, reverse in (entry for entry in _RFM if entry[1] in edges):
             values = data[name].to_numpy(zero_copy_only=False).astype("float64")
             below = np.searchsorted(np.asarray(edges[name]), values, side="left")
             scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
@@ -242,8 +256,15 @@ def build_features(
         )
 
     columns = tables["transactions"]["columns"]
+    amounts = has_amounts(meta)
+    if not amounts:
+        logger.info(
+            "features: the store's transactions have no amounts: monetary value, AOV, spend windows and trend, "
+            "category and channel spend shares and the M score are left out"
+        )
     wanted = {"category": ("categories", options.top_categories), "channel": ("channels", options.top_channels)}
-    ranked = tuple(c for c, (group, k) in wanted.items() if group in groups and c in columns and k > 0)
+    # The share columns are shares of spend: without amounts there is none to share.
+    ranked = tuple(c for c, (group, k) in wanted.items() if group in groups and c in columns and k > 0 and amounts)
     profile = tables.get("customers", {}).get("columns", {})
     params = FeatureParams(
         as_of_us=as_of_us,
@@ -252,6 +273,7 @@ def build_features(
         value_spend=ranked,
         groups=groups,
         profile_timestamps=tuple(name for name, kind in profile.items() if kind.startswith("timestamp")),
+        amounts=amounts,
     )
 
     with staged_output(out) as staging:
@@ -275,7 +297,7 @@ def build_features(
             top = _top([r["lines"][column] for r in written], wanted[column][1])
             shares[column] = (top, column_names(f"{column}_share", top))
         share_columns = {column: dict(zip(names, top)) for column, (top, names) in shares.items()}
-        edges = _rfm_edges([r["rfm"] for r in written]) if "rfm" in groups else {}
+        edges = _rfm_edges([r["rfm"] for r in written], _rfm_measures(params)) if "rfm" in groups else {}
         if shares or edges:
             tasks = [
                 dask.delayed(_finish_task)(str(unscored), n, str(staging), edges, shares)
@@ -302,7 +324,8 @@ def build_features(
             "top_categories": share_columns.get("category", {}),
             "top_channels": share_columns.get("channel", {}),
             "rfm_quintiles": edges,
-            "rfm_scores": list(RFM_SCORES) if edges else [],
+            "rfm_scores": [score for score, name, _ in _RFM if name in edges],
+            "has_amount": amounts,
             "backend": backend.name,
             "store": str(store),
             "finished_at": datetime.now(timezone.utc).isoformat(),

@@ -4,7 +4,8 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
 
 ``store/<table>/part-NNNNN.parquet``
     Valid rows keyed by ``customer_key``, sorted by (customer_key, ts); part N of every
-    table holds the same customers. ``store/_store.json`` describes it.
+    table holds the same customers. ``store/_store.json`` describes it; its ``has_amount``
+    is false for counts-only transactions (no amount in the input: ``amount`` is all null).
 ``sensitive/customers/``
     The sensitive profile columns, apart, for fairness audits only.
 ``quarantine/<table>/``
@@ -12,10 +13,11 @@ Output, under ``<run.output_dir>/ingest/`` (written to a temporary directory, th
 ``identity/mapping/part-NNNNN.parquet``, ``identity/report.json``
     Every source customer id and its customer key; merges and blocked values.
 ``ingest.json``
-    Per input: rows read = kept + quarantined + duplicates dropped; per phase (identities,
-    phase 1, phase 2): seconds and the peak resident memory of this process and its
-    descendants (local Dask workers included; an external cluster's workers are not), and
-    of this process alone and of the largest descendant.
+    Per input: rows read = kept + quarantined + exact duplicates dropped (none where the
+    input's ``duplicates = "none"``); per phase (identities, phase 1, phase 2): seconds and
+    the peak resident memory of this process and its descendants (local Dask workers
+    included; an external cluster's workers are not), and of this process alone and of the
+    largest descendant.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ _PHASE_SAMPLE_S = 0.2
 # together: 34 bytes in a generated world of 200k customers (16.8M rows); the whole 4M
 # pipeline took 36.7 bytes a row at its peak.
 DISK_BYTES_PER_ROW = 37
+# Exact duplicates above this share of a stored table's rows are worth a warning: in a log
+# without order ids they may be real repeat purchases, which dropping would undercount.
+DUPLICATE_WARNING_SHARE = 0.005
 
 
 @dataclass
@@ -143,7 +148,7 @@ def _identities(frame, spec, rows, key, options, staging):
         caps=options.identifier_caps,
         blocked=options.blocked_identifiers,
         workdir=work,
-        drop_duplicates=True,
+        drop_duplicates=spec.duplicates == "exact",
     )
     linked = screening.identities
     # Rejected rows are written where they are, a file per partition: gathered here, they
@@ -197,11 +202,13 @@ def _quarantine_identities(part, target: str, number: int, key) -> dict[str, int
     return {str(reason): int(rows) for reason, rows in rejected["reason"].value_counts().items()}
 
 
-def _bucket_schema(frame, table, rules, direct):
+def _bucket_schema(frame, table, rules, direct, fingerprinted):
     """The schema of ``table``'s bucket rows, for store partitions that get none."""
     empty = validate_partition(frame._meta, table, rules)
     empty = empty.drop(columns=["reason", *[c for c in direct if c in empty.columns]])
-    empty = empty.assign(**{FINGERPRINT: empty.index.astype("uint64"), KEY_ORDER: empty.index.astype("uint64")})
+    if fingerprinted:
+        empty = empty.assign(**{FINGERPRINT: empty.index.astype("uint64")})
+    empty = empty.assign(**{KEY_ORDER: empty.index.astype("uint64")})
     return bucket_table(empty.drop(columns=["customer_id"]), table).schema
 
 
@@ -288,6 +295,7 @@ def _phase1(frames, config, rules, merged, key, partitions, staging):
                 dask.delayed(trimmed(bucket_rows))(
                     part, index, table=table, rules=rules[table], merged=merged, key=key,
                     partitions=partitions, staging=str(staging.root), direct_identifiers=direct,
+                    drop_duplicates=config.inputs[table].duplicates == "exact",
                 )
             )  # fmt: skip
             owners.append(table)
@@ -301,7 +309,8 @@ def _phase2(frames, config, rules, backend, partitions, staging):
     for table in rules:
         customers = table == "customers"
         direct = options.direct_identifiers if customers else ()
-        empty = _bucket_schema(frames[table], table, rules[table], direct)
+        fingerprinted = config.inputs[table].duplicates == "exact"
+        empty = _bucket_schema(frames[table], table, rules[table], direct, fingerprinted)
         for number in range(partitions):
             tasks.append(
                 dask.delayed(trimmed(reduce_bucket))(
@@ -318,7 +327,8 @@ def _phase2(frames, config, rules, backend, partitions, staging):
 
 
 def _accounting(table, spec, bucketed, reduced) -> dict:
-    """Rows read = kept + quarantined + duplicates for one stored table, checked."""
+    """Rows read = kept + quarantined + duplicates for one stored table, checked; a warning
+    when the exact duplicates dropped pass ``DUPLICATE_WARNING_SHARE`` of the rows read."""
     quarantined: dict[str, int] = {}
     for result in bucketed:
         for reason, rows in result["quarantined"].items():
@@ -342,6 +352,12 @@ def _accounting(table, spec, bucketed, reduced) -> dict:
             f"{spec.path}: every one of the {counts['read']:,} {table} rows was rejected, {rows:,} as {reason} "
             f"({REASONS.get(reason, reason)}); check [inputs.{table}] (columns, timestamp_format, timezone)"
         )
+    if counts["duplicates"] > DUPLICATE_WARNING_SHARE * counts["read"]:
+        logger.warning(
+            "ingest: %s: dropped %s exact duplicate rows, %.1f%% of the %s read; lines without an order id may be "
+            'real repeat purchases: [inputs.%s] duplicates = "none" keeps them', table, f"{counts['duplicates']:,}",
+            100 * counts["duplicates"] / counts["read"], f"{counts['read']:,}", table,
+        )  # fmt: skip
     return counts
 
 
@@ -361,6 +377,12 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
     options = config.ingest
     extracted_at = _extracted_at(options)
     frames = {name: read_input(spec) for name, spec in config.inputs.items()}
+    has_amount = "amount" in frames["transactions"].columns
+    if not has_amount:
+        logger.info(
+            "ingest: %s has no amount column and [inputs.transactions] maps or derives none: its transactions are "
+            "counts-only (amounts stored null, as unknown)", config.inputs["transactions"].path,
+        )  # fmt: skip
     rows = {name: estimate_rows(spec) for name, spec in config.inputs.items()}
     estimated = sum(rows.values())
     partitions = options.partitions or min(_MAX_PARTITIONS, max(1, math.ceil(estimated / ROWS_PER_PARTITION)))
@@ -413,6 +435,8 @@ def _ingest(config, key, backend, client, progress, started) -> IngestSummary:
             "extracted_at": extracted_at.isoformat(),
             "tables": {t: _table_metadata(t, results_of(reduced, reduce_owners, t), staging) for t in rules},
             "sensitive_columns": [c for c in options.sensitive if "customers" in frames and c in frames["customers"].columns],
+            # Read through has_amounts: a counts-only store's amount column is all null.
+            "has_amount": has_amount,
         }
         staging.store.meta.write_text(json.dumps(store_meta, indent=2) + "\n")
         for transient in staging.transient:

@@ -158,16 +158,26 @@ def read_input(spec: InputSpec) -> dd.DataFrame:
     derived columns, and every other source column under its own name (profile attributes
     for customers; context such as a product code elsewhere).
 
+    Transactions without an amount (none mapped to another name, none derived, no
+    ``amount`` column) are counts-only: the frame has no ``amount`` column, and ingest
+    stores it null.
+
     Raises
     ------
     InputDataError
-        The source cannot be read, or lacks a required column (the message names the file,
-        the column and how to map it).
+        The source cannot be read, or lacks a required column, a column a derived one is
+        computed from, or the column an amount is explicitly mapped to (the message names
+        the file, the column and how to map it).
     """
     frame = _open(spec)
     available = set(frame.columns)
     contract = TABLES[spec.table]
-    for column in contract.required:
+    needed = [*contract.required, *(c for c in spec.derive if c not in contract.required)]
+    # An amount mapped to a column of another name was meant to be read: its absence is a
+    # mistake, not a counts-only source (whose transactions name no amount at all).
+    if spec.table == "transactions" and "amount" not in spec.derive and spec.columns.get("amount", "amount") != "amount":
+        needed.append("amount")
+    for column in needed:
         sources = expression_columns(spec.derive[column]) if column in spec.derive else [spec.columns[column]]
         for source in sources:
             if source not in available:

@@ -4,8 +4,9 @@ Phase 1, per input partition: validate, send invalid rows (original text and a r
 quarantine, drop direct identifiers, give valid rows their pseudonymous customer key and store
 partition, and write them as one bucket file whose shard N holds store partition N's rows.
 Phase 2, per store partition: read that shard from every bucket file, sort by (customer key,
-timestamp), drop exact duplicates, set sensitive columns apart, and write one part per table.
-A customer's rows therefore sit in the same part number in every table.
+timestamp), drop exact duplicates (unless the input keeps them), set sensitive columns apart,
+and write one part per table. A customer's rows therefore sit in the same part number in
+every table.
 
 Bucket files are staging, written once and read once. The number of files grows with the
 input alone; a file per (input partition, store partition) grew with their product, and at
@@ -175,11 +176,15 @@ def sort_order(table: str) -> tuple[str, ...]:
     return (KEY_ORDER, "ts", "order_id") if table == "transactions" else (KEY_ORDER, "ts")
 
 
-def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, direct_identifiers=()):
+def bucket_rows(
+    raw, index, *, table, rules, merged, key, partitions, staging, direct_identifiers=(), drop_duplicates=True
+):
     """Phase 1 for input partition ``index``: quarantine, key and bucket its rows.
 
     ``direct_identifiers`` (columns naming a person) are dropped here, from the quarantine
-    and the buckets alike: nothing after this reads them.
+    and the buckets alike: nothing after this reads them. With ``drop_duplicates`` false
+    (``[inputs.<table>] duplicates = "none"``) every row is kept, and bucket rows carry no
+    fingerprint: nothing compares them.
 
     Returns
     -------
@@ -195,7 +200,8 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
     rejected["reason"] = checked["reason"][invalid].values
     rejected = rejected.drop(columns=[c for c in direct_identifiers if c in rejected.columns])
     rejected_rows = len(rejected)
-    rejected = rejected.drop_duplicates()
+    if drop_duplicates:
+        rejected = rejected.drop_duplicates()
     quarantined = rejected["reason"].value_counts()
     if len(rejected):
         target = staging.quarantine(table)
@@ -205,7 +211,9 @@ def bucket_rows(raw, index, *, table, rules, merged, key, partitions, staging, d
     # Quarantined rows stay in the frame, keyed to no partition: the bucket's one gather into
     # partition order leaves them out, where filtering them first was a gather of its own.
     direct = [c for c in direct_identifiers if c in checked.columns]
-    rows = checked.drop(columns=["reason", *direct]).assign(**{FINGERPRINT: row_fingerprints(raw)})
+    rows = checked.drop(columns=["reason", *direct])
+    if drop_duplicates:
+        rows = rows.assign(**{FINGERPRINT: row_fingerprints(raw)})
     rows, accounts = attach_keys(rows, merged, key, partitions, kept=~invalid)
     _write_by_partition(bucket_table(rows.drop(columns=["customer_id"]), table), staging.buckets(table) / _bucket_name(index), partitions)
     _write_by_partition(frame_to_arrow(accounts), staging.buckets(ACCOUNTS) / f"{table}-{_bucket_name(index)}", partitions)
@@ -325,7 +333,9 @@ def reduce_bucket(table, number, *, staging, out, empty, sensitive=()):
     """Phase 2 for store partition ``number`` of ``table``: dedupe, sort, strip, write.
 
     ``empty`` is the bucket's schema: a partition with no rows for this table still gets a
-    part, so part numbers line up across tables.
+    part, so part numbers line up across tables. Exact duplicates are dropped where bucket
+    rows carry a fingerprint (:func:`bucket_rows` with ``drop_duplicates``); else every row
+    is kept.
 
     Returns
     -------
@@ -338,14 +348,16 @@ def reduce_bucket(table, number, *, staging, out, empty, sensitive=()):
     # from that row, so sorted by the keys and then the fingerprint they are neighbours; the
     # sort is stable, so the first of them in input order is kept. A fingerprint alike by
     # chance would also need the same key and timestamp.
-    grouped = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in (*keys, FINGERPRINT)])
-    compared = rows.select([c for c in (KEY_ORDER, "ts", FINGERPRINT) if c in rows.column_names]).take(grouped)
     dropped = numpy.zeros(rows.num_rows, dtype=bool)
-    dropped[grouped.to_numpy()[_duplicate_of_previous(compared)]] = True
+    if FINGERPRINT in rows.column_names:
+        grouped = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in (*keys, FINGERPRINT)])
+        compared = rows.select([c for c in (KEY_ORDER, "ts", FINGERPRINT) if c in rows.column_names]).take(grouped)
+        dropped[grouped.to_numpy()[_duplicate_of_previous(compared)]] = True
+        rows = rows.drop_columns([FINGERPRINT])
     # The store's order leaves the fingerprint out: rows alike on the keys keep input order.
     order = pyarrow.compute.sort_indices(rows, sort_keys=[(c, "ascending") for c in keys])
     kept = order.filter(pyarrow.array(~dropped[order.to_numpy()]))
-    rows = rows.drop_columns([FINGERPRINT]).take(kept)
+    rows = rows.take(kept)
     key = rows[KEY_ORDER].to_numpy()
     rows = rows.drop_columns([KEY_ORDER]).append_column("customer_key", key_text(key))
     result = {"rows": rows.num_rows, "duplicates": len(order) - len(kept), "min_ts": None, "max_ts": None}

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from ..exceptions import InputDataError
 from ..layout import StoreLayout
 
-__all__ = ["default_as_of", "first_transaction", "read_store_meta", "read_store_table"]
+__all__ = ["default_as_of", "first_transaction", "has_amounts", "read_store_meta", "read_store_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ def first_transaction(meta: dict) -> datetime | None:
     """When the store's first transaction was (UTC), from its metadata; None without any."""
     earliest = meta["tables"]["transactions"].get("min_ts")
     return None if earliest is None else datetime.fromisoformat(earliest)
+
+
+def has_amounts(meta: dict) -> bool:
+    """Whether the store's transactions carry amounts; False for a counts-only source, whose
+    ``amount`` column is all null (unknown, never 0). Stores written before the flag have them."""
+    return bool(meta.get("has_amount", True))
 
 
 def _is_text(arrow_type) -> bool:

@@ -260,10 +260,14 @@ def as_text(raw):
 
 
 def _transactions(raw, rules, typed, failures):
-    amount, amount_ok = _number(raw["amount"])
+    if "amount" in raw.columns:
+        amount, amount_ok = _number(raw["amount"])
+        failures["non_numeric_amount"] = ~amount_ok
+        failures["amount_out_of_bounds"] = _filled(amount.abs() > rules.max_abs_amount)
+    else:
+        # A counts-only source: every amount is unknown, which is no fault of the row.
+        amount = _nulls(raw, "float64")
     typed["amount"] = amount
-    failures["non_numeric_amount"] = ~amount_ok
-    failures["amount_out_of_bounds"] = _filled(amount.abs() > rules.max_abs_amount)
 
     order_id = _integer_like_text(raw["order_id"]) if "order_id" in raw.columns else _nulls(raw, _TEXT)
     typed["order_id"] = order_id

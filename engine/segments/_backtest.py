@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..exceptions import UsageError
+from ..ingest import has_amounts, read_store_meta
 from ..outcomes import (
     align_outcomes,
     next_period_outcomes,
@@ -161,13 +162,16 @@ def against_what_happened(assignments: Path, meta: dict, *, groups: int, days: i
     (keyed hashes) make a uniform sample. Gathered whole, the assignments and outcomes of
     every customer would be the one thing in this process that grows with the customers.
 
-    Returns ``{"skipped": reason}`` outside a backtest, else the window, the customers
-    measured, ``at_equal_groups`` (:func:`compare_at_equal_groups`) and, per grouping
-    (``segments``, ``rfm_grid``: the named grid), :func:`outcome_separation`.
+    Returns ``{"skipped": reason}`` outside a backtest or on a store without amounts (half
+    the measures are of spend, and the RFM grid needs its M score), else the window, the
+    customers measured, ``at_equal_groups`` (:func:`compare_at_equal_groups`) and, per
+    grouping (``segments``, ``rfm_grid``: the named grid), :func:`outcome_separation`.
     """
     store, as_of = meta.get("store"), meta.get("as_of")
     if not store or not as_of or not Path(store).exists():
         return {"skipped": "the feature table does not name an existing store"}
+    if not has_amounts(read_store_meta(store)):
+        return {"skipped": "the store's transactions have no amounts, so next-period spend is unknown"}
     window = outcome_window(store, as_of, days)
     if not window.covered:
         ends = window.data_end.date().isoformat() if window.data_end is not None else "nowhere"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import engine
@@ -13,6 +14,9 @@ from engine.exceptions import SegscaleError, UsageError
 from engine.layout import RunLayout
 
 from .conftest import invoke, one_line_error
+
+# A purchase log of customer id and date only (no amount): BTYDplus' grocery event log.
+ELOG = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "btydplus_grocery_elog.csv"
 
 
 def test_help_lists_the_commands():
@@ -218,6 +222,27 @@ def test_ingest_runs_a_generated_world_with_no_edits(world):
         assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"], table
     assert summary["tables"]["transactions"]["quarantined"]
     assert Path(summary["out_dir"], "store", "_store.json").exists()
+
+
+@pytest.mark.skipif(not ELOG.exists(), reason=f"{ELOG} is not beside this checkout")
+def test_ingest_takes_a_purchase_log_without_amounts(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSCALE_PSEUDONYM_KEY", "grocery-test-key")
+    (tmp_path / "run.toml").write_text(
+        f'[run]\noutput_dir = "run"\n[inputs.transactions]\npath = "{ELOG}"\n'
+        '[inputs.transactions.columns]\ncustomer_id = "cust"\nts = "date"\n'
+    )
+    result = invoke("ingest", tmp_path / "run.toml", "--workers", 1, "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = sum(1 for _ in ELOG.open()) - 1
+    counts = json.loads(result.stdout)["tables"]["transactions"]
+    assert counts == {"read": lines, "kept": lines, "quarantined": {}, "duplicates": 0}
+    store = tmp_path / "run" / "ingest" / "store"
+    assert json.loads((store / "_store.json").read_text())["has_amount"] is False
+    stored = pd.read_parquet(store / "transactions")
+    assert len(stored) == lines and stored["amount"].isna().all()
+    assert stored["customer_key"].nunique() == pd.read_csv(ELOG)["cust"].nunique()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["rows"]["transactions"]["duplicates"] == 0 and manifest["rows"]["transactions"]["reconciled"]
 
 
 def test_a_memory_limit_that_is_no_size_exits_2(world):

@@ -295,6 +295,10 @@ ERRORS = {
         TX + 'format = "json"\n',
         ['cfg.toml: [inputs.transactions] format: must be one of parquet, csv, got "json"'],
     ),
+    "bad-duplicates": (
+        TX + 'duplicates = "some"\n',
+        ['cfg.toml: [inputs.transactions] duplicates: must be one of exact, none, got "some"'],
+    ),
     "bad-date": (
         '[run]\nas_of = "2025-13-01"\n' + TX,
         ['cfg.toml: [run] as_of: not a valid date: "2025-13-01" (use YYYY-MM-DD)'],
@@ -459,7 +463,7 @@ def test_derived_columns_and_ingest_options(workdir):
     spec = config.inputs["transactions"]
     assert spec.derive == {"amount": "Quantity * UnitPrice"}
     assert "amount" not in spec.columns and spec.columns["order_id"] == "InvoiceNo"
-    assert spec.return_prefix is None
+    assert spec.return_prefix is None and spec.duplicates == "exact"
     assert config.ingest.partitions == 8 and config.ingest.extracted_at == date(2026, 1, 1)
     assert config.ingest.identifier_caps == {"email": 3} and config.ingest.identifier_cap == 5
     assert config.ingest.blocked_identifiers == ("guest@shop.example",)

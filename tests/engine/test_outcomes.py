@@ -147,3 +147,16 @@ def test_align_fills_customers_without_rows_with_zeros(store):
     aligned = align_outcomes(["d", "c", "a"], next_period_outcomes(store, AS_OF, 10))
     assert aligned["customer_key"].tolist() == ["d", "c", "a"]
     assert aligned["orders_next"].tolist() == [2, 0, 2] and aligned["spend_next"].tolist() == pytest.approx([13, 0, 25])
+
+
+def test_without_amounts_every_order_counts_and_spend_is_unknown(tmp_path):
+    """A counts-only store (amounts all null): an order of unknown amount is still an order,
+    and its spend stays unknown through align_outcomes, where a customer without rows gets 0."""
+    unknown = [[(key, ts, None, order, is_return) for key, ts, _, order, is_return in part] for part in PARTS]
+    outcomes = next_period_outcomes(_write_store(tmp_path, unknown), AS_OF, 10)
+    assert outcomes["customer_key"].tolist() == ["a", "b", "d"]
+    # d's order o5 netted to zero with amounts; its amount is unknown now, so it counts.
+    assert outcomes["orders_next"].tolist() == [2, 0, 3]
+    assert outcomes["spend_next"].isna().all()
+    aligned = align_outcomes(["d", "c"], outcomes)
+    assert aligned["orders_next"].tolist() == [3, 0] and pd.isna(aligned["spend_next"][0]) and aligned["spend_next"][1] == 0

@@ -64,11 +64,13 @@ EVENTS = [
 ]
 
 
-def _frames(backend):
+def _frames(backend, amounts=True):
+    """The frames of a store part; without ``amounts`` the amounts are null, as a counts-only
+    store holds them."""
     transactions = pd.DataFrame(
-        [(c, _us(d), a, o, cat, ch, disc, r) for c, d, a, o, cat, ch, disc, r in TRANSACTIONS],
+        [(c, _us(d), a if amounts else None, o, cat, ch, disc, r) for c, d, a, o, cat, ch, disc, r in TRANSACTIONS],
         columns=["customer_key", "ts", "amount", "order_id", "category", "channel", "discount", "is_return"],
-    )
+    ).astype({"amount": "float64"})
     events = pd.DataFrame([(c, _us(d), e) for c, d, e in EVENTS], columns=["customer_key", "ts", "event_type"])
     customers = pd.DataFrame(
         {
@@ -180,6 +182,17 @@ def test_groups_select_columns(backend):
     every, spends = partition_features(*_frames(backend), _params(groups=frozenset(FEATURE_GROUPS)))
     assert set(spends) == {"category", "channel"} and "_gross" in every.columns
     assert set(only.columns) < set(every.columns)
+
+
+def test_without_amounts_no_spend_feature_is_made(backend, features):
+    """A counts-only store's amounts are null: the spend columns are left out, not 0, and
+    the rest is what the same lines with amounts give."""
+    frame, spends = partition_features(*_frames(backend, amounts=False), _params(value_spend=(), amounts=False))
+    frame = _host(frame).set_index("customer_key")
+    spend = ["monetary_total", "aov", "spend_30d", "spend_90d", "spend_365d", "spend_trend_90d", "_gross"]
+    assert spends == {} and not set(spend) & set(frame.columns)
+    assert list(frame.columns) == [c for c in features.columns if c in frame.columns]
+    pd.testing.assert_frame_equal(frame, features[frame.columns])
 
 
 def test_order_lines_without_order_ids_group_by_timestamp():

@@ -210,3 +210,43 @@ def test_gpu_features_match_the_cpu(store, features, tmp_path):
     assert list(gpu.columns) == list(cpu.columns)
     numeric = cpu.select_dtypes("number").columns
     pd.testing.assert_frame_equal(gpu[numeric], cpu[numeric], check_exact=False, rtol=1e-5, atol=1e-5)
+
+
+# What a store without amounts cannot say: every feature made from spend.
+_SPEND = ("monetary_total", "aov", "spend_", "category_share_", "channel_share_", "m_score")
+
+
+def _features_of(world, transactions, out):
+    """Features as of AS_OF of ``world`` with its transactions read from ``transactions``,
+    every line kept: without amounts, lines of one order alike but for their amount are exact
+    duplicates, and both stores must hold the same lines."""
+    config = load_config(world / "segscale.toml")
+    spec = dataclasses.replace(config.inputs["transactions"], path=str(transactions), duplicates="none")
+    config = dataclasses.replace(
+        config,
+        run=dataclasses.replace(config.run, output_dir=out / "run"),
+        inputs={**config.inputs, "transactions": spec},
+        ingest=dataclasses.replace(config.ingest, partitions=3),
+    )
+    counts = ingest(config).tables["transactions"]
+    assert counts["quarantined"] == {} and counts["duplicates"] == 0
+    summary = build_features(out / "run" / "ingest" / "store", out / "f", as_of=AS_OF, backend_name="cpu")
+    return summary, _read(out / "f"), json.loads((out / "f" / "_features.json").read_text())
+
+
+def test_a_store_without_amounts_carries_no_spend_and_the_same_other_features(world, tmp_path):
+    """The world's transactions with their amount column taken out, ingested with the same
+    key: the spend features are left out, not 0, and every other feature is unchanged."""
+    counts_only = tmp_path / "transactions"
+    counts_only.mkdir()
+    for part in sorted((world / "transactions").glob("*.parquet")):
+        pq.write_table(pq.read_table(part).drop_columns(["amount"]), counts_only / part.name)
+    summary, ours, meta = _features_of(world, counts_only, tmp_path / "counts")
+    _, theirs, _ = _features_of(world, world / "transactions", tmp_path / "amounts")
+    assert not [name for name in ours.columns if name.startswith(_SPEND)]
+    assert list(ours.columns) == [name for name in theirs.columns if not name.startswith(_SPEND)]
+    assert "frequency" in ours.columns and "orders_90d" in ours.columns and "order_trend_90d" in ours.columns
+    pd.testing.assert_frame_equal(ours, theirs[ours.columns])
+    assert meta["has_amount"] is False and meta["rfm_scores"] == ["r_score", "f_score"]
+    assert set(meta["rfm_quintiles"]) == {"recency_days", "frequency"} and meta["top_categories"] == {}
+    assert summary.features == list(ours.columns[1:])

@@ -95,8 +95,8 @@ def test_partition_functions_and_rules_pickle():
 
 
 def test_unknown_table_and_missing_required_column_fail_clearly(backend):
-    raw = _text_frame(backend, {"customer_id": ["1"], "ts": ["2024-01-01 00:00:00"]})
-    with pytest.raises(InputDataError, match="transactions.*amount"):
+    raw = _text_frame(backend, {"customer_id": ["1"], "amount": ["2.5"]})
+    with pytest.raises(InputDataError, match="transactions.*ts"):
         validate_partition(raw, "transactions", RULES)
     with pytest.raises(ValueError, match="unknown table 'orders'"):
         validate_partition(raw, "orders", RULES)

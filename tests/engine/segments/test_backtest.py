@@ -1,11 +1,18 @@
 """The fair comparison: segments against the RFM grid at equal group count, with intervals."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from engine.exceptions import UsageError
-from engine.segments._backtest import MEASURES, adjusted_eta_squared, compare_at_equal_groups
+from engine.segments._backtest import (
+    MEASURES,
+    adjusted_eta_squared,
+    against_what_happened,
+    compare_at_equal_groups,
+)
 
 
 def _outcomes(orders, spend):
@@ -79,3 +86,17 @@ def test_rows_must_line_up():
         compare_at_equal_groups([0, 1], {"cut": [0, 1, 1]}, _outcomes([0, 1], [0.0, 1.0]))
     with pytest.raises(UsageError, match="row for row"):
         compare_at_equal_groups([0, 1], {}, _outcomes([0, 1], [0.0, 1.0]))
+
+
+def test_a_store_without_amounts_is_not_measured_on_spend(tmp_path):
+    """Half the measures are of next-period spend, which a counts-only store cannot give:
+    skipped with the reason, not measured on spend read as 0."""
+    store = tmp_path / "store"
+    store.mkdir()
+    meta = {"partitions": 1, "tables": {"transactions": {"max_ts": "2025-12-30 00:00:00+00:00"}}, "has_amount": False}
+    (store / "_store.json").write_text(json.dumps(meta))
+    evaluation = against_what_happened(
+        tmp_path / "assignments", {"store": str(store), "as_of": "2025-06-01"}, groups=3, days=90, customers=100,
+        resamples=0, seed=0,
+    )  # fmt: skip
+    assert evaluation == {"skipped": "the store's transactions have no amounts, so next-period spend is unknown"}
