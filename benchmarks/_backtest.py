@@ -79,8 +79,8 @@ def prepare_online_retail(size: int, directory: Path, backend_name: str, workers
         run=dataclasses.replace(config.run, output_dir=directory / "run", as_of=ONLINE_RETAIL_AS_OF),
         ingest=dataclasses.replace(config.ingest, pseudonym_key="online-retail-benchmark"),
     )
-    _store_and_features(config, directory, backend_name, workers)
-    return {"features": directory / "features", "truth": None, "seed": config.run.seed}
+    summary = _store_and_features(config, directory, backend_name, workers)
+    return {"features": directory / "features", "truth": None, "seed": config.run.seed, "store": summary.out_dir / "store"}
 
 
 def _segments_backtest(workdir, backend_name, workers, clock, data) -> dict:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _backtest, _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark
+from . import _backtest, _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark, _value_backtest
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -155,6 +155,8 @@ DATASETS = {
     "future-world": _quality.prepare_future_world,
     "backtest-world": _backtest.prepare_backtest_world,
     "online-retail": _backtest.prepare_online_retail,
+    "grocery": _value_backtest.prepare_grocery,
+    "cdnow": _value_backtest.prepare_cdnow,
 }
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb", "features-spark")
@@ -395,6 +397,33 @@ CASES: dict[str, Case] = {
             run=_backtest.run_segments_online_retail,
             backends=("cpu", "gpu"),
             dataset="online-retail",
+        ),
+        Case(
+            name="value-grocery",
+            stage="value-backtest",
+            description="engine.value with the stage's defaults on the BTYDplus grocery log (no amounts), "
+            "calibration to 2006-12-31, holdout 2007; against the naive forecast and lifetimes' best",
+            run=_value_backtest.run_value_grocery,
+            backends=("cpu", "gpu"),
+            dataset="grocery",
+        ),
+        Case(
+            name="value-online-retail",
+            stage="value-backtest",
+            description="engine.value with the stage's defaults on UCI Online Retail, calibration to 2011-09-08, "
+            "holdout 90 days; against the naive forecast and lifetimes' best",
+            run=_value_backtest.run_value_online_retail,
+            backends=("cpu", "gpu"),
+            dataset="online-retail",
+        ),
+        Case(
+            name="value-cdnow",
+            stage="value-backtest",
+            description="engine.value with the stage's defaults on the CDNOW 1/10 sample, 39 weeks of calibration, "
+            "holdout to 1998-06-30; against the naive forecast",
+            run=_value_backtest.run_value_cdnow,
+            backends=("cpu", "gpu"),
+            dataset="cdnow",
         ),
         Case(
             name="value-truth",

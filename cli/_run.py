@@ -84,7 +84,7 @@ def _print_run(summary) -> None:
         model = metrics["propensity"]
         stdout.print(f"propensity ({model['target']}, {model['model']}): test AUC {model['roc_auc']:.3f}, "
                      f"ECE {model['ece']:.3f}", highlight=False)  # fmt: skip
-    if "value" in metrics and metrics["value"]["holdout"]:
+    if "value" in metrics and (metrics["value"]["holdout"] or {}).get("spend"):
         spend = metrics["value"]["holdout"]["spend"]
         stdout.print(f"value: holdout spend predicted {spend['predicted']:,.0f} against {spend['actual']:,.0f} actual",
                      highlight=False)  # fmt: skip

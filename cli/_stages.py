@@ -192,18 +192,21 @@ def _print_value(document: dict) -> None:
     from engine.value import MODEL_LABELS, format_params
 
     purchase, spend = document["purchase_model"], document["spend_model"]
-    shown = format_params(purchase)
+    unit = document.get("time_unit", "days")
     stdout.print(
         f"value: {document['customers']:,} customers as of {document['as_of']}, "
-        f"horizon {document['horizon_days']} days\n"
-        f"{MODEL_LABELS.get(purchase['name'], purchase['name'])}: {shown} (converged: {purchase['converged']}, "
-        f"log-likelihood {purchase['log_likelihood']:.1f})\n"
-        f"gamma-gamma: {format_params(spend)} "
-        f"(converged: {spend['converged']})",
+        f"horizon {document['horizon_days']} days (parameters in {unit})\n"
+        f"{MODEL_LABELS.get(purchase['name'], purchase['name'])}: {format_params(purchase)} "
+        f"(converged: {purchase['converged']}, log-likelihood {purchase['log_likelihood']:.2f})\n"
+        + (f"gamma-gamma: {format_params(spend)} (converged: {spend['converged']})" if spend
+           else "no spend model: the transactions carry no amounts"),
         highlight=False,
-    )
+    )  # fmt: skip
+    if document.get("forecast") == "naive":
+        stdout.print("every purchase model lost to the naive forecast before as-of: the naive forecast makes the "
+                     "expected purchases and CLV (no P(alive))", style="bold red", highlight=False)  # fmt: skip
     for name, fit in (("purchase", purchase), ("spend", spend)):
-        if fit.get("degenerate"):
+        if fit and fit.get("degenerate"):
             stdout.print(f"the {name} model's fit is degenerate, do not trust its predictions: "
                          + "; ".join(fit["degenerate"]), style="bold red", highlight=False)  # fmt: skip
     holdout = document["holdout"]
@@ -213,6 +216,8 @@ def _print_value(document: dict) -> None:
     table = Table("holdout", "predicted", "actual", "MAE per customer", "RMSE per customer")
     for name in ("purchases", "spend"):
         row = holdout[name]
+        if row is None:
+            continue
         cells = (f"{row['predicted']:,.1f}", f"{row['actual']:,.1f}", f"{row['mae']:.3f}", f"{row['rmse']:.3f}")
         table.add_row(name, *cells)
     buyers = holdout["buyers"]
@@ -277,6 +282,8 @@ def value(
                 discount_rate=options.discount_rate_yearly,
                 model=options.model,
                 grain=options.grain,
+                calibration_end=options.calibration_end,
+                time_unit=options.time_unit,
                 min_repeat_customers=options.min_repeat_customers,
                 sample=options.sample,
                 backend_name=run.backend_name,

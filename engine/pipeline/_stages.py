@@ -143,7 +143,7 @@ def _value(context: StageContext) -> dict:
         return estimate_value(
             run.store.root, run.value.root, as_of=context.as_of, horizon_days=options.horizon_days,
             discount_rate=options.discount_rate_yearly, model=options.model, grain=options.grain,
-            min_repeat_customers=options.min_repeat_customers, sample=options.sample, backend_name=context.backend,
+            calibration_end=options.calibration_end, time_unit=options.time_unit, min_repeat_customers=options.min_repeat_customers, sample=options.sample, backend_name=context.backend,
             client=context.client, progress=update,
         ).to_dict()  # fmt: skip
 
@@ -151,9 +151,10 @@ def _value(context: StageContext) -> dict:
 def _value_metrics(summary: dict) -> dict:
     purchase = summary["purchase_model"]
     return {
-        "customers": summary["customers"], "purchase_model": purchase["name"], "params": purchase["params"],
-        "converged": purchase["converged"], "holdout": summary["holdout"],
-        "degenerate": {name: summary[f"{name}_model"].get("degenerate") or [] for name in ("purchase", "spend")},
+        "customers": summary["customers"], "purchase_model": purchase["name"], "forecast": summary["forecast"],
+        "time_unit": summary["time_unit"], "params": purchase["params"], "converged": purchase["converged"],
+        "holdout": summary["holdout"], "model_choice": summary["model_choice"],
+        "degenerate": {name: (summary[f"{name}_model"] or {}).get("degenerate") or [] for name in ("purchase", "spend")},
     }  # fmt: skip
 
 

@@ -359,10 +359,17 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
     if value is None:
         return Section("value", "Lifetime value", _missing(outputs, "value"))
     purchase, spend = value["purchase_model"], value["spend_model"]
-    body = paragraph(f"{MODEL_LABELS.get(purchase['name'], purchase['name'])} purchases and Gamma-Gamma spend, fitted on {purchase['customers']:,} "
-                     f"customers as of {value['as_of']}; CLV over {value['horizon_days']} days discounted at "
-                     f"{value['discount_rate_yearly']:.0%} a year.")  # fmt: skip
-    fits = (("purchases", purchase), ("spend", spend))
+    label = MODEL_LABELS.get(purchase["name"], purchase["name"])
+    if spend:
+        body = paragraph(f"{label} purchases and Gamma-Gamma spend, fitted on {purchase['customers']:,} customers as of "
+                         f"{value['as_of']}; CLV over {value['horizon_days']} days discounted at "
+                         f"{value['discount_rate_yearly']:.0%} a year.")  # fmt: skip
+    else:
+        body = paragraph(f"{label} purchases, fitted on {purchase['customers']:,} customers as of {value['as_of']}. "
+                         "The transactions carry no amounts, so there is no spend model and no CLV.")  # fmt: skip
+    body += paragraph(f"Parameters in {value.get('time_unit', 'days')}; T runs to "
+                      + ("the last calibration day." if value.get("calibration_end") == "last_day" else "as-of."))
+    fits = (("purchases", purchase), ("spend", spend)) if spend else (("purchases", purchase),)
     body += table(
         ["model", "parameters", "converged", "log-likelihood", "degenerate"],
         [(name, format_params(fit), fit["converged"], fit["log_likelihood"], "yes" if fit.get("degenerate") else "no")
@@ -374,10 +381,14 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
             body += note(f"The {name} model's fit is degenerate, so its predictions are not to be trusted: "
                          + "; ".join(fit["degenerate"]) + ".")  # fmt: skip
     body += _model_choice(value.get("model_choice"))
+    if value.get("forecast") == "naive":
+        body += note("Every purchase model lost to the naive forecast on the days before as-of, so the naive forecast "
+                     f"(each customer buying on at their calibration rate) makes the expected purchases and CLV; {label} "
+                     "is shown for its diagnosis, and P(alive) is not given.")  # fmt: skip
     holdout = value.get("holdout")
     if holdout:
         rows = [(name, holdout[name]["predicted"], holdout[name]["actual"], holdout[name]["mae"], holdout[name]["rmse"])
-                for name in ("purchases", "spend")]  # fmt: skip
+                for name in ("purchases", "spend") if holdout.get(name)]  # fmt: skip
         naive = holdout.get("naive")
         if naive:
             rows.insert(1, ("purchases, naive forecast", naive["predicted"], holdout["purchases"]["actual"],
@@ -403,7 +414,7 @@ def _value_section(outputs: RunOutputs, figures: _Figures) -> Section:
                               + ", ".join(f"{share:.1%} for the {level} interval" for level, share in inside.items()))
     else:
         body += note("No holdout: the data ends before as-of + the horizon.")
-    columns = value_columns(outputs.run_dir)
+    columns = value_columns(outputs.run_dir) if "clv" in value.get("columns", ["clv"]) else None
     if columns is not None:
         chart = charts.clv_distribution(columns["clv"], columns["p_alive"], value["horizon_days"])
         body += figures.add("clv", chart, "CLV and P(alive) distributions")
@@ -438,7 +449,7 @@ def _cards(outputs: RunOutputs) -> list[str]:
         cards += [card("customers", f"{metrics['segments']['customers']:,}"), card("segments", str(metrics["segments"]["k"]))]
     if "propensity" in metrics and metrics["propensity"].get("roc_auc") is not None:
         cards.append(card(f"{metrics['propensity']['target']} AUC (test)", f"{metrics['propensity']['roc_auc']:.3f}"))
-    if outputs.value is not None and outputs.value.get("holdout"):
+    if outputs.value is not None and (outputs.value.get("holdout") or {}).get("spend"):
         cards.append(card("spend predicted / actual", f"{outputs.value['holdout']['spend']['predicted'] / max(outputs.value['holdout']['spend']['actual'], 1e-9):.2f}"))
     cards.append(card("wall time", f"{manifest['wall_seconds']:.0f} s"))
     return cards

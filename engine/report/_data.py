@@ -107,7 +107,8 @@ def audience_table(run_dir: Path) -> pd.DataFrame | None:
             continue
         part = pq.read_table(path, columns=["customer_key", "segment", "segment_name"]).to_pandas()
         part = part.merge(pq.read_table(scores[name], columns=["customer_key", "band"]).to_pandas(), on="customer_key")
-        if name in values:
+        # A counts-only store's values have no CLV (no amounts to value purchases with).
+        if name in values and "clv" in pq.read_schema(values[name]).names:
             clv = pq.read_table(values[name], columns=["customer_key", "clv"]).to_pandas()
             part = part.merge(clv, on="customer_key", how="left")
         else:

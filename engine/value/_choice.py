@@ -4,8 +4,9 @@ The last ``window`` days before as-of are held out: every candidate model is fit
 customers' history before them and scored on them by the per-customer mean absolute error of
 its expected purchases, beside the naive forecast every model has to beat (each customer
 buying on at their calibration rate). The model with the lowest error is used; when none
-beats the naive forecast the stage says so. Nothing after as-of is read, so the choice
-never sees the holdout the run is judged on.
+beats the naive forecast, the naive forecast makes the predictions (the best model is still
+fitted, for its P(alive) and its diagnosis) and the stage says so. Nothing after as-of is
+read, so the choice never sees the holdout the run is judged on.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def choice_window(horizon_days: int, history_days: int) -> int:
     return max(0, min(horizon_days, _LONGEST_WINDOW_DAYS, history_days // 3))
 
 
-def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: int, xp=np) -> dict:
+def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: int, xp=np, unit_days=1.0) -> dict:
     """Fit every candidate on the calibration summaries ``rows`` and score it on the window.
 
     Parameters
@@ -38,12 +39,16 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
         frequency, recency, T (as of the window's start), purchases in the window, and how many
         customers share the row.
 
+    unit_days : float, default 1
+        Days in the time unit the parameters are reported in.
+
     Returns
     -------
     dict
-        ``chosen`` (a model of :data:`CANDIDATES`), ``window_days``, ``customers``,
-        ``naive_mae``, ``scores`` (per candidate: ``mae``, ``mae_vs_naive``, ``params``, or
-        ``failed`` with the reason) and ``every_model_loses``.
+        ``chosen`` (the best model of :data:`CANDIDATES`), ``forecast`` (it, or ``"naive"``
+        when ``every_model_loses``), ``window_days``, ``customers``, ``naive_mae``, ``scores``
+        (per candidate: ``mae``, ``mae_vs_naive``, ``params``, or ``failed`` with the
+        reason) and ``every_model_loses``.
 
     Raises
     ------
@@ -63,18 +68,20 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
             continue
         expected = np.asarray(conditional_expected_purchases(fit.params, window_days, x, tx, T, np, model))
         mae = float((weights * np.abs(expected - actual)).sum() / customers)
-        scores[model] = {"mae": mae, "mae_vs_naive": mae / max(naive_mae, 1e-12), "params": fit.params}
+        scores[model] = {"mae": mae, "mae_vs_naive": mae / max(naive_mae, 1e-12), "params": fit.to_dict(unit_days)["params"]}
     fitted = [model for model in CANDIDATES if "mae" in scores[model]]
     if not fitted:
         raise InputDataError(
             "cannot choose a purchase model: " + "; ".join(f"{m}: {scores[m]['failed']}" for m in CANDIDATES)
         )
     chosen = min(fitted, key=lambda model: scores[model]["mae"])
+    every_model_loses = scores[chosen]["mae"] > naive_mae
     return {
         "chosen": chosen,
+        "forecast": "naive" if every_model_loses else chosen,
         "window_days": window_days,
         "customers": int(round(customers)),
         "naive_mae": naive_mae,
         "scores": scores,
-        "every_model_loses": scores[chosen]["mae"] > naive_mae,
+        "every_model_loses": every_model_loses,
     }

@@ -39,15 +39,15 @@ from .._summary import FLATTEN, Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..exceptions import InputDataError, UsageError
-from ..ingest import default_as_of, first_transaction, read_store_meta
+from ..ingest import default_as_of, first_transaction, has_amounts, read_store_meta
 from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
 from ._choice import choice_window, choose_model
-from ._fitting import collapse_rows, degeneracies
+from ._fitting import TIME_UNITS, collapse_rows, degeneracies
 from ._gamma_gamma import fit_gamma_gamma
-from ._predict import FREQUENCY_BINS, INTERVALS, PREDICTION_COLUMNS, holdout_sums, predict
+from ._predict import FREQUENCY_BINS, INTERVALS, PREDICTION_COLUMNS, SPEND_COLUMNS, holdout_sums, predict
 from ._purchase import MODELS, expected_repeat_purchases, fit_purchase_model
-from ._summaries import GRAINS, SUMMARY_COLUMNS, TRACKING_DAYS, partition_summaries
+from ._summaries import CALIBRATION_ENDS, GRAINS, SUMMARY_COLUMNS, TRACKING_DAYS, origin_lag, partition_summaries
 
 __all__ = ["ValueSummary", "estimate_value"]
 
@@ -78,18 +78,21 @@ def _evenly(rows: int, at_most: int) -> np.ndarray:
 
 
 def _summaries_task(
-    store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int, window_days: int
-) -> dict:
+    store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str, sample: int, window_days: int,
+    calibration_end: str, amounts: bool,
+) -> dict:  # fmt: skip
     """Pass 1: summarise, write, and return what the fits need from at most ``sample`` of
-    the partition's customers and as many of its repeat buyers, evenly spread (keys are
-    hashes, so in no order that matters)."""
-    summaries, tracking, window = partition_summaries(store, number, as_of_day, horizon_days, grain, window_days)
+    the partition's customers and (with ``amounts``) as many of its repeat buyers, evenly
+    spread (keys are hashes, so in no order that matters)."""
+    summaries, tracking, window = partition_summaries(
+        store, number, as_of_day, horizon_days, grain, window_days, calibration_end
+    )
     summaries.to_parquet(Path(staging) / part_name(number), index=False)
     fitted = summaries.iloc[_evenly(len(summaries), sample)]
     (x, tx, T), counts = collapse_rows(*(fitted[c].to_numpy() for c in ("frequency", "recency", "T")))
     # The spend model describes what purchases cost: repeat buyers whose purchases cost nothing
     # count as buyers (above) but not here.
-    repeat = summaries[(summaries["frequency"] > 0) & (summaries["monetary"] > 0)]
+    repeat = summaries[(summaries["frequency"] > 0) & (summaries["monetary"] > 0)] if amounts else summaries[:0]
     spend = repeat.iloc[_evenly(len(repeat), sample)][["frequency", "monetary"]].to_numpy(dtype="float64")
     choice_rows = None
     if window is not None:
@@ -100,11 +103,12 @@ def _summaries_task(
             "tracking": tracking, "choice_rows": choice_rows}  # fmt: skip
 
 
-def _tracking(counts: dict, params: dict, model: str, horizon_days: int | None) -> dict:
+def _tracking(counts: dict, params: dict, model: str, horizon_days: int | None, lag: int) -> dict:
     """The tracking chart's weeks: repeat purchases each week, actual and as the model expects
     them, from the week of the earliest first purchase through the holdout. Expected: every
-    customer who first bought ``d`` days before as-of makes E[X(u + d)] repeat purchases by
-    day ``u`` from as-of, summed over those days (one vectorised pass, no loop per customer)."""
+    customer who first bought ``d`` days before as-of makes E[X(u + d - lag)] repeat purchases
+    by day ``u`` from as-of (``lag``: the origin's days before as-of, ``_summaries``), summed
+    over those days (one vectorised pass, no loop per customer)."""
     first, repeats = counts["first"], counts["repeats"]
     earliest = int(np.flatnonzero(first).max()) if first.any() else 0
     end = horizon_days or 0
@@ -112,7 +116,7 @@ def _tracking(counts: dict, params: dict, model: str, horizon_days: int | None) 
     # week of the holdout may be shorter.
     boundaries = np.append(np.arange(-(-earliest // 7) * -7, end, 7), end)
     cohorts = np.flatnonzero(first)
-    cumulative = first[cohorts] @ expected_repeat_purchases(params, boundaries[None, :] + cohorts[:, None], model)
+    cumulative = first[cohorts] @ expected_repeat_purchases(params, boundaries[None, :] + cohorts[:, None] - lag, model)
     actual = np.add.reduceat(repeats, boundaries[:-1] + TRACKING_DAYS) if len(boundaries) > 1 else np.zeros(0)
     return {
         "week_start_days": boundaries[:-1].tolist(),
@@ -127,22 +131,21 @@ def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict,
     xp = resolve_backend(backend_name).xp
     path = Path(staging) / part_name(number)
     summaries = pd.read_parquet(path)
-    predicted = predict(summaries, fits["purchase"], fits["spend"], xp=xp, **settings)
+    predicted, alive = predict(summaries, fits["purchase"], fits["spend"], xp=xp, **settings)
     days = predicted["next_purchase_date"]
     too_far = ~np.isfinite(days) | (days - settings["as_of_day"] > _LONGEST_WAIT_DAYS)
     next_date = pa.array(np.where(too_far, 0, days).astype("int32"), mask=too_far).cast(pa.date32())
     columns = {"customer_key": pa.array(summaries["customer_key"])}
     columns |= {c: pa.array(summaries[c].to_numpy(dtype="float64")) for c in SUMMARY_COLUMNS}
-    columns |= {c: pa.array(predicted[c]) for c in PREDICTION_COLUMNS if c != "next_purchase_date"}
+    columns |= {c: pa.array(predicted[c]) for c in PREDICTION_COLUMNS if c in predicted and c != "next_purchase_date"}
     columns["next_purchase_date"] = next_date
     pq.write_table(pa.table(columns), Path(out) / part_name(number))
-    sums = (
-        holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp)
-        if holdout
-        else None
-    )
+    sums = None
+    if holdout:
+        sums = holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp,
+                            naive=settings["naive"])  # fmt: skip
     path.unlink()
-    return {"holdout": sums, "customers": len(summaries), "surely_alive": int((predicted["p_alive"] > _SURELY_ALIVE).sum())}
+    return {"holdout": sums, "customers": len(summaries), "surely_alive": int((alive > _SURELY_ALIVE).sum())}
 
 
 def _evaluation(parts: list[dict], horizon_days: int) -> dict:
@@ -170,7 +173,9 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
             "actual": total["actual_spend"],
             "mae": total["spend_abs_error"] / n,
             "rmse": math.sqrt(total["spend_sq_error"] / n),
-        },
+        }
+        if "predicted_spend" in total
+        else None,
         "buyers": {"predicted": total["predicted_buyers"], "actual": total["actual_buyers"]},
         "by_calibration_purchases": [
             {
@@ -190,26 +195,29 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
     }
 
 
-def _chosen_model(parts: list[dict], window_days: int, min_repeat_customers: int, xp) -> tuple[str, dict]:
-    """The purchase model to use and the evidence (``_choice``); BG/NBD, saying why, when the
-    history is too short to hold a window out or no candidate fits on what remains."""
+def _chosen_model(parts: list[dict], window_days: int, min_repeat_customers: int, xp, unit_days: float) -> dict:
+    """The purchase model to fit, the forecast to use and the evidence (``_choice``); BG/NBD,
+    saying why, when the history is too short to hold a window out or no candidate fits on
+    what remains."""
     if not window_days:
-        return "bgnbd", {"chosen": "bgnbd", "skipped": "the history before as-of is too short to hold a window out"}
+        reason = "the history before as-of is too short to hold a window out"
+        return {"chosen": "bgnbd", "forecast": "bgnbd", "skipped": reason}
     rows = np.concatenate([part["choice_rows"] for part in parts])
     try:
-        choice = choose_model(rows, window_days, min_repeat_customers=min_repeat_customers, xp=xp)
+        choice = choose_model(rows, window_days, min_repeat_customers=min_repeat_customers, xp=xp, unit_days=unit_days)
     except InputDataError as error:
-        return "bgnbd", {"chosen": "bgnbd", "skipped": str(error)}
+        return {"chosen": "bgnbd", "forecast": "bgnbd", "skipped": str(error)}
     scores = ", ".join(f"{name} {score['mae']:.3f}" for name, score in choice["scores"].items() if "mae" in score)
     logger.info("value: %s chosen on the last %d days before as-of (per-customer error %s; naive %.3f)",
                 choice["chosen"], window_days, scores, choice["naive_mae"])  # fmt: skip
     if choice["every_model_loses"]:
         logger.warning(
             "value: every purchase model predicts the last %d days before as-of worse than the naive forecast "
-            "(each customer buying on at their calibration rate): %s against %.3f; %s is used, with that caveat",
-            window_days, scores, choice["naive_mae"], choice["chosen"],
+            "(each customer buying on at their calibration rate): %s against %.3f; the naive forecast makes the "
+            "expected purchases and CLV, and P(alive) is not given (it has no dropout)",
+            window_days, scores, choice["naive_mae"],
         )  # fmt: skip
-    return choice["chosen"], choice
+    return choice
 
 
 def _as_of_day(store: Path, meta: dict, as_of) -> int:
@@ -232,13 +240,15 @@ def estimate_value(
     discount_rate: float = 0.1,
     model: str = "auto",
     grain: str = "day",
+    calibration_end: str = "last_day",
+    time_unit: str = "weeks",
     min_repeat_customers: int = 100,
     sample: int = 1_000_000,
     backend_name: str = "auto",
     client=None,
     progress=None,
 ) -> ValueSummary:
-    """Fit BG/NBD (or MBG/NBD) and Gamma-Gamma as of ``as_of``; score every customer.
+    """Fit a purchase model and Gamma-Gamma as of ``as_of``; score every customer.
 
     Parameters
     ----------
@@ -253,12 +263,18 @@ def estimate_value(
         Days the predictions cover; when the store holds them, also the holdout.
     discount_rate : float, default 0.1
         Yearly rate CLV is discounted at (per 30-day slice).
-    model : {"auto", "bgnbd", "mbgnbd"}, default "auto"
-        Auto: the better of the two on the last days before as-of (``_choice``), recorded in
-        ``model_choice``.
+    model : {"auto", "bgnbd", "mbgnbd", "pareto_nbd"}, default "auto"
+        Auto: the best of the three on the last days before as-of, or the naive forecast
+        when every model loses to it (``_choice``), recorded in ``model_choice``.
     grain : {"day", "order"}, default "day"
         What counts as a purchase: a calendar day with purchases (the BTYD convention) or
         each order at its own time (see ``engine.value._summaries``).
+    calibration_end : {"last_day", "as_of"}, default "last_day"
+        What T runs to: the last calibration day (the BTYD convention) or the as-of midnight,
+        a day later (``engine.value._summaries``).
+    time_unit : {"weeks", "days"}, default "weeks"
+        The unit the fitted parameters and log-likelihood are reported in (the published
+        BTYD fits use weeks); horizons and outputs stay in days.
     min_repeat_customers : int, default 100
         Refuse to fit with fewer customers who bought again before as-of.
     sample : int, default 1000000
@@ -285,6 +301,11 @@ def estimate_value(
         raise UsageError(f"unknown purchase model {model!r}; choose auto or one of {', '.join(MODELS)}")
     if grain not in GRAINS:
         raise UsageError(f"unknown purchase grain {grain!r}; choose one of {', '.join(GRAINS)}")
+    if calibration_end not in CALIBRATION_ENDS:
+        raise UsageError(f"unknown calibration end {calibration_end!r}; choose one of {', '.join(CALIBRATION_ENDS)}")
+    if time_unit not in TIME_UNITS:
+        raise UsageError(f"unknown time unit {time_unit!r}; choose one of {', '.join(TIME_UNITS)}")
+    unit_days, lag = TIME_UNITS[time_unit], origin_lag(grain, calibration_end)
     backend = resolve_backend(backend_name)
     store, out = Path(store), Path(out)
     meta = read_store_meta(store)
@@ -292,6 +313,8 @@ def estimate_value(
     as_of_date = date(1970, 1, 1) + timedelta(days=as_of_day)
     holdout = outcome_window(store, as_of_date, horizon_days).covered
     partitions = int(meta["partitions"])
+    # A counts-only store (no amounts) gets the purchase model alone: no spend is made up.
+    amounts = has_amounts(meta)
 
     with staged_output(out) as staging:
         # Pass 1's summaries wait here for pass 2, which writes the customers beside them.
@@ -305,29 +328,35 @@ def estimate_value(
         tasks = [
             dask.delayed(_summaries_task)(
                 str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, per_partition,
-                window_days,
+                window_days, calibration_end, amounts,
             )
             for n in range(partitions)
         ]
         parts = compute_tasks(tasks, client, progress, "value summaries")
         choice = None
         if model == "auto":
-            model, choice = _chosen_model(parts, window_days, min_repeat_customers, backend.xp)
+            choice = _chosen_model(parts, window_days, min_repeat_customers, backend.xp, unit_days)
+            model = choice["chosen"]
+        naive = choice is not None and choice["forecast"] == "naive"
         rows = np.concatenate([p["purchase_rows"] for p in parts])
         purchase_fit = fit_purchase_model(
             rows[:, 0], rows[:, 1], rows[:, 2], weights=rows[:, 3], model=model, xp=backend.xp,
             min_repeat_customers=min_repeat_customers,
         )  # fmt: skip
         spend_rows = np.concatenate([p["spend_rows"] for p in parts])
-        spend_fit = fit_gamma_gamma(
-            spend_rows[:, 0], spend_rows[:, 1], xp=backend.xp, min_repeat_customers=min_repeat_customers
-        )
-        for name, fit in (("purchase", purchase_fit), ("spend", spend_fit)):
-            if not fit.success:
+        spend_fit = None
+        if amounts:
+            spend_fit = fit_gamma_gamma(
+                spend_rows[:, 0], spend_rows[:, 1], xp=backend.xp, min_repeat_customers=min_repeat_customers
+            )
+        fitted = {"purchase": purchase_fit, "spend": spend_fit}
+        for name, fit in fitted.items():
+            if fit is not None and not fit.success:
                 logger.warning("value: the %s model did not converge: %s", name, fit.message)
-        fits = {"purchase": purchase_fit.params, "spend": spend_fit.params}
+        fits = {name: None if fit is None else fit.params for name, fit in fitted.items()}
         settings = {
             "as_of_day": as_of_day, "horizon_days": horizon_days, "discount_rate_yearly": discount_rate, "model": model,
+            "origin_lag": lag, "naive": naive,
         }  # fmt: skip
         tasks = [
             dask.delayed(_score_task)(
@@ -338,7 +367,7 @@ def estimate_value(
         scored = compute_tasks(tasks, client, progress, "value scores")
         summaries.rmdir()
         customers = sum(p["customers"] for p in parts)
-        degenerate = {"purchase": degeneracies(purchase_fit), "spend": degeneracies(spend_fit)}
+        degenerate = {name: degeneracies(fit) for name, fit in fitted.items() if fit is not None}
         surely_alive = sum(part["surely_alive"] for part in scored) / max(sum(part["customers"] for part in scored), 1)
         if surely_alive > _MOSTLY_ALIVE:
             degenerate["purchase"].append(
@@ -350,9 +379,9 @@ def estimate_value(
         evaluation = _evaluation([part["holdout"] for part in scored], horizon_days) if holdout else None
         tracking = _tracking(
             {key: sum(part["tracking"][key] for part in parts) for key in ("first", "repeats")},
-            purchase_fit.params, model, horizon_days if holdout else None,
+            purchase_fit.params, model, horizon_days if holdout else None, lag,
         )  # fmt: skip
-        if evaluation and evaluation["naive"]["model_mae_ratio"] > 1:
+        if evaluation and evaluation["naive"]["model_mae_ratio"] > 1 and not naive:
             logger.warning(
                 "value: the %s model predicts the holdout's purchases worse than the naive forecast (each customer "
                 "buying on at their calibration rate): per-customer error %.3f against %.3f",
@@ -360,23 +389,28 @@ def estimate_value(
             )  # fmt: skip
         document = {
             "as_of": as_of_date.isoformat(),
-            "time_unit": "days",
+            "time_unit": time_unit,
+            "calibration_end": calibration_end,
             "purchase_grain": grain,
+            "forecast": "naive" if naive else model,
             "horizon_days": horizon_days,
             "discount_rate_yearly": discount_rate,
             "customers": customers,
             "model_choice": choice,
-            "purchase_model": {"name": model, **purchase_fit.to_dict(), "degenerate": degenerate["purchase"],
+            "purchase_model": {"name": model, **purchase_fit.to_dict(unit_days), "degenerate": degenerate["purchase"],
                                "share_almost_surely_alive": round(surely_alive, 4)},  # fmt: skip
             "spend_model": {
                 "name": "gamma_gamma",
-                **spend_fit.to_dict(),
+                **spend_fit.to_dict(unit_days),
                 "degenerate": degenerate["spend"],
                 "frequency_monetary_correlation": float(np.corrcoef(spend_rows[:, 0], spend_rows[:, 1])[0, 1]),
-            },
+            }
+            if spend_fit
+            else None,
             "holdout": evaluation,
             "tracking": tracking,
-            "columns": ["customer_key", *SUMMARY_COLUMNS, *PREDICTION_COLUMNS],
+            "columns": ["customer_key", *SUMMARY_COLUMNS,
+                        *(c for c in PREDICTION_COLUMNS if amounts or c not in SPEND_COLUMNS)],  # fmt: skip
             "partitions": partitions,
             "backend": backend.name,
             "store": str(store),

@@ -13,18 +13,28 @@ lifetimes and BTYD count them: it counts in frequency, recency and T, and is lef
 spend model only (``monetary`` averages what it cost; the Gamma-Gamma fit takes the repeat
 buyers whose ``monetary`` is positive).
 
-Per customer, as of the as-of instant (a midnight), in days (fractional with ``"order"``):
+Calibration covers the purchases before the as-of instant (a midnight). ``T`` runs from the
+first purchase to the **origin**, by ``calibration_end``:
+
+- ``"last_day"`` (the BTYD convention of lifetimes and BTYD, and of the published fits): the
+  start of the last calibration day, the day before as-of. With day grain every purchase sits
+  at the start of its day, so the calibration period holds the points up to T and the holdout
+  the points after it; a customer who first bought on the last day has T = 0;
+- ``"as_of"``: the as-of midnight itself, one day more. With ``"order"`` grain purchases keep
+  their times, and T always runs to as-of.
+
+Per customer, in days (fractional with ``"order"``):
 
 - ``frequency``: purchases before as-of minus 1 (repeat purchases);
 - ``recency``: from the first to the last purchase before as-of;
-- ``T``: from the first purchase to as-of;
+- ``T``: from the first purchase to the origin;
 - ``monetary``: the mean value of the repeat purchases, the first left out (the Gamma-Gamma
   convention: the first purchase often differs); 0 without repeats.
 
 With a holdout of ``horizon_days`` the same pass also reads [as-of, as-of + horizon) and adds
 what each customer did in it: ``holdout_purchases``, ``holdout_spend`` (their value) and
-``holdout_wait`` (days from as-of to the first one, taken at the middle of its day with
-``"day"``; NaN if none).
+``holdout_wait`` (days from the origin to the first one, at the start of its day with
+``"last_day"``, the middle with ``"as_of"``; NaN if none).
 """
 
 from __future__ import annotations
@@ -37,13 +47,14 @@ import pandas as pd
 from ..ingest import read_store_table
 
 __all__ = [
-    "GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "TRACKING_DAYS", "partition_summaries", "purchase_days", "summarise",
-    "tracking_counts",
+    "CALIBRATION_ENDS", "GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "TRACKING_DAYS", "origin_lag",
+    "partition_summaries", "purchase_days", "summarise", "tracking_counts",
 ]  # fmt: skip
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary")
 HOLDOUT_COLUMNS = ("holdout_purchases", "holdout_spend", "holdout_wait")
 GRAINS = ("day", "order")
+CALIBRATION_ENDS = ("last_day", "as_of")
 MICROS_PER_DAY = 86_400 * 1_000_000
 # How far before as-of the tracking counts reach (ten years); earlier days count as this far.
 TRACKING_DAYS = 3_653
@@ -78,7 +89,15 @@ def purchase_days(frame: pd.DataFrame, grain: str = "day") -> pd.DataFrame:
     return totals.sort_values(["customer_key", "day"], ignore_index=True)
 
 
-def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = None, grain: str = "day") -> pd.DataFrame:
+def origin_lag(grain: str = "day", calibration_end: str = "last_day") -> int:
+    """Days from the origin T runs to up to the as-of midnight (see the module docstring)."""
+    return 1 if grain == "day" and calibration_end == "last_day" else 0
+
+
+def summarise(
+    days: pd.DataFrame, as_of_day: int, horizon_days: int | None = None, grain: str = "day",
+    calibration_end: str = "last_day",
+) -> pd.DataFrame:  # fmt: skip
     """Per-customer summaries from :func:`purchase_days` rows (see the module docstring).
 
     Customers whose first purchase is on or after ``as_of_day`` are left out: the model has
@@ -89,6 +108,7 @@ def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = Non
     first, last = grouped["day"].min(), grouped["day"].max()
     count, total = grouped["day"].size(), grouped["value"].sum()
     first_value = before.drop_duplicates("customer_key").set_index("customer_key")["value"].reindex(first.index)
+    origin = as_of_day - origin_lag(grain, calibration_end)
     repeats = (count - 1).to_numpy(dtype="float64")
     with np.errstate(invalid="ignore", divide="ignore"):
         monetary = np.where(repeats > 0, (total - first_value).to_numpy() / repeats, 0.0)
@@ -97,7 +117,7 @@ def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = Non
             "customer_key": first.index.to_numpy(),
             "frequency": repeats,
             "recency": (last - first).to_numpy(dtype="float64"),
-            "T": (as_of_day - first).to_numpy(dtype="float64"),
+            "T": (origin - first).to_numpy(dtype="float64"),
             "monetary": monetary,
         }
     )
@@ -108,9 +128,10 @@ def summarise(days: pd.DataFrame, as_of_day: int, horizon_days: int | None = Non
     keys = pd.Index(summary["customer_key"])
     summary["holdout_purchases"] = later["day"].size().reindex(keys, fill_value=0).to_numpy(dtype="float64")
     summary["holdout_spend"] = later["value"].sum().reindex(keys, fill_value=0.0).to_numpy(dtype="float64")
-    # A day-grain purchase could have been at any time of its day: take the middle.
-    midpoint = 0.5 if grain == "day" else 0.0
-    summary["holdout_wait"] = (later["day"].min() - as_of_day + midpoint).reindex(keys).to_numpy(dtype="float64")
+    # Measured to the origin, a day-grain purchase is at the start of its day; measured to
+    # as-of, it could have been at any time of its day: take the middle.
+    midpoint = 0.5 if grain == "day" and origin == as_of_day else 0.0
+    summary["holdout_wait"] = (later["day"].min() - origin + midpoint).reindex(keys).to_numpy(dtype="float64")
     return summary
 
 
@@ -138,8 +159,9 @@ def tracking_counts(days: pd.DataFrame, as_of_day: int, horizon_days: int | None
 
 
 def partition_summaries(
-    store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day", window_days: int = 0
-) -> tuple[pd.DataFrame, dict[str, np.ndarray], pd.DataFrame | None]:
+    store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day", window_days: int = 0,
+    calibration_end: str = "last_day",
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], pd.DataFrame | None]:  # fmt: skip
     """Summaries of the customers of store partition ``number`` (nothing after the holdout is
     read), their :func:`tracking_counts`, and with ``window_days`` the summaries as of that
     many days before as-of with those days as their holdout (for choosing the model)."""
@@ -148,5 +170,6 @@ def partition_summaries(
     table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
     days = purchase_days(table.to_pandas(), grain)
     # The window's holdout ends at as-of: nothing after it is read into the choice.
-    window = summarise(days, as_of_day - window_days, window_days, grain) if window_days else None
-    return summarise(days, as_of_day, horizon_days, grain), tracking_counts(days, as_of_day, horizon_days), window
+    window = summarise(days, as_of_day - window_days, window_days, grain, calibration_end) if window_days else None
+    summaries = summarise(days, as_of_day, horizon_days, grain, calibration_end)
+    return summaries, tracking_counts(days, as_of_day, horizon_days), window

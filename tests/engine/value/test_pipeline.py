@@ -15,6 +15,7 @@ from engine.ingest import ingest
 from engine.layout import ValueLayout
 from engine.synth import WorldSpec, generate_world
 from engine.value import estimate_value, expected_repeat_purchases, fit_purchase_model, purchase_days, summarise
+from engine.value._choice import choose_model
 
 DAY_US = 86_400 * 1_000_000
 
@@ -42,13 +43,18 @@ LINES = _lines(
 
 
 def test_day_summaries_follow_the_btyd_conventions():
+    # T runs to the last calibration day (119), where a purchase that day would sit.
     summary = summarise(purchase_days(LINES), as_of_day=120, horizon_days=10).set_index("customer_key")
     assert list(summary.index) == ["a", "b"]
     a, b = summary.loc["a"], summary.loc["b"]
-    assert (a.frequency, a.recency, a["T"], a.monetary) == (2, 10, 20, 25.0)
-    assert (b.frequency, b.recency, b["T"], b.monetary) == (1, 4, 15, 0.0)
-    assert (a.holdout_purchases, a.holdout_spend, a.holdout_wait) == (1, 7.0, 1.5)
+    assert (a.frequency, a.recency, a["T"], a.monetary) == (2, 10, 19, 25.0)
+    assert (b.frequency, b.recency, b["T"], b.monetary) == (1, 4, 14, 0.0)
+    assert (a.holdout_purchases, a.holdout_spend, a.holdout_wait) == (1, 7.0, 2.0)
     assert b.holdout_purchases == 0 and np.isnan(b.holdout_wait)
+    # To the as-of midnight: a day more, and a holdout purchase at the middle of its day.
+    to_as_of = summarise(purchase_days(LINES), as_of_day=120, horizon_days=10, calibration_end="as_of")
+    a = to_as_of.set_index("customer_key").loc["a"]
+    assert (a.recency, a["T"], a.holdout_wait) == (10, 20, 1.5)
 
 
 def test_order_summaries_keep_each_order_at_its_own_time():
@@ -150,7 +156,9 @@ def test_value_json_reports_fits_and_the_holdout(valued, store):
     actual, expected = np.asarray(tracking["actual"]), np.asarray(tracking["expected"])
     assert actual[weeks < 0].sum() == summaries["frequency"].sum()
     assert actual[weeks >= 0].sum() == holdout["purchases"]["actual"]
-    params = document["purchase_model"]["params"]
+    # The fit is reported in weeks (the default time unit); the summaries are in days.
+    assert document["time_unit"] == "weeks" and document["calibration_end"] == "last_day"
+    params = {**document["purchase_model"]["params"], "alpha": document["purchase_model"]["params"]["alpha"] * 7}
     by_hand = expected_repeat_purchases(params, summaries["T"].to_numpy(), "mbgnbd").sum()
     assert expected[weeks < 0].sum() == pytest.approx(by_hand, rel=1e-9)
 
@@ -257,3 +265,25 @@ def test_the_choice_window_leaves_most_of_the_history_to_calibrate_on():
 
     assert choice_window(365, 700) == 90 and choice_window(30, 700) == 30 and choice_window(365, 120) == 40
     assert choice_window(90, 2) == 0
+
+
+def test_when_every_model_loses_the_naive_forecast_makes_the_predictions(store, tmp_path, monkeypatch):
+    import engine.value._pipeline as pipeline
+
+    def lost(*args, **kwargs):
+        choice = choose_model(*args, **kwargs)
+        return {**choice, "forecast": "naive", "every_model_loses": True}
+
+    monkeypatch.setattr(pipeline, "choose_model", lost)
+    summary = estimate_value(store, tmp_path / "v", as_of=date(2025, 10, 2), horizon_days=90, min_repeat_customers=50,
+                             backend_name="cpu")  # fmt: skip
+    document = summary.document
+    assert document["forecast"] == "naive" and document["purchase_model"]["name"] == document["model_choice"]["chosen"]
+    values = pq.read_table(ValueLayout(tmp_path / "v").customers).to_pandas()
+    rate = (values["frequency"] / values["T"].where(values["T"] > 0)).fillna(0.0)
+    assert values["expected_purchases"].to_numpy() == pytest.approx((rate * 90).to_numpy())
+    assert values["p_purchase"].to_numpy() == pytest.approx(-np.expm1(-rate * 90).to_numpy())
+    assert values["p_alive"].isna().all()  # the naive forecast has no dropout
+    # No repeat purchase, no rate: no next purchase date.
+    assert values.loc[rate == 0, "next_purchase_date"].isna().all() and values.loc[rate > 0, "next_purchase_date"].notna().all()
+    assert document["holdout"]["naive"]["model_mae_ratio"] == pytest.approx(1.0)
