@@ -340,17 +340,19 @@ def _model_choice(choice: dict | None) -> str:
     if not choice:
         return ""
     if "skipped" in choice:
-        return note(f"Purchase model not chosen on evidence ({choice['skipped']}): {choice['chosen']} is used.")
-    rows = [(name, score.get("mae"), score.get("mae_vs_naive"), score.get("failed") or ("chosen" if name == choice["chosen"] else ""))
-            for name, score in choice["scores"].items()] + [("naive forecast", choice["naive_mae"], 1.0, "")]  # fmt: skip
+        return note(f"Purchase model not chosen on evidence ({choice['skipped']}): "
+                    f"{MODEL_LABELS.get(choice['chosen'], choice['chosen'])} is used.")  # fmt: skip
+    naive = choice["every_model_loses"]
+    rows = [(MODEL_LABELS.get(name, name), score.get("mae"), score.get("mae_vs_naive"),
+             score.get("failed") or ("best model" if name == choice["chosen"] else ""))
+            for name, score in choice["scores"].items()]  # fmt: skip
+    rows.append(("naive forecast", choice["naive_mae"], 1.0, "used" if naive else ""))
     body = "<h3>Choosing the purchase model</h3>" + paragraph(
         f"Each candidate fitted on the history up to {choice['window_days']} days before as-of and scored on those days "
         f"({choice['customers']:,} customers): per-customer error of expected purchases."
     )
     body += table(["model", "MAE per customer", "x naive", ""], rows,
-                  flagged=[name == choice["chosen"] and choice["every_model_loses"] for name, *_ in rows])  # fmt: skip
-    if choice["every_model_loses"]:
-        body += note(f"Every model lost to the naive forecast on that window; {choice['chosen']} is used with that caveat.")
+                  flagged=[naive and name == "naive forecast" for name, *_ in rows])  # fmt: skip
     return body
 
 

@@ -92,11 +92,11 @@ def fit_bgnbd(
     """Maximum-likelihood BG/NBD (or MBG/NBD, ``model="mbgnbd"``) on customer summaries (host
     arrays, recency and T in days; see ``_fitting.fit_summaries``)."""
 
-    def log_likelihood(params, x, tx, T, weights, xp):
-        return bgnbd_log_likelihood(params, x, tx, T, weights, xp, model)
+    def likelihood_of(x, tx, T, weights, xp):
+        return lambda params: bgnbd_log_likelihood(params, x, tx, T, weights, xp, model)
 
     return fit_summaries(
-        log_likelihood, BGNBD_PARAMETERS, ("alpha",), frequency, recency, T, weights=weights, xp=xp,
+        likelihood_of, BGNBD_PARAMETERS, ("alpha",), frequency, recency, T, weights=weights, xp=xp,
         min_repeat_customers=min_repeat_customers, label="BG/NBD" if model == "bgnbd" else "MBG/NBD",
     )  # fmt: skip
 

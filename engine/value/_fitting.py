@@ -179,7 +179,7 @@ def check_summaries(frequency, recency, T, weights, min_repeat_customers, label)
 
 
 def fit_summaries(
-    log_likelihood, names, time_parameters, frequency, recency, T, *, weights, xp, min_repeat_customers, label
+    likelihood_of, names, time_parameters, frequency, recency, T, *, weights, xp, min_repeat_customers, label
 ) -> ModelFit:
     """Maximum likelihood of a purchase model on customer summaries.
 
@@ -189,10 +189,12 @@ def fit_summaries(
 
     Parameters
     ----------
-    log_likelihood : callable
-        ``log_likelihood(params, frequency, recency, T, weights, xp)`` -> total.
+    likelihood_of : callable
+        ``likelihood_of(frequency, recency, T, weights, xp)`` -> a function of the parameters
+        giving the total log-likelihood of those rows (it may prepare what every evaluation
+        shares once).
     names, time_parameters : tuple of str
-        The parameters, in ``log_likelihood``'s order, and those measured in time.
+        The parameters, in the likelihood's order, and those measured in time.
     frequency, recency, T : array-like of shape (n,)
         Host arrays; recency and T in days.
     weights : array-like of shape (n,) or None
@@ -216,9 +218,10 @@ def fit_summaries(
     (x, tx, t_end), counts = collapse_rows(frequency, recency / scale, T / scale, weights=weights)
     x, tx, t_end, collapsed_weights = (xp.asarray(v) for v in (x, tx, t_end, counts))
     total = float(counts.sum())
+    log_likelihood = likelihood_of(x, tx, t_end, collapsed_weights, xp)
 
     def objective(log_params):
-        return -log_likelihood(np.exp(log_params), x, tx, t_end, collapsed_weights, xp) / total
+        return -log_likelihood(np.exp(log_params)) / total
 
     result = minimize(objective, np.zeros(len(names)), method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(names))
     params = {
@@ -229,7 +232,7 @@ def fit_summaries(
     return ModelFit(
         params=params,
         standard_errors=standard_errors(objective, result.x, total, params),
-        log_likelihood=log_likelihood(tuple(params.values()), *unscaled, xp),
+        log_likelihood=likelihood_of(*unscaled, xp)(tuple(params.values())),
         success=bool(result.success),
         iterations=int(result.nit),
         message=str(result.message),

@@ -68,42 +68,62 @@ def _log_tail(params, frequency, u):
     return _log_hyp2f1_next(c, k, abs(alpha - beta) / (larger + u)) - c * np.log(larger + u) - np.log(c)
 
 
-def _log_integral(params, frequency, lower, upper):
-    """log I(lower, upper) (host arrays); -inf where lower == upper."""
-    frequency, lower, upper = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (frequency, lower, upper)))
-    head, tail = _log_tail(params, frequency, lower), _log_tail(params, frequency, upper)
+def _log_between(head, tail):
+    """log I(lower, upper) from the log tails at its ends; -inf where they are equal."""
     with np.errstate(divide="ignore"):
         return head + np.log1p(-np.exp(np.minimum(tail - head, 0.0)))
 
 
-def pareto_nbd_log_likelihood(params, frequency, recency, T, weights, xp=np):
-    """Total log-likelihood, each row counted ``weights`` times (Fader & Hardie 2005, eq. 19)::
+def _log_integral(params, frequency, lower, upper):
+    """log I(lower, upper) (host arrays); -inf where lower == upper."""
+    frequency, lower, upper = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (frequency, lower, upper)))
+    return _log_between(_log_tail(params, frequency, lower), _log_tail(params, frequency, upper))
+
+
+def _distinct_pairs(frequency, moment):
+    """The distinct (frequency, moment) rows and where each row's pair is among them."""
+    distinct, inverse = np.unique(np.column_stack([frequency, moment]), axis=0, return_inverse=True)
+    return distinct[:, 0], distinct[:, 1], inverse.ravel()
+
+
+def _likelihood_of(frequency, recency, T, weights, xp=np):
+    """The total log-likelihood (Fader & Hardie 2005, eq. 19) as a function of the parameters::
 
         Gamma(r+x) alpha^r beta^s / Gamma(r) * [(alpha+T)^-(r+x) (beta+T)^-s + s I(t_x, T)]
 
-    Evaluated on the host (see the module docstring); ``xp`` arrays are brought there.
+    each row counted ``weights`` times. The integral's ends depend on (x, t_x) and (x, T)
+    alone, far fewer distinct pairs than rows: the hypergeometric function runs on those, on
+    the host (see the module docstring; ``xp`` arrays are brought there).
     """
-    r, alpha, s, beta = (float(v) for v in params)
-    named = {"r": r, "alpha": alpha, "s": s, "beta": beta}
     x, tx, T, weights = (to_host_array(v).astype(np.float64) for v in (frequency, recency, T, weights))
-    alive_at_T = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    dropped_between = np.log(s) + _log_integral(named, x, tx, T)
-    per_row = (
-        scipy.special.gammaln(r + x) - scipy.special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-        + np.logaddexp(alive_at_T, dropped_between)
-    )  # fmt: skip
-    return float(weights @ per_row)
+    at_tx, at_T = _distinct_pairs(x, tx), _distinct_pairs(x, T)
+
+    def log_likelihood(params) -> float:
+        r, alpha, s, beta = (float(v) for v in params)
+        named = dict(zip(PARETO_NBD_PARAMETERS, (r, alpha, s, beta)))
+        head = _log_tail(named, at_tx[0], at_tx[1])[at_tx[2]]
+        tail = _log_tail(named, at_T[0], at_T[1])[at_T[2]]
+        alive_at_T = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
+        dropped_between = np.log(s) + _log_between(head, tail)
+        per_row = (
+            scipy.special.gammaln(r + x) - scipy.special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+            + np.logaddexp(alive_at_T, dropped_between)
+        )  # fmt: skip
+        return float(weights @ per_row)
+
+    return log_likelihood
+
+
+def pareto_nbd_log_likelihood(params, frequency, recency, T, weights, xp=np):
+    """Total log-likelihood, each row counted ``weights`` times (see :func:`_likelihood_of`)."""
+    return _likelihood_of(frequency, recency, T, weights, xp)(params)
 
 
 def fit_pareto_nbd(frequency, recency, T, *, weights=None, xp=np, min_repeat_customers: int = 100) -> ModelFit:
     """Maximum-likelihood Pareto/NBD on customer summaries (host arrays, recency and T in
     days; see ``_fitting.fit_summaries``)."""
-
-    def log_likelihood(params, x, tx, T, weights, xp):
-        return pareto_nbd_log_likelihood(params, x, tx, T, weights, xp)
-
     return fit_summaries(
-        log_likelihood, PARETO_NBD_PARAMETERS, ("alpha", "beta"), frequency, recency, T, weights=weights, xp=np,
+        _likelihood_of, PARETO_NBD_PARAMETERS, ("alpha", "beta"), frequency, recency, T, weights=weights, xp=np,
         min_repeat_customers=min_repeat_customers, label="Pareto/NBD",
     )  # fmt: skip
 

@@ -159,10 +159,18 @@ def test_the_value_section_shows_how_the_purchase_model_was_chosen(tmp_path):
 
     fit = {"params": {"r": 0.7}, "standard_errors": {}, "converged": True, "log_likelihood": -1.0, "customers": 3362,
            "degenerate": []}  # fmt: skip
-    choice = {"chosen": "bgnbd", "window_days": 90, "customers": 2811, "naive_mae": 0.763, "every_model_loses": True,
+    choice = {"chosen": "bgnbd", "forecast": "naive", "window_days": 90, "customers": 2811, "naive_mae": 0.763,
+              "every_model_loses": True,
               "scores": {"bgnbd": {"mae": 0.811, "mae_vs_naive": 1.063}, "mbgnbd": {"mae": 0.812, "mae_vs_naive": 1.064}}}  # fmt: skip
     value = {"purchase_model": {"name": "bgnbd", **fit}, "spend_model": fit, "as_of": "2011-09-09", "horizon_days": 90,
-             "discount_rate_yearly": 0.1, "holdout": None, "model_choice": choice}  # fmt: skip
+             "discount_rate_yearly": 0.1, "holdout": None, "model_choice": choice, "forecast": "naive",
+             "time_unit": "weeks", "calibration_end": "last_day"}  # fmt: skip
     html = unescape(_value_section(SimpleNamespace(value=value, run_dir=tmp_path), _Figures()).body)
-    assert "up to 90 days before as-of" in html and "naive forecast" in html and ">chosen<" in html
-    assert "Every model lost to the naive forecast on that window; bgnbd is used with that caveat." in html
+    assert "up to 90 days before as-of" in html and ">best model<" in html and ">used<" in html
+    assert "the naive forecast (each customer buying on at their calibration rate) makes the expected purchases" in html
+    assert "BG/NBD is shown for its diagnosis, and P(alive) is not given." in html
+    assert "Parameters in weeks; T runs to the last calibration day." in html
+    # Without amounts: no spend model, no CLV, said so.
+    counts_only = {**value, "spend_model": None, "columns": ["customer_key", "p_alive"]}
+    html = unescape(_value_section(SimpleNamespace(value=counts_only, run_dir=tmp_path), _Figures()).body)
+    assert "The transactions carry no amounts, so there is no spend model and no CLV." in html
