@@ -311,7 +311,14 @@ def estimate_value(
     meta = read_store_meta(store)
     as_of_day = _as_of_day(store, meta, as_of)
     as_of_date = date(1970, 1, 1) + timedelta(days=as_of_day)
-    holdout = outcome_window(store, as_of_date, horizon_days).covered
+    window = outcome_window(store, as_of_date, horizon_days)
+    holdout = window.covered
+    if not holdout:
+        logger.info(
+            "value: the store's data end on %s, before as-of + %d days (%s): the predictions are not checked against "
+            "a holdout (choose an earlier as-of to backtest)",
+            "-" if window.data_end is None else window.data_end.date(), horizon_days, window.end.date(),
+        )  # fmt: skip
     partitions = int(meta["partitions"])
     # A counts-only store (no amounts) gets the purchase model alone: no spend is made up.
     amounts = has_amounts(meta)
