@@ -87,17 +87,18 @@ def bgnbd_log_likelihood(params, frequency, recency, T, weights, xp, model="bgnb
 
 
 def fit_bgnbd(
-    frequency, recency, T, *, weights=None, model="bgnbd", xp=np, min_repeat_customers: int = 100
+    frequency, recency, T, *, weights=None, model="bgnbd", xp=np, min_repeat_customers: int = 100, **options
 ) -> ModelFit:
     """Maximum-likelihood BG/NBD (or MBG/NBD, ``model="mbgnbd"``) on customer summaries (host
-    arrays, recency and T in days; see ``_fitting.fit_summaries``)."""
+    arrays, recency and T in days; ``options``: ``start``, ``with_errors``, see
+    ``_fitting.fit_summaries``)."""
 
     def likelihood_of(x, tx, T, weights, xp):
         return lambda params: bgnbd_log_likelihood(params, x, tx, T, weights, xp, model)
 
     return fit_summaries(
         likelihood_of, BGNBD_PARAMETERS, ("alpha",), frequency, recency, T, weights=weights, xp=xp,
-        min_repeat_customers=min_repeat_customers, label="BG/NBD" if model == "bgnbd" else "MBG/NBD",
+        min_repeat_customers=min_repeat_customers, label="BG/NBD" if model == "bgnbd" else "MBG/NBD", **options,
     )  # fmt: skip
 
 def expected_repeat_purchases(params, t, model="bgnbd") -> np.ndarray:

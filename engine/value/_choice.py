@@ -30,7 +30,9 @@ def choice_window(horizon_days: int, history_days: int) -> int:
     return max(0, min(horizon_days, _LONGEST_WINDOW_DAYS, history_days // 3))
 
 
-def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: int, xp=np, unit_days=1.0) -> dict:
+def choose_model(
+    rows: np.ndarray, window_days: int, *, min_repeat_customers: int, xp=np, unit_days=1.0
+) -> tuple[dict, dict]:
     """Fit every candidate on the calibration summaries ``rows`` and score it on the window.
 
     Parameters
@@ -44,11 +46,14 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
 
     Returns
     -------
-    dict
+    choice : dict
         ``chosen`` (the best model of :data:`CANDIDATES`), ``forecast`` (it, or ``"naive"``
         when ``every_model_loses``), ``window_days``, ``customers``, ``naive_mae``, ``scores``
         (per candidate: ``mae``, ``mae_vs_naive``, ``params``, or ``failed`` with the
         reason) and ``every_model_loses``.
+    starts : dict
+        Each fitted candidate's parameters in days: a start for fitting it on the whole
+        history, which the window's customers nearly are.
 
     Raises
     ------
@@ -59,16 +64,19 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
     customers = float(weights.sum())
     naive = naive_purchases(x, T, window_days)
     naive_mae = float((weights * np.abs(naive - actual)).sum() / customers)
-    scores = {}
+    scores, starts = {}, {}
     for model in CANDIDATES:
         try:
-            fit = fit_purchase_model(x, tx, T, weights=weights, model=model, xp=xp, min_repeat_customers=min_repeat_customers)
+            # Only the predictions are scored: no standard errors.
+            fit = fit_purchase_model(x, tx, T, weights=weights, model=model, xp=xp,
+                                     min_repeat_customers=min_repeat_customers, with_errors=False)  # fmt: skip
         except InputDataError as error:
             scores[model] = {"failed": str(error)}
             continue
         expected = np.asarray(conditional_expected_purchases(fit.params, window_days, x, tx, T, np, model))
         mae = float((weights * np.abs(expected - actual)).sum() / customers)
         scores[model] = {"mae": mae, "mae_vs_naive": mae / max(naive_mae, 1e-12), "params": fit.to_dict(unit_days)["params"]}
+        starts[model] = fit.params
     fitted = [model for model in CANDIDATES if "mae" in scores[model]]
     if not fitted:
         raise InputDataError(
@@ -76,7 +84,7 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
         )
     chosen = min(fitted, key=lambda model: scores[model]["mae"])
     every_model_loses = scores[chosen]["mae"] > naive_mae
-    return {
+    choice = {
         "chosen": chosen,
         "forecast": "naive" if every_model_loses else chosen,
         "window_days": window_days,
@@ -85,3 +93,4 @@ def choose_model(rows: np.ndarray, window_days: int, *, min_repeat_customers: in
         "scores": scores,
         "every_model_loses": every_model_loses,
     }
+    return choice, starts

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.special
 from scipy.optimize import minimize
 
@@ -118,14 +119,19 @@ def format_params(fit: dict) -> str:
 
 
 def collapse_rows(*columns: np.ndarray, weights=None) -> tuple[list[np.ndarray], np.ndarray]:
-    """Distinct rows of the given equal-length host columns and their total weight.
+    """Distinct rows of the given equal-length host columns, in lexicographic order, and their
+    total weight.
 
     Each row weighs 1 unless ``weights`` says otherwise (rows already collapsed elsewhere).
+    Grouped by pandas: ``np.unique(axis=0)`` sorts rows as records, about 5x slower.
     """
-    stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
-    distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    totals = np.bincount(inverse.ravel(), weights=weights, minlength=len(distinct)).astype(np.float64)
-    return [distinct[:, i] for i in range(distinct.shape[1])], totals
+    frame = pd.DataFrame({i: np.asarray(c, dtype=np.float64) for i, c in enumerate(columns)})
+    inverse = frame.groupby(list(frame.columns), sort=True, dropna=False).ngroup().to_numpy()
+    groups = int(inverse.max()) + 1 if len(inverse) else 0
+    distinct = np.empty((groups, len(columns)))
+    distinct[inverse] = frame.to_numpy()
+    totals = np.bincount(inverse, weights=weights, minlength=groups).astype(np.float64)
+    return [distinct[:, i] for i in range(len(columns))], totals
 
 
 def standard_errors(objective, log_params: np.ndarray, customers: float, params: dict) -> dict:
@@ -179,8 +185,9 @@ def check_summaries(frequency, recency, T, weights, min_repeat_customers, label)
 
 
 def fit_summaries(
-    likelihood_of, names, time_parameters, frequency, recency, T, *, weights, xp, min_repeat_customers, label
-) -> ModelFit:
+    likelihood_of, names, time_parameters, frequency, recency, T, *, weights, xp, min_repeat_customers, label,
+    start=None, with_errors=True,
+) -> ModelFit:  # fmt: skip
     """Maximum likelihood of a purchase model on customer summaries.
 
     Identical (frequency, recency, T) rows are collapsed first and weighted by their count;
@@ -205,6 +212,12 @@ def fit_summaries(
         Refuse to fit with fewer customers who bought again.
     label : str
         The model's name in messages.
+    start : dict, optional
+        Parameters (days) to start from, such as a fit to nearly the same customers; by
+        default every parameter starts at 1 on the rescaled time.
+    with_errors : bool, default True
+        Compute the standard errors (a Hessian: about half as many likelihood evaluations
+        again as the fit); without, they are all None.
 
     Raises
     ------
@@ -223,7 +236,11 @@ def fit_summaries(
     def objective(log_params):
         return -log_likelihood(np.exp(log_params)) / total
 
-    result = minimize(objective, np.zeros(len(names)), method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(names))
+    initial = np.zeros(len(names))
+    if start is not None:
+        rescaled = [start[name] / scale if name in time_parameters else start[name] for name in names]
+        initial = np.clip(np.log(rescaled), *_LOG_BOUNDS)
+    result = minimize(objective, initial, method="L-BFGS-B", bounds=[_LOG_BOUNDS] * len(names))
     params = {
         name: float(value * scale) if name in time_parameters else float(value)
         for name, value in zip(names, np.exp(result.x))
@@ -231,7 +248,7 @@ def fit_summaries(
     unscaled = (xp.asarray(v) for v in (frequency, recency, T, weights))
     return ModelFit(
         params=params,
-        standard_errors=standard_errors(objective, result.x, total, params),
+        standard_errors=standard_errors(objective, result.x, total, params) if with_errors else dict.fromkeys(params),
         log_likelihood=likelihood_of(*unscaled, xp)(tuple(params.values())),
         success=bool(result.success),
         iterations=int(result.nit),

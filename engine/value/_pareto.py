@@ -81,9 +81,10 @@ def _log_integral(params, frequency, lower, upper):
 
 
 def _distinct_pairs(frequency, moment):
-    """The distinct (frequency, moment) rows and where each row's pair is among them."""
-    distinct, inverse = np.unique(np.column_stack([frequency, moment]), axis=0, return_inverse=True)
-    return distinct[:, 0], distinct[:, 1], inverse.ravel()
+    """The distinct (frequency, moment) rows and where each row's pair is among them (as one
+    complex number each: a one-dimensional unique, several times faster than rows')."""
+    distinct, inverse = np.unique(frequency + 1j * moment, return_inverse=True)
+    return distinct.real, distinct.imag, inverse.ravel()
 
 
 def _likelihood_of(frequency, recency, T, weights, xp=np):
@@ -119,12 +120,14 @@ def pareto_nbd_log_likelihood(params, frequency, recency, T, weights, xp=np):
     return _likelihood_of(frequency, recency, T, weights, xp)(params)
 
 
-def fit_pareto_nbd(frequency, recency, T, *, weights=None, xp=np, min_repeat_customers: int = 100) -> ModelFit:
+def fit_pareto_nbd(
+    frequency, recency, T, *, weights=None, xp=np, min_repeat_customers: int = 100, **options
+) -> ModelFit:
     """Maximum-likelihood Pareto/NBD on customer summaries (host arrays, recency and T in
-    days; see ``_fitting.fit_summaries``)."""
+    days; ``options``: ``start``, ``with_errors``, see ``_fitting.fit_summaries``)."""
     return fit_summaries(
         _likelihood_of, PARETO_NBD_PARAMETERS, ("alpha", "beta"), frequency, recency, T, weights=weights, xp=np,
-        min_repeat_customers=min_repeat_customers, label="Pareto/NBD",
+        min_repeat_customers=min_repeat_customers, label="Pareto/NBD", **options,
     )  # fmt: skip
 
 

@@ -195,18 +195,21 @@ def _evaluation(parts: list[dict], horizon_days: int) -> dict:
     }
 
 
-def _chosen_model(parts: list[dict], window_days: int, min_repeat_customers: int, xp, unit_days: float) -> dict:
-    """The purchase model to fit, the forecast to use and the evidence (``_choice``); BG/NBD,
-    saying why, when the history is too short to hold a window out or no candidate fits on
-    what remains."""
+def _chosen_model(
+    parts: list[dict], window_days: int, min_repeat_customers: int, xp, unit_days: float
+) -> tuple[dict, dict | None]:
+    """The purchase model to fit, the forecast to use and the evidence (``_choice``), and the
+    chosen model's parameters on the window to start its fit from; BG/NBD, saying why, when
+    the history is too short to hold a window out or no candidate fits on what remains."""
     if not window_days:
         reason = "the history before as-of is too short to hold a window out"
-        return {"chosen": "bgnbd", "forecast": "bgnbd", "skipped": reason}
+        return {"chosen": "bgnbd", "forecast": "bgnbd", "skipped": reason}, None
     rows = np.concatenate([part["choice_rows"] for part in parts])
     try:
-        choice = choose_model(rows, window_days, min_repeat_customers=min_repeat_customers, xp=xp, unit_days=unit_days)
+        choice, starts = choose_model(rows, window_days, min_repeat_customers=min_repeat_customers, xp=xp,
+                                      unit_days=unit_days)  # fmt: skip
     except InputDataError as error:
-        return {"chosen": "bgnbd", "forecast": "bgnbd", "skipped": str(error)}
+        return {"chosen": "bgnbd", "forecast": "bgnbd", "skipped": str(error)}, None
     scores = ", ".join(f"{name} {score['mae']:.3f}" for name, score in choice["scores"].items() if "mae" in score)
     logger.info("value: %s chosen on the last %d days before as-of (per-customer error %s; naive %.3f)",
                 choice["chosen"], window_days, scores, choice["naive_mae"])  # fmt: skip
@@ -217,7 +220,7 @@ def _chosen_model(parts: list[dict], window_days: int, min_repeat_customers: int
             "expected purchases and CLV, and P(alive) is not given (it has no dropout)",
             window_days, scores, choice["naive_mae"],
         )  # fmt: skip
-    return choice
+    return choice, starts[choice["chosen"]]
 
 
 def _as_of_day(store: Path, meta: dict, as_of) -> int:
@@ -340,15 +343,15 @@ def estimate_value(
             for n in range(partitions)
         ]
         parts = compute_tasks(tasks, client, progress, "value summaries")
-        choice = None
+        choice = start = None
         if model == "auto":
-            choice = _chosen_model(parts, window_days, min_repeat_customers, backend.xp, unit_days)
+            choice, start = _chosen_model(parts, window_days, min_repeat_customers, backend.xp, unit_days)
             model = choice["chosen"]
         naive = choice is not None and choice["forecast"] == "naive"
         rows = np.concatenate([p["purchase_rows"] for p in parts])
         purchase_fit = fit_purchase_model(
             rows[:, 0], rows[:, 1], rows[:, 2], weights=rows[:, 3], model=model, xp=backend.xp,
-            min_repeat_customers=min_repeat_customers,
+            min_repeat_customers=min_repeat_customers, start=start,
         )  # fmt: skip
         spend_rows = np.concatenate([p["spend_rows"] for p in parts])
         spend_fit = None

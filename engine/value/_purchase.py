@@ -31,10 +31,10 @@ def _known(model: str) -> str:
 
 
 def fit_purchase_model(
-    frequency, recency, T, *, weights=None, model="bgnbd", xp=np, min_repeat_customers: int = 100
+    frequency, recency, T, *, weights=None, model="bgnbd", xp=np, min_repeat_customers: int = 100, **options
 ) -> ModelFit:
     """Maximum-likelihood fit of ``model`` on customer summaries (host arrays, recency and T
-    in days).
+    in days; ``options``: ``start``, ``with_errors``, see ``_fitting.fit_summaries``).
 
     Raises
     ------
@@ -45,11 +45,12 @@ def fit_purchase_model(
     """
     if _known(model) == "pareto_nbd":
         return _pareto.fit_pareto_nbd(
-            frequency, recency, T, weights=weights, xp=xp, min_repeat_customers=min_repeat_customers
+            frequency, recency, T, weights=weights, xp=xp, min_repeat_customers=min_repeat_customers, **options
         )
     return _bgnbd.fit_bgnbd(
-        frequency, recency, T, weights=weights, model=model, xp=xp, min_repeat_customers=min_repeat_customers
-    )
+        frequency, recency, T, weights=weights, model=model, xp=xp, min_repeat_customers=min_repeat_customers,
+        **options,
+    )  # fmt: skip
 
 
 def p_alive(params, frequency, recency, T, xp=np, model="bgnbd"):

@@ -271,8 +271,8 @@ def test_when_every_model_loses_the_naive_forecast_makes_the_predictions(store, 
     import engine.value._pipeline as pipeline
 
     def lost(*args, **kwargs):
-        choice = choose_model(*args, **kwargs)
-        return {**choice, "forecast": "naive", "every_model_loses": True}
+        choice, starts = choose_model(*args, **kwargs)
+        return {**choice, "forecast": "naive", "every_model_loses": True}, starts
 
     monkeypatch.setattr(pipeline, "choose_model", lost)
     summary = estimate_value(store, tmp_path / "v", as_of=date(2025, 10, 2), horizon_days=90, min_repeat_customers=50,
