@@ -39,9 +39,12 @@ _KEY = "value-backtest-benchmark"
 # splits: its best per-customer MAE and that model's total error. Online Retail: every model
 # collapses to no dropout; on segscale's summaries they all give 0.92270 (1.0022x naive).
 LIFETIMES_BEST = {
-    "grocery": {"model": "Pareto/NBD", "mae": 1.5079, "mae_vs_naive": 0.5878, "total_error": 0.1775},
-    "online-retail": {"model": "MBG/NBD", "mae": 0.92270, "mae_vs_naive": 1.0022, "total_error": -0.2418},
+    "grocery": {"model": "Pareto/NBD", "mae": 1.507884, "mae_vs_naive": 0.5878, "total_error": 0.1775},
+    "online-retail": {"model": "MBG/NBD", "mae": 0.922698, "mae_vs_naive": 1.0022, "total_error": -0.2418},
 }
+# Two fits of one model to one data set agree only to the optimiser's tolerance: their MAEs
+# differ in the 5th digit (grocery: 1.507829 from a cold start, 1.50789 from the window's fit).
+_SAME_MAE = 1e-4
 BACKTESTS = {
     "grocery": {"as_of": date(2007, 1, 1), "horizon_days": 364},
     "online-retail": {"as_of": date(2011, 9, 9), "horizon_days": 90},
@@ -109,7 +112,7 @@ def _value_backtest(workdir, backend_name, workers, clock, store: Path, backtest
     reference = LIFETIMES_BEST.get(backtest)
     if reference:
         quality |= {f"lifetimes_{key}": value for key, value in reference.items()}
-        quality["mae_at_most_lifetimes_best"] = purchases["mae"] <= reference["mae"] + 5e-5
+        quality["mae_at_most_lifetimes_best"] = purchases["mae"] <= reference["mae"] * (1 + _SAME_MAE)
     quality["mae_at_most_naive"] = purchases["mae"] <= holdout["naive"]["mae"] + 1e-9
     (workdir / "value.json").write_text(json.dumps(document, indent=2) + "\n")
     return {"rows": {"customers": summary.customers}, "data_path": str(workdir), "quality": quality}
