@@ -63,6 +63,7 @@ def _ingested(config, backend_name: str, workers: int) -> Path:
 def _config(toml: str, directory: Path, name: str):
     from engine.config import load_config
 
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.toml"
     path.write_text(f'[run]\noutput_dir = "run"\n\n{toml}\n[ingest]\npseudonym_key = "{_KEY}"\n')
     return load_config(path)
