@@ -39,6 +39,7 @@ from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
+from ..contract import CONSENT_PREFIX
 from ..exceptions import InputDataError, UsageError
 from ..ingest import (
     default_as_of,
@@ -114,10 +115,10 @@ def _transaction_columns(groups) -> list[str]:
 
 
 def _features_task(
-    store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, sample: int
+    store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, profile, sample: int
 ):
     """Pass 1 task: one partition's features, written; returns rows, value counts and an RFM
-    sample."""
+    sample. ``profile`` names the customers columns the profile group reads."""
     store_path = Path(store)
 
     def read(table, columns=None):
@@ -127,7 +128,7 @@ def _features_task(
 
     transactions = read("transactions", _transaction_columns(params.groups))
     events = read("events", ["customer_key", "ts", "event_type"]) if params.groups & {"events", "activity"} else None
-    customers = read("customers") if "profile" in params.groups else None
+    customers = read("customers", list(profile)) if "profile" in params.groups else None
     frame, spends = partition_features(transactions, events, customers, params)
     frame.to_parquet(Path(staging) / part_name(number), index=False)
     result = {"rows": len(frame), "lines": {}}
@@ -265,7 +266,12 @@ def build_features(
     wanted = {"category": ("categories", options.top_categories), "channel": ("channels", options.top_channels)}
     # The share columns are shares of spend: without amounts there is none to share.
     ranked = tuple(c for c, (group, k) in wanted.items() if group in groups and c in columns and k > 0 and amounts)
-    profile = tables.get("customers", {}).get("columns", {})
+    # Consent flags say whom activation may contact; as model inputs they would learn who opted in.
+    profile = {
+        name: kind
+        for name, kind in tables.get("customers", {}).get("columns", {}).items()
+        if not name.startswith(CONSENT_PREFIX)
+    }
     params = FeatureParams(
         as_of_us=as_of_us,
         windows=tuple(sorted(set(options.windows))),
@@ -284,7 +290,7 @@ def build_features(
         present = tuple(t for t in ("transactions", "events", "customers") if t in tables)
         tasks = [
             dask.delayed(_features_task)(
-                str(store), n, str(unscored), params, backend.name, present, sample
+                str(store), n, str(unscored), params, backend.name, present, tuple(profile), sample
             )
             for n in range(partitions)
         ]

@@ -45,7 +45,7 @@ import pyarrow.parquet
 from ..backend import array_namespace, dataframe_namespace, frame_from_arrow, frame_to_arrow, to_array, to_host
 from ..layout import IngestLayout, part_name
 from ._pseudonym import key_order, key_text, pseudonymise
-from ._validate import as_text, validate_partition
+from ._validate import SUPPRESSION_REASON, as_text, validate_partition
 
 __all__ = [
     "SENSITIVE_TABLE",
@@ -197,6 +197,8 @@ def bucket_rows(
     checked = validate_partition(raw, table, rules)
     invalid = checked["reason"].notna()
     rejected = as_text(raw[invalid.values])
+    if table == "suppressions":  # its reason column keeps its value beside the quarantine's
+        rejected = rejected.rename(columns={"reason": SUPPRESSION_REASON})
     rejected["reason"] = checked["reason"][invalid].values
     rejected = rejected.drop(columns=[c for c in direct_identifiers if c in rejected.columns])
     rejected_rows = len(rejected)
@@ -325,7 +327,11 @@ def _duplicate_of_previous(rows: pyarrow.Table) -> numpy.ndarray:
         repeated[1:] = True
     for column in rows.column_names:
         values = rows[column].to_numpy()
-        repeated[1:] &= values[1:] == values[:-1]
+        same = values[1:] == values[:-1]
+        if rows[column].null_count:  # two nulls (suppressions without a time) are alike, NaT == NaT is not
+            null = rows[column].is_null().to_numpy()
+            same |= null[1:] & null[:-1]
+        repeated[1:] &= same
     return repeated
 
 
@@ -335,12 +341,13 @@ def reduce_bucket(table, number, *, staging, out, empty, sensitive=()):
     ``empty`` is the bucket's schema: a partition with no rows for this table still gets a
     part, so part numbers line up across tables. Exact duplicates are dropped where bucket
     rows carry a fingerprint (:func:`bucket_rows` with ``drop_duplicates``); else every row
-    is kept.
+    is kept. Suppressions' reason, typed as ``SUPPRESSION_REASON``, is stored as ``reason``.
 
     Returns
     -------
     dict
-        ``rows`` written, ``duplicates`` dropped, and the ``min_ts``/``max_ts`` written.
+        ``rows`` written, ``duplicates`` dropped, and the ``min_ts``/``max_ts`` written
+        (None where no row has a time).
     """
     rows = _bucket(staging, table, number, empty)
     keys = [c for c in sort_order(table) if c in rows.column_names]
@@ -360,6 +367,8 @@ def reduce_bucket(table, number, *, staging, out, empty, sensitive=()):
     rows = rows.take(kept)
     key = rows[KEY_ORDER].to_numpy()
     rows = rows.drop_columns([KEY_ORDER]).append_column("customer_key", key_text(key))
+    if SUPPRESSION_REASON in rows.column_names:
+        rows = rows.rename_columns(["reason" if c == SUPPRESSION_REASON else c for c in rows.column_names])
     result = {"rows": rows.num_rows, "duplicates": len(order) - len(kept), "min_ts": None, "max_ts": None}
     outputs = {table: rows}
     present = [c for c in sensitive if c in rows.column_names]
@@ -371,7 +380,8 @@ def reduce_bucket(table, number, *, staging, out, empty, sensitive=()):
         target.mkdir(parents=True, exist_ok=True)
         # Without the Arrow schema in the file, dictionary-encoded text reads back as text.
         pyarrow.parquet.write_table(part, target / part_name(number), store_schema=False)
-    if "ts" in rows.column_names and rows.num_rows:
+    # Suppressions may have no time at all.
+    if "ts" in rows.column_names and rows["ts"].null_count < rows.num_rows:
         span = pyarrow.compute.min_max(rows["ts"])
         result["min_ts"] = str(pandas.Timestamp(span["min"].as_py()))
         result["max_ts"] = str(pandas.Timestamp(span["max"].as_py()))

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ..contract import TABLES
 from ..exceptions import InputDataError
 from ..layout import StoreLayout
 
@@ -74,6 +75,9 @@ def _is_text(arrow_type) -> bool:
 def read_store_table(store: str | os.PathLike, table: str, number: int, columns, as_of_us: int | None) -> pa.Table:
     """Part ``number`` of a store table as a pyarrow Table, rows before as-of only.
 
+    With ``as_of_us`` None every row is read. A table without ``ts`` (customers, outcomes)
+    is read whole whatever the as-of; where ``ts`` is optional (suppressions), rows without
+    one are read too: an undated suppression is not known to come after as-of.
     ``ts`` (and any other timestamp column) comes back as int64 microseconds (UTC);
     ``category``, ``channel`` and ``event_type`` come back dictionary-encoded, which the
     backends read as categoricals.
@@ -87,6 +91,8 @@ def read_store_table(store: str | os.PathLike, table: str, number: int, columns,
     if as_of_us is not None and "ts" in schema.names:
         # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
         where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
+        if table in TABLES and "ts" in TABLES[table].optional:
+            where = where | ds.field("ts").is_null()
     data = ds.dataset(path, format=reader).to_table(columns=present, filter=where).unify_dictionaries()
     for name in data.column_names:
         if pa.types.is_timestamp(data.schema.field(name).type):

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas
 
 from ..backend import array_namespace, dataframe_namespace, device_to_datetime, to_array
-from ..contract import EVENT_TYPES, TABLES
+from ..contract import CONSENT_PREFIX, EVENT_TYPES, TABLES
 from ..exceptions import InputDataError
 from ._timestamps import parse_fixed_shape
 
@@ -42,6 +42,7 @@ __all__ = [
     "ParseRules",
     # output schema
     "TYPED_COLUMNS",
+    "SUPPRESSION_REASON",
     # partition functions
     "validate_partition",
     "as_text",
@@ -57,6 +58,9 @@ REASONS: dict[str, str] = {
     "negative_amount": "amount is negative on a line that is not a return",
     "unknown_event_type": "event type is not one the engine knows",
     "bad_flag": "treated/converted is not a yes/no value",
+    "bad_consent": "a consent_<channel> value is not a yes/no value (a blank one is unknown, which is no fault)",
+    "blank_channel": "contact channel is missing or blank",
+    "blank_reason": "suppression reason is missing or blank",
 }
 
 # The rules each table is checked against, in the order they are checked: a row's reason is
@@ -67,13 +71,20 @@ TABLE_REASONS: dict[str, tuple[str, ...]] = {
         "non_numeric_amount", "amount_out_of_bounds", "non_numeric_quantity", "negative_amount",
     ),
     "events": ("blank_customer_id", "bad_timestamp", "future_timestamp", "unknown_event_type"),
-    "customers": ("blank_customer_id",),
+    "customers": ("blank_customer_id", "bad_consent"),
     "identities": ("blank_customer_id",),
     "outcomes": ("blank_customer_id", "bad_flag"),
+    "contacts": ("blank_customer_id", "bad_timestamp", "future_timestamp", "blank_channel"),
+    # A suppression's ts is optional: only a value given and unreadable is bad_timestamp.
+    "suppressions": ("blank_customer_id", "bad_timestamp", "future_timestamp", "blank_reason"),
 }  # fmt: skip
 
 _TEXT = "str"  # the namespace's default string dtype; see the module docstring
 _UTC_TS = "datetime64[us, UTC]"
+
+# The suppressions' ``reason`` (why a customer must not be contacted) would share a column with
+# the quarantine's ``reason`` (why a row was rejected): until the store, it goes by this name.
+SUPPRESSION_REASON = "suppression_reason"
 
 TYPED_COLUMNS: dict[str, dict[str, str]] = {
     "transactions": {
@@ -97,6 +108,8 @@ TYPED_COLUMNS: dict[str, dict[str, str]] = {
     "customers": {"customer_id": _TEXT, "signup_ts": _UTC_TS, "region": _TEXT},
     "identities": {"customer_id": _TEXT, "id_type": _TEXT, "id_value": _TEXT},
     "outcomes": {"customer_id": _TEXT, "campaign": _TEXT, "treated": "bool", "converted": "bool"},
+    "contacts": {"customer_id": _TEXT, "ts": _UTC_TS, "channel": _TEXT, "campaign": _TEXT},
+    "suppressions": {"customer_id": _TEXT, "ts": _UTC_TS, "channel": _TEXT, SUPPRESSION_REASON: _TEXT},
 }
 
 _TRUE = ("true", "yes", "1", "t", "y")
@@ -171,10 +184,13 @@ def validate_partition(raw, table: str, rules: ParseRules):
     DataFrame, shape (n, len(TYPED_COLUMNS[table]) + extras + 1)
         A new frame of the same kind, with `raw`'s index and row order: the columns of
         ``TYPED_COLUMNS[table]`` in that order, then (customers only) the extra attribute
-        columns unchanged, then ``reason`` (text: null when the row is valid, else the first
-        failing code of ``TABLE_REASONS[table]``). Other tables' non-canonical columns are
-        dropped. Typed values of a rejected row are whatever could be read (possibly null;
-        flags False); they are not meant to be used.
+        columns, unchanged except ``consent_<channel>`` flags (nullable booleans: null where
+        blank), then ``reason`` (text: null when the row is valid, else the first failing code
+        of ``TABLE_REASONS[table]``). Other tables' non-canonical columns are dropped.
+        Suppressions' ``reason`` is typed as ``SUPPRESSION_REASON``. Contact channels and
+        suppression reasons and channels are stripped and lower-cased; a blank suppression
+        channel is null (every channel). Typed values of a rejected row are whatever could be
+        read (possibly null; flags False); they are not meant to be used.
 
     Raises
     ------
@@ -196,10 +212,11 @@ def validate_partition(raw, table: str, rules: ParseRules):
     typed["customer_id"] = customer_id
     failures["blank_customer_id"] = customer_id.fillna("") == ""
 
-    if table in ("transactions", "events"):
+    if table in ("transactions", "events", "contacts") or (table == "suppressions" and "ts" in raw.columns):
         ts = _parse_timestamps(raw["ts"], rules)
         typed["ts"] = ts
-        failures["bad_timestamp"] = ts.isna()
+        # A suppression may say nothing of when it was recorded; what it says must be a time.
+        failures["bad_timestamp"] = ts.isna() & ~_blank(raw["ts"]) if table == "suppressions" else ts.isna()
         if rules.extracted_at is not None:
             failures["future_timestamp"] = _filled(ts > rules.extracted_at)
 
@@ -226,12 +243,30 @@ def validate_partition(raw, table: str, rules: ParseRules):
         typed["treated"] = treated
         typed["converted"] = converted
         failures["bad_flag"] = treated_bad | converted_bad
+    elif table == "contacts":
+        channel = _word(raw["channel"])
+        typed["channel"] = channel
+        typed["campaign"] = _optional_text(raw, "campaign")
+        failures["blank_channel"] = channel.isna()
+    elif table == "suppressions":
+        if "ts" not in raw.columns:
+            typed["ts"] = _nulls(raw, _UTC_TS)
+        typed["channel"] = _word(raw["channel"]) if "channel" in raw.columns else _nulls(raw, _TEXT)
+        reason = _word(raw["reason"])
+        typed[SUPPRESSION_REASON] = reason
+        failures["blank_reason"] = reason.isna()
 
     columns = {name: typed[name] for name in TYPED_COLUMNS[table]}
     if table == "customers":
+        unreadable_consent = None
         for name in raw.columns:
-            if name not in columns and name != "reason":
+            if name.startswith(CONSENT_PREFIX):
+                columns[name], unreadable = _consent(raw[name])
+                unreadable_consent = unreadable if unreadable_consent is None else unreadable_consent | unreadable
+            elif name not in columns and name != "reason":
                 columns[name] = raw[name]
+        if unreadable_consent is not None:
+            failures["bad_consent"] = unreadable_consent
     columns["reason"] = _first_reason(raw, failures, TABLE_REASONS[table])
     xp = dataframe_namespace(raw)
     return xp.DataFrame(columns, index=raw.index)
@@ -344,6 +379,17 @@ def _optional_text(raw, column):
     return _text(raw[column]) if column in raw.columns else _nulls(raw, _TEXT)
 
 
+def _blank(series):
+    """True where a value is null or only blanks."""
+    return _text(series).str.strip().fillna("") == ""
+
+
+def _word(series):
+    """Free-text codes ("Email ", "SMS") stripped and lower-cased; blank ones null."""
+    word = _text(series).str.strip().str.lower()
+    return word.where(word.fillna("") != "")
+
+
 def _integer_like_text(series):
     """Identifier text: stripped; integers written as floats (17850.0, "17850.0") as integers."""
     if series.dtype.kind == "f":
@@ -384,6 +430,15 @@ def _flag(series):
     true = _filled(word.isin(list(_TRUE)))
     false = _filled(word.isin(list(_FALSE)))
     return true, ~(true | false)
+
+
+def _consent(series):
+    """(nullable bool values, unreadable mask) of a consent flag: yes/no words as `_flag`
+    reads them; a blank value is unknown (null), anything else unreadable (and null)."""
+    value, unknown = _flag(series)
+    unreadable = unknown & ~_blank(series)
+    nullable = "boolean" if dataframe_namespace(series).__name__ == "pandas" else "bool"
+    return value.astype(nullable).where(~unknown), unreadable
 
 
 def _parse_timestamps(series, rules):

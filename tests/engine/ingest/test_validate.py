@@ -10,6 +10,7 @@ from engine.contract import EVENT_TYPES, TABLES
 from engine.exceptions import InputDataError
 from engine.ingest._validate import (
     REASONS,
+    SUPPRESSION_REASON,
     TABLE_REASONS,
     TYPED_COLUMNS,
     ParseRules,
@@ -67,13 +68,16 @@ def _transactions(**columns):
 def test_reason_codes_are_described_and_tables_check_known_codes():
     assert set(REASONS) == {
         "blank_customer_id", "bad_timestamp", "future_timestamp", "non_numeric_amount", "amount_out_of_bounds",
-        "non_numeric_quantity", "negative_amount", "unknown_event_type", "bad_flag",
+        "non_numeric_quantity", "negative_amount", "unknown_event_type", "bad_flag", "bad_consent", "blank_channel",
+        "blank_reason",
     }  # fmt: skip
     assert all(isinstance(text, str) and text and "\n" not in text for text in REASONS.values())
     assert set(TABLE_REASONS) == set(TABLES) == set(TYPED_COLUMNS)
     for table, codes in TABLE_REASONS.items():
         assert set(codes) <= set(REASONS), table
-        assert set(TABLES[table].columns) <= set(TYPED_COLUMNS[table]), table
+        # The suppressions' reason travels under another name beside the quarantine's reason.
+        typed = {"reason" if name == SUPPRESSION_REASON else name for name in TYPED_COLUMNS[table]}
+        assert set(TABLES[table].columns) <= typed, table
 
 
 def test_parse_rules_normalise_extracted_at_and_reject_unknown_zones():
@@ -428,6 +432,70 @@ def test_outcome_flags_from_text_and_bools(backend):
     assert _values(out, "converted")[:2] == [True, False]
 
 
+# -- activation inputs: contacts, suppressions, consent flags --------------------------------
+
+
+def test_contacts_need_a_time_and_a_channel_which_is_normalised(backend):
+    raw = _text_frame(
+        backend,
+        {
+            "customer_id": ["1", "2", "3", "4", "5"],
+            "ts": ["2024-06-01 12:00:00", "2024-06-02 08:00:00", "2024-06-02 08:00:00", "someday", "2030-01-01 00:00:00"],
+            "channel": [" Email ", "SMS", "  ", "push", "push"],
+            "campaign": ["Spring", None, "x", "x", "x"],
+        },
+    )
+    out = validate_partition(raw, "contacts", RULES)
+    assert _reasons(out) == [None, None, "blank_channel", "bad_timestamp", "future_timestamp"]
+    assert _values(out, "channel")[:3] == ["email", "sms", None]
+    assert _values(out, "campaign")[:2] == ["Spring", None]  # campaigns are names: kept as written
+    assert _values(out, "ts")[0] == _utc("2024-06-01 12:00")
+
+
+def test_suppressions_need_a_reason_and_may_lack_a_time_or_a_channel(backend):
+    raw = _text_frame(
+        backend,
+        {
+            "customer_id": ["1", "2", "3", "4", "5"],
+            "reason": [" Unsubscribed", "legal_hold", None, "complaint", "complaint"],
+            "channel": ["EMAIL", None, "sms", " ", "sms"],
+            "ts": ["2024-06-01 12:00:00", None, "2024-06-01 12:00:00", " ", "yesterday"],
+        },
+    )
+    out = validate_partition(raw, "suppressions", RULES)
+    assert _reasons(out) == [None, None, "blank_reason", None, "bad_timestamp"]
+    assert _values(out, SUPPRESSION_REASON)[:2] == ["unsubscribed", "legal_hold"]
+    assert "reason" in out.columns and _values(out, "channel")[:4] == ["email", None, "sms", None]
+    assert _values(out, "ts")[:2] == [_utc("2024-06-01 12:00"), None]
+
+    # Without ts or channel columns at all: unknown times, every channel.
+    out = validate_partition(_text_frame(backend, {"customer_id": ["1"], "reason": ["complaint"]}), "suppressions", RULES)
+    assert _reasons(out) == [None] and _values(out, "ts") == [None] and _values(out, "channel") == [None]
+
+
+def test_consent_flags_become_nullable_booleans_and_unreadable_ones_are_quarantined(backend):
+    raw = _text_frame(
+        backend,
+        {
+            "customer_id": ["1", "2", "3", "4", "5"],
+            "consent_email": ["TRUE", " no ", "Y", None, "maybe"],
+            "consent_sms": ["1", "0", "n", "yes", "yes"],
+            "region": ["north"] * 5,
+        },
+    )
+    out = validate_partition(raw, "customers", RULES)
+    assert _reasons(out) == [None, None, None, None, "bad_consent"]
+    assert _values(out, "consent_email")[:4] == [True, False, True, None]
+    assert _values(out, "consent_sms") == [True, False, False, True, True]
+    assert _values(out, "region") == ["north"] * 5  # other attributes pass through as they are
+    if not backend.is_gpu:  # cuDF's bool column holds nulls itself
+        assert str(out["consent_email"].dtype) == "boolean"
+
+    typed = pd.DataFrame({"customer_id": ["1", "2", "3"], "consent_push": pd.array([True, None, False], "boolean")})
+    out = validate_partition(_on(backend, typed), "customers", RULES)
+    assert _reasons(out) == [None, None, None] and _values(out, "consent_push") == [True, None, False]
+
+
 # -- shape, dtypes, empty frames -------------------------------------------------------------
 
 
@@ -441,6 +509,8 @@ _MINIMAL = {
     "customers": {"customer_id": ["1"]},
     "identities": {"customer_id": ["1"], "id_type": ["email"], "id_value": ["a@b.c"]},
     "outcomes": {"customer_id": ["1"], "campaign": ["a"], "treated": ["yes"], "converted": ["no"]},
+    "contacts": {"customer_id": ["1"], "ts": ["2024-06-01 12:00:00"], "channel": ["email"]},
+    "suppressions": {"customer_id": ["1"], "reason": ["unsubscribed"]},
 }
 
 
