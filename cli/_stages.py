@@ -291,3 +291,37 @@ def value(
                 progress=update,
             )
     show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_value)
+
+
+def _print_activation(summary: dict) -> None:
+    table = Table("audience", "channel", "candidates", "removed", "treated", "control")
+    for audience in summary["audiences"]:
+        removed = ", ".join(f"{reason} {count:,}" for reason, count in audience["removed"].items()) or "none"
+        table.add_row(audience["name"], audience["channel"], f"{audience['candidates']:,}", removed,
+                      f"{audience['treated']:,}", f"{audience['control']:,}")  # fmt: skip
+    stdout.print(table)
+    for audience in summary["audiences"]:
+        if audience["imbalanced"]:
+            stdout.print(f"{audience['name']}: treated and control differ by more than 0.1 standardised difference on "
+                         + ", ".join(audience["imbalanced"]), style="bold red", highlight=False)  # fmt: skip
+    stdout.print(f"audiences (Parquet and CSV) in {summary['out_dir']}/audiences", highlight=False)
+
+
+def activate(
+    config: Annotated[Path, typer.Argument(help="A run config with [[activate.audiences]]: writes <output_dir>/activate.")],
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=DATE_FORMATS, help="When the sends go out (the run's as-of).")
+    ] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
+    memory_limit: MemoryLimitOption = None,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+):
+    """Campaign audiences from the run's outputs: consent, suppressions, frequency caps, control groups."""
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
+    if not run.config.activate.audiences:
+        raise UsageError(f"{config}: no [[activate.audiences]] declared; nothing to activate")
+    run = dataclasses.replace(run, config=overridden(run.config, as_of=as_of))
+    show_stage(run.run_stage("activate", force=force), as_json, _print_activation)

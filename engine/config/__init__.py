@@ -7,10 +7,11 @@ Every problem raises a one-line `ConfigError` naming the config file, the TOML l
 the problem and what to do.
 
 Rooms: ``_run`` (``[run]``, ``[inputs.*]`` and `RunConfig`), one module per stage section
-(``_ingest``, ``_features``, ``_segments``, ``_propensity``, ``_value``), ``_fields`` (what the
+(``_ingest``, ``_features``, ``_segments``, ``_propensity``, ``_value``, ``_activate``), ``_fields`` (what the
 parser reads from field metadata) and ``_parse`` (the parser and the writer).
 """
 
+from ._activate import ActivateOptions, Audience, Cap, Condition
 from ._features import FeatureOptions
 from ._ingest import IngestOptions
 from ._parse import config_to_dict, load_config, parse_config
@@ -29,6 +30,10 @@ __all__ = [
     "SegmentOptions",
     "PropensityOptions",
     "ValueOptions",
+    "ActivateOptions",
+    "Audience",
+    "Cap",
+    "Condition",
     # reading and writing
     "load_config",
     "parse_config",

@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from ..contract import TABLES
 from ..exceptions import ConfigError
+from ._activate import ActivateOptions, Condition
 from ._fields import _DERIVED, _KEYS, _MINIMUM, _SECRET, REDACTED
 from ._run import InputSpec, RunConfig
 
@@ -283,6 +284,32 @@ def _finish_config(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
     values["source"] = ctx.source
 
 
+_AUDIENCE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _finish_condition(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
+    bounds = values["min"] is not None or values["max"] is not None
+    if values["values"] and bounds:
+        raise ctx.error(loc, None, "give either values or min/max, not both")
+    if not values["values"] and not bounds:
+        raise ctx.error(loc, None, "give values = [...] or min/max")
+    if bounds and None not in (values["min"], values["max"]) and values["min"] > values["max"]:
+        raise ctx.error(loc, None, f"min {values['min']} is above max {values['max']}")
+
+
+def _finish_activate(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
+    seen = set()
+    for number, audience in enumerate(values["audiences"]):
+        where = loc + (f"audiences[{number}]",)
+        if not _AUDIENCE_NAME.fullmatch(audience.name):
+            raise ctx.error(where, "name", f"{_quote(audience.name)} must be letters, digits, - and _ (it names files)")
+        if audience.name in seen:
+            raise ctx.error(where, "name", f"audience {_quote(audience.name)} is declared twice")
+        seen.add(audience.name)
+    if values["holdout_share"] >= 1:
+        raise ctx.error(loc, "holdout_share", f"must be below 1, got {values['holdout_share']}")
+
+
 def _finish_input(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
     table = values["table"] = loc[-1]
     path = values["path"]
@@ -372,6 +399,8 @@ def _infer_format(path: str, ctx: _Context, loc: tuple[str, ...]) -> str:
 _FINISHERS: dict[type, Callable[[dict, _Context, tuple[str, ...]], None]] = {
     RunConfig: _finish_config,
     InputSpec: _finish_input,
+    Condition: _finish_condition,
+    ActivateOptions: _finish_activate,
 }
 
 

@@ -5,6 +5,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
+from ._activate import ActivateOptions
 from ._features import FeatureOptions
 from ._fields import _DERIVED, _INPUT_TABLES, _KEYS, _MINIMUM
 from ._ingest import IngestOptions
@@ -122,6 +123,7 @@ class RunConfig:
     segments : SegmentOptions
     propensity : PropensityOptions
     value : ValueOptions
+    activate : ActivateOptions
     """
 
     source: Path = field(metadata={_DERIVED: True})
@@ -133,3 +135,4 @@ class RunConfig:
     segments: SegmentOptions
     propensity: PropensityOptions
     value: ValueOptions
+    activate: ActivateOptions

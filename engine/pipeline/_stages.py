@@ -158,6 +158,23 @@ def _value_metrics(summary: dict) -> dict:
     }  # fmt: skip
 
 
+def _activate(context: StageContext) -> dict:
+    from ..activate import activate
+
+    with context.progress("activation tasks") as update:
+        return activate(
+            context.layout.root, context.config.activate, as_of=context.as_of, source=str(context.config.source),
+            client=context.client, progress=update,
+        ).to_dict()  # fmt: skip
+
+
+def _activate_metrics(summary: dict) -> dict:
+    return {
+        audience["name"]: {key: audience[key] for key in ("candidates", "treated", "control", "removed", "imbalanced")}
+        for audience in summary["audiences"]
+    }
+
+
 def _previous_segments(config: RunConfig) -> SegmentsLayout:
     previous = RunLayout(config.run.previous_run).segments
     if not previous.meta.exists():
@@ -224,6 +241,11 @@ STAGES: dict[str, Stage] = {
         Stage(
             "value", ("ingest",), lambda run: (run.value.root,), _section("value", "as_of"), _value,
             metrics=_value_metrics,
+        ),  # fmt: skip
+        Stage(
+            "activate", ("ingest", "features", "segments", "propensity", "value"),
+            lambda run: (run.stage_dir("activate"),), _section("activate", "as_of"), _activate,
+            applies=lambda config: bool(config.activate.audiences), metrics=_activate_metrics,
         ),  # fmt: skip
         Stage(
             "compare", ("segments",), lambda run: (run.compare.root,), _compare_settings, _compare,

@@ -7,6 +7,8 @@ The charts are also written as PNG files under ``<run>/report/``.
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import os
 import re
@@ -18,6 +20,8 @@ import pandas as pd
 
 from .._summary import Summary
 from .._tasks import staged_output
+from ..activate import IMBALANCED
+from ..layout import RunLayout
 from ..segments import VERDICTS
 from ..value import MODEL_LABELS, format_params
 from . import _charts as charts
@@ -443,6 +447,39 @@ def _audiences_section(outputs: RunOutputs, figures: _Figures, audiences: pd.Dat
     return Section("audiences", "Audiences", body)
 
 
+def _activation_section(run_dir: Path) -> Section | None:
+    """The activated audiences (only in a run that has them): sizes, removals by reason, and
+    treated against control on the balance columns."""
+    path = RunLayout(run_dir).stage_dir("activate") / "activation.json"
+    if not path.exists():
+        return None
+    document = json.loads(path.read_text())
+    body = paragraph(f"Campaign {document['campaign']}, as of {document['as_of']}: each audience's candidates (its "
+                     "conditions), the customers removed and why (each under the first reason that applies), and "
+                     "the treated and control groups (a keyed hash holds the control share out).")  # fmt: skip
+    audiences = document["audiences"]
+    body += table(
+        ["audience", "channel", "candidates", "removed", "treated", "control"],
+        [(a["name"], a["channel"], a["candidates"],
+          "; ".join(f"{reason} {count:,}" for reason, count in a["removed"].items()) or "none", a["treated"],
+          a["control"]) for a in audiences],
+        flagged=[bool(a["imbalanced"]) for a in audiences],
+    )  # fmt: skip
+    for audience in audiences:
+        rows = [(row["column"], row["mean_treated"], row["mean_control"], row["standardised_difference"])
+                for row in audience["balance"]]  # fmt: skip
+        if not rows:
+            continue
+        body += f"<h3>Balance: {html.escape(audience['name'])}</h3>" + table(
+            ["column", "mean, treated", "mean, control", "standardised difference"], rows,
+            flagged=[row[3] is None or abs(row[3]) > IMBALANCED for row in rows],
+        )  # fmt: skip
+        if audience["imbalanced"]:
+            body += note(f"Treated and control differ by more than {IMBALANCED} standardised difference on "
+                         f"{', '.join(audience['imbalanced'])}: compare outcomes with that in mind.")  # fmt: skip
+    return Section("activation", "Activation", body)
+
+
 def _cards(outputs: RunOutputs) -> list[str]:
     manifest = outputs.manifest
     metrics = manifest.get("metrics", {})
@@ -483,6 +520,9 @@ def build_report(run_dir: str | os.PathLike) -> ReportSummary:
         _value_section(outputs, figures),
         _audiences_section(outputs, figures, audiences),
     ]
+    activation = _activation_section(run_dir)
+    if activation is not None:
+        sections.append(activation)
     title = f"segscale run: {run_dir.name}"
     subtitle = f"{run_dir} · as of {outputs.manifest['as_of']} · {outputs.manifest['status']}"
     document = page(title, subtitle, _cards(outputs), sections)

@@ -208,7 +208,7 @@ ERRORS = {
     ),
     "unknown-section-far": (
         "[zzz]\n" + TX,
-        ["cfg.toml: top level: unknown section 'zzz' (valid sections: features, ingest, inputs, propensity, run, segments, value)"],
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: activate, features, ingest, inputs, propensity, run, segments, value)"],
     ),
     "unknown-section-typo": (
         "[ingset]\n" + TX,
@@ -249,6 +249,14 @@ ERRORS = {
     "unknown-column": (
         TX + '[inputs.events]\npath = "tx.csv"\n[inputs.events.columns]\nevent = "kind"\n',
         ["cfg.toml: [inputs.events.columns] unknown column 'event' (did you mean 'event_type'?)"],
+    ),
+    "unknown-contacts-column": (
+        TX + '[inputs.contacts]\npath = "tx.csv"\n[inputs.contacts.columns]\nchanel = "medium"\n',
+        ["cfg.toml: [inputs.contacts.columns] unknown column 'chanel' (did you mean 'channel'?)"],
+    ),
+    "unknown-suppressions-column": (
+        TX + '[inputs.suppressions]\npath = "tx.csv"\n[inputs.suppressions.columns]\nwhy = "cause"\n',
+        ["cfg.toml: [inputs.suppressions.columns] unknown column 'why'"],
     ),
     "int-got-string": (
         '[run]\nseed = "abc"\n' + TX,
@@ -445,6 +453,10 @@ def test_public_surface():
         "SegmentOptions",
         "PropensityOptions",
         "ValueOptions",
+        "ActivateOptions",
+        "Audience",
+        "Cap",
+        "Condition",
         "load_config",
         "parse_config",
         "config_to_dict",
@@ -468,3 +480,17 @@ def test_derived_columns_and_ingest_options(workdir):
     assert config.ingest.identifier_caps == {"email": 3} and config.ingest.identifier_cap == 5
     assert config.ingest.blocked_identifiers == ("guest@shop.example",)
     assert "email" in config.ingest.direct_identifiers and config.ingest.sensitive == ("gender", "age_band")
+
+
+def test_activation_inputs_are_optional_tables_with_column_mappings(workdir):
+    config = load_text(
+        TX
+        + '[inputs.contacts]\npath = "tx.csv"\ntimezone = "Europe/Berlin"\n'
+        + '[inputs.contacts.columns]\nts = "sent_at"\nchannel = "medium"\n'
+        + '[inputs.suppressions]\npath = "tx.csv"\n[inputs.suppressions.columns]\nreason = "cause"\n'
+    )
+    contacts, suppressions = config.inputs["contacts"], config.inputs["suppressions"]
+    assert contacts.columns == {"customer_id": "customer_id", "ts": "sent_at", "channel": "medium", "campaign": "campaign"}
+    assert contacts.timezone == "Europe/Berlin"
+    assert suppressions.columns == {"customer_id": "customer_id", "reason": "cause", "channel": "channel", "ts": "ts"}
+    assert TABLES["contacts"].optional_table and TABLES["suppressions"].optional_table

@@ -1,0 +1,162 @@
+"""segscale activate (and activate as a stage of run): audiences with consent, suppressions,
+frequency caps and control groups, end to end on a small synthetic world."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from engine.layout import RunLayout
+
+from .conftest import invoke, one_line_error
+
+AS_OF = pd.Timestamp("2025-10-03", tz="UTC")
+
+ACTIVATE = """
+[activate]
+campaign = "autumn"
+recent_purchase_days = 3
+
+[activate.caps]
+email = { contacts = 2, days = 7 }
+
+[[activate.audiences]]
+name = "likely-buyers"
+channel = "email"
+[activate.audiences.where]
+band = { values = ["high", "medium"] }
+
+[[activate.audiences]]
+name = "everyone-else"
+channel = "email"
+"""
+
+
+@pytest.fixture(scope="module")
+def activated(backtest_world, tmp_path_factory):
+    """The backtest world with consent flags, a contact history and suppressions, run whole
+    with two audiences. Returns the config, the run directory and what was planted."""
+    world, config = backtest_world
+    rng = np.random.default_rng(11)
+    customers = pd.read_parquet(world / "customers")
+    customers["consent_email"] = rng.uniform(size=len(customers)) < 0.8
+    directory = tmp_path_factory.mktemp("activate")
+    customers.to_parquet(directory / "customers.parquet", index=False)
+    ids = customers["customer_id"].dropna().astype(str).unique()
+    suppressed = rng.choice(ids, 150, replace=False)
+    pd.DataFrame({"customer_id": suppressed, "reason": rng.choice(["unsubscribed", "complaint"], 150)}).to_csv(
+        directory / "suppressions.csv", index=False
+    )
+    # Two contacts each in the week before as-of for some customers (the cap is reached), one
+    # for others (this send is the second, allowed), and two older than the week.
+    pool = rng.permutation(np.setdiff1d(ids, suppressed))
+    capped, once, old = pool[:100], pool[100:200], pool[200:300]
+    day = pd.Timedelta(days=1)
+    contacts = pd.DataFrame({
+        "customer_id": np.concatenate([capped, capped, once, old, old]),
+        "ts": np.concatenate([np.full(100, AS_OF - 2 * day), np.full(100, AS_OF - 6 * day), np.full(100, AS_OF - day),
+                              np.full(200, AS_OF - 8 * day)]),
+        "channel": "email",
+    })  # fmt: skip
+    contacts["ts"] = contacts["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    contacts.to_csv(directory / "contacts.csv", index=False)
+    text = config.read_text().replace('output_dir = "backtest"', f'output_dir = "{directory / "run"}"')
+    text = text.replace('path = "customers"\nformat = "parquet"', f'path = "{directory / "customers.parquet"}"\nformat = "parquet"')
+    text += (f'\n[inputs.contacts]\npath = "{directory / "contacts.csv"}"\ntimestamp_format = "%Y-%m-%d %H:%M:%S"\n'
+             f'\n[inputs.suppressions]\npath = "{directory / "suppressions.csv"}"\n')  # fmt: skip
+    path = world / "activate.toml"
+    path.write_text(text + ACTIVATE)
+    result = invoke("run", path, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    refused = customers.loc[~customers["consent_email"], "customer_id"].dropna().astype(str)
+    planted = {"suppressed": set(suppressed), "no_consent": set(refused),
+               "capped": set(capped), "once": set(once), "old": set(old)}  # fmt: skip
+    return path, RunLayout(directory / "run"), planted
+
+
+def _members(layout: RunLayout, name: str) -> pd.DataFrame:
+    """An audience's rows with each customer's original id (through the identity mapping)."""
+    rows = pd.read_parquet(layout.stage_dir("activate") / "audiences" / name)
+    mapping = pd.read_parquet(layout.ingest.identity_mapping)
+    mapping["customer_id"] = mapping["customer_id"].astype(str)
+    return rows.merge(mapping, on="customer_key", how="left")
+
+
+def test_audiences_leave_out_the_suppressed_the_unconsenting_and_the_capped(activated):
+    _, layout, planted = activated
+    document = json.loads((layout.stage_dir("activate") / "activation.json").read_text())
+    first, second = document["audiences"]
+    for audience in (first, second):
+        members = _members(layout, audience["name"])
+        ids = set(members["customer_id"])
+        assert not ids & planted["suppressed"] and not ids & planted["no_consent"]
+        size = members["customer_key"].nunique()  # a merged customer has several ids
+        assert size == len(members.drop_duplicates("customer_key")) == audience["treated"] + audience["control"]
+        assert audience["candidates"] == size + sum(audience["removed"].values())
+    assert {"no_consent", "in_an_earlier_audience"} <= set(second["removed"])
+    assert any(reason.startswith("suppressed: ") for reason in second["removed"])
+    # Two contacts in the week: a third is over the cap. One: this send is the second, allowed.
+    # Older contacts do not count.
+    everyone = pd.concat([_members(layout, audience["name"]) for audience in (first, second)])
+    treated = set(everyone.loc[everyone["group"] == "treated", "customer_id"])
+    assert not treated & planted["capped"]
+    assert planted["once"] & treated and planted["old"] & treated
+    assert document["audiences"][0]["removed"].get("frequency_cap", 0) + second["removed"]["frequency_cap"] >= 1
+
+
+def test_the_files_a_campaign_tool_takes(activated):
+    _, layout, _ = activated
+    audiences = layout.stage_dir("activate") / "audiences"
+    for name in ("likely-buyers", "everyone-else"):
+        csv = pd.read_csv(audiences / f"{name}.csv")
+        parquet = pq.read_table(audiences / name).to_pandas()
+        assert list(csv.columns) == ["customer_key", "group", "segment"]  # keys only: export_ids is off
+        assert len(csv) == len(parquet) and set(csv["group"]) <= {"treated", "control"}
+        assert csv["customer_key"].is_unique
+    manifest = json.loads(layout.manifest.read_text())
+    sizes = manifest["metrics"]["activate"]
+    assert set(sizes) == {"likely-buyers", "everyone-else"} and sizes["likely-buyers"]["treated"] > 0
+    report = layout.report.read_text()
+    assert ">Activation<" in report and "Balance: likely-buyers" in report and "standardised difference" in report
+
+
+def test_the_control_group_is_the_same_on_a_rerun(activated, tmp_path):
+    config, layout, _ = activated
+    before = pd.read_parquet(layout.stage_dir("activate") / "audiences" / "everyone-else")
+    result = invoke("activate", config, "--workers", 1, "--force", "--json")
+    assert result.exit_code == 0, result.stderr
+    after = pd.read_parquet(layout.stage_dir("activate") / "audiences" / "everyone-else")
+    pd.testing.assert_frame_equal(before.sort_values("customer_key", ignore_index=True),
+                                  after.sort_values("customer_key", ignore_index=True))  # fmt: skip
+    document = json.loads(result.stdout)
+    assert [audience["name"] for audience in document["audiences"]] == ["likely-buyers", "everyone-else"]
+
+
+@pytest.mark.parametrize(
+    "where, fragments",
+    [
+        ("nonsense = { min = 1 }", ["where.nonsense", "no output of this run has a column 'nonsense'"]),
+        ('segment_name = { min = 1 }', ["where.segment_name", "is text; give values = [...], not min/max"]),
+        ('band = { values = ["high"], min = 1 }', ["where.band", "give either values or min/max, not both"]),
+    ],
+)
+def test_a_bad_audience_condition_is_one_line_and_exit_2(activated, tmp_path, where, fragments):
+    config, _, _ = activated
+    bad = config.with_name(f"bad-{tmp_path.name}.toml")
+    bad.write_text(config.read_text() + f'\n[[activate.audiences]]\nname = "bad"\nchannel = "email"\n'
+                   f"[activate.audiences.where]\n{where}\n")  # fmt: skip
+    result = invoke("activate", bad, "--workers", 1)
+    assert result.exit_code == 2
+    one_line_error(result, *fragments, after_progress=True)
+
+
+def test_consent_required_without_a_consent_column_is_exit_2(backtest_world, tmp_path):
+    _, config = backtest_world
+    text = config.read_text().replace('output_dir = "backtest"', f'output_dir = "{tmp_path / "run"}"')
+    path = config.with_name("no-consent.toml")
+    path.write_text(text + '\n[[activate.audiences]]\nname = "all"\nchannel = "sms"\n')
+    result = invoke("run", path, "--workers", 1)
+    assert result.exit_code == 2
+    one_line_error(result, "no consent_sms column", 'consent = "assumed"', after_progress=True)
