@@ -55,6 +55,16 @@ class Catalog:
                 if (condition.min is not None or condition.max is not None) and not numeric:
                     raise ConfigError(f"{where}: {column!r} is text; give values = [...], not min/max")
 
+    def check_actions(self, actions, source: str) -> None:
+        """A one-line ConfigError for a playbook this run's outputs cannot value."""
+        for number, action in enumerate(actions):
+            where = f"{source}: [activate.actions[{number}]] ({action.name})"
+            if "score" not in self.columns:
+                raise ConfigError(f"{where}: the playbook needs propensity scores; run the propensity stage")
+            if action.value is None and "expected_spend" not in self.columns:
+                raise ConfigError(f"{where}: no expected spend per customer (no value stage, or no amounts); "
+                                  "give the action a value")  # fmt: skip
+
     def sources_of(self, columns) -> dict[str, list[str]]:
         """Which columns to read from which output (every output is read by its key)."""
         wanted: dict[str, list[str]] = {}

@@ -19,7 +19,9 @@ Nothing is gathered: each task writes its part of every audience and returns cou
 balance sums, added up at the end. Output, under ``<run>/activate/`` (written to a temporary
 directory, renamed into place): ``audiences/<name>/part-NNNNN.parquet`` and
 ``audiences/<name>.csv`` (``customer_key``, ``group`` treated or control, ``segment``, and
-``customer_id`` only with ``export_ids``), and ``activation.json``.
+``customer_id`` only with ``export_ids``), with a playbook ``next_best_action/part-NNNNN.parquet``
+(each customer's best eligible action, its expected value and a plain reason; ``_actions``),
+and ``activation.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .._tasks import compute_tasks, staged_output
 from ..exceptions import ConfigError
 from ..ingest import read_store_meta, read_store_table
 from ..layout import RunLayout, part_name
+from ._actions import next_best_actions
 from ._catalog import CLV_PERCENTILE, Catalog, condition_mask, read_catalog
 from ._holdout import assign_holdout, balance_sums, balance_table, imbalanced
 
@@ -70,6 +73,7 @@ class ActivationSummary(Summary):
     as_of: str
     customers: int
     audiences: list = field(default_factory=list)
+    next_best_action: dict | None = None
     seconds: float = 0.0
 
 
@@ -148,24 +152,27 @@ def _prior_contacts(store: Path, number: int, keys: pd.Series, caps: dict, as_of
     return counts
 
 
-def _remove(remaining: np.ndarray, removed: dict, reason: str, mask: np.ndarray) -> None:
+def _remove(remaining: np.ndarray, removed: dict, why: np.ndarray, reason: str, mask: np.ndarray) -> None:
     """Take the customers of ``mask`` out of ``remaining`` (in place), counting under ``reason``
-    those still in it."""
+    those still in it and noting it in ``why``."""
     hit = remaining & mask
     if hit.any():
         removed[reason] = removed.get(reason, 0) + int(hit.sum())
+        why[hit] = reason
     remaining &= ~mask
 
 
 @dataclass
 class Selected:
     """One audience in one partition: its members (row positions), which of them are control,
-    how many customers its conditions picked and how many each removal took."""
+    how many customers its conditions picked, how many each removal took, and per customer
+    the removal that took them (None for members and non-candidates)."""
 
     members: np.ndarray
     control: np.ndarray
     candidates: int
     removed: dict
+    why: np.ndarray
 
 
 def select_audiences(frame: pd.DataFrame, consent: dict, suppressions: pd.DataFrame, sends: dict, options) -> list:
@@ -201,7 +208,8 @@ def select_audiences(frame: pd.DataFrame, consent: dict, suppressions: pd.DataFr
             remaining &= condition_mask(frame, column, condition)
         candidates = int(remaining.sum())
         removed: dict[str, int] = {}
-        remove = functools.partial(_remove, remaining, removed)
+        why = np.full(len(frame), None, dtype=object)
+        remove = functools.partial(_remove, remaining, removed, why)
         applies = suppressions[suppressions["channel"].isna() | (suppressions["channel"] == audience.channel)]
         # A customer suppressed for several reasons counts under the first, alphabetically.
         first_reason = applies.sort_values("reason").drop_duplicates("customer_key").set_index("customer_key")["reason"]
@@ -223,7 +231,7 @@ def select_audiences(frame: pd.DataFrame, consent: dict, suppressions: pd.DataFr
         if cap is not None:
             sends[audience.channel][members[~control]] += 1
         taken[members] = True
-        selected.append(Selected(members, control, candidates, removed))
+        selected.append(Selected(members, control, candidates, removed, why))
     return selected
 
 
@@ -246,7 +254,15 @@ def _part_task(run_dir: str, number: int, staging: str, options, catalog: Catalo
     segment = frame["segment"].to_numpy() if "segment" in frame.columns else np.zeros(len(frame), dtype=np.int64)
     balance_columns = [c for c in BALANCE_COLUMNS if c in frame.columns]
     results = []
-    for audience, chosen in zip(options.audiences, select_audiences(frame, consent, suppressions, sends, options)):
+    selected = select_audiences(frame, consent, suppressions, sends, options)
+    actions = None
+    if options.actions:
+        actions = next_best_actions(frame, options.audiences, selected, options.actions)
+        directory = Path(staging) / "next_best_action"
+        directory.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pandas(actions.rows, preserve_index=False), directory / part_name(number))
+        actions = {"per_action": actions.per_action, "no_action": actions.no_action}
+    for audience, chosen in zip(options.audiences, selected):
         members, control = chosen.members, chosen.control
         rows = pd.DataFrame({"customer_key": keys.to_numpy()[members],
                              "group": np.where(control, "control", "treated"), "segment": segment[members]})  # fmt: skip
@@ -260,7 +276,17 @@ def _part_task(run_dir: str, number: int, staging: str, options, catalog: Catalo
             "treated": int((~control).sum()),
             "balance": balance_sums(frame.iloc[members], control, balance_columns),
         })  # fmt: skip
-    return {"customers": len(frame), "audiences": results}
+    return {"customers": len(frame), "audiences": results, "actions": actions}
+
+
+def _added_up(parts: list[dict]) -> dict:
+    """The partitions' next-best-action counts, added up."""
+    total = {"per_action": {}, "no_action": {}}
+    for part in parts:
+        for kind in total:
+            for name, count in part[kind].items():
+                total[kind][name] = total[kind].get(name, 0) + count
+    return {kind: dict(sorted(counts.items(), key=lambda item: -item[1])) for kind, counts in total.items()}
 
 
 def _write_csv(directory: Path, target: Path) -> None:
@@ -285,6 +311,7 @@ def activate(run_dir, options, *, as_of: date, source: str = "config", client=No
     layout = RunLayout(run_dir)
     catalog = read_catalog(layout)
     catalog.check(options.audiences, source)
+    catalog.check_actions(options.actions, source)
     meta = read_store_meta(layout.store.root)
     tables = set(meta.get("tables", {}))
     if options.consent == "required":
@@ -298,6 +325,8 @@ def activate(run_dir, options, *, as_of: date, source: str = "config", client=No
     partitions = int(meta["partitions"])
     columns = [c for audience in options.audiences for c in audience.where]
     columns += [c for c in BALANCE_COLUMNS if c in catalog.columns] + ["segment"]
+    if options.actions:
+        columns += ["score", "expected_spend"]
     if options.recent_purchase_days:
         columns.append("recency_days")
     wanted = catalog.sources_of(columns)
@@ -335,6 +364,7 @@ def activate(run_dir, options, *, as_of: date, source: str = "config", client=No
         summary = ActivationSummary(
             out_dir=out, campaign=options.campaign, as_of=as_of.isoformat(),
             customers=sum(part["customers"] for part in parts), audiences=audiences,
+            next_best_action=_added_up([part["actions"] for part in parts]) if options.actions else None,
             seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}

@@ -11,7 +11,7 @@ Rooms: ``_run`` (``[run]``, ``[inputs.*]`` and `RunConfig`), one module per stag
 parser reads from field metadata) and ``_parse`` (the parser and the writer).
 """
 
-from ._activate import ActivateOptions, Audience, Cap, Condition
+from ._activate import Action, ActivateOptions, Audience, Cap, Condition
 from ._features import FeatureOptions
 from ._ingest import IngestOptions
 from ._parse import config_to_dict, load_config, parse_config
@@ -31,6 +31,7 @@ __all__ = [
     "PropensityOptions",
     "ValueOptions",
     "ActivateOptions",
+    "Action",
     "Audience",
     "Cap",
     "Condition",

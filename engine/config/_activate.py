@@ -57,6 +57,36 @@ class Cap:
 
 
 @dataclass(frozen=True)
+class Action:
+    """One ``[[activate.actions]]`` entry of the playbook: what a treated member of an audience
+    may be sent.
+
+    Attributes
+    ----------
+    name : str
+    audience : str
+        The audience whose treated members it is for (consent, suppressions and caps are
+        already applied there; the control group gets nothing).
+    offer : str, default ""
+        What is offered, as the campaign tool should show it.
+    cost : float, default 0
+        Cost of one send (the offer's expected cost included).
+    value : float or None
+        Value of a conversion. None: the customer's expected spend per purchase from the
+        value stage.
+    cadence : str, default ""
+        How often it may be repeated, for the campaign tool (not enforced here: caps are).
+    """
+
+    name: str
+    audience: str
+    offer: str | None = None
+    cost: float = field(default=0.0, metadata={_MINIMUM: 0})
+    value: float | None = None
+    cadence: str | None = None
+
+
+@dataclass(frozen=True)
 class ActivateOptions:
     """The ``[activate]`` section. Without audiences a run has no activate stage.
 
@@ -89,6 +119,9 @@ class ActivateOptions:
         Frequency caps per channel, counted over the ``contacts`` input.
     audiences : tuple of Audience
         In priority order.
+    actions : tuple of Action
+        The playbook: each treated customer gets the eligible action of highest expected
+        value, propensity score x value - cost, when it is above 0.
     """
 
     campaign: str = "campaign"
@@ -100,3 +133,4 @@ class ActivateOptions:
     export_ids: bool = False
     caps: dict[str, Cap] = field(default_factory=dict)
     audiences: tuple[Audience, ...] = ()
+    actions: tuple[Action, ...] = ()

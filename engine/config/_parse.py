@@ -306,6 +306,15 @@ def _finish_activate(values: dict, ctx: _Context, loc: tuple[str, ...]) -> None:
         if audience.name in seen:
             raise ctx.error(where, "name", f"audience {_quote(audience.name)} is declared twice")
         seen.add(audience.name)
+    names = set()
+    for number, action in enumerate(values["actions"]):
+        where = loc + (f"actions[{number}]",)
+        if action.audience not in seen:
+            raise ctx.error(where, "audience", f"no audience is named {_quote(action.audience)} "
+                            f"(declared: {', '.join(sorted(seen)) or 'none'})")  # fmt: skip
+        if action.name in names:
+            raise ctx.error(where, "name", f"action {_quote(action.name)} is declared twice")
+        names.add(action.name)
     if values["holdout_share"] >= 1:
         raise ctx.error(loc, "holdout_share", f"must be below 1, got {values['holdout_share']}")
 

@@ -477,6 +477,15 @@ def _activation_section(run_dir: Path) -> Section | None:
         if audience["imbalanced"]:
             body += note(f"Treated and control differ by more than {IMBALANCED} standardised difference on "
                          f"{', '.join(audience['imbalanced'])}: compare outcomes with that in mind.")  # fmt: skip
+    actions = document.get("next_best_action")
+    if actions:
+        body += "<h3>Next best action</h3>" + paragraph(
+            "Each treated customer gets the eligible action of highest expected value (propensity score x value of a "
+            "conversion - cost), when it is above 0; the others are counted by why not."
+        )
+        body += table(["action, or why none", "customers"],
+                      [*actions["per_action"].items(), *((f"none: {why}", count) for why, count in
+                                                          actions["no_action"].items())])  # fmt: skip
     return Section("activation", "Activation", body)
 
 

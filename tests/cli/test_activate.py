@@ -31,6 +31,18 @@ band = { values = ["high", "medium"] }
 [[activate.audiences]]
 name = "everyone-else"
 channel = "email"
+
+[[activate.actions]]
+name = "coupon"
+audience = "likely-buyers"
+offer = "10% off"
+cost = 1.0
+
+[[activate.actions]]
+name = "newsletter"
+audience = "everyone-else"
+value = 5.0
+cost = 0.1
 """
 
 
@@ -160,3 +172,31 @@ def test_consent_required_without_a_consent_column_is_exit_2(backtest_world, tmp
     result = invoke("run", path, "--workers", 1)
     assert result.exit_code == 2
     one_line_error(result, "no consent_sms column", 'consent = "assumed"', after_progress=True)
+
+
+def test_each_customer_gets_its_best_eligible_action_or_a_reason(activated):
+    _, layout, _ = activated
+    root = layout.stage_dir("activate")
+    document = json.loads((root / "activation.json").read_text())
+    chosen = pd.read_parquet(root / "next_best_action")
+    assert chosen["customer_key"].is_unique and (chosen["expected_value"] > 0).all()
+    for name, action in (("likely-buyers", "coupon"), ("everyone-else", "newsletter")):
+        members = pd.read_parquet(root / "audiences" / name)
+        treated = set(members.loc[members["group"] == "treated", "customer_key"])
+        mine = chosen[chosen["action"] == action]
+        assert set(mine["customer_key"]) <= treated and (mine["audience"] == name).all()
+        assert mine["reason"].str.startswith(f"{name}: score ").all()
+    counts = document["next_best_action"]
+    assert counts["per_action"] == chosen["action"].value_counts().to_dict()
+    assert sum(counts["per_action"].values()) + sum(counts["no_action"].values()) == document["customers"]
+    assert counts["no_action"]["control group"] > 0
+    assert "Next best action" in layout.report.read_text()
+
+
+def test_an_action_for_an_undeclared_audience_is_one_line_and_exit_2(activated):
+    config, _, _ = activated
+    bad = config.with_name("bad-action.toml")
+    bad.write_text(config.read_text() + '\n[[activate.actions]]\nname = "x"\naudience = "nobody"\n')
+    result = invoke("activate", bad, "--workers", 1)
+    assert result.exit_code == 2
+    one_line_error(result, "actions[2]", 'no audience is named "nobody"')

@@ -454,6 +454,7 @@ def test_public_surface():
         "PropensityOptions",
         "ValueOptions",
         "ActivateOptions",
+        "Action",
         "Audience",
         "Cap",
         "Condition",

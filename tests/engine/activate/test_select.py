@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.activate import select_audiences
-from engine.config import ActivateOptions, Audience, Cap, Condition
+from engine.activate import next_best_actions, select_audiences
+from engine.config import Action, ActivateOptions, Audience, Cap, Condition
 
 
 def _frame(n, rng):
@@ -96,3 +96,52 @@ def test_removals_are_counted_under_the_first_reason_that_applies():
     assert first.removed == {"recent_purchase": 1, "suppressed: complaint": 1, "no_consent": 1}
     assert sorted(frame["customer_key"].to_numpy()[first.members]) == ["c", "e", "f"]
     assert again.removed["in_an_earlier_audience"] == 3
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), overlap=st.booleans())
+def test_the_next_best_action_is_the_best_eligible_one_and_never_an_ineligible_one(seed, n, overlap):
+    rng = np.random.default_rng(seed)
+    frame = _frame(n, rng)
+    frame["expected_spend"] = np.where(rng.uniform(size=n) < 0.1, np.nan, rng.uniform(5, 100, n))
+    consent = {"email": rng.uniform(size=n) < 0.7, "sms": rng.uniform(size=n) < 0.7}
+    options = ActivateOptions(allow_overlap=overlap, holdout_share=0.2, audiences=(
+        Audience("a", "email", {"band": Condition(values=("high",))}),
+        Audience("b", "sms", {"score": Condition(min=0.2)}),
+    ), actions=(
+        Action("a-coupon", "a", cost=3.0), Action("a-fixed", "a", value=20.0, cost=1.0),
+        Action("b-coupon", "b", cost=2.0),
+    ))  # fmt: skip
+    selected = select_audiences(frame, consent, _no_suppressions(), {}, options)
+    chosen = next_best_actions(frame, options.audiences, selected, options.actions)
+    treated = {name: set(frame["customer_key"].to_numpy()[s.members[~s.control]])
+               for name, s in zip(("a", "b"), selected)}  # fmt: skip
+    by_key = frame.set_index("customer_key")
+    for row in chosen.rows.itertuples():
+        assert row.customer_key in treated[row.audience]  # eligible: a treated member of its audience
+        customer = by_key.loc[row.customer_key]
+        values = {
+            action.name: customer["score"] * (action.value if action.value is not None else customer["expected_spend"])
+            - action.cost
+            for action in options.actions
+            if row.customer_key in treated[action.audience]
+        }
+        best = max((v for v in values.values() if not np.isnan(v)))
+        assert row.expected_value == pytest.approx(best) and row.expected_value > 0
+    # Every customer is either given an action or counted once under why not.
+    assert len(chosen.rows) + sum(chosen.no_action.values()) == n
+    assert chosen.rows["customer_key"].is_unique
+
+
+def test_why_a_customer_gets_no_action():
+    frame = pd.DataFrame({"customer_key": list("abcde"), "score": [0.5, 0.5, 0.01, 0.5, 0.5],
+                          "expected_spend": [40.0, 40.0, 40.0, np.nan, 40.0], "band": ["high"] * 4 + ["low"]})  # fmt: skip
+    consent = {"email": np.array([True, False, True, True, True])}
+    options = ActivateOptions(holdout_share=0.0, audiences=(Audience("a", "email", {"band": Condition(values=("high",))}),),
+                              actions=(Action("coupon", "a", cost=1.0),))  # fmt: skip
+    selected = select_audiences(frame, consent, _no_suppressions(), {}, options)
+    chosen = next_best_actions(frame, options.audiences, selected, options.actions)
+    assert chosen.rows["customer_key"].tolist() == ["a"]
+    assert chosen.rows["reason"].tolist() == ["a: score 0.500 x value 40.00 - cost 1.00 = 19.00"]
+    assert chosen.no_action == {"removed from its audience: no_consent": 1, "no action pays (expected value at most 0)": 1,
+                                "no score or value": 1, "in no playbook audience": 1}  # fmt: skip
