@@ -46,7 +46,9 @@ from pathlib import Path
 
 from engine.exceptions import UsageError
 
-from . import _backtest, _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark, _value_backtest
+from . import (
+    _activate, _backtest, _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark, _value_backtest,
+)  # fmt: skip
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
 
@@ -157,6 +159,7 @@ DATASETS = {
     "online-retail": _backtest.prepare_online_retail,
     "grocery": _value_backtest.prepare_grocery,
     "cdnow": _value_backtest.prepare_cdnow,
+    "activation-run": _activate.prepare_activation_run,
 }
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb", "features-spark")
@@ -397,6 +400,15 @@ CASES: dict[str, Case] = {
             run=_backtest.run_segments_online_retail,
             backends=("cpu", "gpu"),
             dataset="online-retail",
+        ),
+        Case(
+            name="activate",
+            stage="activate",
+            description="engine.activate: 10 audiences over segments, bands, scores, CLV percentiles, P(alive) and "
+            "recency on 3 channels, caps, consent, 2% suppressed, 10% control, a 3-action playbook; 20 contacts "
+            "a customer",
+            run=_activate.run_activate,
+            dataset="activation-run",
         ),
         Case(
             name="value-grocery",
