@@ -106,13 +106,15 @@ def _customers(catalog: Catalog, wanted: dict[str, list[str]], number: int, quan
     return frame
 
 
-def _consent(store: Path, number: int, keys: pd.Series, channels, required: bool) -> dict[str, np.ndarray]:
+def _consent(store: Path, number: int, keys: pd.Series, channels, required: bool, tables: set) -> dict[str, np.ndarray]:
     """Per channel, whether each customer consents (``consent_<channel>`` of the customers input).
 
     A customer whose accounts were merged, or who has several profile rows, consents only if
     every row does: one "no" is a no. With ``required`` a row without a value is no consent;
     otherwise it is taken as consent. A customer with no profile row at all has no value.
     """
+    if "customers" not in tables:  # no profiles at all (consent assumed: required stops at the start)
+        return {channel: np.full(len(keys), not required) for channel in channels}
     names = [f"consent_{channel}" for channel in channels]
     table = read_store_table(store, "customers", number, ["customer_key", *names], None).to_pandas()
     consent = {}
@@ -243,7 +245,7 @@ def _part_task(run_dir: str, number: int, staging: str, options, catalog: Catalo
     frame = _customers(catalog, wanted, number, quantiles)
     keys = frame["customer_key"]
     channels = sorted({audience.channel for audience in options.audiences})
-    consent = _consent(store, number, keys, channels, options.consent == "required")
+    consent = _consent(store, number, keys, channels, options.consent == "required", tables)
     suppressions = _suppressed(store, number, keys, tables)
     sends = _prior_contacts(store, number, keys, options.caps, as_of_day, tables)
     ids = None
