@@ -125,9 +125,9 @@ def run_activate(size, workdir, backend_name, workers, clock, data) -> dict:
 
     from engine.activate import activate
     from engine.backend import dask_client, resolve_backend
+    from engine.layout import RunLayout
 
-    out = Path(data["run"]) / "activate"
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(RunLayout(data["run"]).activate.root, ignore_errors=True)
     with dask_client(resolve_backend(backend_name), workers=workers) as client:
         with clock:
             summary = activate(data["run"], ACTIVATE_OPTIONS, as_of=AS_OF, source="benchmark", client=client)

@@ -205,6 +205,30 @@ class ValueLayout(_Layout):
         return self.root / "customers"
 
 
+class ActivateLayout(_Layout):
+    """The activate stage's output: each audience as Parquet parts and one CSV, the next best
+    actions, and ``summary`` (``activation.json``)."""
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "activation.json"
+
+    @property
+    def audiences(self) -> Path:
+        return self.root / "audiences"
+
+    def audience(self, name: str) -> Path:
+        """The directory of audience ``name``'s parts."""
+        return self.audiences / name
+
+    def audience_csv(self, name: str) -> Path:
+        return self.audiences / f"{name}.csv"
+
+    @property
+    def next_best_action(self) -> Path:
+        return self.root / "next_best_action"
+
+
 class CompareLayout(_Layout):
     """A comparison of two segment runs."""
 
@@ -277,6 +301,10 @@ class RunLayout:
     @property
     def value(self) -> ValueLayout:
         return ValueLayout(self.stage_dir("value"))
+
+    @property
+    def activate(self) -> ActivateLayout:
+        return ActivateLayout(self.stage_dir("activate"))
 
     @property
     def compare(self) -> CompareLayout:

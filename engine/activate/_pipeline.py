@@ -46,7 +46,7 @@ from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..exceptions import ConfigError
 from ..ingest import read_store_meta, read_store_table
-from ..layout import RunLayout, part_name
+from ..layout import ActivateLayout, RunLayout, part_name
 from ._actions import next_best_actions
 from ._catalog import CLV_PERCENTILE, Catalog, condition_mask, read_catalog
 from ._holdout import assign_holdout, balance_sums, balance_table, imbalanced
@@ -260,7 +260,7 @@ def _part_task(run_dir: str, number: int, staging: str, options, catalog: Catalo
     actions = None
     if options.actions:
         actions = next_best_actions(frame, options.audiences, selected, options.actions)
-        directory = Path(staging) / "next_best_action"
+        directory = ActivateLayout(staging).next_best_action
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pandas(actions.rows, preserve_index=False), directory / part_name(number))
         actions = {"per_action": actions.per_action, "no_action": actions.no_action}
@@ -270,7 +270,7 @@ def _part_task(run_dir: str, number: int, staging: str, options, catalog: Catalo
                              "group": np.where(control, "control", "treated"), "segment": segment[members]})  # fmt: skip
         if ids is not None:
             rows["customer_id"] = ids[members]
-        directory = Path(staging) / "audiences" / audience.name
+        directory = ActivateLayout(staging).audience(audience.name)
         directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), directory / part_name(number))
         results.append({
@@ -334,7 +334,7 @@ def activate(run_dir, options, *, as_of: date, source: str = "config", client=No
     wanted = catalog.sources_of(columns)
     quantiles = _clv_quantiles(catalog.directories["value"], partitions) if "clv" in wanted.get("value", []) else []
     as_of_day = (as_of - date(1970, 1, 1)).days
-    out = layout.stage_dir("activate")
+    out = layout.activate.root
     has_mapping = layout.ingest.identity_mapping.exists()
     with staged_output(out) as staging:
         tasks = [
@@ -355,8 +355,8 @@ def activate(run_dir, options, *, as_of: date, source: str = "config", client=No
             if off:
                 logger.warning("activate: %s: treated and control differ by more than 0.1 standardised difference "
                                "on %s", audience.name, ", ".join(off))  # fmt: skip
-            directory = staging / "audiences" / audience.name
-            _write_csv(directory, staging / "audiences" / f"{audience.name}.csv")
+            written = ActivateLayout(staging)
+            _write_csv(written.audience(audience.name), written.audience_csv(audience.name))
             audiences.append({
                 "name": audience.name, "channel": audience.channel,
                 "candidates": sum(p["candidates"] for p in mine), "removed": dict(sorted(removed.items())),
@@ -370,7 +370,7 @@ def activate(run_dir, options, *, as_of: date, source: str = "config", client=No
             seconds=round(time.perf_counter() - started, 3),
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
-        (staging / "activation.json").write_text(json.dumps(document, indent=2) + "\n")
+        ActivateLayout(staging).summary.write_text(json.dumps(document, indent=2) + "\n")
     for audience in audiences:
         logger.info("activate: %s (%s): %d candidates, %d treated, %d control; removed %s", audience["name"],
                     audience["channel"], audience["candidates"], audience["treated"], audience["control"],

@@ -244,7 +244,7 @@ STAGES: dict[str, Stage] = {
         ),  # fmt: skip
         Stage(
             "activate", ("ingest", "features", "segments", "propensity", "value"),
-            lambda run: (run.stage_dir("activate"),), _section("activate", "as_of"), _activate,
+            lambda run: (run.activate.root,), _section("activate", "as_of"), _activate,
             applies=lambda config: bool(config.activate.audiences), metrics=_activate_metrics,
         ),  # fmt: skip
         Stage(

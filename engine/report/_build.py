@@ -450,7 +450,7 @@ def _audiences_section(outputs: RunOutputs, figures: _Figures, audiences: pd.Dat
 def _activation_section(run_dir: Path) -> Section | None:
     """The activated audiences (only in a run that has them): sizes, removals by reason, and
     treated against control on the balance columns."""
-    path = RunLayout(run_dir).stage_dir("activate") / "activation.json"
+    path = RunLayout(run_dir).activate.summary
     if not path.exists():
         return None
     document = json.loads(path.read_text())

@@ -105,7 +105,7 @@ def test_unsupported_backend_is_skipped_with_reason(tmp_path):
 
 
 def test_unknown_stage_lists_known_ones(tmp_path):
-    with pytest.raises(ValueError, match="known stages: backtest, features, generate, ingest") as error:
+    with pytest.raises(ValueError, match="known stages: activate, backtest, features, generate, ingest") as error:
         run_benchmarks(stages=("generate", "nonsense"), sizes=(10,), out_dir=tmp_path)
     assert "'nonsense'" in str(error.value)
     assert isinstance(error.value, UsageError)  # the CLI maps it to exit code 2

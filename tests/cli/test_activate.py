@@ -90,7 +90,7 @@ def activated(backtest_world, tmp_path_factory):
 
 def _members(layout: RunLayout, name: str) -> pd.DataFrame:
     """An audience's rows with each customer's original id (through the identity mapping)."""
-    rows = pd.read_parquet(layout.stage_dir("activate") / "audiences" / name)
+    rows = pd.read_parquet(layout.activate.audience(name))
     mapping = pd.read_parquet(layout.ingest.identity_mapping)
     mapping["customer_id"] = mapping["customer_id"].astype(str)
     return rows.merge(mapping, on="customer_key", how="left")
@@ -98,7 +98,7 @@ def _members(layout: RunLayout, name: str) -> pd.DataFrame:
 
 def test_audiences_leave_out_the_suppressed_the_unconsenting_and_the_capped(activated):
     _, layout, planted = activated
-    document = json.loads((layout.stage_dir("activate") / "activation.json").read_text())
+    document = json.loads(layout.activate.summary.read_text())
     first, second = document["audiences"]
     for audience in (first, second):
         members = _members(layout, audience["name"])
@@ -120,13 +120,18 @@ def test_audiences_leave_out_the_suppressed_the_unconsenting_and_the_capped(acti
 
 def test_the_files_a_campaign_tool_takes(activated):
     _, layout, _ = activated
-    audiences = layout.stage_dir("activate") / "audiences"
     for name in ("likely-buyers", "everyone-else"):
-        csv = pd.read_csv(audiences / f"{name}.csv")
-        parquet = pq.read_table(audiences / name).to_pandas()
+        csv = pd.read_csv(layout.activate.audience_csv(name))
+        parquet = pq.read_table(layout.activate.audience(name)).to_pandas()
         assert list(csv.columns) == ["customer_key", "group", "segment"]  # keys only: export_ids is off
         assert len(csv) == len(parquet) and set(csv["group"]) <= {"treated", "control"}
         assert csv["customer_key"].is_unique
+    # Every file the stage wrote is a path of its layout.
+    names = ("likely-buyers", "everyone-else")
+    parts = {layout.activate.audience(name) for name in names} | {layout.activate.next_best_action}
+    named = {layout.activate.summary, *(layout.activate.audience_csv(name) for name in names)}
+    for path in layout.activate.root.rglob("*"):
+        assert path.is_dir() or path in named or (path.parent in parts and path.name.startswith("part-")), path
     manifest = json.loads(layout.manifest.read_text())
     sizes = manifest["metrics"]["activate"]
     assert set(sizes) == {"likely-buyers", "everyone-else"} and sizes["likely-buyers"]["treated"] > 0
@@ -136,10 +141,10 @@ def test_the_files_a_campaign_tool_takes(activated):
 
 def test_the_control_group_is_the_same_on_a_rerun(activated, tmp_path):
     config, layout, _ = activated
-    before = pd.read_parquet(layout.stage_dir("activate") / "audiences" / "everyone-else")
+    before = pd.read_parquet(layout.activate.audience("everyone-else"))
     result = invoke("activate", config, "--workers", 1, "--force", "--json")
     assert result.exit_code == 0, result.stderr
-    after = pd.read_parquet(layout.stage_dir("activate") / "audiences" / "everyone-else")
+    after = pd.read_parquet(layout.activate.audience("everyone-else"))
     pd.testing.assert_frame_equal(before.sort_values("customer_key", ignore_index=True),
                                   after.sort_values("customer_key", ignore_index=True))  # fmt: skip
     document = json.loads(result.stdout)
@@ -176,12 +181,11 @@ def test_consent_required_without_a_consent_column_is_exit_2(backtest_world, tmp
 
 def test_each_customer_gets_its_best_eligible_action_or_a_reason(activated):
     _, layout, _ = activated
-    root = layout.stage_dir("activate")
-    document = json.loads((root / "activation.json").read_text())
-    chosen = pd.read_parquet(root / "next_best_action")
+    document = json.loads(layout.activate.summary.read_text())
+    chosen = pd.read_parquet(layout.activate.next_best_action)
     assert chosen["customer_key"].is_unique and (chosen["expected_value"] > 0).all()
     for name, action in (("likely-buyers", "coupon"), ("everyone-else", "newsletter")):
-        members = pd.read_parquet(root / "audiences" / name)
+        members = pd.read_parquet(layout.activate.audience(name))
         treated = set(members.loc[members["group"] == "treated", "customer_key"])
         mine = chosen[chosen["action"] == action]
         assert set(mine["customer_key"]) <= treated and (mine["audience"] == name).all()
