@@ -6,8 +6,8 @@ benchmarks of their own): a store of ``_PARTS`` parts with customers (consent fl
 and SMS), contacts (20 a customer over the 60 days before as-of, on three channels) and
 suppressions (2% of customers), and per part the columns the stage reads from features,
 segments, propensity and value, drawn at random with the shapes the stages write. The store
-parts are sorted by key like ingest's, and every output's part N holds the customers of
-store part N.
+has as many parts as ingest would give its rows (``ROWS_PER_PARTITION``: 11 at 1M customers),
+sorted by key like ingest's, and every output's part N holds the customers of store part N.
 
 - ``activate``: ``engine.activate.activate`` with 10 audiences over segments, bands, scores,
   CLV percentiles, P(alive) and recency, three channels, caps on email and SMS, a 10% control
@@ -18,6 +18,7 @@ store part N.
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 
@@ -26,10 +27,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.ingest._pipeline import ROWS_PER_PARTITION
+
 __all__ = ["ACTIVATE_OPTIONS", "prepare_activation_run", "run_activate"]
 
 AS_OF = date(2025, 10, 3)
-_PARTS = 8
 _CONTACTS_PER_CUSTOMER = 20
 _CHANNELS = ("email", "sms", "push")
 _MICROS_PER_DAY = 86_400 * 1_000_000
@@ -80,9 +82,10 @@ def prepare_activation_run(size: int, directory: Path, backend_name: str, worker
     layout = RunLayout(directory / "run")
     store = layout.store
     as_of_us = (AS_OF - date(1970, 1, 1)).days * _MICROS_PER_DAY
+    parts = max(1, math.ceil(size * (2 + _CONTACTS_PER_CUSTOMER) / ROWS_PER_PARTITION))
     keys = np.sort(np.array([f"k{value:016x}" for value in rng.integers(0, 2**63, size)], dtype=object))
     columns = {"customers": [], "contacts": [], "suppressions": []}
-    for number, part in enumerate(np.array_split(keys, _PARTS)):
+    for number, part in enumerate(np.array_split(keys, parts)):
         n = len(part)
         name = part_name(number)
         customers = pd.DataFrame({"customer_key": part, "consent_email": rng.uniform(size=n) < 0.85,
@@ -116,7 +119,7 @@ def prepare_activation_run(size: int, directory: Path, backend_name: str, worker
     tables = {name: {"columns": names, "rows": None} for name, names in columns.items()}
     # Activation reads no transactions (features carry recency), but a store always has them.
     tables["transactions"] = {"columns": ["ts", "amount"], "rows": 0}
-    store.meta.write_text(json.dumps({"partitions": _PARTS, "tables": tables}) + "\n")
+    store.meta.write_text(json.dumps({"partitions": parts, "tables": tables}) + "\n")
     return {"run": layout.root, "contacts": size * _CONTACTS_PER_CUSTOMER}
 
 
