@@ -325,3 +325,43 @@ def activate(
         raise UsageError(f"{config}: no [[activate.audiences]] declared; nothing to activate")
     run = dataclasses.replace(run, config=overridden(run.config, as_of=as_of))
     show_stage(run.run_stage("activate", force=force), as_json, _print_activation)
+
+
+def _print_measure(summary: dict) -> None:
+    table = Table("audience", "treated", "control", "rate, treated", "rate, control", "lift [95% interval]", "p-value")
+    for audience in summary["audiences"]:
+        lift = audience["conversion"]
+        interval = f"{lift['absolute_lift']:+.4f} [{lift['absolute_low']:.4f}, {lift['absolute_high']:.4f}]"
+        table.add_row(audience["name"], f"{lift['treated']:,}", f"{lift['control']:,}", f"{lift['treated_rate']:.2%}",
+                      f"{lift['control_rate']:.2%}", interval, f"{lift['p_value']:.3g}")  # fmt: skip
+    stdout.print(table)
+    for audience in summary["audiences"]:
+        lift = audience["conversion"]
+        if lift["underpowered"]:
+            stdout.print(f"{audience['name']}: underpowered: the smallest lift this test detects is "
+                         f"{lift['minimum_detectable_effect']:.4f}", style="bold red", highlight=False)  # fmt: skip
+        for name, guardrail in audience["guardrails"].items():
+            if guardrail["worse"]:
+                stdout.print(f"{audience['name']}: {name} is worse in the treated group", style="bold red",
+                             highlight=False)  # fmt: skip
+    if summary["outside_audiences"]:
+        stdout.print(f"{summary['outside_audiences']:,} outcome rows are of customers in no audience; left out",
+                     highlight=False)  # fmt: skip
+    stdout.print(f"measure.json and measure.html in {summary['out_dir']}", highlight=False)
+
+
+def measure(
+    assignments: Annotated[Path, typer.Option("--assignments", help="A run's activate directory (the audiences).")],
+    outcomes: Annotated[
+        Path, typer.Option("--outcomes", help="CSV or Parquet: customer_key, converted [, revenue, unsubscribed, complained].")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write measure.json and measure.html into.")],
+    as_json: JsonOption = False,
+):
+    """Lift of each audience, treated against control, with 95% intervals, p-values and guardrails."""
+    from engine.measure import measure_lift
+    from engine.report import build_measure_report
+
+    summary = measure_lift(assignments, outcomes, out).to_dict()
+    build_measure_report(summary, out / "measure.html")
+    show_stage({"status": "ran", "summary": summary}, as_json, _print_measure)

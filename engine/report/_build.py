@@ -489,6 +489,39 @@ def _activation_section(run_dir: Path) -> Section | None:
     return Section("activation", "Activation", body)
 
 
+def build_measure_report(document: dict, path: Path) -> Path:
+    """``measure.html`` beside ``measure.json``: per audience the conversion lift with its
+    interval (table and chart), revenue per customer and the guardrails."""
+    audiences = document["audiences"]
+    body = paragraph("Treated against control in each audience: absolute lift with its 95% interval, relative lift "
+                     "and the p-value; a test is underpowered when its interval holds 0 and the observed lift is "
+                     "below the smallest it can detect (80% power, 5% level).")  # fmt: skip
+    rows = [(a["name"], a["conversion"]["treated"], a["conversion"]["control"], percent(a["conversion"]["treated_rate"], 2),
+             percent(a["conversion"]["control_rate"], 2), a["conversion"]["absolute_lift"],
+             f"[{a['conversion']['absolute_low']:.4f}, {a['conversion']['absolute_high']:.4f}]",
+             a["conversion"]["p_value"], a["conversion"]["incremental"],
+             "yes" if a["conversion"]["underpowered"] else "no") for a in audiences]  # fmt: skip
+    body += table(["audience", "treated", "control", "rate, treated", "rate, control", "lift", "95% interval",
+                   "p-value", "incremental conversions", "underpowered"], rows)  # fmt: skip
+    body += figure(charts.png(charts.lift_intervals(audiences)), "conversion lift by audience")
+    revenue = [(a["name"], a["revenue_per_customer"]["treated_mean"], a["revenue_per_customer"]["control_mean"],
+                a["revenue_per_customer"]["absolute_lift"], a["revenue_per_customer"]["incremental"])
+               for a in audiences if "revenue_per_customer" in a]  # fmt: skip
+    if revenue:
+        body += "<h3>Revenue per customer</h3>" + table(
+            ["audience", "treated", "control", "lift", "incremental revenue"], revenue)
+    guardrails = [(a["name"], name, percent(g["treated_rate"], 2), percent(g["control_rate"], 2), g["absolute_lift"],
+                   "worse" if g["worse"] else "no worse") for a in audiences for name, g in a["guardrails"].items()]  # fmt: skip
+    if guardrails:
+        body += "<h3>Guardrails</h3>" + table(["audience", "outcome", "treated", "control", "lift", ""], guardrails,
+                                              flagged=[row[-1] == "worse" for row in guardrails])  # fmt: skip
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(page("segscale measure", document["outcomes"], [], [Section("lift", "Lift", body)]),
+                         encoding="utf-8")  # fmt: skip
+    os.replace(temporary, path)
+    return path
+
+
 def _cards(outputs: RunOutputs) -> list[str]:
     manifest = outputs.manifest
     metrics = manifest.get("metrics", {})

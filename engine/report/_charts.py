@@ -449,3 +449,21 @@ def comparison_intervals(measures: list[dict]) -> Figure:
         ax.set_xlabel(f"segments - grid: {difference['value']:+.3f}{interval}")
     figure.suptitle("Segments against the RFM grid at equal group count", fontweight="bold")
     return figure
+
+
+def lift_intervals(audiences: list[dict]) -> Figure:
+    """Each audience's absolute conversion lift (treated rate minus control rate) with its 95%
+    interval; a dashed line at no lift. ``audiences``: ``engine.measure.measure_lift``'s."""
+    names = [audience["name"] for audience in audiences]
+    figure, ax = plt.subplots(figsize=(6.5, _inches(names, 0.45) + 1.0), layout="constrained")
+    for row, audience in enumerate(audiences):
+        lift = audience["conversion"]
+        color = _color(0) if lift["absolute_low"] is not None and lift["absolute_low"] > 0 else _color(3)
+        if lift["absolute_low"] is not None:
+            ax.plot([lift["absolute_low"], lift["absolute_high"]], [row, row], color=color, lw=2, marker="|", ms=10)
+        ax.plot(lift["absolute_lift"], row, "o", color=color)
+    ax.axvline(0, color="#6b7280", ls="--", lw=1)
+    ax.set_yticks(range(len(names)), [_wrap(name) for name in names])
+    ax.invert_yaxis()
+    ax.set_xlabel("conversion lift, treated minus control (95% interval)")
+    return figure

@@ -204,3 +204,38 @@ def test_an_action_for_an_undeclared_audience_is_one_line_and_exit_2(activated):
     result = invoke("activate", bad, "--workers", 1)
     assert result.exit_code == 2
     one_line_error(result, "actions[2]", 'no audience is named "nobody"')
+
+
+def test_measure_finds_a_planted_lift_and_says_what_is_wrong_with_bad_outcomes(activated, tmp_path):
+    _, layout, _ = activated
+    rng = np.random.default_rng(3)
+    members = pd.concat([pd.read_parquet(layout.activate.audience(name)) for name in ("likely-buyers", "everyone-else")])
+    treated = (members["group"] == "treated").to_numpy()
+    converted = rng.uniform(size=len(members)) < np.where(treated, 0.40, 0.20)
+    outcomes = pd.DataFrame({"customer_key": members["customer_key"], "converted": converted.astype(int),
+                             "revenue": np.where(converted, 50.0, 0.0),
+                             "unsubscribed": (rng.uniform(size=len(members)) < np.where(treated, 0.2, 0.01)).astype(int)})  # fmt: skip
+    # Non-converters may be missing from a campaign tool's file: they count as not converted.
+    outcomes = pd.concat([outcomes[outcomes["converted"] == 1],
+                          pd.DataFrame({"customer_key": ["k-not-in-any-audience"], "converted": [1], "revenue": [9.0],
+                                        "unsubscribed": [0]})])  # fmt: skip
+    outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
+    result = invoke("measure", "--assignments", layout.activate.root, "--outcomes", tmp_path / "outcomes.csv",
+                    "--out", tmp_path / "measured", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["outside_audiences"] == 1 and (tmp_path / "measured" / "measure.html").exists()
+    assert json.loads((tmp_path / "measured" / "measure.json").read_text())["audiences"] == document["audiences"]
+    for audience in document["audiences"]:
+        lift = audience["conversion"]
+        assert lift["absolute_low"] < lift["treated_rate"] - lift["control_rate"] < lift["absolute_high"]
+        assert lift["treated"] + lift["control"] == len(pd.read_parquet(layout.activate.audience(audience["name"])))
+        assert audience["revenue_per_customer"]["absolute_lift"] == pytest.approx(50 * lift["absolute_lift"])
+    # Unsubscribes at 20% against 1% in the bigger audience: flagged as worse.
+    assert any(audience["guardrails"]["unsubscribed"]["worse"] for audience in document["audiences"])
+    pd.DataFrame({"customer_key": ["a"], "converted": ["yes"]}).to_csv(tmp_path / "bad.csv", index=False)
+    bad = invoke("measure", "--assignments", layout.activate.root, "--outcomes", tmp_path / "bad.csv",
+                 "--out", tmp_path / "nothing")  # fmt: skip
+    assert bad.exit_code == 2
+    one_line_error(bad, "bad.csv: row 2: converted is 'yes'; it must be 0 or 1")
+    assert not (tmp_path / "nothing").exists()

@@ -1,0 +1,17 @@
+"""Measuring campaigns: lift of treated against control with confidence intervals (DESIGN 2,
+issue 32)."""
+
+from ._lift import LEVEL, POWER, mean_lift, minimum_detectable_effect, rate_lift
+from ._pipeline import GUARDRAILS, MeasureSummary, measure_lift, read_outcomes
+
+__all__ = [
+    "measure_lift",
+    "MeasureSummary",
+    "read_outcomes",
+    "GUARDRAILS",
+    "rate_lift",
+    "mean_lift",
+    "minimum_detectable_effect",
+    "LEVEL",
+    "POWER",
+]
