@@ -1,6 +1,7 @@
-"""Measuring campaigns: lift of treated against control with confidence intervals (DESIGN 2,
-issue 32)."""
+"""Measuring campaigns and runs: lift of treated against control with confidence intervals, and
+the drift of features and scores between runs (DESIGN 2, issue 32)."""
 
+from ._drift import SHIFTED, population_stability, run_drift
 from ._lift import LEVEL, POWER, mean_lift, minimum_detectable_effect, rate_lift
 from ._pipeline import GUARDRAILS, MeasureSummary, measure_lift, read_outcomes
 
@@ -14,4 +15,7 @@ __all__ = [
     "minimum_detectable_effect",
     "LEVEL",
     "POWER",
+    "run_drift",
+    "population_stability",
+    "SHIFTED",
 ]

@@ -9,6 +9,7 @@ they make its fingerprint (``engine.pipeline._fingerprint``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +21,8 @@ from ..layout import RunLayout, SegmentsLayout
 from ._fingerprint import input_fingerprint, key_check
 
 __all__ = ["STAGE_NAMES", "STAGES", "Stage", "StageContext"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -191,13 +194,20 @@ def _compare_settings(config: RunConfig, as_of) -> dict:
 
 
 def _compare(context: StageContext) -> dict:
+    from ..measure import run_drift
     from ..segments import compare_runs
 
     run = context.layout
     previous = _previous_segments(context.config).root
     if previous.resolve() == run.segments.root.resolve():
         raise UsageError(f"{context.config.source}: [run] previous_run is this run's own directory")
-    return compare_runs(previous, run.segments.root, out=run.compare.root).to_dict()
+    comparison = compare_runs(previous, run.segments.root, out=run.compare.root).to_dict()
+    # Beside the segment shares' PSI: every feature's and score's, from the previous run's outputs.
+    drift = run_drift(context.config.run.previous_run, run.root)
+    shifted = [f"{row['source']}.{row['column']}" for row in drift if row["shifted"]]
+    if shifted:
+        logger.warning("compare: shifted since the previous run (PSI above 0.2): %s", ", ".join(shifted))
+    return {**comparison, "feature_drift": drift}
 
 
 def _propensity_metrics(summary: dict) -> dict:
@@ -248,9 +258,11 @@ STAGES: dict[str, Stage] = {
             applies=lambda config: bool(config.activate.audiences), metrics=_activate_metrics,
         ),  # fmt: skip
         Stage(
-            "compare", ("segments",), lambda run: (run.compare.root,), _compare_settings, _compare,
+            "compare", ("segments", "propensity", "value"), lambda run: (run.compare.root,), _compare_settings, _compare,
             applies=lambda config: config.run.previous_run is not None,
-            metrics=_keys("common", "adjusted_rand", "psi", "movers"),
+            metrics=lambda summary: {**_keys("common", "adjusted_rand", "psi", "movers")(summary),
+                                     "shifted": [f"{row['source']}.{row['column']}" for row in summary.get("feature_drift", [])
+                                                 if row["shifted"]]},  # fmt: skip
         ),  # fmt: skip
     )
 }

@@ -21,6 +21,7 @@ import pandas as pd
 from .._summary import Summary
 from .._tasks import staged_output
 from ..activate import IMBALANCED
+from ..measure import SHIFTED
 from ..layout import RunLayout
 from ..segments import VERDICTS
 from ..value import MODEL_LABELS, format_params
@@ -232,6 +233,14 @@ def _stability_section(outputs: RunOutputs, figures: _Figures) -> Section:
     )  # fmt: skip
     if comparison["drift"]:
         body += figures.add("drift", charts.drift(comparison["drift"]), "segment size drift")
+    compared = (outputs.manifest.get("stages", {}).get("compare") or {}).get("summary") or {}
+    if compared.get("feature_drift"):
+        rows = compared["feature_drift"]
+        body += "<h3>Drift of features and scores</h3>" + paragraph(
+            f"Population stability index against the previous run (deciles of its values); above {SHIFTED} a column "
+            "has shifted."
+        ) + table(["output", "column", "PSI"], [(row["source"], row["column"], row["psi"]) for row in rows],
+                  flagged=[row["shifted"] for row in rows])  # fmt: skip
     if comparison["suggestions"]:
         body += "<h3>Suggested changes</h3>" + table(
             ["suggestion", "basis", "detail"], [(s["kind"], s["basis"], s["message"]) for s in comparison["suggestions"]]

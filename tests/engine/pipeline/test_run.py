@@ -143,14 +143,19 @@ def test_compare_against_a_previous_run(reference, config_in, tmp_path):
     config, summary = reference
     base = config_in(tmp_path / "run", k=3)
     current = dataclasses.replace(base, run=dataclasses.replace(base.run, previous_run=summary.run_dir))
-    result = run_pipeline(current, stages=["ingest", "features", "segments", "compare"])
+    result = run_pipeline(current, stages=["ingest", "features", "segments", "propensity", "value", "compare"])
     comparison = result.manifest["metrics"]["compare"]
+    # The same world as of the same day: every feature and score as before, nothing shifted.
+    drift = result.manifest["stages"]["compare"]["summary"]["feature_drift"]
+    assert {row["column"] for row in drift} >= {"recency_days", "frequency", "score", "p_alive", "clv"}
+    assert max(row["psi"] for row in drift) < 0.01 and comparison["shifted"] == []
     assert comparison["common"] == result.manifest["metrics"]["segments"]["customers"]
     assert 0 < comparison["adjusted_rand"] <= 1
     assert (tmp_path / "run" / "compare" / "comparison.json").exists()
     report = (tmp_path / "run" / "report.html").read_text()
     assert 'alt="transition matrix"' in report and 'alt="segment size drift"' in report
     assert f"adjusted Rand index {comparison['adjusted_rand']:.3f}" in report
+    assert "Drift of features and scores" in report
     nowhere = dataclasses.replace(current, run=dataclasses.replace(current.run, previous_run=tmp_path / "missing"))
     with pytest.raises(ConfigError, match=r"\[run\] previous_run: .*missing holds no segments"):
         run_pipeline(nowhere, stages=["compare"])
