@@ -47,7 +47,8 @@ from pathlib import Path
 from engine.exceptions import UsageError
 
 from . import (
-    _activate, _backtest, _features, _ingest, _pipeline, _propensity, _quality, _segments, _spark, _value_backtest,
+    _activate, _backtest, _features, _ingest, _lookalike, _pipeline, _propensity, _quality, _segments, _spark,
+    _value_backtest,
 )  # fmt: skip
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
@@ -400,6 +401,15 @@ CASES: dict[str, Case] = {
             run=_backtest.run_segments_online_retail,
             backends=("cpu", "gpu"),
             dataset="online-retail",
+        ),
+        Case(
+            name="lookalike",
+            stage="lookalike",
+            description="engine.lookalike: a seed of 1% of the customers from the largest planted archetype, as many "
+            "lookalikes (timed); precision per archetype for seeds of 1,000",
+            run=_lookalike.run_lookalike,
+            backends=("cpu", "gpu"),
+            dataset="backtest-world",
         ),
         Case(
             name="activate",

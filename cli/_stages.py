@@ -365,3 +365,36 @@ def measure(
     summary = measure_lift(assignments, outcomes, out).to_dict()
     build_measure_report(summary, out / "measure.html")
     show_stage({"status": "ran", "summary": summary}, as_json, _print_measure)
+
+
+def _print_lookalikes(summary: dict) -> None:
+    stdout.print(f"lookalike: {summary['lookalikes']:,} customers most like the seed's {summary['seed_known']:,} "
+                 f"(of {summary['customers']:,}; {summary['method']}), in {summary['out_dir']}/lookalikes.parquet",
+                 highlight=False)  # fmt: skip
+    if summary["seed_unknown"]:
+        stdout.print(f"{summary['seed_unknown']:,} of the seed's {summary['seed_rows']:,} rows are not customers of "
+                     "this run; left out", style="bold red", highlight=False)  # fmt: skip
+
+
+def lookalike(
+    config: Annotated[Path, typer.Argument(help="A run config whose run has features (and suppressions, if any).")],
+    seed: Annotated[Path, typer.Option("--seed", help="CSV or Parquet with customer_key or customer_id: the seed.")],
+    size: Annotated[int | None, typer.Option("--size", min=1, help="How many lookalikes.")] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction", help="How many, as a share of the customers.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default <output_dir>/lookalike).")] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
+    memory_limit: MemoryLimitOption = None,
+    as_json: JsonOption = False,
+):
+    """The customers most like a seed audience (seed members and suppressed customers left out)."""
+    from engine.lookalike import find_lookalikes
+
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
+    out = out or run.layout.root / "lookalike"
+    with run.client("lookalike", out) as client:
+        with progress("lookalike tasks") as update:
+            summary = find_lookalikes(run.layout.root, seed, out, size=size, fraction=fraction, seed=run.config.run.seed,
+                                      backend_name=run.backend_name, client=client, progress=update)  # fmt: skip
+    show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_lookalikes)

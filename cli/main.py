@@ -24,7 +24,7 @@ from ._options import LogLevel
 from ._propensity import monitor, propensity, score
 from ._run import demo, report, run
 from ._setup import check, doctor, generate
-from ._stages import activate, features, ingest, measure, segments, value
+from ._stages import activate, features, ingest, lookalike, measure, segments, value
 
 app = typer.Typer(
     cls=ErrorBoundary,
@@ -54,8 +54,8 @@ def _main(
 
 
 # In the order `segscale --help` lists them.
-for command in (generate, doctor, check, ingest, features, segments, compare, bench, value, propensity, score, monitor, activate, measure,
-                run, report, demo):  # fmt: skip
+for command in (generate, doctor, check, ingest, features, segments, compare, bench, value, propensity, score, monitor,
+                activate, measure, lookalike, run, report, demo):  # fmt: skip
     app.command()(command)
 
 

@@ -239,3 +239,41 @@ def test_measure_finds_a_planted_lift_and_says_what_is_wrong_with_bad_outcomes(a
     assert bad.exit_code == 2
     one_line_error(bad, "bad.csv: row 2: converted is 'yes'; it must be 0 or 1")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_lookalikes_leave_out_the_seed_and_the_suppressed(activated, tmp_path):
+    config, layout, planted = activated
+    mapping = pd.read_parquet(layout.ingest.identity_mapping)
+    mapping["customer_id"] = mapping["customer_id"].astype(str)
+    features = pd.read_parquet(layout.features.root, columns=["customer_key", "frequency"])
+    # A seed of frequent buyers, by original id, with two ids the run has never seen.
+    keys = features.nlargest(100, "frequency")["customer_key"]
+    ids = mapping[mapping["customer_key"].isin(keys)].drop_duplicates("customer_key")["customer_id"]
+    pd.DataFrame({"customer_id": [*ids, "nobody-1", "nobody-2"]}).to_csv(tmp_path / "seed.csv", index=False)
+    result = invoke("lookalike", config, "--seed", tmp_path / "seed.csv", "--size", 150, "--out", tmp_path / "like",
+                    "--workers", 1, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["seed_known"] == 100 and summary["seed_unknown"] == 2 and summary["lookalikes"] == 150
+    found = pd.read_parquet(tmp_path / "like" / "lookalikes.parquet")
+    assert found["similarity"].between(0, 1).all() and found["rank"].tolist() == list(range(1, 151))
+    assert found["similarity"].is_monotonic_decreasing and not set(found["customer_key"]) & set(keys)
+    suppressed = set(mapping.loc[mapping["customer_id"].isin(planted["suppressed"]), "customer_key"])
+    assert not set(found["customer_key"]) & suppressed
+    # The seed's kind is found again: the lookalikes buy more often than the customers outside
+    # the seed at large (at random they would not), though the seed took the 100 most frequent.
+    frequency = features.set_index("customer_key")["frequency"]
+    rest = frequency.drop(keys)
+    assert frequency.reindex(found["customer_key"]).mean() > 1.3 * rest.mean()
+
+
+@pytest.mark.parametrize("rows, fragment", [("customer_key\n", "lists no customers"),
+                                            ("customer_key\nk-unknown\n", "none of its 1 customer_keys")])
+def test_an_empty_or_unknown_seed_is_one_line_and_exit_2(activated, tmp_path, rows, fragment):
+    config, _, _ = activated
+    (tmp_path / "seed.csv").write_text(rows)
+    result = invoke("lookalike", config, "--seed", tmp_path / "seed.csv", "--size", 10, "--out", tmp_path / "like",
+                    "--workers", 1)  # fmt: skip
+    assert result.exit_code == 2
+    one_line_error(result, "seed.csv", fragment, after_progress=True)
+    assert not (tmp_path / "like").exists()
