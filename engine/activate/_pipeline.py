@@ -154,6 +154,11 @@ def _prior_contacts(store: Path, number: int, keys: pd.Series, caps: dict, as_of
     return counts
 
 
+def _strata(frame: pd.DataFrame) -> np.ndarray:
+    """Each customer's segment, the control draw's stratum (0 for all in a run without segments)."""
+    return frame["segment"].to_numpy() if "segment" in frame.columns else np.zeros(len(frame), dtype=np.int64)
+
+
 def _remove(remaining: np.ndarray, removed: dict, why: np.ndarray, reason: str, mask: np.ndarray) -> None:
     """Take the customers of ``mask`` out of ``remaining`` (in place), counting under ``reason``
     those still in it and noting it in ``why``."""
@@ -201,7 +206,7 @@ def select_audiences(frame: pd.DataFrame, consent: dict, suppressions: pd.DataFr
     list of Selected
     """
     keys = frame["customer_key"].to_numpy()
-    segment = frame["segment"].to_numpy() if "segment" in frame.columns else np.zeros(len(frame), dtype=np.int64)
+    segment = _strata(frame)
     taken = np.zeros(len(frame), dtype=bool)
     selected = []
     for audience in options.audiences:
@@ -253,7 +258,7 @@ def _part_task(run_dir: str, number: int, staging: str, options, catalog: Catalo
         mapping = pq.read_table(layout.ingest.identity_mapping / part_name(number)).to_pandas()
         ids = mapping.groupby("customer_key")["customer_id"].agg(lambda v: "|".join(sorted(map(str, v))))
         ids = ids.reindex(keys).to_numpy()
-    segment = frame["segment"].to_numpy() if "segment" in frame.columns else np.zeros(len(frame), dtype=np.int64)
+    segment = _strata(frame)
     balance_columns = [c for c in BALANCE_COLUMNS if c in frame.columns]
     results = []
     selected = select_audiences(frame, consent, suppressions, sends, options)

@@ -107,8 +107,8 @@ def _numeric(table: pa.Table) -> list[str]:
 
 def _training_task(run_dir: str, number: int, seed: frozenset, every: int) -> pd.DataFrame:
     """Part ``number``'s seed customers and every ``every``-th other one, labelled."""
-    frame = pq.read_table(RunLayout(run_dir).features.part(number)).to_pandas()
-    frame = frame[["customer_key", *_numeric(pa.Table.from_pandas(frame, preserve_index=False))]]
+    table = pq.read_table(RunLayout(run_dir).features.part(number))
+    frame = table.select(["customer_key", *_numeric(table)]).to_pandas()
     in_seed = frame["customer_key"].isin(seed).to_numpy()
     others = np.flatnonzero(~in_seed)[::every]
     chosen = np.sort(np.concatenate([np.flatnonzero(in_seed), others]))

@@ -74,7 +74,8 @@ def run_drift(previous: str | Path, current: str | Path, sample: int = _SAMPLE) 
     )
     rows = []
     for source, old, new, wanted in sources:
-        columns = [c for c in _numeric_columns(old) if c in _numeric_columns(new) and (wanted is None or c in wanted)]
+        both = set(_numeric_columns(new))
+        columns = [c for c in _numeric_columns(old) if c in both and (wanted is None or c in wanted)]
         if not columns:
             continue
         expected, actual = _sampled(old, columns, sample), _sampled(new, columns, sample)

@@ -116,7 +116,7 @@ def predict(
 def naive_purchases(frequency: np.ndarray, T: np.ndarray, days: float) -> np.ndarray:
     """The naive forecast every model has to beat: each customer buying on at their
     calibration rate (repeat purchases over T) for ``days``; 0 for T = 0."""
-    return np.divide(frequency, T, out=np.zeros_like(frequency), where=T > 0) * days
+    return _naive_rate(frequency, T, np) * days
 
 
 def holdout_sums(summaries: pd.DataFrame, predicted: dict, purchase, *, horizon_days, xp, naive=False) -> dict:
