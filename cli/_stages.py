@@ -347,7 +347,7 @@ def _print_measure(summary: dict) -> None:
     if summary["outside_audiences"]:
         stdout.print(f"{summary['outside_audiences']:,} outcome rows are of customers in no audience; left out",
                      highlight=False)  # fmt: skip
-    stdout.print(f"measure.json and measure.html in {summary['out_dir']}", highlight=False)
+    stdout.print(f"measure.json, measure.html and manifest.json in {summary['out_dir']}", highlight=False)
 
 
 def measure(
@@ -355,15 +355,13 @@ def measure(
     outcomes: Annotated[
         Path, typer.Option("--outcomes", help="CSV or Parquet: customer_key, converted [, revenue, unsubscribed, complained].")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write measure.json and measure.html into.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write measure.json, measure.html and manifest.json into.")],
     as_json: JsonOption = False,
 ):
     """Lift of each audience, treated against control, with 95% intervals, p-values and guardrails."""
     from engine.measure import measure_lift
-    from engine.report import build_measure_report
 
     summary = measure_lift(assignments, outcomes, out).to_dict()
-    build_measure_report(summary, out / "measure.html")
     show_stage({"status": "ran", "summary": summary}, as_json, _print_measure)
 
 

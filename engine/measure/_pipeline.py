@@ -11,11 +11,13 @@ rows of keys in no audience are counted and left out.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ from ..layout import ActivateLayout, part_files
 from ._lift import mean_lift, rate_lift
 
 __all__ = ["GUARDRAILS", "MeasureSummary", "measure_lift", "read_outcomes"]
+
+_MANIFEST_FORMAT = 1
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +95,10 @@ def _audience_dirs(assignments: Path) -> dict[str, Path]:
 
 def measure_lift(assignments, outcomes, out) -> MeasureSummary:
     """Lift per audience of the outcomes in ``outcomes`` (see the module docstring); writes
-    ``measure.json`` into ``out`` and returns it."""
-    started = time.perf_counter()
+    ``measure.json``, ``measure.html`` and ``manifest.json`` into ``out``."""
+    from ..report import build_measure_report
+
+    started, started_at = time.perf_counter(), datetime.now(timezone.utc)
     assignments, outcomes, out = Path(assignments), Path(outcomes), Path(out)
     audiences = _audience_dirs(assignments)
     results = read_outcomes(outcomes)
@@ -117,8 +123,47 @@ def measure_lift(assignments, outcomes, out) -> MeasureSummary:
                              outside_audiences=int((~results.index.isin(seen)).sum()),
                              seconds=round(time.perf_counter() - started, 3))  # fmt: skip
     with staged_output(out) as staging:
-        (staging / "measure.json").write_text(json.dumps(json_ready(summary.to_dict()), indent=2) + "\n")
+        document = json_ready(summary.to_dict())
+        (staging / "measure.json").write_text(json.dumps(document, indent=2) + "\n")
+        build_measure_report(document, staging / "measure.html")
+        manifest = _manifest(summary, assignments, outcomes, started_at)
+        (staging / "manifest.json").write_text(json.dumps(json_ready(manifest), indent=2) + "\n")
     return summary
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if file.is_file():
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest(summary: MeasureSummary, assignments: Path, outcomes: Path, started_at: datetime) -> dict:
+    """The measurement's manifest (see the module docstring)."""
+    from ..environment import describe_environment
+    from ..pipeline import code_version
+
+    headline = {}
+    for entry in summary.audiences:
+        conversion = entry["conversion"]
+        headline[entry["name"]] = {
+            **{key: conversion[key] for key in ("treated", "control", "treated_rate", "control_rate", "absolute_lift",
+                                                "absolute_low", "absolute_high", "p_value", "underpowered")},
+            "revenue_lift": entry.get("revenue_per_customer", {}).get("absolute_lift"),
+            "guardrails_worse": sorted(name for name, lift in entry["guardrails"].items() if lift["worse"]),
+        }  # fmt: skip
+    return {
+        "format": _MANIFEST_FORMAT, "command": "measure", "status": "succeeded",
+        "inputs": {"assignments": str(assignments.resolve()),
+                   "outcomes": {"path": str(outcomes.resolve()), "sha256": _sha256(outcomes)}},
+        "code_version": code_version(), "environment": describe_environment(),
+        "started_at": started_at.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
+        "wall_seconds": summary.seconds, "outside_audiences": summary.outside_audiences, "audiences": headline,
+        "outputs": ["measure.json", "measure.html", "manifest.json"],
+    }  # fmt: skip
 
 
 def _log(entry: dict) -> None:

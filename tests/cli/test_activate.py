@@ -1,6 +1,7 @@
 """segscale activate (and activate as a stage of run): audiences with consent, suppressions,
 frequency caps and control groups, end to end on a small synthetic world."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -226,6 +227,11 @@ def test_measure_finds_a_planted_lift_and_says_what_is_wrong_with_bad_outcomes(a
     document = json.loads(result.stdout)
     assert document["outside_audiences"] == 1 and (tmp_path / "measured" / "measure.html").exists()
     assert json.loads((tmp_path / "measured" / "measure.json").read_text())["audiences"] == document["audiences"]
+    manifest = json.loads((tmp_path / "measured" / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["inputs"]["outcomes"]["sha256"] == hashlib.sha256(
+        (tmp_path / "outcomes.csv").read_bytes()).hexdigest()
+    for audience in document["audiences"]:
+        assert manifest["audiences"][audience["name"]]["absolute_lift"] == audience["conversion"]["absolute_lift"]
     for audience in document["audiences"]:
         lift = audience["conversion"]
         assert lift["absolute_low"] < lift["treated_rate"] - lift["control_rate"] < lift["absolute_high"]
