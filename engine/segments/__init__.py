@@ -2,9 +2,11 @@
 usefulness, micro-segments under a Ward tree, DBSCAN niches and outliers, bootstrap
 stability, profiles, names and sentences in plain words, one rule per segment, the RFM grid
 (named, and cut into as many groups) as the baseline measured against on what customers did
-next, and comparison of two runs. Fitted on a sample, every customer placed per partition.
+next, and comparison of two runs. Fitted on a sample, every customer placed per partition;
+later features placed again with the saved model (``assign_segments``).
 """
 
+from ._assign import assign_segments
 from ._backtest import MEASURES, VERDICTS, adjusted_eta_squared, against_what_happened, compare_at_equal_groups
 from ._baseline import NO_PURCHASES, RFM_CUTS, RFM_GRID, outcome_separation, rfm_cells, rfm_grid, rfm_groups
 from ._compare import SegmentComparison, compare_runs
@@ -23,6 +25,7 @@ __all__ = [
     # the stage
     "SegmentSummary",
     "build_segments",
+    "assign_segments",
     "compare_runs",
     "SegmentComparison",
     # the model

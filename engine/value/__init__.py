@@ -19,11 +19,13 @@ from ._purchase import (
     p_alive,
     p_no_purchase_given_alive,
 )
+from ._rescore import rescore_value
 from ._summaries import purchase_days, summarise
 
 __all__ = [
     # pipeline
     "estimate_value",
+    "rescore_value",
     "ValueSummary",
     # summaries
     "purchase_days",

@@ -417,6 +417,9 @@ def estimate_value(
             }
             if spend_fit
             else None,
+            # The fits as the models take them (per day), for scoring again without a refit
+            # (``_rescore``): the reported ones, divided by the time unit, do not round-trip.
+            "params_in_days": fits,
             "holdout": evaluation,
             "tracking": tracking,
             "columns": ["customer_key", *SUMMARY_COLUMNS,
