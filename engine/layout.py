@@ -24,6 +24,7 @@ __all__ = [
     "ScoresLayout",
     "SegmentsLayout",
     "StoreLayout",
+    "UpdateLayout",
     "ValueLayout",
     "part_name",
     "part_files",
@@ -82,8 +83,8 @@ class StoreLayout(_Layout):
 
 class IngestLayout(_Layout):
     """Ingest's output: the store, the sensitive columns kept apart from it, the quarantine,
-    the private identity mapping and the accounting; ``buckets``, ``merged_accounts`` and
-    ``identity_work`` live only while it runs."""
+    the private identity mapping, the merged accounts (which ``segscale update`` keys new rows
+    with) and the accounting; ``buckets`` and ``identity_work`` live only while it runs."""
 
     @property
     def store(self) -> StoreLayout:
@@ -121,7 +122,7 @@ class IngestLayout(_Layout):
 
     @property
     def transient(self) -> tuple[Path, ...]:
-        return self.root / "buckets", self.merged_accounts, self.identity_work
+        return self.root / "buckets", self.identity_work
 
 
 class FeaturesLayout(_Layout):
@@ -241,6 +242,42 @@ class CompareLayout(_Layout):
         return self.root / "movers.parquet"
 
 
+class UpdateLayout(_Layout):
+    """One ``segscale update`` of a run: its progress, the store files it staged and the
+    journal that commits them (``engine.ingest._append``), the quarantine of its new rows,
+    what the outputs were before it, and the deltas. Under it, ``store/``, ``identity/`` and
+    ``buckets/`` are ingest's own layout, live only until the commit."""
+
+    @property
+    def ingest(self) -> IngestLayout:
+        return IngestLayout(self.root)
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "update.json"
+
+    @property
+    def before(self) -> Path:
+        return self.root / "before"
+
+    @property
+    def customers_with_rows(self) -> Path:
+        """The keys of the customers the new rows belong to, a file per table and partition."""
+        return self.root / "customers-with-rows"
+
+    @property
+    def deltas(self) -> Path:
+        return self.root / "deltas"
+
+    @property
+    def deltas_csv(self) -> Path:
+        return self.root / "deltas.csv"
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """Every path of one run directory."""
@@ -309,3 +346,6 @@ class RunLayout:
     @property
     def compare(self) -> CompareLayout:
         return CompareLayout(self.stage_dir("compare"))
+
+    def update(self, update_id: str) -> UpdateLayout:
+        return UpdateLayout(self.root / "updates" / update_id)
