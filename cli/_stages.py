@@ -396,3 +396,60 @@ def lookalike(
             summary = find_lookalikes(run.layout.root, seed, out, size=size, fraction=fraction, seed=run.config.run.seed,
                                       backend_name=run.backend_name, client=client, progress=update)  # fmt: skip
     show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_lookalikes)
+
+
+def _new_files(values: list[str]) -> dict[str, Path]:
+    """``--new`` values: ``TABLE=PATH``, or a bare ``PATH`` of transactions."""
+    new: dict[str, Path] = {}
+    for value in values:
+        table, _, path = value.rpartition("=") if "=" in value else ("transactions", "", value)
+        if table in new:
+            raise UsageError(f"--new {value}: {table} is given twice; put its new files in one directory")
+        new[table] = Path(path)
+    return new
+
+
+def _print_update(summary: dict) -> None:
+    table = Table("input", "read", "kept", "quarantined", "duplicates")
+    for name, counts in summary["tables"].items():
+        table.add_row(name, f"{counts['read']:,}", f"{counts['kept']:,}", f"{sum(counts['quarantined'].values()):,}",
+                      f"{counts['duplicates']:,}")  # fmt: skip
+    stdout.print(table)
+    stdout.print(f"update: as of {summary['as_of']} (was {summary['previous_as_of']}), {summary['customers']:,} customers, "
+                 f"{summary['partitions_rewritten']} store partitions rewritten, {summary['new_customers']:,} new "
+                 "customers; changed: " + ", ".join(f"{name} {count:,}" for name, count in summary["changes"].items()),
+                 highlight=False)  # fmt: skip
+    if summary["stale"]:
+        stdout.print("the saved models are stale (" + ", ".join(f"{row['column']} PSI {row['psi']:.2f}"
+                                                               for row in summary["shifted"][:5])
+                     + "): segscale run refits them", style="bold red", highlight=False)  # fmt: skip
+    stdout.print(f"deltas (Parquet and CSV) in {summary['update_dir']}", highlight=False)
+
+
+def update(
+    config: Annotated[Path, typer.Argument(help="The config of a finished run: its output_dir is refreshed.")],
+    new: Annotated[list[str], typer.Option("--new", help="New rows: TABLE=PATH (a file or directory), or PATH for "
+                                                         "transactions; repeat for several tables.")],  # fmt: skip
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", formats=DATE_FORMATS, help="The refreshed as-of (default: the day after the last transaction)."),
+    ] = None,
+    backend: BackendOverride = None,
+    scheduler: SchedulerOption = None,
+    workers: WorkersOption = None,
+    memory_limit: MemoryLimitOption = None,
+    as_json: JsonOption = False,
+):
+    """Refresh a run with new rows: append them to the store, recompute features, re-place and re-score every
+    customer with the saved models (no refit), and write who changed segment, band or audience."""
+    from engine.pipeline import RunLock
+    from engine.update import update_run
+
+    run = resolve_target(config, backend=backend, scheduler=scheduler, workers=workers, memory_limit=memory_limit)
+    files = _new_files(new)
+    # The lock before the cluster: a run directory in use is refused before workers start.
+    with RunLock(run.layout.root, "update"), run.client("update", run.layout.root / "updates") as client:
+        with progress("update tasks") as report:
+            summary = update_run(run.config, files, as_of=as_of.date() if as_of else None,
+                                 backend_name=run.backend_name, client=client, progress=report)  # fmt: skip
+    show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_update)

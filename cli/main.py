@@ -24,7 +24,7 @@ from ._options import LogLevel
 from ._propensity import monitor, propensity, score
 from ._run import demo, report, run
 from ._setup import check, doctor, generate
-from ._stages import activate, features, ingest, lookalike, measure, segments, value
+from ._stages import activate, features, ingest, lookalike, measure, segments, update, value
 
 app = typer.Typer(
     cls=ErrorBoundary,
@@ -55,7 +55,7 @@ def _main(
 
 # In the order `segscale --help` lists them.
 for command in (generate, doctor, check, ingest, features, segments, compare, bench, value, propensity, score, monitor,
-                activate, measure, lookalike, run, report, demo):  # fmt: skip
+                activate, measure, lookalike, update, run, report, demo):  # fmt: skip
     app.command()(command)
 
 

@@ -7,7 +7,7 @@ Every problem raises a one-line `ConfigError` naming the config file, the TOML l
 the problem and what to do.
 
 Rooms: ``_run`` (``[run]``, ``[inputs.*]`` and `RunConfig`), one module per stage section
-(``_ingest``, ``_features``, ``_segments``, ``_propensity``, ``_value``, ``_activate``), ``_fields`` (what the
+(``_ingest``, ``_features``, ``_segments``, ``_propensity``, ``_value``, ``_activate``, ``_update``), ``_fields`` (what the
 parser reads from field metadata) and ``_parse`` (the parser and the writer).
 """
 
@@ -18,6 +18,7 @@ from ._parse import config_to_dict, load_config, parse_config
 from ._propensity import PropensityOptions
 from ._run import InputSpec, RunConfig, RunSection
 from ._segments import SegmentOptions
+from ._update import UpdateOptions
 from ._value import ValueOptions
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PropensityOptions",
     "ValueOptions",
     "ActivateOptions",
+    "UpdateOptions",
     "Action",
     "Audience",
     "Cap",

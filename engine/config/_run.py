@@ -11,6 +11,7 @@ from ._fields import _DERIVED, _INPUT_TABLES, _KEYS, _MINIMUM
 from ._ingest import IngestOptions
 from ._propensity import PropensityOptions
 from ._segments import SegmentOptions
+from ._update import UpdateOptions
 from ._value import ValueOptions
 
 
@@ -124,6 +125,7 @@ class RunConfig:
     propensity : PropensityOptions
     value : ValueOptions
     activate : ActivateOptions
+    update : UpdateOptions
     """
 
     source: Path = field(metadata={_DERIVED: True})
@@ -136,3 +138,4 @@ class RunConfig:
     propensity: PropensityOptions
     value: ValueOptions
     activate: ActivateOptions
+    update: UpdateOptions

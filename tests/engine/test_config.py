@@ -208,7 +208,7 @@ ERRORS = {
     ),
     "unknown-section-far": (
         "[zzz]\n" + TX,
-        ["cfg.toml: top level: unknown section 'zzz' (valid sections: activate, features, ingest, inputs, propensity, run, segments, value)"],
+        ["cfg.toml: top level: unknown section 'zzz' (valid sections: activate, features, ingest, inputs, propensity, run, segments, update, value)"],
     ),
     "unknown-section-typo": (
         "[ingset]\n" + TX,
@@ -454,6 +454,7 @@ def test_public_surface():
         "PropensityOptions",
         "ValueOptions",
         "ActivateOptions",
+        "UpdateOptions",
         "Action",
         "Audience",
         "Cap",

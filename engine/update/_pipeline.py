@@ -1,0 +1,336 @@
+"""``segscale update``: a run refreshed with new rows, without a refit (issue 28).
+
+Steps, each recorded in the update's ``progress.json`` as it finishes, so a rerun of the same
+update (the same new files and as-of) skips what is done and a crash loses one step at most:
+
+1. **before**: what the outputs say now, kept for the deltas and the drift: each customer's
+   segment, propensity band and audience groups, and an even sample of the features and scores.
+2. **append**: the new rows validated, keyed and staged, then committed into the store
+   (``engine.ingest._append``: only the partitions that received rows are rewritten).
+3. **features** at the new as-of, every partition. Trailing windows, trend and active weeks
+   move with as-of, and the RFM quintiles and the top categories are over every customer, so
+   no customer's features are exact without their rows: recomputing them all is the exact way,
+   and the same code as a full run's.
+4. **segments**, **propensity**, **value**: every customer placed and scored with the models
+   the run saved (no refit); **activate** when audiences are declared.
+5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
+   (``new customer``, ``new rows`` or ``as-of moved``), as Parquet parts and one CSV.
+6. **drift**: PSI of every feature and score against before; past ``[update] stale_psi`` the
+   models are stale, which the summary, the log and exit status 0 say.
+
+The run's stage records of the refreshed stages are dropped at the end: their outputs are no
+longer what ``segscale run`` made, so the next run recomputes (and refits) them, keeping the
+store with the new rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from .._summary import Summary
+from ..config import RunConfig
+from ..exceptions import UsageError
+from ..ingest import default_as_of, read_store_meta
+from ..ingest._append import append_rows, check_new_inputs, commit
+from ..layout import RunLayout, UpdateLayout, part_name
+from ..measure import population_stability
+from ..pipeline import STAGE_NAMES, RunLock, forget_stage
+from ..pipeline._fingerprint import digest, input_fingerprint
+
+__all__ = ["UpdateSummary", "update_run"]
+
+logger = logging.getLogger(__name__)
+
+# Customers per sample the drift compares (evenly through the parts).
+DRIFT_SAMPLE = 100_000
+_STEPS = ("before", "append", "features", "segments", "propensity", "value", "activate", "deltas", "drift")
+
+
+@dataclass
+class UpdateSummary(Summary):
+    """What ``update_run`` did: the rows it appended, the changes and whether the models are stale."""
+
+    update_dir: Path
+    as_of: str
+    previous_as_of: str
+    tables: dict
+    partitions_rewritten: int
+    new_accounts: int
+    new_customers: int
+    customers: int
+    changes: dict
+    stale: bool
+    shifted: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+    resumed: list = field(default_factory=list)
+
+
+def _new_specs(config: RunConfig, new: dict[str, Path]) -> dict:
+    """Each new file's input settings: the run's for that table (mapping, format, time zone),
+    with the new path; the format follows the file's suffix where it says one."""
+    specs = {}
+    for table, path in new.items():
+        if table not in config.inputs:
+            raise UsageError(f"{path}: the config has no [inputs.{table}] to read {table} rows with")
+        spec = config.inputs[table]
+        name = str(path).lower()
+        form = "parquet" if name.endswith((".parquet", ".pq")) else "csv" if name.endswith((".csv", ".csv.gz", ".tsv")) else spec.format
+        specs[table] = dataclasses.replace(spec, path=str(Path(path).absolute()), format=form)
+    return specs
+
+
+def _check_run(layout: RunLayout) -> None:
+    """The run's outputs an update refreshes must be there."""
+    needed = {
+        "ingest": layout.store.meta, "features": layout.features.meta, "segments": layout.segments.model,
+        "propensity": layout.propensity_model.model, "value": layout.value.summary,
+    }  # fmt: skip
+    missing = [stage for stage, path in needed.items() if not path.exists()]
+    if missing:
+        raise UsageError(f"{layout.root}: no {', '.join(missing)} output to update; run segscale run CONFIG first")
+
+
+def _read_part(directory: Path, number: int, columns: list[str]) -> pd.DataFrame | None:
+    path = directory / part_name(number)
+    if not path.exists():
+        return None
+    schema = pq.read_schema(path)
+    return pq.read_table(path, columns=[c for c in columns if c in schema.names]).to_pandas()
+
+
+def _labels(layout: RunLayout) -> dict[str, tuple[Path, str]]:
+    """What the deltas follow: name -> (parts directory, column)."""
+    labels = {"segment": (layout.segments.assignments, "segment_name"), "band": (layout.propensity_scores.root, "band")}
+    if layout.activate.audiences.is_dir():
+        for directory in sorted(p for p in layout.activate.audiences.iterdir() if p.is_dir()):
+            labels[f"audience:{directory.name}"] = (directory, "group")
+    return labels
+
+
+def _drift_sources(layout: RunLayout) -> dict[str, tuple[Path, list | None]]:
+    return {"features": (layout.features.root, None), "propensity": (layout.propensity_scores.root, ["score"]),
+            "value": (layout.value.customers, ["p_alive", "clv"])}  # fmt: skip
+
+
+def _sample(directory: Path, columns: list | None, partitions: int) -> pd.DataFrame:
+    """An even sample of at most ``DRIFT_SAMPLE`` rows of the numeric ``columns`` (all when None)."""
+    per_part = max(1, DRIFT_SAMPLE // max(partitions, 1))
+    pieces = []
+    for number in range(partitions):
+        path = directory / part_name(number)
+        if not path.exists():
+            continue
+        table = pq.read_table(path, columns=columns)
+        numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+        frame = table.select(numeric).to_pandas()
+        pieces.append(frame.iloc[:: max(1, len(frame) // per_part)])
+    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
+
+
+def _before(layout: RunLayout, update: UpdateLayout, partitions: int) -> dict:
+    """Step 1: the labels per customer and the drift samples, as the outputs stand."""
+    for name, (directory, column) in _labels(layout).items():
+        target = update.before / name.replace(":", "-")
+        target.mkdir(parents=True, exist_ok=True)
+        for number in range(partitions):
+            part = _read_part(directory, number, ["customer_key", column])
+            if part is not None:
+                part.rename(columns={column: "label"}).to_parquet(target / part_name(number), index=False)
+    for source, (directory, columns) in _drift_sources(layout).items():
+        _sample(directory, columns, partitions).to_parquet(update.before / f"sample-{source}.parquet", index=False)
+    return {"labels": sorted(_labels(layout))}
+
+
+def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labels: list[str]) -> dict:
+    """Step 5: per partition, each customer whose label changed, with old, new and why."""
+    labels = _labels(layout)
+    names = sorted(set(labels) | set(before_labels))
+    with_rows = set()
+    if update.customers_with_rows.is_dir():
+        for path in update.customers_with_rows.glob("*.parquet"):
+            with_rows.update(pq.read_table(path).column("customer_key").to_pylist())
+    update.deltas.mkdir(parents=True, exist_ok=True)
+    changes = {name: 0 for name in names}
+    with open(update.deltas_csv, "wb") as csv:
+        for number in range(partitions):
+            rows = []
+            for name in names:
+                old = _read_part(update.before / name.replace(":", "-"), number, ["customer_key", "label"])
+                new = _read_part(labels[name][0], number, ["customer_key", labels[name][1]]) if name in labels else None
+                old = old if old is not None else pd.DataFrame({"customer_key": [], "label": []})
+                new = (new.rename(columns={labels[name][1]: "label"}) if new is not None
+                       else pd.DataFrame({"customer_key": [], "label": []}))  # fmt: skip
+                both = old.merge(new, on="customer_key", how="outer", suffixes=("_old", "_new"))
+                before, after = both["label_old"].astype(object), both["label_new"].astype(object)
+                changed = ~((before == after) | (before.isna() & after.isna()))
+                moved = both[changed.to_numpy()]
+                changes[name] += len(moved)
+                if len(moved):
+                    reason = np.where(moved["label_old"].isna(), "new customer",
+                                      np.where(moved["customer_key"].isin(with_rows), "new rows", "as-of moved"))  # fmt: skip
+                    rows.append(pd.DataFrame({
+                        "customer_key": moved["customer_key"].astype(str), "change": name,
+                        "old": moved["label_old"].astype(object).where(moved["label_old"].notna(), None).map(
+                            lambda v: None if v is None else str(v)),
+                        "new": moved["label_new"].astype(object).where(moved["label_new"].notna(), None).map(
+                            lambda v: None if v is None else str(v)),
+                        "reason": reason,
+                    }))  # fmt: skip
+            part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+                {"customer_key": [], "change": [], "old": [], "new": [], "reason": []}, dtype=object)  # fmt: skip
+            table = pa.Table.from_pandas(part.astype(object), preserve_index=False,
+                                         schema=pa.schema([(c, pa.string()) for c in part.columns]))  # fmt: skip
+            pq.write_table(table, update.deltas / part_name(number))
+            buffer = pa.BufferOutputStream()
+            pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=number == 0))
+            csv.write(buffer.getvalue().to_pybytes())
+    return {"changes": changes, "customers_with_rows": len(with_rows)}
+
+
+def _drift(layout: RunLayout, update: UpdateLayout, partitions: int, limit: float) -> dict:
+    """Step 6: PSI of each sampled column, before against now; the shifted ones, largest first."""
+    rows = []
+    for source, (directory, columns) in _drift_sources(layout).items():
+        before = pd.read_parquet(update.before / f"sample-{source}.parquet")
+        after = _sample(directory, columns, partitions)
+        for column in sorted(set(before.columns) & set(after.columns)):
+            psi = population_stability(before[column].to_numpy(dtype="float64", na_value=np.nan),
+                                       after[column].to_numpy(dtype="float64", na_value=np.nan))  # fmt: skip
+            if np.isfinite(psi):
+                rows.append({"source": source, "column": column, "psi": round(psi, 4)})
+    shifted = sorted((row for row in rows if row["psi"] > limit), key=lambda row: -row["psi"])
+    return {"columns": len(rows), "shifted": shifted, "stale": bool(shifted)}
+
+
+def _update_id(specs: dict, as_of: date | None) -> str:
+    """The same new files and as-of make the same update, which a rerun resumes."""
+    return digest({"new": {table: input_fingerprint(spec) for table, spec in sorted(specs.items())},
+                   "as_of": None if as_of is None else as_of.isoformat()})[:16]  # fmt: skip
+
+
+class _Progress:
+    """``progress.json``: the result of every finished step."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.done = json.loads(path.read_text()) if path.exists() else {}
+
+    def record(self, step: str, result) -> None:
+        self.done[step] = result
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.done, indent=2, default=str) + "\n")
+        temporary.replace(self.path)
+
+
+def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = None, backend_name: str = "auto",
+               client=None, progress=None) -> UpdateSummary:  # fmt: skip
+    """Refresh the run of ``config`` with the rows of ``new`` (table -> file or directory);
+    see the module docstring.
+
+    Raises
+    ------
+    UsageError
+        The run has not finished its stages, a table an update cannot append, or an as-of
+        before the run's.
+    InputDataError
+        New files that cannot be read, or whose every row is rejected.
+    RunLockedError
+        Another command uses the run directory.
+    """
+    from ..activate import activate
+    from ..features import build_features, read_features_meta
+    from ..propensity import score_propensity
+    from ..segments import assign_segments
+    from ..value import rescore_value
+
+    layout = RunLayout(config.run.output_dir)
+    specs = _new_specs(config, new)
+    with RunLock(layout.root, "update"):
+        _check_run(layout)
+        check_new_inputs(specs, read_store_meta(layout.store.root))
+        run_as_of = read_features_meta(layout.features.root)["as_of"]
+        if as_of is not None and as_of.isoformat() < run_as_of:
+            raise UsageError(f"--as-of {as_of} is before the run's as-of {run_as_of}: an update moves as-of forward")
+        for pending in sorted(layout.root.glob("updates/*/commit.json")):
+            if not _Progress(pending.parent / "progress.json").done.get("append"):
+                logger.info("update: finishing the commit of an update that stopped during it (%s)", pending.parent.name)
+                commit(pending.parent)
+        update = layout.update(_update_id(specs, as_of))
+        update.root.mkdir(parents=True, exist_ok=True)
+        steps = _Progress(update.progress)
+        resumed = [step for step in _STEPS if step in steps.done]
+        if resumed:
+            logger.info("update: resuming %s; done before: %s", update.root.name, ", ".join(resumed))
+        seconds: dict[str, float] = {}
+        partitions = int(read_store_meta(layout.store.root)["partitions"])
+        previous_as_of = steps.done.get("before", {}).get("previous_as_of") or run_as_of
+
+        def step(name, work):
+            if name in steps.done:
+                return steps.done[name]
+            started = time.perf_counter()
+            result = work()
+            seconds[name] = round(time.perf_counter() - started, 3)
+            steps.record(name, result)
+            logger.info("update: %s done in %.1f s", name, seconds[name])
+            return result
+
+        before = step("before", lambda: {**_before(layout, update, partitions), "previous_as_of": previous_as_of})
+
+        def append():
+            if (update.root / "commit.json").exists():  # staged and journalled before a crash: finish it
+                commit(update.root)
+                return json.loads((update.root / "appended.json").read_text())
+            appended = append_rows(config, specs, update.root, client=client, progress=progress)
+            (update.root / "appended.json").write_text(json.dumps(appended, indent=2) + "\n")
+            commit(update.root, appended["replace"])
+            return appended
+
+        appended = step("append", append)
+        as_of = as_of or default_as_of(layout.store.root)
+        common = {"backend_name": backend_name, "client": client, "progress": progress}
+        features = step("features", lambda: build_features(layout.store.root, layout.features.root, as_of=as_of,
+                                                           options=config.features, **common).customers)  # fmt: skip
+        step("segments", lambda: assign_segments(layout.features.root, layout.segments.root, layout.segments.root,
+                                                 **common).customers)  # fmt: skip
+        step("propensity", lambda: score_propensity(layout.propensity_model.root, layout.features.root,
+                                                    layout.propensity_scores.root, client=client,
+                                                    progress=progress).customers)  # fmt: skip
+        step("value", lambda: rescore_value(layout.store.root, layout.value.root, layout.value.root, as_of=as_of,
+                                            **common).customers)  # fmt: skip
+        if config.activate.audiences:
+            step("activate", lambda: activate(layout.root, config.activate, as_of=as_of, source=str(config.source),
+                                              client=client, progress=progress).customers)  # fmt: skip
+        deltas = step("deltas", lambda: _deltas(layout, update, partitions, before["labels"]))
+        drift = step("drift", lambda: _drift(layout, update, partitions, config.update.stale_psi))
+        for name in STAGE_NAMES:
+            if name != "ingest":
+                forget_stage(layout.root, name)
+        summary = UpdateSummary(
+            update_dir=update.root, as_of=as_of.isoformat(), previous_as_of=previous_as_of, tables=appended["tables"],
+            partitions_rewritten=len({n for parts in appended["touched"].values() for n in parts}),
+            new_accounts=appended["accounts"], new_customers=appended["customers"], customers=features,
+            changes=deltas["changes"], stale=drift["stale"], shifted=drift["shifted"], seconds=seconds, resumed=resumed,
+        )  # fmt: skip
+        document = {**summary.to_dict(), "customers_with_rows": deltas["customers_with_rows"],
+                    "finished_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+        update.summary.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    if summary.stale:
+        logger.warning("update: the saved models are stale: %s shifted past PSI %.2f since %s; segscale run refits them",
+                       ", ".join(f"{row['column']} ({row['psi']:.2f})" for row in summary.shifted[:5]),
+                       config.update.stale_psi, previous_as_of)  # fmt: skip
+    logger.info("update: %s as of %s: %s", update.root.name, summary.as_of,
+                ", ".join(f"{name} {count:,} changed" for name, count in summary.changes.items()))  # fmt: skip
+    return summary

@@ -1,0 +1,74 @@
+"""segscale update CONFIG --new ...: a finished run refreshed from the command line."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from .conftest import invoke, one_line_error
+
+LIGHT = "\n[segments]\nstability_resamples = 3\nmicro_k = 12\nniche_points = 2000\nk_max = 6\noutcome_days = 90\n"
+
+
+@pytest.fixture(scope="module")
+def finished(backtest_world, tmp_path_factory):
+    """A whole run of the backtest config, and a week of new purchases (copies of the world's
+    purchases of that week, as new orders a second later)."""
+    world, config = backtest_world
+    directory = tmp_path_factory.mktemp("cli-update")
+    text = config.read_text().replace('output_dir = "backtest"', f'output_dir = "{directory / "run"}"')
+    text = text.replace("[segments]\noutcome_days = 90\n", "")
+    path = world / "update.toml"  # the config's paths are relative to it
+    path.write_text(text + LIGHT)
+    result = invoke("run", path, "--workers", 1)
+    assert result.exit_code == 0, result.stderr
+    rows = pd.read_parquet(world / "transactions")
+    ts = rows["ts"].astype(str)
+    week = rows[(ts >= "2025-10-03") & (ts < "2025-10-10") & rows["customer_id"].notna()].copy()
+    week["ts"] = (pd.to_datetime(week["ts"], errors="coerce") + pd.Timedelta(seconds=1)).dt.strftime("%Y-%m-%d %H:%M:%S")
+    week["order_id"] += 10**9
+    week.to_csv(directory / "new.csv", index=False)
+    return path, directory
+
+
+def test_update_refreshes_the_run_and_writes_the_deltas(finished):
+    config, directory = finished
+    result = invoke("update", config, "--new", f"transactions={directory / 'new.csv'}", "--as-of", "2025-10-10",
+                    "--workers", 1, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    new = pd.read_csv(directory / "new.csv")
+    counts = summary["tables"]["transactions"]
+    assert counts["read"] == len(new) and counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"] == len(new)
+    assert summary["as_of"] == "2025-10-10" and summary["previous_as_of"] == "2025-10-03"
+    deltas = pd.read_csv(f"{summary['update_dir']}/deltas.csv")
+    assert set(deltas["change"]) <= {"segment", "band"} and len(deltas) == sum(summary["changes"].values())
+    features = json.loads((directory / "run" / "features" / "_features.json").read_text())
+    assert features["as_of"] == "2025-10-10"
+    # The same command again is the same update, already done: nothing is appended twice.
+    again = invoke("update", config, "--new", f"transactions={directory / 'new.csv'}", "--as-of", "2025-10-10",
+                   "--workers", 1, "--json")  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["tables"] == summary["tables"]
+    assert set(json.loads(again.stdout)["resumed"]) >= {"append", "features", "deltas"}
+
+
+@pytest.mark.parametrize("new, fragment", [
+    ("identities={world}/identities", "identities rows change who a customer is"),
+    ("transactions={directory}/absent.csv", "absent.csv"),
+])  # fmt: skip
+def test_what_an_update_cannot_take_is_one_line_and_exit_2(finished, backtest_world, new, fragment):
+    config, directory = finished
+    value = new.format(world=backtest_world[0], directory=directory)
+    result = invoke("update", config, "--new", value, "--as-of", "2025-10-12", "--workers", 1)
+    assert result.exit_code == 2
+    one_line_error(result, fragment, after_progress=True)
+
+
+def test_an_update_before_a_run_is_exit_2(backtest_world, tmp_path):
+    world, config = backtest_world
+    path = world / "fresh-update.toml"
+    path.write_text(config.read_text().replace('output_dir = "backtest"', f'output_dir = "{tmp_path / "nothing"}"'))
+    result = invoke("update", path, "--new", str(world / "transactions"), "--workers", 1)
+    assert result.exit_code == 2
+    one_line_error(result, "run segscale run CONFIG first", after_progress=True)

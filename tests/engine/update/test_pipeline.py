@@ -1,0 +1,192 @@
+"""segscale update against a full run over all the data at the same as-of (issue 28).
+
+A generated world is split in time: the base run reads every row before 2025-10-03 and runs
+as of that day; a week of later rows of the customers of store partition 0 arrives as the
+update, as of 2025-10-10. The reference ingests the old files and the new ones together.
+"""
+
+import dataclasses
+import hashlib
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from engine.config import load_config
+from engine.layout import RunLayout, part_files
+from engine.pipeline import run_pipeline
+
+SPLIT, UPDATE_AS_OF = "2025-10-03", date(2025, 10, 10)
+PARTITIONS = 4
+
+
+@pytest.fixture(scope="module")
+def world(backtest_world, tmp_path_factory):
+    """The base run's directory, the new files, and the configs of the base run and the reference."""
+    source, config_path = backtest_world
+    root = tmp_path_factory.mktemp("update")
+    for table in ("transactions", "events"):
+        rows = pd.read_parquet(source / table)
+        (root / "old" / table).mkdir(parents=True)
+        rows[rows["ts"].astype(str) < SPLIT].to_parquet(root / "old" / table / "part-00000.parquet", index=False)
+    config = load_config(config_path)
+    old = {table: dataclasses.replace(config.inputs[table], path=str(root / "old" / table))
+           for table in ("transactions", "events")}  # fmt: skip
+    base = dataclasses.replace(
+        config, inputs={**config.inputs, **old},
+        run=dataclasses.replace(config.run, output_dir=root / "base", as_of=date.fromisoformat(SPLIT)),
+        ingest=dataclasses.replace(config.ingest, partitions=PARTITIONS),
+        segments=dataclasses.replace(config.segments, stability_resamples=3, micro_k=12, niche_points=2_000, k_max=6),
+    )  # fmt: skip
+    run_pipeline(base, report=False)
+    # New rows: a week after the split, of the customers in store partition 0 only.
+    layout = RunLayout(root / "base")
+    ids = set(pd.read_parquet(layout.ingest.identity_mapping / "part-00000.parquet")["customer_id"].astype(str))
+    new = {}
+    for table in ("transactions", "events"):
+        rows = pd.read_parquet(source / table)
+        ts = rows["ts"].astype(str)
+        mine = rows["customer_id"].astype(str).isin(ids)
+        week = rows[(ts >= SPLIT) & (ts < UPDATE_AS_OF.isoformat()) & mine]
+        assert len(week) > 10
+        # Dirt: a row already in the store (an exact duplicate) and one with no time.
+        stored, broken = rows[(ts < SPLIT) & mine].iloc[[0]], week.iloc[[0]].assign(ts="not a time")
+        week = pd.concat([week, stored, broken], ignore_index=True)
+        new[table] = root / "new" / f"{table}.parquet"
+        new[table].parent.mkdir(exist_ok=True)
+        week.to_parquet(new[table], index=False)
+        # The reference reads the old file, then the new one.
+        (root / "all" / table).mkdir(parents=True)
+        shutil.copy(root / "old" / table / "part-00000.parquet", root / "all" / table / "part-00000.parquet")
+        shutil.copy(new[table], root / "all" / table / "part-00001.parquet")
+    everything = {table: dataclasses.replace(config.inputs[table], path=str(root / "all" / table))
+                  for table in ("transactions", "events")}  # fmt: skip
+    reference = dataclasses.replace(base, inputs={**config.inputs, **everything},
+                                    run=dataclasses.replace(base.run, output_dir=root / "reference", as_of=UPDATE_AS_OF))  # fmt: skip
+    run_pipeline(reference, stages=["ingest", "features"], report=False)
+    return {"root": root, "base": base, "reference": reference, "new": new}
+
+
+def _copy_of_base(world, directory: Path):
+    shutil.copytree(world["root"] / "base", directory)
+    return dataclasses.replace(world["base"], run=dataclasses.replace(world["base"].run, output_dir=directory))
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in part_files(directory)}
+
+
+def _table(directory: Path) -> pd.DataFrame:
+    return pd.concat([pq.read_table(path).to_pandas() for path in part_files(directory)], ignore_index=True)
+
+
+def _same_store(run: RunLayout, reference: RunLayout) -> None:
+    for table in ("transactions", "events"):
+        for number in range(PARTITIONS):
+            ours = pq.read_table(run.store.table_part(table, number)).to_pandas()
+            theirs = pq.read_table(reference.store.table_part(table, number)).to_pandas()
+            pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+
+
+def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path):
+    from engine.propensity import score_propensity
+    from engine.segments import assign_segments
+    from engine.update import update_run
+    from engine.value import rescore_value
+
+    config = _copy_of_base(world, tmp_path / "run")
+    run, reference = RunLayout(tmp_path / "run"), RunLayout(world["root"] / "reference")
+    untouched = {table: {name: digest for name, digest in _digests(run.store.table(table)).items()
+                         if name != "part-00000.parquet"} for table in ("transactions", "events")}  # fmt: skip
+    summary = update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+
+    assert summary.partitions_rewritten == 1 and summary.as_of == UPDATE_AS_OF.isoformat()
+    for table, counts in summary.tables.items():
+        assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"]
+        assert counts["duplicates"] >= 1 and sum(counts["quarantined"].values()) == 1
+        assert len(pd.read_parquet(summary.update_dir / "quarantine" / table)) == 1
+        # Only partition 0 received rows: the other parts are the same bytes.
+        after = _digests(run.store.table(table))
+        assert {name: after[name] for name in untouched[table]} == untouched[table]
+    _same_store(run, reference)
+    # Bit-identical features, and the saved models give the same assignments and scores on them.
+    pd.testing.assert_frame_equal(_table(run.features.root), _table(reference.features.root), check_exact=True)
+    assign_segments(reference.features.root, run.segments.root, tmp_path / "segments", backend_name="cpu")
+    pd.testing.assert_frame_equal(_table(run.segments.assignments), _table(tmp_path / "segments" / "assignments"))
+    score_propensity(run.propensity_model.root, reference.features.root, tmp_path / "scores")
+    pd.testing.assert_frame_equal(_table(run.propensity_scores.root), _table(tmp_path / "scores"), check_exact=True)
+    rescore_value(reference.store.root, run.value.root, tmp_path / "value", as_of=UPDATE_AS_OF, backend_name="cpu")
+    pd.testing.assert_frame_equal(_table(run.value.customers), _table(tmp_path / "value" / "customers"), check_exact=True)
+
+    # The deltas: each change once, with a reason; customers with new rows are said to have them.
+    deltas = pd.read_csv(summary.update_dir / "deltas.csv")
+    assert set(deltas["reason"]) <= {"new customer", "new rows", "as-of moved"}
+    assert deltas.groupby("change").size().to_dict() == {k: v for k, v in summary.changes.items() if v}
+    assert not deltas.duplicated(["customer_key", "change"]).any()
+    assert (deltas["old"].astype(str) != deltas["new"].astype(str)).all()
+    assert len(_table(summary.update_dir / "deltas")) == len(deltas)
+    # The refreshed stages' records are gone: the next run recomputes and refits them.
+    assert run.record("ingest").exists() and not run.record("segments").exists()
+
+
+def test_a_crash_after_the_commit_resumes_without_appending_twice(world, tmp_path, monkeypatch):
+    import engine.features
+    from engine.ingest import read_store_meta
+    from engine.update import update_run
+
+    config = _copy_of_base(world, tmp_path / "run")
+    run, reference = RunLayout(tmp_path / "run"), RunLayout(world["root"] / "reference")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(engine.features, "build_features", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+    # The store took the rows and stays readable; the outputs are the base run's.
+    assert read_store_meta(run.store.root)["tables"]["transactions"]["rows"] == \
+        read_store_meta(reference.store.root)["tables"]["transactions"]["rows"]  # fmt: skip
+    assert pq.read_schema(run.features.part(0))
+    monkeypatch.undo()
+    summary = update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+    assert summary.resumed == ["before", "append"]
+    _same_store(run, reference)
+    pd.testing.assert_frame_equal(_table(run.features.root), _table(reference.features.root), check_exact=True)
+
+
+def test_a_crash_during_the_commit_is_finished_by_the_rerun(world, tmp_path, monkeypatch):
+    import engine.ingest._append as append
+    from engine.update import update_run
+
+    config = _copy_of_base(world, tmp_path / "run")
+    run, reference = RunLayout(tmp_path / "run"), RunLayout(world["root"] / "reference")
+    renames = []
+    real_replace = append.os.replace
+
+    def replace_then_crash(source, target):
+        # The first store file goes into place; the process dies before the second.
+        if Path(target).is_relative_to(run.store.root):
+            if renames:
+                raise OSError("killed during the commit")
+            renames.append(target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(append.os, "replace", replace_then_crash)
+    with pytest.raises(OSError, match="killed during the commit"):
+        update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+    monkeypatch.undo()
+    assert (run.root / "updates").is_dir() and len(renames) == 1
+    update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+    _same_store(run, reference)
+
+
+def test_identity_rows_are_refused_in_one_line(world, tmp_path):
+    from engine.exceptions import UsageError
+    from engine.update import update_run
+
+    config = _copy_of_base(world, tmp_path / "run")
+    with pytest.raises(UsageError, match="identities rows change who a customer is"):
+        update_run(config, {"identities": Path(config.inputs["identities"].path)}, as_of=UPDATE_AS_OF)
