@@ -104,7 +104,7 @@ def run_lookalike(size, workdir, backend_name, workers, clock, data) -> dict:
     timed_seed = pd.read_csv(workdir / "timed-seed.csv")["customer_key"]
     started = time.perf_counter()
     found_keys = _neighbours(keys, matrix, timed_seed, seed_size, backend)
-    quality["neighbours_seconds"] = round(time.perf_counter() - started, 2)
+    quality["neighbours_seconds"] = round(time.perf_counter() - started, 3)
     quality["neighbours_precision_timed_seed"] = round(float((archetype_of.reindex(found_keys) == largest).mean()), 3)
     for archetype, count in counts.items():
         if count >= _MIN_ARCHETYPE:

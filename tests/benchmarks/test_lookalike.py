@@ -20,5 +20,5 @@ def test_seeds_from_an_archetype_find_mostly_that_archetype(tmp_path):
     assert sum(precisions.values()) / len(precisions) > 0.6
     # The method not chosen is measured on the same archetypes, for the comparison in RESULTS.md.
     neighbours = {key: value for key, value in quality.items() if key.startswith("neighbours_precision_")}
-    assert len(neighbours) == len(precisions) and quality["neighbours_seconds"] > 0
+    assert len(neighbours) == len(precisions) and quality["neighbours_seconds"] >= 0
     assert all(0 <= value <= 1 for value in neighbours.values())
