@@ -3,9 +3,9 @@ earlier run, compare; then the report. Resumable stage by stage, one run per dir
 time, recorded in ``manifest.json``.
 """
 
-from ._fingerprint import code_version
+from ._fingerprint import code_version, digest, input_fingerprint
 from ._lock import LOCK_NAME, RunLock
-from ._run import RunSummary, forget_stage, run_pipeline
+from ._run import RunSummary, forget_stage, run_pipeline, write_json
 from ._stages import STAGE_NAMES, STAGES, Stage, StageContext
 
 __all__ = [
@@ -19,4 +19,7 @@ __all__ = [
     "RunLock",
     "LOCK_NAME",
     "code_version",
+    "digest",
+    "input_fingerprint",
+    "write_json",
 ]

@@ -46,8 +46,7 @@ from ..ingest import default_as_of, read_store_meta
 from ..ingest._append import append_rows, check_new_inputs, commit
 from ..layout import RunLayout, UpdateLayout, part_name
 from ..measure import population_stability
-from ..pipeline import STAGE_NAMES, RunLock, forget_stage
-from ..pipeline._fingerprint import digest, input_fingerprint
+from ..pipeline import STAGE_NAMES, RunLock, digest, forget_stage, input_fingerprint, write_json
 
 __all__ = ["UpdateSummary", "update_run"]
 
@@ -214,6 +213,18 @@ def _drift(layout: RunLayout, update: UpdateLayout, partitions: int, limit: floa
     return {"columns": len(rows), "shifted": shifted, "stale": bool(shifted)}
 
 
+def _note_in_manifest(layout: RunLayout, update: UpdateLayout, summary: UpdateSummary) -> None:
+    """The run's manifest lists its updates: a scheduler reading it sees the outputs' as-of
+    moved, and whether the models went stale."""
+    if not layout.manifest.exists():
+        return
+    manifest = json.loads(layout.manifest.read_text())
+    entries = [entry for entry in manifest.get("updates", []) if entry["id"] != update.root.name]
+    entries.append({"id": update.root.name, "as_of": summary.as_of, "stale": summary.stale,
+                    "summary": str(update.summary), "finished_at": datetime.now(timezone.utc).isoformat()})  # fmt: skip
+    write_json(layout.manifest, {**manifest, "updates": entries})
+
+
 def _update_id(specs: dict, as_of: date | None) -> str:
     """The same new files and as-of make the same update, which a rerun resumes."""
     return digest({"new": {table: input_fingerprint(spec) for table, spec in sorted(specs.items())},
@@ -327,6 +338,7 @@ def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = 
         document = {**summary.to_dict(), "customers_with_rows": deltas["customers_with_rows"],
                     "finished_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
         update.summary.write_text(json.dumps(document, indent=2, default=str) + "\n")
+        _note_in_manifest(layout, update, summary)
     if summary.stale:
         logger.warning("update: the saved models are stale: %s shifted past PSI %.2f since %s; segscale run refits them",
                        ", ".join(f"{row['column']} ({row['psi']:.2f})" for row in summary.shifted[:5]),

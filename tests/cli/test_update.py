@@ -45,6 +45,11 @@ def test_update_refreshes_the_run_and_writes_the_deltas(finished):
     assert set(deltas["change"]) <= {"segment", "band"} and len(deltas) == sum(summary["changes"].values())
     features = json.loads((directory / "run" / "features" / "_features.json").read_text())
     assert features["as_of"] == "2025-10-10"
+    manifest = json.loads((directory / "run" / "manifest.json").read_text())
+    assert [entry["as_of"] for entry in manifest["updates"]] == ["2025-10-10"]
+    # The report reads the refreshed outputs.
+    report = invoke("report", directory / "run")
+    assert report.exit_code == 0, report.stderr
     # The same command again is the same update, already done: nothing is appended twice.
     again = invoke("update", config, "--new", f"transactions={directory / 'new.csv'}", "--as-of", "2025-10-10",
                    "--workers", 1, "--json")  # fmt: skip

@@ -190,3 +190,22 @@ def test_identity_rows_are_refused_in_one_line(world, tmp_path):
     config = _copy_of_base(world, tmp_path / "run")
     with pytest.raises(UsageError, match="identities rows change who a customer is"):
         update_run(config, {"identities": Path(config.inputs["identities"].path)}, as_of=UPDATE_AS_OF)
+
+
+@pytest.mark.gpu
+def test_an_update_on_the_gpu_backend_agrees_with_the_cpu(world, tmp_path):
+    """The same new rows through the GPU backend: the same store, features within float
+    tolerance, nearly every customer in the same segment."""
+    from engine.update import update_run
+
+    runs = {}
+    for backend in ("cpu", "gpu"):
+        config = _copy_of_base(world, tmp_path / backend)
+        runs[backend] = (update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name=backend),
+                         RunLayout(tmp_path / backend))  # fmt: skip
+    (cpu, cpu_run), (gpu, gpu_run) = runs["cpu"], runs["gpu"]
+    assert gpu.tables == cpu.tables and gpu.partitions_rewritten == cpu.partitions_rewritten
+    _same_store(gpu_run, cpu_run)
+    pd.testing.assert_frame_equal(_table(gpu_run.features.root), _table(cpu_run.features.root), rtol=1e-6)
+    segments = _table(gpu_run.segments.assignments).merge(_table(cpu_run.segments.assignments), on="customer_key")
+    assert (segments["segment_x"] == segments["segment_y"]).mean() > 0.99
