@@ -15,8 +15,9 @@ update (the same new files and as-of) skips what is done and a crash loses one s
    the run saved (no refit); **activate** when audiences are declared.
 5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
    (``new customer``, ``new rows`` or ``as-of moved``), as Parquet parts and one CSV.
-6. **drift**: PSI of every feature and score against before; past ``[update] stale_psi`` the
-   models are stale, which the summary, the log and exit status 0 say.
+6. **drift**: PSI of every feature and score against before (days counted back from as-of
+   aged by the days it moved); past ``[update] stale_psi`` the models are stale, which the
+   summary and the log say (exit status 0: the outputs are right for the models they used).
 
 The run's stage records of the refreshed stages are dropped at the end: their outputs are no
 longer what ``segscale run`` made, so the next run recomputes (and refits) them, keeping the
@@ -69,6 +70,7 @@ class UpdateSummary(Summary):
     new_accounts: int
     new_customers: int
     customers: int
+    customers_with_rows: int
     changes: dict
     stale: bool
     shifted: list = field(default_factory=list)
@@ -198,15 +200,22 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
     return {"changes": changes, "customers_with_rows": len(with_rows)}
 
 
-def _drift(layout: RunLayout, update: UpdateLayout, partitions: int, limit: float) -> dict:
-    """Step 6: PSI of each sampled column, before against now; the shifted ones, largest first."""
+def _aged(column: str) -> bool:
+    """Whether a feature counts days back from as-of: everyone's grows by the days as-of moved."""
+    return column in ("recency_days", "tenure_days") or column.startswith("days_since_")
+
+
+def _drift(layout: RunLayout, update: UpdateLayout, partitions: int, limit: float, days_moved: int) -> dict:
+    """Step 6: PSI of each sampled column, before against now; the shifted ones, largest first.
+    Days counted back from as-of are compared with before's aged by the days as-of moved: a
+    week later every "days since" is 7 more, which is no shift in who the customers are."""
     rows = []
     for source, (directory, columns) in _drift_sources(layout).items():
         before = pd.read_parquet(update.before / f"sample-{source}.parquet")
         after = _sample(directory, columns, partitions)
         for column in sorted(set(before.columns) & set(after.columns)):
-            psi = population_stability(before[column].to_numpy(dtype="float64", na_value=np.nan),
-                                       after[column].to_numpy(dtype="float64", na_value=np.nan))  # fmt: skip
+            expected = before[column].to_numpy(dtype="float64", na_value=np.nan) + (days_moved if _aged(column) else 0)
+            psi = population_stability(expected, after[column].to_numpy(dtype="float64", na_value=np.nan))
             if np.isfinite(psi):
                 rows.append({"source": source, "column": column, "psi": round(psi, 4)})
     shifted = sorted((row for row in rows if row["psi"] > limit), key=lambda row: -row["psi"])
@@ -325,7 +334,8 @@ def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = 
             step("activate", lambda: activate(layout.root, config.activate, as_of=as_of, source=str(config.source),
                                               client=client, progress=progress).customers)  # fmt: skip
         deltas = step("deltas", lambda: _deltas(layout, update, partitions, before["labels"]))
-        drift = step("drift", lambda: _drift(layout, update, partitions, config.update.stale_psi))
+        days_moved = (as_of - date.fromisoformat(previous_as_of)).days
+        drift = step("drift", lambda: _drift(layout, update, partitions, config.update.stale_psi, days_moved))
         for name in STAGE_NAMES:
             if name != "ingest":
                 forget_stage(layout.root, name)
@@ -333,10 +343,10 @@ def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = 
             update_dir=update.root, as_of=as_of.isoformat(), previous_as_of=previous_as_of, tables=appended["tables"],
             partitions_rewritten=len({n for parts in appended["touched"].values() for n in parts}),
             new_accounts=appended["accounts"], new_customers=appended["customers"], customers=features,
-            changes=deltas["changes"], stale=drift["stale"], shifted=drift["shifted"], seconds=seconds, resumed=resumed,
+            customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"], stale=drift["stale"],
+            shifted=drift["shifted"], seconds=seconds, resumed=resumed,
         )  # fmt: skip
-        document = {**summary.to_dict(), "customers_with_rows": deltas["customers_with_rows"],
-                    "finished_at": datetime.now(timezone.utc).isoformat()}  # fmt: skip
+        document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         update.summary.write_text(json.dumps(document, indent=2, default=str) + "\n")
         _note_in_manifest(layout, update, summary)
     if summary.stale:

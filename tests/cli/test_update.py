@@ -1,27 +1,25 @@
 """segscale update CONFIG --new ...: a finished run refreshed from the command line."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
 from .conftest import invoke, one_line_error
 
-LIGHT = "\n[segments]\nstability_resamples = 3\nmicro_k = 12\nniche_points = 2000\nk_max = 6\noutcome_days = 90\n"
 
 
 @pytest.fixture(scope="module")
-def finished(backtest_world, tmp_path_factory):
-    """A whole run of the backtest config, and a week of new purchases (copies of the world's
-    purchases of that week, as new orders a second later)."""
+def finished(backtest_world, full_run, tmp_path_factory):
+    """A copy of the session's whole run of the backtest config, a config writing into it, and
+    a week of new purchases (copies of the world's purchases of that week, as new orders a
+    second later)."""
     world, config = backtest_world
     directory = tmp_path_factory.mktemp("cli-update")
-    text = config.read_text().replace('output_dir = "backtest"', f'output_dir = "{directory / "run"}"')
-    text = text.replace("[segments]\noutcome_days = 90\n", "")
+    shutil.copytree(full_run, directory / "run")
     path = world / "update.toml"  # the config's paths are relative to it
-    path.write_text(text + LIGHT)
-    result = invoke("run", path, "--workers", 1)
-    assert result.exit_code == 0, result.stderr
+    path.write_text(config.read_text().replace('output_dir = "backtest"', f'output_dir = "{directory / "run"}"'))
     rows = pd.read_parquet(world / "transactions")
     ts = rows["ts"].astype(str)
     week = rows[(ts >= "2025-10-03") & (ts < "2025-10-10") & rows["customer_id"].notna()].copy()
