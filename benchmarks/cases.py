@@ -48,7 +48,7 @@ from engine.exceptions import UsageError
 
 from . import (
     _activate, _backtest, _features, _ingest, _lookalike, _pipeline, _propensity, _quality, _segments, _spark,
-    _value_backtest,
+    _update, _value_backtest,
 )  # fmt: skip
 
 __all__ = ["CASES", "DATASETS", "SIZE_UNIT", "BenchmarkUsageError", "Case", "missing_requirements", "select_cases"]
@@ -161,6 +161,7 @@ DATASETS = {
     "grocery": _value_backtest.prepare_grocery,
     "cdnow": _value_backtest.prepare_cdnow,
     "activation-run": _activate.prepare_activation_run,
+    "update-run": _update.prepare_update_run,
 }
 
 _FEATURE_PEERS = ("features-pandas", "features-polars", "features-duckdb", "features-spark")
@@ -419,6 +420,27 @@ CASES: dict[str, Case] = {
             "a customer",
             run=_activate.run_activate,
             dataset="activation-run",
+        ),
+        # update (benchmarks/_update.py). The full run is registered, and so runs, first: it
+        # leaves its time in the shared data for the update's ratio.
+        Case(
+            name="update-full-run",
+            stage="update",
+            description="engine.pipeline run_pipeline (no report) over the base run's inputs and the new week of rows "
+            "as of the world's as-of: the full refresh that update is measured against",
+            run=_update.run_full_run,
+            backends=("cpu", "gpu"),
+            dataset="update-run",
+        ),
+        Case(
+            name="update",
+            stage="update",
+            description="engine.update update_run: a week of new rows for 1% of the customers (1% dirt) into a "
+            "finished run as of a week earlier (a copy, untimed); append, features, rescoring, deltas, drift",
+            run=_update.run_update,
+            backends=("cpu", "gpu"),
+            baselines=("update-full-run",),
+            dataset="update-run",
         ),
         Case(
             name="value-grocery",
