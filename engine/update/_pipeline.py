@@ -16,8 +16,12 @@ update (the same new files and as-of) skips what is done and a crash loses one s
 5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
    (``new customer``, ``new rows`` or ``as-of moved``), as Parquet parts and one CSV.
 6. **drift**: PSI of every feature and score against before (days counted back from as-of
-   aged by the days it moved); past ``[update] stale_psi`` the models are stale, which the
-   summary and the log say (exit status 0: the outputs are right for the models they used).
+   aged by the days it moved); past ``[update] stale_psi`` the models are stale.
+7. **realised**: the latest scoring an update kept (step 1) whose outcome window the store now
+   holds is judged as ``segscale monitor`` judges one (realised AUC, calibration, top-decile
+   lift against the model's test split); past its limits the models are stale too. Stale
+   models are said in the summary and the log (exit status 0: the outputs are right for the
+   models they used), and ``segscale run`` refits them.
 
 The run's stage records of the refreshed stages are dropped at the end: their outputs are no
 longer what ``segscale run`` made, so the next run recomputes (and refits) them, keeping the
@@ -45,8 +49,9 @@ from ..config import RunConfig
 from ..exceptions import UsageError
 from ..ingest import default_as_of, read_store_meta
 from ..ingest._append import append_rows, check_new_inputs, commit
-from ..layout import RunLayout, UpdateLayout, part_name
+from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
 from ..measure import population_stability
+from ..outcomes import outcome_window
 from ..pipeline import STAGE_NAMES, RunLock, digest, forget_stage, input_fingerprint, write_json
 
 __all__ = ["UpdateSummary", "update_run"]
@@ -55,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 # Customers per sample the drift compares (evenly through the parts).
 DRIFT_SAMPLE = 100_000
-_STEPS = ("before", "append", "features", "segments", "propensity", "value", "activate", "deltas", "drift")
+_STEPS = ("before", "append", "features", "segments", "propensity", "value", "activate", "deltas", "drift", "realised")
 
 
 @dataclass
@@ -74,6 +79,7 @@ class UpdateSummary(Summary):
     changes: dict
     stale: bool
     shifted: list = field(default_factory=list)
+    realised: dict | None = None
     seconds: dict = field(default_factory=dict)
     resumed: list = field(default_factory=list)
 
@@ -151,7 +157,23 @@ def _before(layout: RunLayout, update: UpdateLayout, partitions: int) -> dict:
                 part.rename(columns={column: "label"}).to_parquet(target / part_name(number), index=False)
     for source, (directory, columns) in _drift_sources(layout).items():
         _sample(directory, columns, partitions).to_parquet(update.before / f"sample-{source}.parquet", index=False)
+    _keep_scoring(layout, update, partitions)
     return {"labels": sorted(_labels(layout))}
+
+
+def _keep_scoring(layout: RunLayout, update: UpdateLayout, partitions: int) -> None:
+    """The propensity scoring as it stands, as a scoring directory ``segscale monitor`` reads:
+    keys and scores, and the recency it judges churn by (the features are about to change)."""
+    scores, recency = ScoresLayout(update.before / "scores"), update.before / "recency"
+    for directory, source, column in ((scores.root, layout.propensity_scores.root, "score"),
+                                      (recency, layout.features.root, "recency_days")):  # fmt: skip
+        directory.mkdir(parents=True, exist_ok=True)
+        for number in range(partitions):
+            part = _read_part(source, number, ["customer_key", column])
+            if part is not None:
+                part.to_parquet(directory / part_name(number), index=False)
+    meta = json.loads(layout.propensity_scores.meta.read_text())
+    scores.meta.write_text(json.dumps({**meta, "features": str(recency)}, indent=2) + "\n")
 
 
 def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labels: list[str]) -> dict:
@@ -220,6 +242,24 @@ def _drift(layout: RunLayout, update: UpdateLayout, partitions: int, limit: floa
                 rows.append({"source": source, "column": column, "psi": round(psi, 4)})
     shifted = sorted((row for row in rows if row["psi"] > limit), key=lambda row: -row["psi"])
     return {"columns": len(rows), "shifted": shifted, "stale": bool(shifted)}
+
+
+def _realised(layout: RunLayout) -> dict | None:
+    """How the latest scoring kept by an update did, once the store holds its outcome window
+    (``engine.propensity.monitor_scores``: realised AUC, calibration and top-decile lift against
+    the model's test split); None while no kept scoring's window has passed."""
+    from ..propensity import monitor_scores
+
+    covered = []
+    for directory in layout.root.glob("updates/*/before/scores"):
+        meta = json.loads(ScoresLayout(directory).meta.read_text())
+        horizon = json.loads(ModelLayout(meta["model"]).model.read_text())["options"]["horizon_days"]
+        if outcome_window(layout.store.root, date.fromisoformat(meta["as_of"]), horizon).covered:
+            covered.append((meta["as_of"], directory))
+    if not covered:
+        return None
+    as_of, directory = max(covered)
+    return {"scoring_as_of": as_of, **monitor_scores(directory, layout.store.root)}
 
 
 def _note_in_manifest(layout: RunLayout, update: UpdateLayout, summary: UpdateSummary) -> None:
@@ -336,6 +376,7 @@ def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = 
         deltas = step("deltas", lambda: _deltas(layout, update, partitions, before["labels"]))
         days_moved = (as_of - date.fromisoformat(previous_as_of)).days
         drift = step("drift", lambda: _drift(layout, update, partitions, config.update.stale_psi, days_moved))
+        realised = step("realised", lambda: _realised(layout))
         for name in STAGE_NAMES:
             if name != "ingest":
                 forget_stage(layout.root, name)
@@ -343,16 +384,20 @@ def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = 
             update_dir=update.root, as_of=as_of.isoformat(), previous_as_of=previous_as_of, tables=appended["tables"],
             partitions_rewritten=len({n for parts in appended["touched"].values() for n in parts}),
             new_accounts=appended["accounts"], new_customers=appended["customers"], customers=features,
-            customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"], stale=drift["stale"],
-            shifted=drift["shifted"], seconds=seconds, resumed=resumed,
+            customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"],
+            stale=drift["stale"] or bool(realised and realised["retrain"]), shifted=drift["shifted"], realised=realised,
+            seconds=seconds, resumed=resumed,
         )  # fmt: skip
         document = {**summary.to_dict(), "finished_at": datetime.now(timezone.utc).isoformat()}
         update.summary.write_text(json.dumps(document, indent=2, default=str) + "\n")
         _note_in_manifest(layout, update, summary)
-    if summary.stale:
+    if summary.shifted:
         logger.warning("update: the saved models are stale: %s shifted past PSI %.2f since %s; segscale run refits them",
                        ", ".join(f"{row['column']} ({row['psi']:.2f})" for row in summary.shifted[:5]),
                        config.update.stale_psi, previous_as_of)  # fmt: skip
+    if realised and realised["retrain"]:
+        logger.warning("update: the scoring as of %s did worse than the model's test split once its outcomes came: %s; "
+                       "segscale run refits the models", realised["scoring_as_of"], "; ".join(realised["reasons"]))  # fmt: skip
     logger.info("update: %s as of %s: %s", update.root.name, summary.as_of,
                 ", ".join(f"{name} {count:,} changed" for name, count in summary.changes.items()))  # fmt: skip
     return summary

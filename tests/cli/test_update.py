@@ -39,6 +39,11 @@ def test_update_refreshes_the_run_and_writes_the_deltas(finished):
     counts = summary["tables"]["transactions"]
     assert counts["read"] == len(new) and counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"] == len(new)
     assert summary["as_of"] == "2025-10-10" and summary["previous_as_of"] == "2025-10-03"
+    # The store holds what happened in the 90 days after the run's as-of: the scoring the
+    # update replaced is judged on it, as segscale monitor would.
+    realised = summary["realised"]
+    assert realised["scoring_as_of"] == "2025-10-03" and realised["realised"]["customers"] > 1_000
+    assert summary["stale"] == (bool(summary["shifted"]) or realised["retrain"])
     deltas = pd.read_csv(f"{summary['update_dir']}/deltas.csv")
     assert set(deltas["change"]) <= {"segment", "band"} and len(deltas) == sum(summary["changes"].values())
     features = json.loads((directory / "run" / "features" / "_features.json").read_text())
