@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from engine.config import load_config
+from engine.config import ActivateOptions, Audience, Condition, load_config
 from engine.layout import RunLayout, part_files
 from engine.pipeline import run_pipeline
 
@@ -40,6 +40,8 @@ def world(backtest_world, tmp_path_factory):
         run=dataclasses.replace(config.run, output_dir=root / "base", as_of=date.fromisoformat(SPLIT)),
         ingest=dataclasses.replace(config.ingest, partitions=PARTITIONS),
         segments=dataclasses.replace(config.segments, stability_resamples=3, micro_k=12, niche_points=2_000, k_max=6),
+        activate=ActivateOptions(campaign="autumn", consent="assumed", audiences=(
+            Audience("likely-buyers", "email", {"band": Condition(values=("high",))}),)),
     )  # fmt: skip
     run_pipeline(base, report=False)
     # New rows: a week after the split, of the customers in store partition 0 only.
@@ -124,6 +126,12 @@ def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path
     # The deltas: each change once, with a reason; customers with new rows are said to have them.
     deltas = pd.read_csv(summary.update_dir / "deltas.csv")
     assert set(deltas["reason"]) <= {"new customer", "new rows", "as-of moved"}
+    # The audience was rebuilt from the new scores: its deltas are the customers who entered
+    # (old empty) or left it (new empty), as the before and after audience files say.
+    audience = pd.read_parquet(run.activate.audience("likely-buyers"))
+    entered = deltas[(deltas["change"] == "audience:likely-buyers") & deltas["old"].isna()]
+    assert set(entered["customer_key"]) <= set(audience["customer_key"])
+    assert "audience:likely-buyers" in summary.changes
     assert deltas.groupby("change").size().to_dict() == {k: v for k, v in summary.changes.items() if v}
     assert not deltas.duplicated(["customer_key", "change"]).any()
     assert (deltas["old"].astype(str) != deltas["new"].astype(str)).all()
