@@ -398,14 +398,19 @@ def lookalike(
     show_stage({"status": "ran", "summary": summary.to_dict()}, as_json, _print_lookalikes)
 
 
-def _new_files(values: list[str]) -> dict[str, Path]:
-    """``--new`` values: ``TABLE=PATH``, or a bare ``PATH`` of transactions."""
-    new: dict[str, Path] = {}
+def _new_files(values: list[str]) -> dict[str, str]:
+    """``--new`` values: ``TABLE=PATH``, or a bare ``PATH`` of transactions (a path may hold
+    ``=`` itself, as Hive-style partition directories do)."""
+    from engine.contract import TABLES
+
+    new: dict[str, str] = {}
     for value in values:
-        table, _, path = value.rpartition("=") if "=" in value else ("transactions", "", value)
+        table, _, path = value.partition("=")
+        if table not in TABLES:
+            table, path = "transactions", value
         if table in new:
             raise UsageError(f"--new {value}: {table} is given twice; put its new files in one directory")
-        new[table] = Path(path)
+        new[table] = path
     return new
 
 

@@ -84,7 +84,7 @@ class UpdateSummary(Summary):
     resumed: list = field(default_factory=list)
 
 
-def _new_specs(config: RunConfig, new: dict[str, Path]) -> dict:
+def _new_specs(config: RunConfig, new: dict) -> dict:
     """Each new file's input settings: the run's for that table (mapping, format, time zone),
     with the new path; the format follows the file's suffix where it says one."""
     specs = {}
@@ -94,7 +94,8 @@ def _new_specs(config: RunConfig, new: dict[str, Path]) -> dict:
         spec = config.inputs[table]
         name = str(path).lower()
         form = "parquet" if name.endswith((".parquet", ".pq")) else "csv" if name.endswith((".csv", ".csv.gz", ".tsv")) else spec.format
-        specs[table] = dataclasses.replace(spec, path=str(Path(path).absolute()), format=form)
+        where = str(path) if "://" in str(path) else str(Path(path).absolute())  # URLs stay as they are
+        specs[table] = dataclasses.replace(spec, path=where, format=form)
     return specs
 
 
@@ -294,10 +295,10 @@ class _Progress:
         temporary.replace(self.path)
 
 
-def update_run(config: RunConfig, new: dict[str, Path], *, as_of: date | None = None, backend_name: str = "auto",
+def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backend_name: str = "auto",
                client=None, progress=None) -> UpdateSummary:  # fmt: skip
-    """Refresh the run of ``config`` with the rows of ``new`` (table -> file or directory);
-    see the module docstring.
+    """Refresh the run of ``config`` with the rows of ``new`` (table -> a file, a directory or
+    a URL); see the module docstring.
 
     Raises
     ------

@@ -80,3 +80,13 @@ def test_an_update_before_a_run_is_exit_2(backtest_world, tmp_path):
     result = invoke("update", path, "--new", str(world / "transactions"), "--workers", 1)
     assert result.exit_code == 2
     one_line_error(result, "run segscale run CONFIG first", after_progress=True)
+
+
+def test_new_files_name_their_table_or_are_transactions_and_keep_equals_signs_in_paths():
+    from cli._stages import _new_files
+
+    assert _new_files(["events=/feeds/date=2025-10-10", "/feeds/day.csv"]) == {
+        "events": "/feeds/date=2025-10-10", "transactions": "/feeds/day.csv"}
+    assert _new_files(["/feeds/date=2025-10-10/day.csv"]) == {"transactions": "/feeds/date=2025-10-10/day.csv"}
+    with pytest.raises(Exception, match="events is given twice"):
+        _new_files(["events=a", "events=b"])
