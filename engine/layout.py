@@ -270,6 +270,16 @@ class UpdateLayout(_Layout):
         return self.root / "customers-with-rows"
 
     @property
+    def moves(self) -> Path:
+        """Customers merged into another by the update's identity rows: ``old_key``, ``new_key``."""
+        return self.root / "moves.parquet"
+
+    @property
+    def moved(self) -> Path:
+        """Stored rows of merged customers, re-keyed, a directory per table."""
+        return self.root / "moved"
+
+    @property
     def deltas(self) -> Path:
         return self.root / "deltas"
 

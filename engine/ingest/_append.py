@@ -13,6 +13,11 @@ rows in (customer key, ts) order, stored rows first where they tie: a full inges
 files and then the new ones gives the same part. The identity mapping's part gains the new
 accounts, and ``_store.json`` its new row counts and time span.
 
+Identity rows are resolved again with the run's own (``_rekey``): accounts they join to a
+customer take its key, and the stored rows (every table, the sensitive columns and the
+identity map) of customers they merge move to the merged customer's key and partition, so
+those partitions are rewritten too.
+
 Everything is written under the update's directory first. Only then does :func:`commit`
 write ``commit.json``, the list of (staged file, store file) pairs, and rename each into
 place; a crash during the renames leaves the journal, and :func:`commit` run again (the
@@ -36,12 +41,15 @@ import pyarrow.parquet as pq
 from .._tasks import compute_tasks, trimmed
 from ..config import RunConfig
 from ..exceptions import InputDataError, UsageError
-from ..layout import IngestLayout, RunLayout, StoreLayout, UpdateLayout, part_name
+from ..layout import IngestLayout, RunLayout, UpdateLayout, part_name
 from ._merged import MergedAccounts
 from ._pipeline import _accounting, _bucket_schema, _extracted_at
 from ._pseudonym import pseudonym_key
+from ._rekey import TARGET, extract_moved, resolve_again
 from ._read import read_input
-from ._store import ACCOUNTS, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket, sort_order
+from ._store import (
+    ACCOUNTS, SENSITIVE_TABLE, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket, sort_order,
+)  # fmt: skip
 from ._stored import has_amounts, read_store_meta
 from ._validate import ParseRules
 
@@ -59,67 +67,94 @@ def _stored_order(table: str) -> list[str]:
     return ["customer_key", *sort_order(table)[1:]]
 
 
-def _merge_part(table: str, number: int, *, work: str, store: str, empty: pa.Schema) -> dict | None:
-    """Phase 2 for one partition of ``table`` that received rows: the part, rewritten with
-    them, under ``work``; None when the partition received none."""
-    if not _bucket(work, table, number, empty).num_rows:
+def _arriving(moved: str | None, number: int) -> pa.Table | None:
+    """The re-keyed rows that move into partition ``number`` (``_rekey.extract_moved``)."""
+    pieces = []
+    for path in sorted(Path(moved).glob("*.parquet")) if moved else []:
+        rows = pq.read_table(path)
+        rows = rows.filter(pc.equal(rows[TARGET], number)).drop_columns([TARGET])
+        if rows.num_rows:
+            pieces.append(rows)
+    return pa.concat_tables(pieces, promote_options="permissive") if pieces else None
+
+
+def _merge_part(table: str, number: int, *, work: str, source: str, staged: str, empty: pa.Schema | None,
+                moved: str | None, old_keys: pa.Array | None, touched: bool) -> dict | None:  # fmt: skip
+    """Phase 2 for one partition of ``table``: the stored part without the customers that
+    merged away, with the rows that moved in and the new rows, written to ``staged``; None
+    when neither new nor moved rows touch it."""
+    has_new = empty is not None and _bucket(work, table, number, empty).num_rows > 0
+    if not (has_new or touched):
         return None
-    new = reduce_bucket(table, number, staging=work, out=work, empty=empty)
-    staged = IngestLayout(work).store.table_part(table, number)
-    stored = pq.read_table(StoreLayout(store).table_part(table, number))
-    added = pq.read_table(staged)
-    missing = [f for f in stored.schema if f.name not in added.column_names]
-    for field in missing:
-        added = added.append_column(field, pa.nulls(added.num_rows, field.type))
-    added = added.select(stored.column_names).cast(stored.schema)
-    # Stored rows of the customers that got rows, beside the new rows: a new row equal to a
-    # stored one (or to a new one before it) in every column is an exact duplicate.
-    mine = stored.filter(pc.is_in(stored["customer_key"], value_set=pc.unique(added["customer_key"])))
-    both = pa.concat_tables([mine, added])
-    is_new = pa.array([False] * mine.num_rows + [True] * added.num_rows)
-    order = pc.sort_indices(both, sort_keys=[(c, "ascending") for c in both.column_names])
-    repeated = _duplicate_of_previous(both.take(order)) & is_new.take(order).to_numpy(zero_copy_only=False)
-    dropped = set((order.to_numpy()[repeated] - mine.num_rows).tolist())
-    if dropped:
-        keep = [row not in dropped for row in range(added.num_rows)]
-        added = added.filter(pa.array(keep))
+    stored = pq.read_table(source)
+    if old_keys is not None:
+        stored = stored.filter(pc.invert(pc.is_in(stored["customer_key"], value_set=old_keys)))
+    arriving = _arriving(moved, number)
+    if arriving is not None:
+        stored = pa.concat_tables([stored, arriving.select(stored.column_names).cast(stored.schema)])
+    added, duplicates = stored.schema.empty_table(), 0
+    if has_new:
+        duplicates = reduce_bucket(table, number, staging=work, out=work, empty=empty)["duplicates"]
+        added = pq.read_table(staged)
+        for field in (f for f in stored.schema if f.name not in added.column_names):
+            added = added.append_column(field, pa.nulls(added.num_rows, field.type))
+        added = added.select(stored.column_names).cast(stored.schema)
+        # Stored rows of the customers that got rows, beside the new rows: a new row equal to a
+        # stored one (or to a new one before it) in every column is an exact duplicate.
+        mine = stored.filter(pc.is_in(stored["customer_key"], value_set=pc.unique(added["customer_key"])))
+        both = pa.concat_tables([mine, added])
+        is_new = pa.array([False] * mine.num_rows + [True] * added.num_rows)
+        order = pc.sort_indices(both, sort_keys=[(c, "ascending") for c in both.column_names])
+        repeated = _duplicate_of_previous(both.take(order)) & is_new.take(order).to_numpy(zero_copy_only=False)
+        dropped = set((order.to_numpy()[repeated] - mine.num_rows).tolist())
+        if dropped:
+            added = added.filter(pa.array([row not in dropped for row in range(added.num_rows)]))
+        duplicates += len(dropped)
+        keys = UpdateLayout(work).customers_with_rows
+        keys.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"customer_key": pc.unique(added["customer_key"])}), keys / f"{table}-{part_name(number)}")
     merged = pa.concat_tables([stored, added])
     merged = merged.take(pc.sort_indices(merged, sort_keys=[(c, "ascending") for c in _stored_order(table)
                                                             if c in merged.column_names]))  # fmt: skip
+    Path(staged).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(merged, staged, store_schema=False)
-    keys = UpdateLayout(work).customers_with_rows
-    keys.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"customer_key": pc.unique(added["customer_key"])}), keys / f"{table}-{part_name(number)}")
     span = {"min_ts": None, "max_ts": None}
     if "ts" in merged.column_names and merged["ts"].null_count < merged.num_rows:
         low, high = pc.min_max(merged["ts"]).values()
         span = {"min_ts": str(pd.Timestamp(low.as_py())), "max_ts": str(pd.Timestamp(high.as_py()))}
-    return {"number": number, "new_rows": added.num_rows, "rows": merged.num_rows,
-            "duplicates": new["duplicates"] + len(dropped), **span}  # fmt: skip
+    return {"number": number, "new_rows": added.num_rows, "rows": merged.num_rows, "duplicates": duplicates, **span}
 
 
-def _merge_accounts(number: int, *, work: str, mapping: str, backend_name: str) -> dict:
-    """The identity mapping's part ``number`` with the new accounts; returns how many are new."""
-    reduce_accounts(number, staging=work, out=work, backend_name=backend_name)
+def _merge_accounts(number: int, *, work: str, mapping: str, moved: str | None, old_keys: pa.Array | None) -> dict:
+    """The identity mapping's part ``number``: without the accounts of customers that merged
+    away, with those that moved in and the new accounts; returns how many are new."""
+    reduce_accounts(number, staging=work, out=work, backend_name="cpu")
     staged = IngestLayout(work).identity_mapping / part_name(number)
     added = pq.read_table(staged).to_pandas()
     existing_path = Path(mapping) / part_name(number)
-    existing = pq.read_table(existing_path).to_pandas() if existing_path.exists() else added[:0]
+    existing = pq.read_table(existing_path) if existing_path.exists() else pa.table(
+        {"customer_id": pa.array([], pa.large_string()), "customer_key": pa.array([], pa.large_string())})  # fmt: skip
+    if old_keys is not None:
+        existing = existing.filter(pc.invert(pc.is_in(existing["customer_key"], value_set=old_keys)))
+    arriving = _arriving(moved, number)
+    existing = existing.to_pandas()
+    if arriving is not None:
+        existing = pd.concat([existing, arriving.to_pandas()], ignore_index=True)
     new_accounts = ~added["customer_id"].isin(existing["customer_id"])
     new_customers = ~added["customer_key"].isin(existing["customer_key"])
-    both = existing.merge(added[new_accounts], how="outer").sort_values("customer_id", ignore_index=True)
+    both = pd.concat([existing, added[new_accounts]], ignore_index=True).sort_values("customer_id", ignore_index=True)
     both.to_parquet(staged, index=False)
     return {"accounts": int(new_accounts.sum()), "customers": int(added.loc[new_customers, "customer_key"].nunique())}
 
 
 def _check_tables(specs: dict, meta: dict) -> None:
     for table, spec in specs.items():
-        if table not in APPENDABLE:
+        if table not in (*APPENDABLE, "identities"):
             raise UsageError(
-                f"{spec.path}: an update appends rows of {', '.join(APPENDABLE)}; {table} rows change who a customer "
-                f"is or their profile: add them to [inputs.{table}] and run segscale run --force"
+                f"{spec.path}: an update appends rows of {', '.join(APPENDABLE)} and identities; {table} rows change "
+                f"a customer's profile: add them to [inputs.{table}] and run segscale run --force"
             )
-        if table not in meta["tables"]:
+        if table not in meta["tables"] and table != "identities":
             raise UsageError(f"{spec.path}: the run's store has no {table} table; add [inputs.{table}] and run it again")
 
 
@@ -145,6 +180,17 @@ def check_new_inputs(specs: dict, meta: dict) -> dict:
     return frames
 
 
+def _stored_parts(layout: RunLayout, work: IngestLayout, meta: dict) -> dict:
+    """Every stored table, as (its part N, where part N is staged): the store's tables, and the
+    sensitive profile columns kept apart, which move with their customers."""
+    parts = {table: (lambda n, t=table: layout.store.table_part(t, n), lambda n, t=table: work.store.table_part(t, n))
+             for table in meta["tables"]}  # fmt: skip
+    if layout.ingest.sensitive.table("customers").is_dir():
+        parts[SENSITIVE_TABLE] = (lambda n: layout.ingest.sensitive.table_part("customers", n),
+                                  lambda n: work.sensitive.table_part("customers", n))  # fmt: skip
+    return parts
+
+
 def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None, progress=None) -> dict:
     """Validate, key and stage the rows of ``specs`` (table -> InputSpec of the new files)
     for the run of ``config``; nothing in the store changes (see :func:`commit`).
@@ -153,14 +199,15 @@ def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None
     -------
     dict
         ``tables``: per table rows read = kept + quarantined + duplicates; ``accounts`` and
-        ``customers``: new ones; ``touched``: per table, the partitions rewritten;
-        ``replace``: the (staged, target) pairs :func:`commit` renames; ``customer_keys``:
-        where the keys of the customers with new rows are listed.
+        ``customers``: new ones; ``merged``: customers merged into another (``moves``, the
+        old and new keys, beside it in ``update_dir``); ``touched``: per table, the
+        partitions rewritten; ``replace``: the (staged, target) pairs :func:`commit` renames.
 
     Raises
     ------
     UsageError
-        A table an update cannot append, or one the store lacks.
+        A table an update cannot append, one the store lacks, or identity rows that would
+        split a customer.
     InputDataError
         Unreadable new files, every row rejected, or amounts where the store has none (or
         the other way round).
@@ -172,10 +219,17 @@ def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None
     key = pseudonym_key(config.ingest.pseudonym_key)
     frames = check_new_inputs(specs, meta)
     options, extracted_at = config.ingest, _extracted_at(config.ingest)
-    rules = {table: ParseRules(spec.timestamp_format, spec.timezone, extracted_at, spec.return_prefix,
-                               options.max_abs_amount) for table, spec in specs.items()}  # fmt: skip
     work = IngestLayout(update_dir)
-    merged = MergedAccounts(layout.ingest.merged_accounts)
+    result_tables, replace = {}, []
+    merged, moves = MergedAccounts(layout.ingest.merged_accounts), pd.DataFrame({"old_key": [], "new_key": []})
+    if "identities" in frames:
+        merged, result_tables["identities"], moves = resolve_again(config, specs["identities"], work, key, partitions,
+                                                                   client=client, progress=progress)  # fmt: skip
+        replace.append((work.merged_accounts, layout.ingest.merged_accounts))
+        frames = {table: frame for table, frame in frames.items() if table != "identities"}
+    moves.to_parquet(UpdateLayout(update_dir).moves, index=False)
+    rules = {table: ParseRules(specs[table].timestamp_format, specs[table].timezone, extracted_at,
+                               specs[table].return_prefix, options.max_abs_amount) for table in frames}  # fmt: skip
     tasks, owners = [], []
     for table, frame in frames.items():
         for index, part in enumerate(frame.to_delayed()):
@@ -185,33 +239,50 @@ def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None
             ))  # fmt: skip
             owners.append(table)
     bucketed = compute_tasks(tasks, client, progress, "update: new rows")
+    stored = _stored_parts(layout, work, meta)
+    old_keys = pa.array(moves["old_key"].astype(str), pa.large_string()) if len(moves) else None
+    movers = {"_mapping": (lambda n: layout.ingest.identity_mapping / part_name(n), None)} | stored
+    sources, targets = extract_moved(movers, moves, partitions, UpdateLayout(update_dir).moved, client=client,
+                                     progress=progress)  # fmt: skip
     tasks, reduce_owners = [], []
-    for table in frames:
-        empty = _bucket_schema(frames[table], table, rules[table], (), specs[table].duplicates == "exact")
+    for table, (source, staged) in stored.items():
+        empty = None
+        if table in frames:
+            empty = _bucket_schema(frames[table], table, rules[table], (), specs[table].duplicates == "exact")
+        moved = str(UpdateLayout(update_dir).moved / table) if table in targets else None
         for number in range(partitions):
-            tasks.append(dask.delayed(trimmed(_merge_part))(table, number, work=str(work.root), store=str(store),
-                                                            empty=empty))  # fmt: skip
+            tasks.append(dask.delayed(trimmed(_merge_part))(
+                table, number, work=str(work.root), source=str(source(number)), staged=str(staged(number)),
+                empty=empty, moved=moved, old_keys=old_keys,
+                touched=number in sources.get(table, ()) or number in targets.get(table, ()),
+            ))  # fmt: skip
             reduce_owners.append(table)
     merged_parts = compute_tasks(tasks, client, progress, "update: store parts")
-    result_tables, touched, replace = {}, {}, []
+    touched = {}
     new_meta = json.loads(json.dumps(meta))
-    for table, spec in specs.items():
+    for table, (source, staged) in stored.items():
         mine = [r for r, owner in zip(merged_parts, reduce_owners) if owner == table and r is not None]
-        counted = [{"rows": r["new_rows"], "duplicates": r["duplicates"]} for r in mine]
-        result_tables[table] = _accounting(table, spec, [b for b, o in zip(bucketed, owners) if o == table], counted)
+        if table in frames:
+            counted = [{"rows": r["new_rows"], "duplicates": r["duplicates"]} for r in mine]
+            bucket = [b for b, o in zip(bucketed, owners) if o == table]
+            result_tables[table] = _accounting(table, specs[table], bucket, counted)
         touched[table] = [r["number"] for r in mine]
+        replace += [(staged(r["number"]), source(r["number"])) for r in mine]
+        if table == SENSITIVE_TABLE:
+            continue
         entry = new_meta["tables"][table]
         for part in mine:
             entry["rows_per_partition"][part["number"]] = part["rows"]
             for bound, pick in (("min_ts", min), ("max_ts", max)):
                 if part[bound] is not None:
                     entry[bound] = pick((v for v in (entry[bound], part[bound]) if v is not None), key=pd.Timestamp)
-            replace.append((work.store.table_part(table, part["number"]), layout.store.table_part(table, part["number"])))
         entry["rows"] = sum(entry["rows_per_partition"])
-    numbers = sorted({n for parts in touched.values() for n in parts})
+    numbers = sorted({n for parts in touched.values() for n in parts} | set(sources.get("_mapping", ()))
+                     | set(targets.get("_mapping", ())))  # fmt: skip
+    moved_accounts = str(UpdateLayout(update_dir).moved / "_mapping") if "_mapping" in targets else None
     accounts = compute_tasks([
         dask.delayed(_merge_accounts)(n, work=str(work.root), mapping=str(layout.ingest.identity_mapping),
-                                      backend_name="cpu") for n in numbers
+                                      moved=moved_accounts, old_keys=old_keys) for n in numbers
     ], client, progress, "update: identity map")  # fmt: skip
     replace += [(work.identity_mapping / part_name(n), layout.ingest.identity_mapping / part_name(n)) for n in numbers]
     work.store.meta.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +290,7 @@ def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None
     replace.append((work.store.meta, layout.store.meta))
     shutil.rmtree(work.buckets(ACCOUNTS).parent, ignore_errors=True)
     return {
-        "tables": result_tables, "touched": touched,
+        "tables": result_tables, "touched": touched, "merged": len(moves),
         "accounts": sum(a["accounts"] for a in accounts), "customers": sum(a["customers"] for a in accounts),
         "replace": [(str(staged), str(target)) for staged, target in replace],
     }  # fmt: skip
@@ -239,5 +310,7 @@ def commit(update_dir: Path, replace: list | None = None) -> bool:
     for staged, target in json.loads(journal.read_text())["replace"]:
         if Path(staged).exists():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+            if Path(staged).is_dir():  # the merged accounts: a directory replaces a directory whole
+                shutil.rmtree(target, ignore_errors=True)
             os.replace(staged, target)
     return True

@@ -11,10 +11,13 @@ update (the same new files and as-of) skips what is done and a crash loses one s
    move with as-of, and the RFM quintiles and the top categories are over every customer, so
    no customer's features are exact without their rows: recomputing them all is the exact way,
    and the same code as a full run's.
+   New identity rows are resolved with the run's own first (``engine.ingest._rekey``): the
+   rows of customers they merge move to the merged customer's key and partition.
 4. **segments**, **propensity**, **value**: every customer placed and scored with the models
    the run saved (no refit); **activate** when audiences are declared.
 5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
-   (``new customer``, ``new rows`` or ``as-of moved``), as Parquet parts and one CSV.
+   (``merged``, ``new customer``, ``new rows`` or ``as-of moved``), and each merged customer's
+   old key beside its new one (change ``customer_key``), as Parquet parts and one CSV.
 6. **drift**: PSI of every feature and score against before (days counted back from as-of
    aged by the days it moved); past ``[update] stale_psi`` the models are stale.
 7. **realised**: the latest scoring an update kept (step 1) whose outcome window the store now
@@ -74,6 +77,7 @@ class UpdateSummary(Summary):
     partitions_rewritten: int
     new_accounts: int
     new_customers: int
+    merged_customers: int
     customers: int
     customers_with_rows: int
     changes: dict
@@ -185,6 +189,8 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
     if update.customers_with_rows.is_dir():
         for path in update.customers_with_rows.glob("*.parquet"):
             with_rows.update(pq.read_table(path).column("customer_key").to_pylist())
+    moves = pd.read_parquet(update.moves) if update.moves.exists() else pd.DataFrame({"old_key": [], "new_key": []})
+    merged_keys = set(moves["old_key"]) | set(moves["new_key"])
     update.deltas.mkdir(parents=True, exist_ok=True)
     changes = {name: 0 for name in names}
     with open(update.deltas_csv, "wb") as csv:
@@ -202,8 +208,11 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
                 moved = both[changed.to_numpy()]
                 changes[name] += len(moved)
                 if len(moved):
-                    reason = np.where(moved["label_old"].isna(), "new customer",
-                                      np.where(moved["customer_key"].isin(with_rows), "new rows", "as-of moved"))  # fmt: skip
+                    reason = np.select(
+                        [moved["customer_key"].isin(merged_keys), moved["label_old"].isna(),
+                         moved["customer_key"].isin(with_rows)],
+                        ["merged", "new customer", "new rows"], "as-of moved",
+                    )  # fmt: skip
                     rows.append(pd.DataFrame({
                         "customer_key": moved["customer_key"].astype(str), "change": name,
                         "old": moved["label_old"].astype(object).where(moved["label_old"].notna(), None).map(
@@ -212,6 +221,12 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
                             lambda v: None if v is None else str(v)),
                         "reason": reason,
                     }))  # fmt: skip
+            # A merged customer's old key, once, in the partition it was in: what a downstream system re-keys.
+            gone = moves[[int(k[1:], 16) % partitions == number for k in moves["old_key"]]]
+            if len(gone):
+                changes["customer_key"] = changes.get("customer_key", 0) + len(gone)
+                rows.append(pd.DataFrame({"customer_key": gone["old_key"], "change": "customer_key",
+                                          "old": gone["old_key"], "new": gone["new_key"], "reason": "merged"}))  # fmt: skip
             part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
                 {"customer_key": [], "change": [], "old": [], "new": [], "reason": []}, dtype=object)  # fmt: skip
             table = pa.Table.from_pandas(part.astype(object), preserve_index=False,
@@ -384,7 +399,8 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
         summary = UpdateSummary(
             update_dir=update.root, as_of=as_of.isoformat(), previous_as_of=previous_as_of, tables=appended["tables"],
             partitions_rewritten=len({n for parts in appended["touched"].values() for n in parts}),
-            new_accounts=appended["accounts"], new_customers=appended["customers"], customers=features,
+            new_accounts=appended["accounts"], new_customers=appended["customers"], merged_customers=appended["merged"],
+            customers=features,
             customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"],
             stale=drift["stale"] or bool(realised and realised["retrain"]), shifted=drift["shifted"], realised=realised,
             seconds=seconds, resumed=resumed,

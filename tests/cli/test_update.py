@@ -62,7 +62,7 @@ def test_update_refreshes_the_run_and_writes_the_deltas(finished):
 
 
 @pytest.mark.parametrize("new, fragment", [
-    ("identities={world}/identities", "identities rows change who a customer is"),
+    ("customers={world}/customers", "customers rows change a customer's profile"),
     ("transactions={directory}/absent.csv", "absent.csv"),
 ])  # fmt: skip
 def test_what_an_update_cannot_take_is_one_line_and_exit_2(finished, backtest_world, new, fragment):

@@ -193,13 +193,71 @@ def test_a_crash_during_the_commit_is_finished_by_the_rerun(world, tmp_path, mon
     _same_store(run, reference)
 
 
-def test_identity_rows_are_refused_in_one_line(world, tmp_path):
+def test_profile_rows_are_refused_in_one_line(world, tmp_path):
     from engine.exceptions import UsageError
     from engine.update import update_run
 
     config = _copy_of_base(world, tmp_path / "run")
-    with pytest.raises(UsageError, match="identities rows change who a customer is"):
-        update_run(config, {"identities": Path(config.inputs["identities"].path)}, as_of=UPDATE_AS_OF)
+    with pytest.raises(UsageError, match="customers rows change a customer's profile"):
+        update_run(config, {"customers": Path(config.inputs["customers"].path)}, as_of=UPDATE_AS_OF)
+
+
+def test_identity_rows_that_merge_two_customers_move_them_as_a_full_ingest_would(world, backtest_world, tmp_path):
+    """Two customers of the base run share a new email: the update merges them, and its
+    store, identity map and features are a full ingest's over the old and new identity rows."""
+    from engine.update import update_run
+
+    source = backtest_world[0]
+    config = _copy_of_base(world, tmp_path / "run")
+    run = RunLayout(tmp_path / "run")
+    mapping = _table(run.ingest.identity_mapping)
+    alone = mapping[~mapping["customer_key"].duplicated(keep=False)]
+    first, second = alone.iloc[0], alone.iloc[len(alone) // 2]  # most likely in two partitions
+    shared = pd.DataFrame({"customer_id": [first["customer_id"], second["customer_id"]], "id_type": "email",
+                           "id_value": "Same.Person@example.com"})  # fmt: skip
+    shared.to_parquet(tmp_path / "identities.parquet", index=False)
+    (tmp_path / "all-identities").mkdir()
+    for path in sorted((source / "identities").glob("*.parquet")):
+        shutil.copy(path, tmp_path / "all-identities" / path.name)
+    shutil.copy(tmp_path / "identities.parquet", tmp_path / "all-identities" / "part-99999.parquet")
+    identities = dataclasses.replace(config.inputs["identities"], path=str(tmp_path / "all-identities"))
+    reference = dataclasses.replace(config, inputs={**config.inputs, "identities": identities},
+                                    run=dataclasses.replace(config.run, output_dir=tmp_path / "reference"))  # fmt: skip
+    run_pipeline(reference, stages=["ingest", "features"], report=False)
+
+    summary = update_run(config, {"identities": tmp_path / "identities.parquet"}, as_of=date.fromisoformat(SPLIT),
+                         backend_name="cpu")  # fmt: skip
+    assert summary.merged_customers == 1
+    assert summary.tables["identities"] == {"read": 2, "kept": 2, "quarantined": {}, "duplicates": 0}
+    theirs = RunLayout(tmp_path / "reference")
+    for table in ("transactions", "events"):
+        for number in range(PARTITIONS):
+            pd.testing.assert_frame_equal(pq.read_table(run.store.table_part(table, number)).to_pandas(),
+                                          pq.read_table(theirs.store.table_part(table, number)).to_pandas())  # fmt: skip
+    # Profile rows: the same, though a merged customer's several rows follow the surviving
+    # account's where a full ingest keeps the input files' order (the store keeps no account).
+    for directory in ("store/customers", "sensitive/customers"):
+        ours, full = (_table(layout.ingest.root / directory) for layout in (run, theirs))
+        pd.testing.assert_frame_equal(ours.sort_values(list(ours.columns), ignore_index=True),
+                                      full.sort_values(list(full.columns), ignore_index=True))  # fmt: skip
+    for number in range(PARTITIONS):
+        ours = pq.read_table(run.ingest.identity_mapping / f"part-{number:05d}.parquet").to_pandas()
+        assert ours.equals(pq.read_table(theirs.ingest.identity_mapping / f"part-{number:05d}.parquet").to_pandas())
+    # Features: bit-identical, but for the merged customer's profile attributes (above).
+    merged_key = pd.read_parquet(summary.update_dir / "moves.parquet")["new_key"].iloc[0]
+    ours, full = _table(run.features.root), _table(theirs.features.root)
+    pd.testing.assert_frame_equal(ours[ours["customer_key"] != merged_key], full[full["customer_key"] != merged_key],
+                                  check_exact=True)  # fmt: skip
+    profile = {"days_since_signup", "region", "loyalty_member"}  # the world's non-sensitive profile columns
+    assert profile <= set(ours.columns)
+    behaviour = [c for c in ours.columns if c not in profile]
+    pd.testing.assert_frame_equal(ours[behaviour], full[behaviour], check_exact=True)
+    # The deltas say which key went into which.
+    deltas = pd.read_csv(summary.update_dir / "deltas.csv")
+    rekeyed = deltas[deltas["change"] == "customer_key"]
+    assert len(rekeyed) == 1 and rekeyed["reason"].tolist() == ["merged"]
+    assert set(rekeyed[["old", "new"]].iloc[0]) == set(mapping.loc[mapping["customer_id"].isin(shared["customer_id"]),
+                                                                   "customer_key"])  # fmt: skip
 
 
 @pytest.mark.gpu
