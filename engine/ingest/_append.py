@@ -191,9 +191,11 @@ def _stored_parts(layout: RunLayout, work: IngestLayout, meta: dict) -> dict:
     return parts
 
 
-def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None, progress=None) -> dict:
+def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, earlier_identities: tuple = (), client=None,
+                progress=None) -> dict:  # fmt: skip
     """Validate, key and stage the rows of ``specs`` (table -> InputSpec of the new files)
     for the run of ``config``; nothing in the store changes (see :func:`commit`).
+    ``earlier_identities``: (directory, accounting) of the identity rows earlier updates kept.
 
     Returns
     -------
@@ -223,8 +225,9 @@ def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, client=None
     result_tables, replace = {}, []
     merged, moves = MergedAccounts(layout.ingest.merged_accounts), pd.DataFrame({"old_key": [], "new_key": []})
     if "identities" in frames:
-        merged, result_tables["identities"], moves = resolve_again(config, specs["identities"], work, key, partitions,
-                                                                   client=client, progress=progress)  # fmt: skip
+        merged, result_tables["identities"], moves = resolve_again(
+            config, specs["identities"], work, key, partitions, list(earlier_identities), client=client, progress=progress
+        )  # fmt: skip
         replace.append((work.merged_accounts, layout.ingest.merged_accounts))
         frames = {table: frame for table, frame in frames.items() if table != "identities"}
     moves.to_parquet(UpdateLayout(update_dir).moves, index=False)

@@ -53,11 +53,24 @@ def _less(total: dict, before: dict) -> dict:
     }  # fmt: skip
 
 
-def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, partitions: int, *, client=None,
-                  progress=None) -> tuple[MergedAccounts, dict, pd.DataFrame]:  # fmt: skip
-    """The merged accounts of the run's identity rows and the new ones (written under
-    ``work``), the new rows' accounting, and the moves: each customer key that merged into
-    another (``old_key``, ``new_key``).
+def _added(first: dict, second: dict) -> dict:
+    reasons = set(first.get("quarantined", {})) | set(second.get("quarantined", {}))
+    return {
+        "read": first.get("read", 0) + second.get("read", 0), "kept": first.get("kept", 0) + second.get("kept", 0),
+        "quarantined": {r: first.get("quarantined", {}).get(r, 0) + second.get("quarantined", {}).get(r, 0)
+                        for r in reasons},
+        "duplicates": first.get("duplicates", 0) + second.get("duplicates", 0),
+    }  # fmt: skip
+
+
+def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, partitions: int, earlier: list, *,
+                  client=None, progress=None) -> tuple[MergedAccounts, dict, pd.DataFrame]:  # fmt: skip
+    """The merged accounts of the run's identity rows, those of ``earlier`` updates and the
+    new ones (written under ``work``), the new rows' accounting, and the moves: each customer
+    key that merged into another (``old_key``, ``new_key``). The new rows are kept under
+    ``work`` (``identities/``) for the updates after this one.
+
+    ``earlier`` lists (directory of kept rows, their accounting) of the updates before.
 
     Raises
     ------
@@ -68,9 +81,15 @@ def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, parti
     if "identities" not in config.inputs:
         raise UsageError(f"{spec.path}: the run has no [inputs.identities]; add it and run segscale run --force")
     old = config.inputs["identities"]
-    frame = dd.concat([read_input(old), read_input(spec)])
-    merged, total, _ = _identities(frame, old, estimate_rows(old) + estimate_rows(spec), key, config.ingest, work)
+    kept = work.root / "identities"
+    kept.mkdir(parents=True, exist_ok=True)
+    read_input(spec).compute().to_parquet(kept / part_name(0), index=False)  # an update's rows are few
+    frames = [read_input(old), *(dd.read_parquet(directory) for directory, _ in [*earlier, (kept, None)])]
+    rows = estimate_rows(old) + estimate_rows(spec) + sum(counts["read"] for _, counts in earlier)
+    merged, total, _ = _identities(dd.concat(frames), old, rows, key, config.ingest, work)
     before = json.loads(layout.ingest.summary.read_text())["tables"].get("identities", {})
+    for _, counts in earlier:
+        before = _added(before, counts)
     mapping = pd.concat([pq.read_table(path).to_pandas() for path in part_files(layout.ingest.identity_mapping)],
                         ignore_index=True)  # fmt: skip
     mapping["new_key"], _ = pseudonymise(merged.resolve(mapping["customer_id"].astype(str).tolist()), key, partitions)

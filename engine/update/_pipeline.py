@@ -290,6 +290,17 @@ def _note_in_manifest(layout: RunLayout, update: UpdateLayout, summary: UpdateSu
     write_json(layout.manifest, {**manifest, "updates": entries})
 
 
+def _earlier_identities(layout: RunLayout, update: UpdateLayout) -> list:
+    """The identity rows earlier updates of the run committed, and their accounting: resolved
+    again with the run's and the new ones, or their merges would come apart."""
+    earlier = []
+    for directory in sorted(layout.root.glob("updates/*/identities")):
+        done = _Progress(directory.parent / "progress.json").done.get("append")
+        if directory.parent != update.root and done and "identities" in done["tables"]:
+            earlier.append((directory, done["tables"]["identities"]))
+    return earlier
+
+
 def _update_id(specs: dict, as_of: date | None) -> str:
     """The same new files and as-of make the same update, which a rerun resumes."""
     return digest({"new": {table: input_fingerprint(spec) for table, spec in sorted(specs.items())},
@@ -369,7 +380,8 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
             if (update.root / "commit.json").exists():  # staged and journalled before a crash: finish it
                 commit(update.root)
                 return json.loads((update.root / "appended.json").read_text())
-            appended = append_rows(config, specs, update.root, client=client, progress=progress)
+            appended = append_rows(config, specs, update.root, earlier_identities=_earlier_identities(layout, update),
+                                   client=client, progress=progress)  # fmt: skip
             (update.root / "appended.json").write_text(json.dumps(appended, indent=2) + "\n")
             commit(update.root, appended["replace"])
             return appended

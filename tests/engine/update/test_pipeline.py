@@ -259,6 +259,23 @@ def test_identity_rows_that_merge_two_customers_move_them_as_a_full_ingest_would
     assert set(rekeyed[["old", "new"]].iloc[0]) == set(mapping.loc[mapping["customer_id"].isin(shared["customer_id"]),
                                                                    "customer_key"])  # fmt: skip
 
+    # A second update links a third customer to the merged one: the first update's identity
+    # rows are resolved again with it, so its merge holds, as a full ingest of all three files.
+    third = alone.iloc[-1]
+    again = pd.DataFrame({"customer_id": [first["customer_id"], third["customer_id"]], "id_type": "phone",
+                          "id_value": "+44 20 7946 0000"})  # fmt: skip
+    again.to_parquet(tmp_path / "identities-2.parquet", index=False)
+    shutil.copy(tmp_path / "identities-2.parquet", tmp_path / "all-identities" / "part-99999b.parquet")
+    reference = dataclasses.replace(reference, run=dataclasses.replace(reference.run, output_dir=tmp_path / "reference-2"))
+    run_pipeline(reference, stages=["ingest", "features"], report=False)
+    second = update_run(config, {"identities": tmp_path / "identities-2.parquet"}, as_of=date.fromisoformat(SPLIT),
+                        backend_name="cpu")  # fmt: skip
+    assert second.merged_customers == 1 and second.tables["identities"]["read"] == 2
+    theirs = RunLayout(tmp_path / "reference-2")
+    for table in ("transactions", "events"):
+        pd.testing.assert_frame_equal(_table(run.store.table(table)), _table(theirs.store.table(table)))
+    assert _table(run.ingest.identity_mapping).equals(_table(theirs.ingest.identity_mapping))
+
 
 @pytest.mark.gpu
 def test_an_update_on_the_gpu_backend_agrees_with_the_cpu(world, tmp_path):
