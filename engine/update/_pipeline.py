@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -48,6 +49,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from .._summary import Summary
+from ..backend import resolve_backend
 from ..config import RunConfig
 from ..exceptions import UsageError
 from ..ingest import default_as_of, read_store_meta
@@ -380,8 +382,10 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
             if (update.root / "commit.json").exists():  # staged and journalled before a crash: finish it
                 commit(update.root)
                 return json.loads((update.root / "appended.json").read_text())
-            appended = append_rows(config, specs, update.root, earlier_identities=_earlier_identities(layout, update),
-                                   client=client, progress=progress)  # fmt: skip
+            # The new rows are read into the backend's frames, as ingest reads its inputs.
+            with dask.config.set({"dataframe.backend": resolve_backend(backend_name).dataframe_backend}):
+                appended = append_rows(config, specs, update.root, earlier_identities=_earlier_identities(layout, update),
+                                       client=client, progress=progress)  # fmt: skip
             (update.root / "appended.json").write_text(json.dumps(appended, indent=2) + "\n")
             commit(update.root, appended["replace"])
             return appended
