@@ -456,6 +456,28 @@ def _audiences_section(outputs: RunOutputs, figures: _Figures, audiences: pd.Dat
     return Section("audiences", "Audiences", body)
 
 
+def _updates_section(outputs: RunOutputs, figures: _Figures) -> Section | None:
+    """The run's updates (``segscale update``), oldest first, and the latest one's changes."""
+    entries = outputs.manifest.get("updates", [])
+    documents = [json.loads(Path(entry["summary"]).read_text()) for entry in entries if Path(entry["summary"]).exists()]
+    if not documents:
+        return None
+    body = paragraph("Since the run, these updates appended new rows, recomputed the features and placed and scored "
+                     "every customer again with the run's models (no refit). Stale: the features or scores shifted "
+                     "past the PSI limit, or a replaced scoring did worse once its outcomes came; segscale run refits.")  # fmt: skip
+    rows = [(d["as_of"], d["previous_as_of"], sum(t["kept"] for t in d["tables"].values()), d["partitions_rewritten"],
+             d["customers_with_rows"], d.get("merged_customers", 0),
+             "; ".join(f"{name} {count:,}" for name, count in d["changes"].items()) or "none",
+             "yes" if d["stale"] else "no") for d in documents]  # fmt: skip
+    body += table(["as of", "from", "new rows kept", "partitions rewritten", "customers with rows", "merged",
+                   "changed", "stale"], rows, flagged=[d["stale"] for d in documents])  # fmt: skip
+    latest = documents[-1]
+    if latest.get("change_reasons"):
+        body += figures.add("update-changes", charts.update_changes(latest["change_reasons"]),
+                            "customers changed in the latest update by label and reason")  # fmt: skip
+    return Section("updates", "Updates", body)
+
+
 def _activation_section(run_dir: Path) -> Section | None:
     """The activated audiences (only in a run that has them): sizes, removals by reason, and
     treated against control on the balance columns."""
@@ -571,9 +593,9 @@ def build_report(run_dir: str | os.PathLike) -> ReportSummary:
         _value_section(outputs, figures),
         _audiences_section(outputs, figures, audiences),
     ]
-    activation = _activation_section(run_dir)
-    if activation is not None:
-        sections.append(activation)
+    for extra in (_activation_section(run_dir), _updates_section(outputs, figures)):
+        if extra is not None:
+            sections.append(extra)
     title = f"segscale run: {run_dir.name}"
     subtitle = f"{run_dir} · as of {outputs.manifest['as_of']} · {outputs.manifest['status']}"
     document = page(title, subtitle, _cards(outputs), sections)

@@ -467,3 +467,21 @@ def lift_intervals(audiences: list[dict]) -> Figure:
     ax.invert_yaxis()
     ax.set_xlabel("conversion lift, treated minus control (95% interval)")
     return figure
+
+
+def update_changes(reasons: dict) -> Figure:
+    """Customers whose label changed in an update, per label, stacked by why."""
+    labels = list(reasons)
+    kinds = sorted({reason for counts in reasons.values() for reason in counts})
+    figure, ax = plt.subplots(figsize=(6.5, 0.45 * len(labels) + 1.2))
+    left = np.zeros(len(labels))
+    for index, kind in enumerate(kinds):
+        counts = np.array([reasons[label].get(kind, 0) for label in labels], dtype=float)
+        ax.barh(np.arange(len(labels)), counts, left=left, color=_color(index), label=kind)
+        left += counts
+    ax.set_yticks(np.arange(len(labels)), [_wrap(label) for label in labels])
+    ax.invert_yaxis()
+    ax.set_xlabel("customers changed")
+    ax.set_title("Changes in the latest update, by why")
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    return figure

@@ -83,6 +83,7 @@ class UpdateSummary(Summary):
     customers: int
     customers_with_rows: int
     changes: dict
+    change_reasons: dict
     stale: bool
     shifted: list = field(default_factory=list)
     realised: dict | None = None
@@ -195,6 +196,7 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
     merged_keys = set(moves["old_key"]) | set(moves["new_key"])
     update.deltas.mkdir(parents=True, exist_ok=True)
     changes = {name: 0 for name in names}
+    reasons: dict[str, dict[str, int]] = {}
     with open(update.deltas_csv, "wb") as csv:
         for number in range(partitions):
             rows = []
@@ -229,6 +231,9 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
                 changes["customer_key"] = changes.get("customer_key", 0) + len(gone)
                 rows.append(pd.DataFrame({"customer_key": gone["old_key"], "change": "customer_key",
                                           "old": gone["old_key"], "new": gone["new_key"], "reason": "merged"}))  # fmt: skip
+            for row in rows:
+                for (change, reason), count in row.groupby(["change", "reason"]).size().items():
+                    reasons.setdefault(change, {})[reason] = reasons.get(change, {}).get(reason, 0) + int(count)
             part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
                 {"customer_key": [], "change": [], "old": [], "new": [], "reason": []}, dtype=object)  # fmt: skip
             table = pa.Table.from_pandas(part.astype(object), preserve_index=False,
@@ -237,7 +242,7 @@ def _deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_lab
             buffer = pa.BufferOutputStream()
             pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=number == 0))
             csv.write(buffer.getvalue().to_pybytes())
-    return {"changes": changes, "customers_with_rows": len(with_rows)}
+    return {"changes": changes, "reasons": reasons, "customers_with_rows": len(with_rows)}
 
 
 def _aged(column: str) -> bool:
@@ -417,7 +422,7 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
             partitions_rewritten=len({n for parts in appended["touched"].values() for n in parts}),
             new_accounts=appended["accounts"], new_customers=appended["customers"], merged_customers=appended["merged"],
             customers=features,
-            customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"],
+            customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"], change_reasons=deltas["reasons"],
             stale=drift["stale"] or bool(realised and realised["retrain"]), shifted=drift["shifted"], realised=realised,
             seconds=seconds, resumed=resumed,
         )  # fmt: skip

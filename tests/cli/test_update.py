@@ -53,6 +53,10 @@ def test_update_refreshes_the_run_and_writes_the_deltas(finished):
     # The report reads the refreshed outputs.
     report = invoke("report", directory / "run")
     assert report.exit_code == 0, report.stderr
+    page = (directory / "run" / "report.html").read_text()
+    assert "<h2>Updates</h2>" in page or ">Updates<" in page
+    assert "customers changed in the latest update" in page
+    assert sum(sum(r.values()) for r in summary["change_reasons"].values()) == sum(summary["changes"].values())
     # The same command again is the same update, already done: nothing is appended twice.
     again = invoke("update", config, "--new", f"transactions={directory / 'new.csv'}", "--as-of", "2025-10-10",
                    "--workers", 1, "--json")  # fmt: skip
