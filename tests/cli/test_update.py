@@ -63,6 +63,14 @@ def test_update_refreshes_the_run_and_writes_the_deltas(finished):
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["tables"] == summary["tables"]
     assert set(json.loads(again.stdout)["resumed"]) >= {"append", "features", "deltas"}
+    # The next full run keeps the store with the new rows (ingest is up to date) and refits the rest.
+    rerun = invoke("run", config, "--workers", 1, "--json")
+    assert rerun.exit_code == 0, rerun.stderr
+    stages = json.loads(rerun.stdout)["stages"]
+    assert stages["ingest"]["status"] == "skipped" and stages["segments"]["status"] == "ran"
+    store = json.loads((directory / "run" / "ingest" / "store" / "_store.json").read_text())
+    assert store["tables"]["transactions"]["rows"] == summary["tables"]["transactions"]["kept"] + json.loads(
+        (directory / "run" / "ingest" / "ingest.json").read_text())["tables"]["transactions"]["kept"]
 
 
 @pytest.mark.parametrize("new, fragment", [
