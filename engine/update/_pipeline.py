@@ -6,13 +6,13 @@ update (the same new files and as-of) skips what is done and a crash loses one s
 1. **before**: what the outputs say now, kept for the deltas and the drift: each customer's
    segment, propensity band and audience groups, and an even sample of the features and scores.
 2. **append**: the new rows validated, keyed and staged, then committed into the store
-   (``engine.ingest._append``: only the partitions that received rows are rewritten).
+   (``engine.ingest._append``: only the partitions that received rows are rewritten). New
+   identity rows are resolved with the run's own first (``engine.ingest._rekey``): the rows of
+   customers they merge move to the merged customer's key and partition.
 3. **features** at the new as-of, every partition. Trailing windows, trend and active weeks
    move with as-of, and the RFM quintiles and the top categories are over every customer, so
    no customer's features are exact without their rows: recomputing them all is the exact way,
    and the same code as a full run's.
-   New identity rows are resolved with the run's own first (``engine.ingest._rekey``): the
-   rows of customers they merge move to the merged customer's key and partition.
 4. **segments**, **propensity**, **value**: every customer placed and scored with the models
    the run saved (no refit); **activate** when audiences are declared.
 5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
