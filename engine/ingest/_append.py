@@ -27,7 +27,6 @@ update's rerun does) finishes them. Until the journal exists the store is untouc
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -54,8 +53,6 @@ from ._stored import has_amounts, read_store_meta
 from ._validate import ParseRules
 
 __all__ = ["APPENDABLE", "append_rows", "check_new_inputs", "commit"]
-
-logger = logging.getLogger(__name__)
 
 # Tables whose new rows change no one's identity or profile: an update appends them.
 APPENDABLE = ("transactions", "events", "contacts", "suppressions", "outcomes")
