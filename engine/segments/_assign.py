@@ -41,9 +41,8 @@ from ..features import read_features_meta
 from ..layout import SegmentsLayout
 from ._fit import SegmentFit
 from ._pipeline import (
-    SegmentSummary, _assign_task, _brief, _hierarchy_table, _numeric_columns, _sample_task, _top_features,
+    SegmentSummary, _brief, _hierarchy_table, _numeric_columns, _sample_task, _top_features, place_everyone,
 )  # fmt: skip
-from ._profiles import profile_table
 
 __all__ = ["assign_segments"]
 
@@ -171,22 +170,8 @@ def assign_segments(
 
     with staged_output(out) as staging_dir:
         staging = SegmentsLayout(staging_dir)
-        staging.assignments.mkdir()
-        fitted = dask.delayed(model, traverse=False)  # one graph object, as in build_segments
-        tasks = [
-            dask.delayed(_assign_task)(
-                str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name
-            )
-            for n in range(partitions)
-        ]
-        results = compute_tasks(tasks, client, progress, "assign")
-        sums, counts = [result[0] for result in results], [result[1] for result in results]
-        profile = profile_table(sums, profile_columns, sample, sample_segments)
-        profile = pd.concat(
-            [profile[["segment"]], pd.DataFrame({"segment_name": segment_names}), profile.drop(columns="segment")],
-            axis=1,
-        )
-        profile.to_parquet(staging.profile_table, index=False)
+        profile, counts = place_everyone(Path(features), partitions, staging, model, segment_names, profile_columns,
+                                         sample, sample_segments, backend, client, progress)  # fmt: skip
         segments = [_described(entry, profile) for entry in saved.profiles]
         staging.profiles.write_text(json.dumps(segments, indent=2) + "\n")
         if model.micro:
