@@ -9,11 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from engine.config import load_config
 from engine.exceptions import InputDataError, UsageError
-from engine.ingest import ingest
 from engine.layout import ValueLayout
-from engine.synth import WorldSpec, generate_world
 from engine.value import estimate_value, expected_repeat_purchases, fit_purchase_model, purchase_days, summarise
 from engine.value._choice import choose_model
 
@@ -63,15 +60,6 @@ def test_order_summaries_keep_each_order_at_its_own_time():
     assert a.frequency == 3 and a.monetary == pytest.approx((5 + 20 + 30) / 3)
     assert a.recency == pytest.approx(10 + 1 / 24) and a["T"] == pytest.approx(20 - 9 / 24)
     assert a.holdout_wait == pytest.approx(1 + 8 / 24)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, WorldSpec(customers=3_000, seed=4, chunk_size=1_000))
-    config = load_config(out / "segscale.toml")
-    ingest(dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, partitions=3)))
-    return out / "run" / "ingest" / "store"
 
 
 @pytest.fixture(scope="module")

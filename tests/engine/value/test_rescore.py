@@ -1,6 +1,5 @@
 """rescore_value: every customer scored at a new as-of with the saved value models."""
 
-import dataclasses
 import json
 import shutil
 from datetime import date
@@ -9,24 +8,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from engine.config import load_config
 from engine.exceptions import InputDataError
-from engine.ingest import ingest
 from engine.layout import ValueLayout
-from engine.synth import WorldSpec, generate_world
 from engine.value import estimate_value, rescore_value
 from engine.value._choice import choose_model
 
 FITTED_AS_OF, LATER = date(2025, 10, 2), date(2025, 11, 15)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, WorldSpec(customers=2_000, seed=6, chunk_size=1_000))
-    config = load_config(out / "segscale.toml")
-    ingest(dataclasses.replace(config, ingest=dataclasses.replace(config.ingest, partitions=3)))
-    return out / "run" / "ingest" / "store"
 
 
 @pytest.fixture(scope="module")
