@@ -15,12 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..layout import RunLayout, part_files
 
-__all__ = ["SHIFTED", "population_stability", "run_drift"]
+__all__ = ["SHIFTED", "drift_sample", "drift_sources", "population_stability", "run_drift"]
 
 SHIFTED = 0.2
 _BINS = 10
@@ -50,37 +51,42 @@ def _numeric_columns(directory: Path) -> list[str]:
     return [item.name for item in schema if pa.types.is_integer(item.type) or pa.types.is_floating(item.type)]
 
 
-def _sampled(directory: Path, columns: list[str], sample: int) -> dict[str, np.ndarray]:
+def drift_sources(layout: RunLayout) -> dict[str, tuple[Path, tuple | None]]:
+    """What drift follows in a run: source -> (its parts, its columns; None: every numeric one)."""
+    return {"features": (layout.features.root, None), "propensity": (layout.propensity_scores.root, ("score",)),
+            "value": (layout.value.customers, ("p_alive", "clv"))}  # fmt: skip
+
+
+def drift_sample(directory: Path, columns, sample: int) -> pd.DataFrame:
+    """Every n-th row of each part of ``directory``, at most about ``sample`` rows in all, of
+    ``columns`` (None: every numeric column), as float64."""
     files = part_files(directory)
+    columns = _numeric_columns(directory) if columns is None else list(columns)
     per_part = max(1, sample // max(len(files), 1))
-    kept: dict[str, list] = {column: [] for column in columns}
+    pieces = []
     for path in files:
         table = pq.read_table(path, columns=columns)
         step = max(1, table.num_rows // per_part)
-        for column in columns:
-            kept[column].append(table.column(column).to_numpy(zero_copy_only=False)[::step].astype("float64"))
-    return {column: np.concatenate(values) if values else np.zeros(0) for column, values in kept.items()}
+        pieces.append(pd.DataFrame({column: table.column(column).to_numpy(zero_copy_only=False)[::step].astype("float64")
+                                    for column in columns}))  # fmt: skip
+    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({column: [] for column in columns})
 
 
 def run_drift(previous: str | Path, current: str | Path, sample: int = _SAMPLE) -> list[dict]:
     """PSI of every numeric feature, the propensity score and the value stage's P(alive) and CLV,
     from run directory ``previous`` to ``current`` (columns both runs have); sorted by PSI,
     largest first, each with ``shifted`` (above :data:`SHIFTED`)."""
-    before, after = RunLayout(previous), RunLayout(current)
-    sources = (
-        ("features", before.features.root, after.features.root, None),
-        ("propensity", before.propensity_scores.root, after.propensity_scores.root, ("score",)),
-        ("value", before.value.customers, after.value.customers, ("p_alive", "clv")),
-    )
+    before, after = drift_sources(RunLayout(previous)), drift_sources(RunLayout(current))
     rows = []
-    for source, old, new, wanted in sources:
+    for source, (old, wanted) in before.items():
+        new = after[source][0]
         both = set(_numeric_columns(new))
         columns = [c for c in _numeric_columns(old) if c in both and (wanted is None or c in wanted)]
         if not columns:
             continue
-        expected, actual = _sampled(old, columns, sample), _sampled(new, columns, sample)
+        expected, actual = drift_sample(old, columns, sample), drift_sample(new, columns, sample)
         for column in columns:
-            psi = population_stability(expected[column], actual[column])
+            psi = population_stability(expected[column].to_numpy(), actual[column].to_numpy())
             rows.append({"source": source, "column": column, "psi": round(psi, 4),
                          "shifted": bool(np.isfinite(psi) and psi > SHIFTED)})  # fmt: skip
     return sorted(rows, key=lambda row: -row["psi"] if np.isfinite(row["psi"]) else 0.0)

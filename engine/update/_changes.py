@@ -17,7 +17,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
-from ..measure import population_stability
+from ..measure import drift_sample, drift_sources, population_stability
 from ..outcomes import outcome_window
 
 __all__ = ["before", "deltas", "drift", "realised"]
@@ -43,26 +43,6 @@ def _labels(layout: RunLayout) -> dict[str, tuple[Path, str]]:
     return labels
 
 
-def _drift_sources(layout: RunLayout) -> dict[str, tuple[Path, list | None]]:
-    return {"features": (layout.features.root, None), "propensity": (layout.propensity_scores.root, ["score"]),
-            "value": (layout.value.customers, ["p_alive", "clv"])}  # fmt: skip
-
-
-def _sample(directory: Path, columns: list | None, partitions: int) -> pd.DataFrame:
-    """An even sample of at most ``DRIFT_SAMPLE`` rows of the numeric ``columns`` (all when None)."""
-    per_part = max(1, DRIFT_SAMPLE // max(partitions, 1))
-    pieces = []
-    for number in range(partitions):
-        path = directory / part_name(number)
-        if not path.exists():
-            continue
-        table = pq.read_table(path, columns=columns)
-        numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
-        frame = table.select(numeric).to_pandas()
-        pieces.append(frame.iloc[:: max(1, len(frame) // per_part)])
-    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame()
-
-
 def before(layout: RunLayout, update: UpdateLayout, partitions: int) -> dict:
     """Step 1: the labels per customer and the drift samples, as the outputs stand."""
     for name, (directory, column) in _labels(layout).items():
@@ -72,8 +52,8 @@ def before(layout: RunLayout, update: UpdateLayout, partitions: int) -> dict:
             part = _read_part(directory, number, ["customer_key", column])
             if part is not None:
                 part.rename(columns={column: "label"}).to_parquet(target / part_name(number), index=False)
-    for source, (directory, columns) in _drift_sources(layout).items():
-        _sample(directory, columns, partitions).to_parquet(update.before / f"sample-{source}.parquet", index=False)
+    for source, (directory, columns) in drift_sources(layout).items():
+        drift_sample(directory, columns, DRIFT_SAMPLE).to_parquet(update.before / f"sample-{source}.parquet", index=False)
     _keep_scoring(layout, update, partitions)
     return {"labels": sorted(_labels(layout))}
 
@@ -159,14 +139,14 @@ def _aged(column: str) -> bool:
     return column in ("recency_days", "tenure_days") or column.startswith("days_since_")
 
 
-def drift(layout: RunLayout, update: UpdateLayout, partitions: int, limit: float, days_moved: int) -> dict:
+def drift(layout: RunLayout, update: UpdateLayout, limit: float, days_moved: int) -> dict:
     """Step 6: PSI of each sampled column, before against now; the shifted ones, largest first.
     Days counted back from as-of are compared with before's aged by the days as-of moved: a
     week later every "days since" is 7 more, which is no shift in who the customers are."""
     rows = []
-    for source, (directory, columns) in _drift_sources(layout).items():
+    for source, (directory, columns) in drift_sources(layout).items():
         before = pd.read_parquet(update.before / f"sample-{source}.parquet")
-        after = _sample(directory, columns, partitions)
+        after = drift_sample(directory, columns, DRIFT_SAMPLE)
         for column in sorted(set(before.columns) & set(after.columns)):
             expected = before[column].to_numpy(dtype="float64", na_value=np.nan) + (days_moved if _aged(column) else 0)
             psi = population_stability(expected, after[column].to_numpy(dtype="float64", na_value=np.nan))

@@ -236,7 +236,7 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
                                               client=client, progress=progress).customers)  # fmt: skip
         deltas = step("deltas", lambda: changes.deltas(layout, update, partitions, before["labels"]))
         days_moved = (as_of - date.fromisoformat(previous_as_of)).days
-        drift = step("drift", lambda: changes.drift(layout, update, partitions, config.update.stale_psi, days_moved))
+        drift = step("drift", lambda: changes.drift(layout, update, config.update.stale_psi, days_moved))
         realised = step("realised", lambda: changes.realised(layout))
         for name in STAGE_NAMES:
             if name != "ingest":
