@@ -14,7 +14,7 @@ parser reads from field metadata) and ``_parse`` (the parser and the writer).
 from ._activate import Action, ActivateOptions, Audience, Cap, Condition
 from ._features import FeatureOptions
 from ._ingest import IngestOptions
-from ._parse import config_to_dict, load_config, parse_config
+from ._parse import config_to_dict, load_config, parse_config, suffix_format
 from ._propensity import PropensityOptions
 from ._run import InputSpec, RunConfig, RunSection
 from ._segments import SegmentOptions
@@ -41,4 +41,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "config_to_dict",
+    "suffix_format",
 ]

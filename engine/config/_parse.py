@@ -387,12 +387,20 @@ _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def _infer_format(path: str, ctx: _Context, loc: tuple[str, ...]) -> str:
-    lowered = path.lower()
+def suffix_format(path: str) -> str | None:
+    """The format a path's suffix names ("parquet" or "csv"), or None when it names none."""
+    lowered = str(path).lower()
     if lowered.endswith(_PARQUET_SUFFIXES):
         return "parquet"
     if lowered.endswith(_CSV_SUFFIXES):
         return "csv"
+    return None
+
+
+def _infer_format(path: str, ctx: _Context, loc: tuple[str, ...]) -> str:
+    named = suffix_format(path)
+    if named is not None:
+        return named
     if "://" not in path and os.path.isdir(path):
         # Writers leave markers such as _SUCCESS or .crc files next to the data: skip them.
         entries = [e for e in Path(path).iterdir() if not e.name.startswith(("_", "."))]

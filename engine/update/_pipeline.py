@@ -45,7 +45,7 @@ import dask
 
 from .._summary import Summary
 from ..backend import resolve_backend
-from ..config import RunConfig
+from ..config import RunConfig, suffix_format
 from ..exceptions import UsageError
 from ..ingest import default_as_of, read_store_meta
 from ..ingest._append import append_rows, check_new_inputs, commit
@@ -91,8 +91,7 @@ def _new_specs(config: RunConfig, new: dict) -> dict:
         if table not in config.inputs:
             raise UsageError(f"{path}: the config has no [inputs.{table}] to read {table} rows with")
         spec = config.inputs[table]
-        name = str(path).lower()
-        form = "parquet" if name.endswith((".parquet", ".pq")) else "csv" if name.endswith((".csv", ".csv.gz", ".tsv")) else spec.format
+        form = suffix_format(path) or spec.format
         where = str(path) if "://" in str(path) else str(Path(path).absolute())  # URLs stay as they are
         specs[table] = dataclasses.replace(spec, path=where, format=form)
     return specs

@@ -462,6 +462,7 @@ def test_public_surface():
         "load_config",
         "parse_config",
         "config_to_dict",
+        "suffix_format",
     }
     assert all(dataclasses.is_dataclass(c) for c in (RunConfig, RunSection, InputSpec))
 
