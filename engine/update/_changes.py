@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from ..ingest._pseudonym import key_order
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
 from ..measure import drift_sample, drift_sources, population_stability
 from ..outcomes import outcome_window
@@ -83,6 +84,8 @@ def deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labe
             with_rows.update(pq.read_table(path).column("customer_key").to_pylist())
     moves = pd.read_parquet(update.moves) if update.moves.exists() else pd.DataFrame({"old_key": [], "new_key": []})
     merged_keys = set(moves["old_key"]) | set(moves["new_key"])
+    # Each old key once, in the partition it was in.
+    old_partition = key_order(moves["old_key"].tolist()) % np.uint64(partitions)
     update.deltas.mkdir(parents=True, exist_ok=True)
     changes = {name: 0 for name in names}
     reasons: dict[str, dict[str, int]] = {}
@@ -114,8 +117,8 @@ def deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labe
                             lambda v: None if v is None else str(v)),
                         "reason": reason,
                     }))  # fmt: skip
-            # A merged customer's old key, once, in the partition it was in: what a downstream system re-keys.
-            gone = moves[[int(k[1:], 16) % partitions == number for k in moves["old_key"]]]
+            # A merged customer's old key beside its new one: what a downstream system re-keys.
+            gone = moves[old_partition == number]
             if len(gone):
                 changes["customer_key"] = changes.get("customer_key", 0) + len(gone)
                 rows.append(pd.DataFrame({"customer_key": gone["old_key"], "change": "customer_key",

@@ -146,9 +146,7 @@ class _Progress:
 
     def record(self, step: str, result) -> None:
         self.done[step] = result
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.done, indent=2, default=str) + "\n")
-        temporary.replace(self.path)
+        write_json(self.path, self.done)
 
 
 def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backend_name: str = "auto",
