@@ -42,25 +42,15 @@ __all__ = ["TARGET", "extract_moved", "resolve_again"]
 TARGET = "_target"
 
 
-def _less(total: dict, before: dict) -> dict:
-    """The new rows' accounting: the resolution's over all rows less the run's ingest's."""
-    reasons = sorted(set(total["quarantined"]) | set(before.get("quarantined", {})))
-    quarantined = {r: total["quarantined"].get(r, 0) - before.get("quarantined", {}).get(r, 0) for r in reasons}
+def _combined(first: dict, second: dict, sign: int = 1) -> dict:
+    """Two row accountings (read, kept, quarantined by reason, duplicates) added, or with
+    ``sign`` -1 the second taken from the first; reasons left with no rows are dropped."""
+    quarantined = {reason: first.get("quarantined", {}).get(reason, 0) + sign * second.get("quarantined", {}).get(reason, 0)
+                   for reason in sorted(set(first.get("quarantined", {})) | set(second.get("quarantined", {})))}  # fmt: skip
     return {
-        "read": total["read"] - before.get("read", 0), "kept": total["kept"] - before.get("kept", 0),
+        **{count: first.get(count, 0) + sign * second.get(count, 0) for count in ("read", "kept", "duplicates")},
         "quarantined": {reason: rows for reason, rows in quarantined.items() if rows},
-        "duplicates": total["duplicates"] - before.get("duplicates", 0),
-    }  # fmt: skip
-
-
-def _added(first: dict, second: dict) -> dict:
-    reasons = set(first.get("quarantined", {})) | set(second.get("quarantined", {}))
-    return {
-        "read": first.get("read", 0) + second.get("read", 0), "kept": first.get("kept", 0) + second.get("kept", 0),
-        "quarantined": {r: first.get("quarantined", {}).get(r, 0) + second.get("quarantined", {}).get(r, 0)
-                        for r in reasons},
-        "duplicates": first.get("duplicates", 0) + second.get("duplicates", 0),
-    }  # fmt: skip
+    }
 
 
 def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, partitions: int, earlier: list, *,
@@ -89,7 +79,7 @@ def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, parti
     merged, total, _ = _identities(dd.concat(frames), old, rows, key, config.ingest, work)
     before = json.loads(layout.ingest.summary.read_text())["tables"].get("identities", {})
     for _, counts in earlier:
-        before = _added(before, counts)
+        before = _combined(before, counts)
     mapping = pd.concat([pq.read_table(path).to_pandas() for path in part_files(layout.ingest.identity_mapping)],
                         ignore_index=True)  # fmt: skip
     mapping["new_key"], _ = pseudonymise(merged.resolve(mapping["customer_id"].astype(str).tolist()), key, partitions)
@@ -102,7 +92,8 @@ def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, parti
             "store keeps no account per row, so put them in [inputs.identities] and run segscale run --force"
         )
     moves = pairs[pairs["customer_key"] != pairs["new_key"]].rename(columns={"customer_key": "old_key"})
-    return merged, _less(total, before), moves.sort_values("old_key", ignore_index=True)
+    # The new rows' accounting: the resolution's over all rows less the run's and earlier updates'.
+    return merged, _combined(total, before, -1), moves.sort_values("old_key", ignore_index=True)
 
 
 def _extract_task(source: str, target: str, old_keys: pa.Array, new_keys: pa.Array, partitions: int) -> list[int]:
