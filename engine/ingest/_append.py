@@ -188,10 +188,11 @@ def _stored_parts(layout: RunLayout, work: IngestLayout, meta: dict) -> dict:
     return parts
 
 
-def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, earlier_identities: tuple = (), client=None,
-                progress=None) -> dict:  # fmt: skip
-    """Validate, key and stage the rows of ``specs`` (table -> InputSpec of the new files)
-    for the run of ``config``; nothing in the store changes (see :func:`commit`).
+def append_rows(config: RunConfig, specs: dict, frames: dict, update_dir: Path, *, earlier_identities: tuple = (),
+                client=None, progress=None) -> dict:  # fmt: skip
+    """Validate, key and stage the rows of ``specs`` (table -> InputSpec of the new files),
+    read as ``frames`` (what :func:`check_new_inputs` returned for them), for the run of
+    ``config``; nothing in the store changes (see :func:`commit`).
     ``earlier_identities``: (directory, accounting) of the identity rows earlier updates kept.
 
     Returns
@@ -216,14 +217,14 @@ def append_rows(config: RunConfig, specs: dict, update_dir: Path, *, earlier_ide
     meta = read_store_meta(store)
     partitions = int(meta["partitions"])
     key = pseudonym_key(config.ingest.pseudonym_key)
-    frames = check_new_inputs(specs, meta)
     options, extracted_at = config.ingest, _extracted_at(config.ingest)
     work = IngestLayout(update_dir)
     result_tables, replace = {}, []
     merged, moves = MergedAccounts(layout.ingest.merged_accounts), pd.DataFrame({"old_key": [], "new_key": []})
     if "identities" in frames:
         merged, result_tables["identities"], moves = resolve_again(
-            config, specs["identities"], work, key, partitions, list(earlier_identities), client=client, progress=progress
+            config, specs["identities"], frames["identities"], work, key, partitions, list(earlier_identities),
+            client=client, progress=progress,
         )  # fmt: skip
         replace.append((work.merged_accounts, layout.ingest.merged_accounts))
         frames = {table: frame for table, frame in frames.items() if table != "identities"}

@@ -53,14 +53,15 @@ def _combined(first: dict, second: dict, sign: int = 1) -> dict:
     }
 
 
-def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, partitions: int, earlier: list, *,
+def resolve_again(config: RunConfig, spec, new_rows, work: IngestLayout, key: bytes, partitions: int, earlier: list, *,
                   client=None, progress=None) -> tuple[MergedAccounts, dict, pd.DataFrame]:  # fmt: skip
     """The merged accounts of the run's identity rows, those of ``earlier`` updates and the
     new ones (written under ``work``), the new rows' accounting, and the moves: each customer
     key that merged into another (``old_key``, ``new_key``). The new rows are kept under
     ``work`` (``identities/``) for the updates after this one.
 
-    ``earlier`` lists (directory of kept rows, their accounting) of the updates before.
+    ``new_rows`` are ``spec``'s rows as read; ``earlier`` lists (directory of kept rows, their
+    accounting) of the updates before.
 
     Raises
     ------
@@ -73,7 +74,7 @@ def resolve_again(config: RunConfig, spec, work: IngestLayout, key: bytes, parti
     old = config.inputs["identities"]
     kept = work.root / "identities"
     kept.mkdir(parents=True, exist_ok=True)
-    read_input(spec).compute().to_parquet(kept / part_name(0), index=False)  # an update's rows are few
+    new_rows.compute().to_parquet(kept / part_name(0), index=False)  # an update's rows are few
     frames = [read_input(old), *(dd.read_parquet(directory) for directory, _ in [*earlier, (kept, None)])]
     rows = estimate_rows(old) + estimate_rows(spec) + sum(counts["read"] for _, counts in earlier)
     merged, total, _ = _identities(dd.concat(frames), old, rows, key, config.ingest, work)

@@ -174,7 +174,11 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
     specs = _new_specs(config, new)
     with RunLock(layout.root, "update"):
         _check_run(layout)
-        check_new_inputs(specs, read_store_meta(layout.store.root))
+        # The new rows are read (lazily) into the backend's frames, as ingest reads its inputs,
+        # and refused now if they cannot be.
+        frames_of_backend = {"dataframe.backend": resolve_backend(backend_name).dataframe_backend}
+        with dask.config.set(frames_of_backend):
+            frames = check_new_inputs(specs, read_store_meta(layout.store.root))
         run_as_of = read_features_meta(layout.features.root)["as_of"]
         if as_of is not None and as_of.isoformat() < run_as_of:
             raise UsageError(f"--as-of {as_of} is before the run's as-of {run_as_of}: an update moves as-of forward")
@@ -208,10 +212,10 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
             if (update.root / "commit.json").exists():  # staged and journalled before a crash: finish it
                 commit(update.root)
                 return json.loads((update.root / "appended.json").read_text())
-            # The new rows are read into the backend's frames, as ingest reads its inputs.
-            with dask.config.set({"dataframe.backend": resolve_backend(backend_name).dataframe_backend}):
-                appended = append_rows(config, specs, update.root, earlier_identities=_earlier_identities(layout, update),
-                                       client=client, progress=progress)  # fmt: skip
+            with dask.config.set(frames_of_backend):  # identity resolution reads the run's identity rows again
+                appended = append_rows(config, specs, frames, update.root,
+                                       earlier_identities=_earlier_identities(layout, update), client=client,
+                                       progress=progress)  # fmt: skip
             (update.root / "appended.json").write_text(json.dumps(appended, indent=2) + "\n")
             commit(update.root, appended["replace"])
             return appended
