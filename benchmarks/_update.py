@@ -24,7 +24,7 @@ The data are the ``update-run`` dataset, built once per size, untimed:
   features, segments, propensity and value, refitting). It leaves its time in the shared data.
 - ``update``: the base run copied into the work directory (untimed), then
   ``engine.update.update_run`` with the new files as of B (timed), on a cluster started
-  outside the clock. Quality: each step's seconds, the partitions rewritten (of the store's),
+  outside the clock. Quality: each step's seconds, the partitions appended to and rewritten (of the store's),
   new rows read, kept, quarantined and duplicate, customers with new rows, changes per label,
   whether the models are stale, and, when ``update-full-run`` ran before it at this size,
   its seconds and ``speedup_vs_full_run`` (its time over the update's; also the runner's
@@ -169,7 +169,7 @@ def run_update(size, workdir, backend_name, workers, clock, data) -> dict:
     quality = {f"{step}_seconds": seconds for step, seconds in summary.seconds.items()}
     quality |= {
         "as_of": summary.as_of, "previous_as_of": summary.previous_as_of,
-        "partitions_rewritten": summary.partitions_rewritten,
+        "partitions_appended": summary.partitions_appended, "partitions_rewritten": summary.partitions_rewritten,
         "partitions": int(read_store_meta(RunLayout(run).store.root)["partitions"]),
         "new_rows_read": sum(counts["read"] for counts in tables.values()), "new_rows_kept": kept,
         "new_rows_quarantined": sum(sum(counts["quarantined"].values()) for counts in tables.values()),

@@ -421,7 +421,8 @@ def _print_update(summary: dict) -> None:
                       f"{counts['duplicates']:,}")  # fmt: skip
     stdout.print(table)
     stdout.print(f"update: as of {summary['as_of']} (was {summary['previous_as_of']}), {summary['customers']:,} customers, "
-                 f"{summary['partitions_rewritten']} store partitions rewritten, {summary['new_customers']:,} new "
+                 f"{summary['partitions_appended']} store partitions appended to ({summary['partitions_rewritten']} "
+                 f"rewritten for merged customers), {summary['new_customers']:,} new "
                  "customers; changed: " + ", ".join(f"{name} {count:,}" for name, count in summary["changes"].items()),
                  highlight=False)  # fmt: skip
     if summary["stale"]:

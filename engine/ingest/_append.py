@@ -32,9 +32,11 @@ import shutil
 from pathlib import Path
 
 import dask
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, trimmed
@@ -49,7 +51,7 @@ from ._read import read_input
 from ._store import (
     ACCOUNTS, SENSITIVE_TABLE, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket, sort_order,
 )  # fmt: skip
-from ._stored import has_amounts, read_store_meta
+from ._stored import delta_files, has_amounts, read_part, read_store_meta
 from ._validate import ParseRules
 
 __all__ = ["APPENDABLE", "append_rows", "check_new_inputs", "commit"]
@@ -75,51 +77,103 @@ def _arriving(moved: str | None, number: int) -> pa.Table | None:
     return pa.concat_tables(pieces, promote_options="permissive") if pieces else None
 
 
-def _merge_part(table: str, number: int, *, work: str, source: str, staged: str, empty: pa.Schema | None,
-                moved: str | None, old_keys: pa.Array | None, touched: bool) -> dict | None:  # fmt: skip
-    """Phase 2 for one partition of ``table``: the stored part without the customers that
-    merged away, with the rows that moved in and the new rows, written to ``staged``; None
-    when neither new nor moved rows touch it."""
-    has_new = empty is not None and _bucket(work, table, number, empty).num_rows > 0
-    if not (has_new or touched):
+def _aligned(added: pa.Table, schema: pa.Schema) -> pa.Table:
+    """New rows with the stored part's columns and types (a column they lack is null)."""
+    for field in (f for f in schema if f.name not in added.column_names):
+        added = added.append_column(field, pa.nulls(added.num_rows, field.type))
+    return added.select(schema.names).cast(schema)
+
+
+def _without_stored_duplicates(added: pa.Table, mine: pa.Table) -> tuple[pa.Table, int]:
+    """``added`` less each row equal in every column to a stored row of its customer
+    (``mine``) or to a new row before it: exact duplicates, as a full ingest drops them."""
+    both = pa.concat_tables([mine, added])
+    is_new = pa.array([False] * mine.num_rows + [True] * added.num_rows)
+    order = pc.sort_indices(both, sort_keys=[(c, "ascending") for c in both.column_names])
+    repeated = _duplicate_of_previous(both.take(order)) & is_new.take(order).to_numpy(zero_copy_only=False)
+    dropped = np.zeros(added.num_rows, dtype=bool)
+    dropped[order.to_numpy()[repeated] - mine.num_rows] = True
+    return (added.filter(pa.array(~dropped)) if dropped.any() else added), int(dropped.sum())
+
+
+def _new_rows(table: str, number: int, work: str, staged: str, empty: pa.Schema, schema: pa.Schema, stored_of):
+    """Phase 2 of the new rows of partition ``number``: reduced as ingest reduces a bucket,
+    aligned with the store's ``schema`` and rid of stored duplicates (``stored_of(added)``
+    gives the stored rows they may repeat). Returns them and the duplicates dropped; the
+    customers they belong to are listed for the deltas."""
+    duplicates = reduce_bucket(table, number, staging=work, out=work, empty=empty)["duplicates"]
+    added = _aligned(pq.read_table(staged), schema)
+    added, repeats = _without_stored_duplicates(added, stored_of(added))
+    keys = UpdateLayout(work).customers_with_rows
+    keys.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"customer_key": pc.unique(added["customer_key"])}), keys / f"{table}-{part_name(number)}")
+    return added, duplicates + repeats
+
+
+def _stored_rows_of(source: str, table: str, added: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The stored rows (part and deltas) of the customers of ``added`` that can equal a new
+    row: first only keys and times are read, and whole rows only of the customers with a
+    stored row at the time of a new one, so a part is not decoded whole for none."""
+    keys = pc.unique(added["customer_key"]).cast(schema.field("customer_key").type)
+    timed = "ts" in schema.names and added["ts"].null_count == 0
+    probe = ["customer_key", "ts"] if timed else ["customer_key"]
+    stored = read_part(source, table, probe, ds.field("customer_key").isin(keys))
+    if timed and stored.num_rows:
+        same_time = pa.table({"customer_key": added["customer_key"].cast(schema.field("customer_key").type),
+                              "ts": added["ts"]}).join(stored, ["customer_key", "ts"], join_type="inner")  # fmt: skip
+        keys = pc.unique(same_time["customer_key"])
+    if not (stored.num_rows and len(keys)):
+        return schema.empty_table()
+    return read_part(source, table, None, ds.field("customer_key").isin(keys)).cast(schema)
+
+
+def _span(rows: pa.Table) -> dict:
+    """The rows' first and last ``ts`` as text (None without any)."""
+    if "ts" not in rows.column_names or rows["ts"].null_count == rows.num_rows:
+        return {"min_ts": None, "max_ts": None}
+    low, high = pc.min_max(rows["ts"]).values()
+    return {"min_ts": str(pd.Timestamp(low.as_py())), "max_ts": str(pd.Timestamp(high.as_py()))}
+
+
+def _append_part(table: str, number: int, *, work: str, source: str, staged: str, empty: pa.Schema | None) -> dict | None:
+    """Phase 2 for a partition only new rows reach: they are staged as its next delta file
+    (``_stored.read_part`` merges it in order), the part itself is not read whole or rewritten.
+    None when no new row falls in it."""
+    if empty is None or _bucket(work, table, number, empty).num_rows == 0:
         return None
-    stored = pq.read_table(source)
+    schema = pq.read_schema(source)
+    added, duplicates = _new_rows(table, number, work, staged, empty, schema,
+                                  lambda rows: _stored_rows_of(source, table, rows, schema))  # fmt: skip
+    if not added.num_rows:
+        return None if not duplicates else {"number": number, "new_rows": 0, "duplicates": duplicates, "delta": None,
+                                            **_span(added)}  # fmt: skip
+    pq.write_table(added, staged, store_schema=False)
+    delta = Path(source).parent / "_deltas" / Path(source).stem / f"{len(delta_files(source)) + 1:06d}.parquet"
+    return {"number": number, "new_rows": added.num_rows, "duplicates": duplicates, "delta": str(delta), **_span(added)}
+
+
+def _rewrite_part(table: str, number: int, *, work: str, source: str, staged: str, empty: pa.Schema | None,
+                  moved: str | None, old_keys: pa.Array | None) -> dict:  # fmt: skip
+    """Phase 2 for a partition merged customers leave or enter: the stored part (with its
+    deltas) without the customers that merged away, with the rows that moved in and the new
+    rows, rewritten whole to ``staged``; its delta files are then removed."""
+    stored = read_part(source, table)
     if old_keys is not None:
         stored = stored.filter(pc.invert(pc.is_in(stored["customer_key"], value_set=old_keys)))
     arriving = _arriving(moved, number)
     if arriving is not None:
         stored = pa.concat_tables([stored, arriving.select(stored.column_names).cast(stored.schema)])
     added, duplicates = stored.schema.empty_table(), 0
-    if has_new:
-        duplicates = reduce_bucket(table, number, staging=work, out=work, empty=empty)["duplicates"]
-        added = pq.read_table(staged)
-        for field in (f for f in stored.schema if f.name not in added.column_names):
-            added = added.append_column(field, pa.nulls(added.num_rows, field.type))
-        added = added.select(stored.column_names).cast(stored.schema)
-        # Stored rows of the customers that got rows, beside the new rows: a new row equal to a
-        # stored one (or to a new one before it) in every column is an exact duplicate.
-        mine = stored.filter(pc.is_in(stored["customer_key"], value_set=pc.unique(added["customer_key"])))
-        both = pa.concat_tables([mine, added])
-        is_new = pa.array([False] * mine.num_rows + [True] * added.num_rows)
-        order = pc.sort_indices(both, sort_keys=[(c, "ascending") for c in both.column_names])
-        repeated = _duplicate_of_previous(both.take(order)) & is_new.take(order).to_numpy(zero_copy_only=False)
-        dropped = set((order.to_numpy()[repeated] - mine.num_rows).tolist())
-        if dropped:
-            added = added.filter(pa.array([row not in dropped for row in range(added.num_rows)]))
-        duplicates += len(dropped)
-        keys = UpdateLayout(work).customers_with_rows
-        keys.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"customer_key": pc.unique(added["customer_key"])}), keys / f"{table}-{part_name(number)}")
+    if empty is not None and _bucket(work, table, number, empty).num_rows > 0:
+        added, duplicates = _new_rows(table, number, work, staged, empty, stored.schema, lambda rows: stored.filter(
+            pc.is_in(stored["customer_key"], value_set=pc.unique(rows["customer_key"]))))  # fmt: skip
     merged = pa.concat_tables([stored, added])
     merged = merged.take(pc.sort_indices(merged, sort_keys=[(c, "ascending") for c in _stored_order(table)
                                                             if c in merged.column_names]))  # fmt: skip
     Path(staged).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(merged, staged, store_schema=False)
-    span = {"min_ts": None, "max_ts": None}
-    if "ts" in merged.column_names and merged["ts"].null_count < merged.num_rows:
-        low, high = pc.min_max(merged["ts"]).values()
-        span = {"min_ts": str(pd.Timestamp(low.as_py())), "max_ts": str(pd.Timestamp(high.as_py()))}
-    return {"number": number, "new_rows": added.num_rows, "rows": merged.num_rows, "duplicates": duplicates, **span}
+    return {"number": number, "new_rows": added.num_rows, "rows": merged.num_rows, "duplicates": duplicates,
+            "removed": [str(path) for path in delta_files(source)], **_span(merged)}  # fmt: skip
 
 
 def _merge_accounts(number: int, *, work: str, mapping: str, moved: str | None, old_keys: pa.Array | None) -> dict:
@@ -252,14 +306,15 @@ def append_rows(config: RunConfig, specs: dict, frames: dict, update_dir: Path, 
             empty = _bucket_schema(frames[table], table, rules[table], (), specs[table].duplicates == "exact")
         moved = str(UpdateLayout(update_dir).moved / table) if table in targets else None
         for number in range(partitions):
-            tasks.append(dask.delayed(trimmed(_merge_part))(
-                table, number, work=str(work.root), source=str(source(number)), staged=str(staged(number)),
-                empty=empty, moved=moved, old_keys=old_keys,
-                touched=number in sources.get(table, ()) or number in targets.get(table, ()),
-            ))  # fmt: skip
+            paths = {"work": str(work.root), "source": str(source(number)), "staged": str(staged(number))}
+            if number in sources.get(table, ()) or number in targets.get(table, ()):
+                tasks.append(dask.delayed(trimmed(_rewrite_part))(table, number, **paths, empty=empty, moved=moved,
+                                                                  old_keys=old_keys))  # fmt: skip
+            else:
+                tasks.append(dask.delayed(trimmed(_append_part))(table, number, **paths, empty=empty))
             reduce_owners.append(table)
     merged_parts = compute_tasks(tasks, client, progress, "update: store parts")
-    touched = {}
+    touched, rewritten, remove = {}, {}, []
     new_meta = json.loads(json.dumps(meta))
     for table, (source, staged) in stored.items():
         mine = [r for r, owner in zip(merged_parts, reduce_owners) if owner == table and r is not None]
@@ -267,13 +322,17 @@ def append_rows(config: RunConfig, specs: dict, frames: dict, update_dir: Path, 
             counted = [{"rows": r["new_rows"], "duplicates": r["duplicates"]} for r in mine]
             bucket = [b for b, o in zip(bucketed, owners) if o == table]
             result_tables[table] = _accounting(table, specs[table], bucket, counted)
-        touched[table] = [r["number"] for r in mine]
-        replace += [(staged(r["number"]), source(r["number"])) for r in mine]
+        touched[table] = [r["number"] for r in mine if r["new_rows"] or "rows" in r]
+        rewritten[table] = [r["number"] for r in mine if "rows" in r]
+        replace += [(staged(r["number"]), r["delta"]) for r in mine if r.get("delta")]
+        replace += [(staged(r["number"]), source(r["number"])) for r in mine if "rows" in r]
+        remove += [path for r in mine for path in r.get("removed", [])]
         if table == SENSITIVE_TABLE:
             continue
         entry = new_meta["tables"][table]
         for part in mine:
-            entry["rows_per_partition"][part["number"]] = part["rows"]
+            rows = entry["rows_per_partition"][part["number"]] + part["new_rows"]
+            entry["rows_per_partition"][part["number"]] = part.get("rows", rows)
             for bound, pick in (("min_ts", min), ("max_ts", max)):
                 if part[bound] is not None:
                     entry[bound] = pick((v for v in (entry[bound], part[bound]) if v is not None), key=pd.Timestamp)
@@ -291,27 +350,31 @@ def append_rows(config: RunConfig, specs: dict, frames: dict, update_dir: Path, 
     replace.append((work.store.meta, layout.store.meta))
     shutil.rmtree(work.buckets(ACCOUNTS).parent, ignore_errors=True)
     return {
-        "tables": result_tables, "touched": touched, "merged": len(moves),
+        "tables": result_tables, "touched": touched, "rewritten": rewritten, "merged": len(moves),
         "accounts": sum(a["accounts"] for a in accounts), "customers": sum(a["customers"] for a in accounts),
-        "replace": [(str(staged), str(target)) for staged, target in replace],
+        "replace": [(str(staged), str(target)) for staged, target in replace], "remove": remove,
     }  # fmt: skip
 
 
-def commit(update_dir: Path, replace: list | None = None) -> bool:
+def commit(update_dir: Path, replace: list | None = None, remove: list = ()) -> bool:
     """Rename the staged files into the store: write the journal (when ``replace`` is given),
-    then rename each pair whose staged file is still there. Returns whether a journal was
-    found or written; run again after a crash, it finishes the renames."""
+    then rename each pair whose staged file is still there, then delete the delta files of
+    the parts rewritten whole (``remove``; their rows are in the new part). Returns whether a
+    journal was found or written; run again after a crash, it finishes the work."""
     journal = Path(update_dir) / _JOURNAL
     if replace is not None:
         temporary = journal.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"replace": replace}, indent=2) + "\n")
+        temporary.write_text(json.dumps({"replace": replace, "remove": list(remove)}, indent=2) + "\n")
         os.replace(temporary, journal)
     if not journal.exists():
         return False
-    for staged, target in json.loads(journal.read_text())["replace"]:
+    work = json.loads(journal.read_text())
+    for staged, target in work["replace"]:
         if Path(staged).exists():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             if Path(staged).is_dir():  # the merged accounts: a directory replaces a directory whole
                 shutil.rmtree(target, ignore_errors=True)
             os.replace(staged, target)
+    for path in work.get("remove", []):
+        Path(path).unlink(missing_ok=True)
     return True

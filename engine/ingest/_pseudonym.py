@@ -19,6 +19,8 @@ __all__ = ["KEY_ENV_VAR", "key_order", "key_text", "pseudonym_key", "pseudonymis
 
 KEY_ENV_VAR = "SEGSCALE_PSEUDONYM_KEY"
 _MIN_KEY_LENGTH = 8
+# Characters in a customer key: "k" and 16 hex digits.
+KEY_WIDTH = 17
 # The two hex digits of each byte value, as one uint16 each: a key's text is 8 lookups.
 _HEX_PAIRS = np.frombuffer(b"".join(f"{byte:02x}".encode() for byte in range(256)), dtype=np.uint16)
 
@@ -69,10 +71,10 @@ def key_text(values: np.ndarray):
     import pyarrow
 
     octets = np.ascontiguousarray(values, dtype=">u8").view(np.uint8).reshape(-1, 8)
-    text = np.empty((len(octets), 17), dtype=np.uint8)
+    text = np.empty((len(octets), KEY_WIDTH), dtype=np.uint8)
     text[:, 0] = ord("k")
     text[:, 1:] = _HEX_PAIRS[octets].view(np.uint8).reshape(-1, 16)
-    offsets = np.arange(0, 17 * (len(octets) + 1), 17, dtype=np.int64)
+    offsets = np.arange(0, KEY_WIDTH * (len(octets) + 1), KEY_WIDTH, dtype=np.int64)
     return pyarrow.Array.from_buffers(
         pyarrow.large_string(), len(octets), [None, pyarrow.py_buffer(offsets), pyarrow.py_buffer(text)]
     )

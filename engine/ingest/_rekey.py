@@ -34,6 +34,7 @@ from ..layout import IngestLayout, RunLayout, part_files, part_name
 from ._merged import MergedAccounts
 from ._pipeline import _identities
 from ._pseudonym import key_order, pseudonymise
+from ._stored import read_part
 from ._read import estimate_rows, read_input
 
 __all__ = ["TARGET", "extract_moved", "resolve_again"]
@@ -97,10 +98,12 @@ def resolve_again(config: RunConfig, spec, new_rows, work: IngestLayout, key: by
     return merged, _combined(total, before, -1), moves.sort_values("old_key", ignore_index=True)
 
 
-def _extract_task(source: str, target: str, old_keys: pa.Array, new_keys: pa.Array, partitions: int) -> list[int]:
-    """The rows of ``source`` whose key merged away, re-keyed, with the partition each goes
-    to, written to ``target``; returns those partitions."""
-    table = pq.read_table(source)
+def _extract_task(name: str, source: str, target: str, old_keys: pa.Array, new_keys: pa.Array,
+                  partitions: int) -> list[int]:  # fmt: skip
+    """The rows of ``source`` (a part of table ``name``, with its deltas) whose key merged
+    away, re-keyed, with the partition each goes to, written to ``target``; returns those
+    partitions."""
+    table = read_part(source, name)
     rows = table.filter(pc.is_in(table["customer_key"], value_set=old_keys))
     if not rows.num_rows:
         return []
@@ -126,8 +129,8 @@ def extract_moved(parts: dict, moves: pd.DataFrame, partitions: int, moved: Path
     for name, (source, _) in parts.items():
         for number in range(partitions):
             if Path(source(number)).exists():
-                tasks.append(dask.delayed(_extract_task)(str(source(number)), str(moved / name / part_name(number)),
-                                                         old_keys, new_keys, partitions))  # fmt: skip
+                target = str(moved / name / part_name(number))
+                tasks.append(dask.delayed(_extract_task)(name, str(source(number)), target, old_keys, new_keys, partitions))
                 owners.append((name, number))
     results = compute_tasks(tasks, client, progress, "update: merged customers")
     sources, targets = {}, {}

@@ -1,7 +1,15 @@
 """Reading the store ingest wrote: its metadata, one part of a table, the default as-of.
 
 Every stage after ingest reads the store through these, so what the store's files look like
-is known here and in ``_store`` (which writes them) only.
+is known here, in ``_store`` (which writes them) and in ``_append`` (which adds to them) only.
+
+A part is ``<table>/part-NNNNN.parquet`` and the delta files ``segscale update`` added to it,
+``<table>/_deltas/part-NNNNN/NNNNNN.parquet`` (oldest first; the leading underscore keeps
+them out of any reader that lists the table's directory). Each delta holds new rows in the
+store's order among themselves; :func:`read_part` merges them into the part's order, stored
+rows first where they tie, which is the order a full ingest of the old inputs and then the
+new gives. Appending a small file instead of rewriting a part keeps an update's cost to the
+rows it brings.
 """
 
 from __future__ import annotations
@@ -10,7 +18,9 @@ import json
 import logging
 import os
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -19,8 +29,13 @@ import pyarrow.parquet as pq
 from ..contract import TABLES
 from ..exceptions import InputDataError
 from ..layout import StoreLayout
+from ._pseudonym import KEY_WIDTH
+from ._store import sort_order
 
-__all__ = ["default_as_of", "first_transaction", "has_amounts", "read_store_meta", "read_store_table"]
+__all__ = [
+    "default_as_of", "delta_files", "first_transaction", "has_amounts", "read_part", "read_store_meta",
+    "read_store_table",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +87,74 @@ def _is_text(arrow_type) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
+def delta_files(part: str | os.PathLike) -> list[Path]:
+    """The delta files of the store part ``part``, oldest first; none for a part without."""
+    directory = Path(part).parent / "_deltas" / Path(part).stem
+    return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+
+
+def _fixed_width_keys(keys: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """The keys as a NumPy array of fixed-width bytes, which sorts as the text does, read from
+    the Arrow buffers without a Python object per row; None unless every key has the width
+    pseudonymous keys have."""
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    if not len(keys):
+        return np.empty(0, dtype=f"S{KEY_WIDTH}")
+    if keys.null_count or pc.min_max(pc.binary_length(keys)).as_py() != {"min": KEY_WIDTH, "max": KEY_WIDTH}:
+        return None
+    _, offsets, data = keys.buffers()
+    width = np.int64 if pa.types.is_large_string(keys.type) else np.int32
+    start = int(np.frombuffer(offsets, dtype=width, count=1, offset=keys.offset * np.dtype(width).itemsize)[0])
+    return np.frombuffer(data, dtype=f"S{KEY_WIDTH}", count=len(keys), offset=start)
+
+
+def _merged_order(stored: pa.Table, added: pa.Table, sort_keys: list[str]) -> np.ndarray:
+    """Positions in ``stored`` + ``added`` (concatenated) of the rows in the part's order.
+
+    Only the customers of ``added`` are sorted again (their stored rows and new ones, a stable
+    sort: stored rows first where they tie); every other customer's rows stay where they are.
+    """
+    by = [(column, "ascending") for column in sort_keys]
+    stored_keys, added_keys = _fixed_width_keys(stored["customer_key"]), _fixed_width_keys(added["customer_key"])
+    if stored_keys is None or added_keys is None:  # keys ingest did not make: sort the lot
+        return pc.sort_indices(pa.concat_tables([stored, added]), sort_keys=by).to_numpy()
+    customers = np.unique(added_keys)
+    low, high = np.searchsorted(stored_keys, customers, "left"), np.searchsorted(stored_keys, customers, "right")
+    runs = high - low
+    # The stored rows of those customers, run after run, and whether each stored row is one.
+    theirs = np.repeat(low - np.cumsum(runs) + runs, runs) + np.arange(runs.sum())
+    kept = np.ones(stored.num_rows, dtype=bool)
+    kept[theirs] = False
+    block = pa.concat_tables([stored.take(theirs), added])
+    order = pc.sort_indices(block, sort_keys=by).to_numpy()
+    positions = np.concatenate([theirs, stored.num_rows + np.arange(added.num_rows)])[order]
+    # Each customer's sorted rows go where its stored run began, among the rows kept.
+    customer = np.searchsorted(customers, np.concatenate([stored_keys[theirs], added_keys])[order])
+    return np.insert(np.flatnonzero(kept), (low - (np.cumsum(runs) - runs))[customer], positions)
+
+
+def read_part(part: str | os.PathLike, table: str, columns=None, where=None, dictionary_columns=()) -> pa.Table:
+    """The rows of store part ``part`` of ``table`` and of its delta files, in the part's order.
+
+    ``columns`` (None: all), ``where`` (a dataset filter) and ``dictionary_columns`` (text read
+    dictionary-encoded) apply to every file; the sort columns a merge needs are read too.
+    """
+    deltas = delta_files(part)
+    reader = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=list(dictionary_columns)))
+    schema = pq.read_schema(part)
+    sort_keys = [column for column in ("customer_key", *sort_order(table)[1:]) if column in schema.names]
+    wanted = list(columns) if columns is not None else schema.names
+    needed = wanted + [c for c in sort_keys if c not in wanted] if deltas else wanted
+    pieces = [ds.dataset(path, format=reader).to_table(columns=needed, filter=where) for path in [part, *deltas]]
+    if not deltas:
+        return pieces[0]
+    stored, added = pieces[0], pa.concat_tables(pieces[1:])
+    if not added.num_rows:
+        return stored.select(wanted)
+    both = pa.concat_tables([stored, added.cast(stored.schema)]).unify_dictionaries()
+    return both.take(_merged_order(stored, added, sort_keys)).select(wanted)
+
+
 def read_store_table(store: str | os.PathLike, table: str, number: int, columns, as_of_us: int | None) -> pa.Table:
     """Part ``number`` of a store table as a pyarrow Table, rows before as-of only.
 
@@ -80,20 +163,19 @@ def read_store_table(store: str | os.PathLike, table: str, number: int, columns,
     one are read too: an undated suppression is not known to come after as-of.
     ``ts`` (and any other timestamp column) comes back as int64 microseconds (UTC);
     ``category``, ``channel`` and ``event_type`` come back dictionary-encoded, which the
-    backends read as categoricals.
+    backends read as categoricals. Rows ``segscale update`` appended are merged in order.
     """
     path = StoreLayout(store).table_part(table, number)
     schema = pq.read_schema(path)
     present = [c for c in columns if c in schema.names] if columns is not None else schema.names
     coded = [c for c in _DICTIONARY_COLUMNS if c in present and _is_text(schema.field(c).type)]
-    reader = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
     where = None
     if as_of_us is not None and "ts" in schema.names:
         # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
         where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
         if table in TABLES and "ts" in TABLES[table].optional:
             where = where | ds.field("ts").is_null()
-    data = ds.dataset(path, format=reader).to_table(columns=present, filter=where).unify_dictionaries()
+    data = read_part(path, table, present, where, coded).unify_dictionaries()
     for name in data.column_names:
         if pa.types.is_timestamp(data.schema.field(name).type):
             micros = pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64())

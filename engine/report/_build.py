@@ -465,11 +465,12 @@ def _updates_section(outputs: RunOutputs, figures: _Figures) -> Section | None:
     body = paragraph("Since the run, these updates appended new rows, recomputed the features and placed and scored "
                      "every customer again with the run's models (no refit). Stale: the features or scores shifted "
                      "past the PSI limit, or a replaced scoring did worse once its outcomes came; segscale run refits.")  # fmt: skip
-    rows = [(d["as_of"], d["previous_as_of"], sum(t["kept"] for t in d["tables"].values()), d["partitions_rewritten"],
+    rows = [(d["as_of"], d["previous_as_of"], sum(t["kept"] for t in d["tables"].values()),
+             d.get("partitions_appended", d["partitions_rewritten"]), d["partitions_rewritten"],
              d["customers_with_rows"], d.get("merged_customers", 0),
              "; ".join(f"{name} {count:,}" for name, count in d["changes"].items()) or "none",
              "yes" if d["stale"] else "no") for d in documents]  # fmt: skip
-    body += table(["as of", "from", "new rows kept", "partitions rewritten", "customers with rows", "merged",
+    body += table(["as of", "from", "new rows kept", "partitions appended to", "rewritten", "customers with rows", "merged",
                    "changed", "stale"], rows, flagged=[d["stale"] for d in documents])  # fmt: skip
     latest = documents[-1]
     if latest.get("change_reasons"):

@@ -6,7 +6,8 @@ update (the same new files and as-of) skips what is done and a crash loses one s
 1. **before**: what the outputs say now, kept for the deltas and the drift: each customer's
    segment, propensity band and audience groups, and an even sample of the features and scores.
 2. **append**: the new rows validated, keyed and staged, then committed into the store
-   (``engine.ingest._append``: only the partitions that received rows are rewritten). New
+   (``engine.ingest._append``: each partition that receives rows gains a small delta file,
+   none is rewritten unless merged customers leave or enter it). New
    identity rows are resolved with the run's own first (``engine.ingest._rekey``): the rows of
    customers they merge move to the merged customer's key and partition.
 3. **features** at the new as-of, every partition. Trailing windows, trend and active weeks
@@ -68,6 +69,7 @@ class UpdateSummary(Summary):
     as_of: str
     previous_as_of: str
     tables: dict
+    partitions_appended: int
     partitions_rewritten: int
     new_accounts: int
     new_customers: int
@@ -217,7 +219,7 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
                                        earlier_identities=_earlier_identities(layout, update), client=client,
                                        progress=progress)  # fmt: skip
             (update.root / "appended.json").write_text(json.dumps(appended, indent=2) + "\n")
-            commit(update.root, appended["replace"])
+            commit(update.root, appended["replace"], appended["remove"])
             return appended
 
         appended = step("append", append)
@@ -244,7 +246,8 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
                 forget_stage(layout.root, name)
         summary = UpdateSummary(
             update_dir=update.root, as_of=as_of.isoformat(), previous_as_of=previous_as_of, tables=appended["tables"],
-            partitions_rewritten=len({n for parts in appended["touched"].values() for n in parts}),
+            partitions_appended=len({n for parts in appended["touched"].values() for n in parts}),
+            partitions_rewritten=len({n for parts in appended["rewritten"].values() for n in parts}),
             new_accounts=appended["accounts"], new_customers=appended["customers"], merged_customers=appended["merged"],
             customers=features,
             customers_with_rows=deltas["customers_with_rows"], changes=deltas["changes"], change_reasons=deltas["reasons"],

@@ -86,10 +86,13 @@ def _table(directory: Path) -> pd.DataFrame:
 
 
 def _same_store(run: RunLayout, reference: RunLayout) -> None:
+    """Every part, with the delta files an update added to it, reads as a full ingest's part."""
+    from engine.ingest import read_store_table
+
     for table in ("transactions", "events"):
         for number in range(PARTITIONS):
-            ours = pq.read_table(run.store.table_part(table, number)).to_pandas()
-            theirs = pq.read_table(reference.store.table_part(table, number)).to_pandas()
+            ours = read_store_table(run.store.root, table, number, None, None).to_pandas()
+            theirs = read_store_table(reference.store.root, table, number, None, None).to_pandas()
             pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
 
 
@@ -101,18 +104,19 @@ def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path
 
     config = _copy_of_base(world, tmp_path / "run")
     run, reference = RunLayout(tmp_path / "run"), RunLayout(world["root"] / "reference")
-    untouched = {table: {name: digest for name, digest in _digests(run.store.table(table)).items()
-                         if name != "part-00000.parquet"} for table in ("transactions", "events")}  # fmt: skip
+    stored = {table: _digests(run.store.table(table)) for table in ("transactions", "events")}
     summary = update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
 
-    assert summary.partitions_rewritten == 1 and summary.as_of == UPDATE_AS_OF.isoformat()
+    assert summary.partitions_appended == 1 and summary.partitions_rewritten == 0
+    assert summary.as_of == UPDATE_AS_OF.isoformat()
     for table, counts in summary.tables.items():
         assert counts["read"] == counts["kept"] + sum(counts["quarantined"].values()) + counts["duplicates"]
         assert counts["duplicates"] >= 1 and sum(counts["quarantined"].values()) == 1
         assert len(pd.read_parquet(summary.update_dir / "quarantine" / table)) == 1
-        # Only partition 0 received rows: the other parts are the same bytes.
-        after = _digests(run.store.table(table))
-        assert {name: after[name] for name in untouched[table]} == untouched[table]
+        # Only partition 0 received rows, as one delta file: no part was rewritten.
+        assert _digests(run.store.table(table)) == stored[table]
+        deltas = sorted(path.relative_to(run.store.table(table)) for path in run.store.table(table).rglob("_deltas/*/*"))
+        assert deltas == [Path("_deltas/part-00000/000001.parquet")]
     _same_store(run, reference)
     # Bit-identical features, and the saved models give the same assignments and scores on them.
     pd.testing.assert_frame_equal(_table(run.features.root), _table(reference.features.root), check_exact=True)
@@ -289,7 +293,7 @@ def test_an_update_on_the_gpu_backend_agrees_with_the_cpu(world, tmp_path):
         runs[backend] = (update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name=backend),
                          RunLayout(tmp_path / backend))  # fmt: skip
     (cpu, cpu_run), (gpu, gpu_run) = runs["cpu"], runs["gpu"]
-    assert gpu.tables == cpu.tables and gpu.partitions_rewritten == cpu.partitions_rewritten
+    assert gpu.tables == cpu.tables and gpu.partitions_appended == cpu.partitions_appended
     _same_store(gpu_run, cpu_run)
     pd.testing.assert_frame_equal(_table(gpu_run.features.root), _table(cpu_run.features.root), rtol=1e-6)
     segments = _table(gpu_run.segments.assignments).merge(_table(cpu_run.segments.assignments), on="customer_key")
