@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, trimmed
@@ -51,7 +50,7 @@ from ._read import read_input
 from ._store import (
     ACCOUNTS, SENSITIVE_TABLE, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket, sort_order,
 )  # fmt: skip
-from ._stored import delta_files, has_amounts, read_part, read_store_meta
+from ._stored import delta_files, has_amounts, latest_ts, read_part, read_store_meta, rows_of
 from ._validate import ParseRules
 
 __all__ = ["APPENDABLE", "append_rows", "check_new_inputs", "commit"]
@@ -112,19 +111,25 @@ def _new_rows(table: str, number: int, work: str, staged: str, empty: pa.Schema,
 
 def _stored_rows_of(source: str, table: str, added: pa.Table, schema: pa.Schema) -> pa.Table:
     """The stored rows (part and deltas) of the customers of ``added`` that can equal a new
-    row: first only keys and times are read, and whole rows only of the customers with a
-    stored row at the time of a new one, so a part is not decoded whole for none."""
-    keys = pc.unique(added["customer_key"]).cast(schema.field("customer_key").type)
+    row: first only keys and times are read, and whole rows only where a customer has a
+    stored row at the time of a new one, so a part is not decoded whole for none. New rows
+    later than every stored one (the files' statistics say) repeat none: nothing is read."""
     timed = "ts" in schema.names and added["ts"].null_count == 0
-    probe = ["customer_key", "ts"] if timed else ["customer_key"]
-    stored = read_part(source, table, probe, ds.field("customer_key").isin(keys))
-    if timed and stored.num_rows:
-        same_time = pa.table({"customer_key": added["customer_key"].cast(schema.field("customer_key").type),
-                              "ts": added["ts"]}).join(stored, ["customer_key", "ts"], join_type="inner")  # fmt: skip
-        keys = pc.unique(same_time["customer_key"])
-    if not (stored.num_rows and len(keys)):
+    latest = latest_ts(source) if timed else None
+    if latest is not None:
+        added = added.filter(pc.less_equal(added["ts"], latest.cast(added.schema.field("ts").type)))
+        if not added.num_rows:
+            return schema.empty_table()
+    probe = read_part(source, table, ["customer_key", "ts"] if timed else ["customer_key"])
+    candidates = probe.take(rows_of(probe["customer_key"], added["customer_key"]))
+    if timed and candidates.num_rows:
+        new_times = pa.table({"customer_key": added["customer_key"].cast(candidates.schema.field("customer_key").type),
+                              "ts": added["ts"].cast(candidates.schema.field("ts").type)})  # fmt: skip
+        candidates = candidates.join(new_times, ["customer_key", "ts"], join_type="left semi")
+    if not candidates.num_rows:
         return schema.empty_table()
-    return read_part(source, table, None, ds.field("customer_key").isin(keys)).cast(schema)
+    stored = read_part(source, table)
+    return stored.take(rows_of(stored["customer_key"], candidates["customer_key"])).cast(schema)
 
 
 def _span(rows: pa.Table) -> dict:
@@ -178,24 +183,31 @@ def _rewrite_part(table: str, number: int, *, work: str, source: str, staged: st
 
 def _merge_accounts(number: int, *, work: str, mapping: str, moved: str | None, old_keys: pa.Array | None) -> dict:
     """The identity mapping's part ``number``: without the accounts of customers that merged
-    away, with those that moved in and the new accounts; returns how many are new."""
+    away, with those that moved in and the new accounts; returns how many are new, and
+    whether the part is rewritten (not where it gains and loses no account)."""
     reduce_accounts(number, staging=work, out=work, backend_name="cpu")
     staged = IngestLayout(work).identity_mapping / part_name(number)
-    added = pq.read_table(staged).to_pandas()
+    added = pq.read_table(staged)
     existing_path = Path(mapping) / part_name(number)
     existing = pq.read_table(existing_path) if existing_path.exists() else pa.table(
         {"customer_id": pa.array([], pa.large_string()), "customer_key": pa.array([], pa.large_string())})  # fmt: skip
     if old_keys is not None:
         existing = existing.filter(pc.invert(pc.is_in(existing["customer_key"], value_set=old_keys)))
     arriving = _arriving(moved, number)
-    existing = existing.to_pandas()
     if arriving is not None:
-        existing = pd.concat([existing, arriving.to_pandas()], ignore_index=True)
-    new_accounts = ~added["customer_id"].isin(existing["customer_id"])
-    new_customers = ~added["customer_key"].isin(existing["customer_key"])
-    both = pd.concat([existing, added[new_accounts]], ignore_index=True).sort_values("customer_id", ignore_index=True)
-    both.to_parquet(staged, index=False)
-    return {"accounts": int(new_accounts.sum()), "customers": int(added.loc[new_customers, "customer_key"].nunique())}
+        existing = pa.concat_tables([existing, arriving.select(existing.column_names).cast(existing.schema)])
+
+    def absent(column):  # Arrow's hash lookup: pandas' isin on Arrow text makes a Python str per row
+        return pc.invert(pc.is_in(added[column], value_set=existing[column].cast(added.schema.field(column).type)))
+
+    new_accounts, new_customers = absent("customer_id"), absent("customer_key")
+    if not pc.any(new_accounts).as_py() and old_keys is None and arriving is None:
+        staged.unlink()  # the part stays as it is
+        return {"accounts": 0, "customers": 0, "rewritten": False}
+    both = pd.concat([existing.to_pandas(), added.filter(new_accounts).to_pandas()], ignore_index=True)
+    both.sort_values("customer_id", ignore_index=True).to_parquet(staged, index=False)
+    customers = len(pc.unique(added.filter(new_customers)["customer_key"]))
+    return {"accounts": pc.sum(new_accounts).as_py() or 0, "customers": customers, "rewritten": True}
 
 
 def _check_tables(specs: dict, meta: dict) -> None:
@@ -344,7 +356,8 @@ def append_rows(config: RunConfig, specs: dict, frames: dict, update_dir: Path, 
         dask.delayed(_merge_accounts)(n, work=str(work.root), mapping=str(layout.ingest.identity_mapping),
                                       moved=moved_accounts, old_keys=old_keys) for n in numbers
     ], client, progress, "update: identity map")  # fmt: skip
-    replace += [(work.identity_mapping / part_name(n), layout.ingest.identity_mapping / part_name(n)) for n in numbers]
+    replace += [(work.identity_mapping / part_name(n), layout.ingest.identity_mapping / part_name(n))
+                for n, merged in zip(numbers, accounts) if merged["rewritten"]]  # fmt: skip
     work.store.meta.parent.mkdir(parents=True, exist_ok=True)
     work.store.meta.write_text(json.dumps(new_meta, indent=2) + "\n")
     replace.append((work.store.meta, layout.store.meta))

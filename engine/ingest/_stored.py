@@ -34,7 +34,7 @@ from ._store import sort_order
 
 __all__ = [
     "default_as_of", "delta_files", "first_transaction", "has_amounts", "read_part", "read_store_meta",
-    "read_store_table",
+    "latest_ts", "read_store_table", "rows_of",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,26 @@ def delta_files(part: str | os.PathLike) -> list[Path]:
     return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
 
 
+def latest_ts(part: str | os.PathLike) -> pa.Scalar | None:
+    """The latest ``ts`` of a store part and its deltas, from the files' column statistics
+    (nothing decoded); None where a file has no ``ts`` statistics to tell."""
+    latest = None
+    for path in [Path(part), *delta_files(part)]:
+        parquet = pq.ParquetFile(path)
+        if "ts" not in parquet.schema_arrow.names:
+            return None
+        column = parquet.schema_arrow.get_field_index("ts")
+        for group in range(parquet.metadata.num_row_groups):
+            statistics = parquet.metadata.row_group(group).column(column).statistics
+            if parquet.metadata.row_group(group).num_rows == 0:
+                continue
+            if statistics is None or not statistics.has_min_max:
+                return None
+            high = pa.scalar(statistics.max, type=parquet.schema_arrow.field("ts").type)
+            latest = high if latest is None or pc.greater(high, latest).as_py() else latest
+    return latest
+
+
 def _fixed_width_keys(keys: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     """The keys as a NumPy array of fixed-width bytes, which sorts as the text does, read from
     the Arrow buffers without a Python object per row; None unless every key has the width
@@ -108,6 +128,24 @@ def _fixed_width_keys(keys: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     return np.frombuffer(data, dtype=f"S{KEY_WIDTH}", count=len(keys), offset=start)
 
 
+def _runs(stored_keys: np.ndarray, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each of the sorted distinct ``customers`` has its rows among the sorted
+    ``stored_keys``: the first row, the row count, and every such row's position in order."""
+    low, high = np.searchsorted(stored_keys, customers, "left"), np.searchsorted(stored_keys, customers, "right")
+    runs = high - low
+    return low, runs, np.repeat(low - np.cumsum(runs) + runs, runs) + np.arange(runs.sum())
+
+
+def rows_of(stored_keys: pa.ChunkedArray | pa.Array, customers: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Positions, in order, of the rows of a store part (its ``customer_key`` column) that
+    belong to ``customers``: found by binary search in the sorted keys, without hashing them."""
+    stored, wanted = _fixed_width_keys(stored_keys), _fixed_width_keys(customers)
+    if stored is None or wanted is None:
+        wanted_keys = pc.unique(customers).cast(stored_keys.type)
+        return np.flatnonzero(pc.is_in(stored_keys, value_set=wanted_keys).to_numpy(zero_copy_only=False))
+    return _runs(stored, np.unique(wanted))[2]
+
+
 def _merged_order(stored: pa.Table, added: pa.Table, sort_keys: list[str]) -> np.ndarray:
     """Positions in ``stored`` + ``added`` (concatenated) of the rows in the part's order.
 
@@ -119,10 +157,7 @@ def _merged_order(stored: pa.Table, added: pa.Table, sort_keys: list[str]) -> np
     if stored_keys is None or added_keys is None:  # keys ingest did not make: sort the lot
         return pc.sort_indices(pa.concat_tables([stored, added]), sort_keys=by).to_numpy()
     customers = np.unique(added_keys)
-    low, high = np.searchsorted(stored_keys, customers, "left"), np.searchsorted(stored_keys, customers, "right")
-    runs = high - low
-    # The stored rows of those customers, run after run, and whether each stored row is one.
-    theirs = np.repeat(low - np.cumsum(runs) + runs, runs) + np.arange(runs.sum())
+    low, runs, theirs = _runs(stored_keys, customers)
     kept = np.ones(stored.num_rows, dtype=bool)
     kept[theirs] = False
     block = pa.concat_tables([stored.take(theirs), added])
