@@ -1,4 +1,4 @@
-"""New rows into a run's store, rewriting only the partitions that receive rows (issue 28).
+"""New rows into a run's store, as a delta file per partition that receives rows (issue 28).
 
 ``segscale update`` brings rows of the tables that grow (transactions, events, contacts,
 suppressions, outcomes) through ingest's own phase 1: the same validation, quarantine
@@ -7,21 +7,25 @@ so an account the run has seen keeps its customer, merged or not, and a new acco
 key a full ingest would give it: new rows bring no identity rows, so it merges with no one.
 
 Phase 2 runs only for the store partitions that received rows. The new rows are deduplicated
-among themselves as ingest does (by source row), a new row equal in every stored column to a
-stored row of its customer is an exact duplicate too, and the part is rewritten with the new
-rows in (customer key, ts) order, stored rows first where they tie: a full ingest of the old
-files and then the new ones gives the same part. The identity mapping's part gains the new
-accounts, and ``_store.json`` its new row counts and time span.
+among themselves as ingest does (by source row), and a new row equal in every stored column
+to a stored row of its customer is an exact duplicate too. What is left becomes the part's
+next delta file, in the store's order; ``_stored.read_part`` merges it in, stored rows first
+where they tie, so every reader sees the part a full ingest of the old files and then the
+new ones gives. A part is read only as far as the duplicate check needs (often not at all)
+and never rewritten, but where ``MAX_DELTAS`` deltas have gathered: then it is rewritten
+with them folded in. The identity mapping's part gains the new accounts, and
+``_store.json`` its new row counts and time span.
 
 Identity rows are resolved again with the run's own (``_rekey``): accounts they join to a
 customer take its key, and the stored rows (every table, the sensitive columns and the
 identity map) of customers they merge move to the merged customer's key and partition, so
-those partitions are rewritten too.
+those partitions are rewritten, their deltas folded in.
 
 Everything is written under the update's directory first. Only then does :func:`commit`
-write ``commit.json``, the list of (staged file, store file) pairs, and rename each into
-place; a crash during the renames leaves the journal, and :func:`commit` run again (the
-update's rerun does) finishes them. Until the journal exists the store is untouched.
+write ``commit.json``, the list of (staged file, store file) pairs and of the delta files
+folded into rewritten parts, rename each staged file into place and then delete those
+deltas; a crash during it leaves the journal, and :func:`commit` run again (the update's
+rerun does) finishes the work. Until the journal exists the store is untouched.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ __all__ = ["APPENDABLE", "append_rows", "check_new_inputs", "commit"]
 
 # Tables whose new rows change no one's identity or profile: an update appends them.
 APPENDABLE = ("transactions", "events", "contacts", "suppressions", "outcomes")
+# Delta files a part may gather before an update folds them into it: each costs its readers a
+# file and a merge, so daily updates between full runs rewrite a part about monthly.
+MAX_DELTAS = 30
 _JOURNAL = "commit.json"
 
 
@@ -319,7 +326,8 @@ def append_rows(config: RunConfig, specs: dict, frames: dict, update_dir: Path, 
         moved = str(UpdateLayout(update_dir).moved / table) if table in targets else None
         for number in range(partitions):
             paths = {"work": str(work.root), "source": str(source(number)), "staged": str(staged(number))}
-            if number in sources.get(table, ()) or number in targets.get(table, ()):
+            moving = number in sources.get(table, ()) or number in targets.get(table, ())
+            if moving or (empty is not None and len(delta_files(source(number))) >= MAX_DELTAS):
                 tasks.append(dask.delayed(trimmed(_rewrite_part))(table, number, **paths, empty=empty, moved=moved,
                                                                   old_keys=old_keys))  # fmt: skip
             else:

@@ -335,3 +335,17 @@ def test_a_merge_after_an_append_rewrites_the_parts_with_their_deltas_folded_in(
     assert summary.merged_customers == 1 and summary.partitions_rewritten >= 1
     assert all(not delta_files(run.store.table_part(table, 0)) for table in ("transactions", "events"))
     _same_store(run, RunLayout(tmp_path / "reference"))
+
+
+def test_a_part_with_enough_deltas_is_rewritten_with_them_folded_in(world, tmp_path, monkeypatch):
+    import engine.ingest._append as append
+    from engine.ingest._stored import delta_files
+    from engine.update import update_run
+
+    monkeypatch.setattr(append, "MAX_DELTAS", 0)  # every part that gets rows is folded at once
+    config = _copy_of_base(world, tmp_path / "run")
+    run = RunLayout(tmp_path / "run")
+    summary = update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+    assert summary.partitions_rewritten == PARTITIONS
+    assert not [path for number in range(PARTITIONS) for path in delta_files(run.store.table_part("events", number))]
+    _same_store(run, RunLayout(world["root"] / "reference"))
