@@ -31,6 +31,7 @@ __all__ = [
     "BGNBD_PARAMETERS",
     "bgnbd_log_likelihood",
     "conditional_expected_purchases",
+    "expected_purchases_given_alive",
     "expected_repeat_purchases",
     "fit_bgnbd",
     "p_alive",
@@ -135,8 +136,9 @@ def p_no_purchase_given_alive(params, t, frequency, T, xp=np):
     return xp.exp(-(r + frequency) * xp.log1p(t / (alpha + T)))
 
 
-def conditional_expected_purchases(params, t, frequency, recency, T, xp=np, model="bgnbd"):
-    """Expected purchases in the ``t`` days after the calibration period (FHL 2005, eq. 10).
+def expected_purchases_given_alive(params, t, frequency, T, xp=np, model="bgnbd"):
+    """Expected purchases in the ``t`` days after the calibration period of a customer alive
+    at its end (FHL 2005, eq. 10 without P(alive)).
 
     ``params`` must have ``a != 1`` (the closed form divides by ``a - 1``).
     """
@@ -148,8 +150,14 @@ def conditional_expected_purchases(params, t, frequency, recency, T, xp=np, mode
     host = [to_host_array(v) for v in (r + x, b_alive, a + b_alive - 1, z)]
     hypergeometric = xp.asarray(scipy.special.hyp2f1(*host))
     decay = xp.exp((r + x) * (xp.log(alpha + T) - xp.log(alpha + T + t)))
-    given_alive = (a + b_alive - 1) / (a - 1) * (1.0 - decay * hypergeometric)
-    return p_alive(params, x, recency, T, xp, model) * given_alive
+    return (a + b_alive - 1) / (a - 1) * (1.0 - decay * hypergeometric)
+
+
+def conditional_expected_purchases(params, t, frequency, recency, T, xp=np, model="bgnbd"):
+    """Expected purchases in the ``t`` days after the calibration period (FHL 2005, eq. 10):
+    P(alive) times :func:`expected_purchases_given_alive`."""
+    given_alive = expected_purchases_given_alive(params, t, frequency, T, xp, model)
+    return p_alive(params, frequency, recency, T, xp, model) * given_alive
 
 
 def waiting_time_quantile(params, q, frequency, T, xp=np, *, within=None):

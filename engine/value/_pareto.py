@@ -29,6 +29,7 @@ from ._fitting import ModelFit, fit_summaries
 __all__ = [
     "PARETO_NBD_PARAMETERS",
     "conditional_expected_purchases",
+    "expected_purchases_given_alive",
     "expected_repeat_purchases",
     "fit_pareto_nbd",
     "p_alive",
@@ -147,13 +148,18 @@ def _one_minus_power_over(exponent, log_base, xp):
     return -xp.expm1(-exponent * log_base) / exponent
 
 
-def conditional_expected_purchases(params, t, frequency, recency, T, xp=np):
-    """Expected purchases in the ``t`` days after the calibration period (Fader & Hardie 2005,
-    eq. 22): ``P(alive) (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T)/(beta+T+t))^(s-1)]``."""
+def expected_purchases_given_alive(params, t, frequency, T, xp=np):
+    """Expected purchases in the ``t`` days after the calibration period of a customer alive
+    at its end: ``(r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T)/(beta+T+t))^(s-1)]``."""
     r, alpha, s, beta = (params[k] for k in PARETO_NBD_PARAMETERS)
     growth = _one_minus_power_over(s - 1, xp.log1p(t / (beta + T)), xp)
-    given_alive = (r + frequency) * (beta + T) / (alpha + T) * growth
-    return p_alive(params, frequency, recency, T, xp) * given_alive
+    return (r + frequency) * (beta + T) / (alpha + T) * growth
+
+
+def conditional_expected_purchases(params, t, frequency, recency, T, xp=np):
+    """Expected purchases in the ``t`` days after the calibration period (Fader & Hardie 2005,
+    eq. 22): P(alive) times :func:`expected_purchases_given_alive`."""
+    return p_alive(params, frequency, recency, T, xp) * expected_purchases_given_alive(params, t, frequency, T, xp)
 
 
 def expected_repeat_purchases(params, t) -> np.ndarray:

@@ -126,11 +126,19 @@ def _tracking(counts: dict, params: dict, model: str, horizon_days: int | None, 
 
 
 def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool):
-    """Pass 2: predict one partition, write it; return its holdout sums (or None) and how
-    many of its customers the purchase model calls almost surely alive."""
-    xp = resolve_backend(backend_name).xp
+    """Pass 2: score the summaries pass 1 wrote for one partition (see :func:`_score_summaries`)."""
     path = Path(staging) / part_name(number)
-    summaries = pd.read_parquet(path)
+    scored = _score_summaries(pd.read_parquet(path), number, out, fits, settings, backend_name, holdout)
+    path.unlink()
+    return scored
+
+
+def _score_summaries(
+    summaries: pd.DataFrame, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool
+) -> dict:
+    """Predict one partition's summaries, write them; return its holdout sums (or None) and
+    how many of its customers the purchase model calls almost surely alive."""
+    xp = resolve_backend(backend_name).xp
     predicted, alive = predict(summaries, fits["purchase"], fits["spend"], xp=xp, **settings)
     days = predicted["next_purchase_date"]
     too_far = ~np.isfinite(days) | (days - settings["as_of_day"] > _LONGEST_WAIT_DAYS)
@@ -144,7 +152,6 @@ def _score_task(staging: str, number: int, out: str, fits: dict, settings: dict,
     if holdout:
         sums = holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp,
                             naive=settings["naive"])  # fmt: skip
-    path.unlink()
     return {"holdout": sums, "customers": len(summaries), "surely_alive": int((alive > _SURELY_ALIVE).sum())}
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from ..backend import to_host_array
 from ._bgnbd import waiting_time_quantile
 from ._gamma_gamma import conditional_expected_spend
-from ._purchase import conditional_expected_purchases, p_alive, p_no_purchase_given_alive
+from ._purchase import expected_purchases_given_alive, p_alive, p_no_purchase_given_alive
 
 __all__ = [
     "FREQUENCY_BINS", "INTERVALS", "PREDICTION_COLUMNS", "SPEND_COLUMNS", "discounted_purchases", "holdout_sums",
@@ -93,8 +93,9 @@ def predict(
         median_wait = naive_wait_quantile(0.5, x, T, xp)
         shown_alive = xp.full_like(T, xp.nan)
     else:
+        # P(alive) does not change with the days ahead: once for every slice of the horizon.
         expected, discounted = discounted_purchases(
-            lambda days: conditional_expected_purchases(purchase, days, x, tx, T, xp, model), horizon_days,
+            lambda days: alive * expected_purchases_given_alive(purchase, days, x, T, xp, model), horizon_days,
             discount_rate_yearly, xp.zeros_like(T),
         )  # fmt: skip
         buys = alive * (1.0 - p_no_purchase_given_alive(purchase, float(horizon_days), x, T, xp, model))

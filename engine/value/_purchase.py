@@ -16,8 +16,8 @@ from . import _bgnbd, _pareto
 from ._fitting import ModelFit
 
 __all__ = [
-    "MODELS", "MODEL_LABELS", "conditional_expected_purchases", "expected_repeat_purchases", "fit_purchase_model",
-    "p_alive", "p_no_purchase_given_alive",
+    "MODELS", "MODEL_LABELS", "conditional_expected_purchases", "expected_purchases_given_alive",
+    "expected_repeat_purchases", "fit_purchase_model", "p_alive", "p_no_purchase_given_alive",
 ]  # fmt: skip
 
 MODELS = ("bgnbd", "mbgnbd", "pareto_nbd")
@@ -65,6 +65,14 @@ def conditional_expected_purchases(params, t, frequency, recency, T, xp=np, mode
     if _known(model) == "pareto_nbd":
         return _pareto.conditional_expected_purchases(params, t, frequency, recency, T, xp)
     return _bgnbd.conditional_expected_purchases(params, t, frequency, recency, T, xp, model)
+
+
+def expected_purchases_given_alive(params, t, frequency, T, xp=np, model="bgnbd"):
+    """Expected purchases in the ``t`` days after the calibration period of a customer alive
+    at its end: :func:`conditional_expected_purchases` is P(alive) times it."""
+    if _known(model) == "pareto_nbd":
+        return _pareto.expected_purchases_given_alive(params, t, frequency, T, xp)
+    return _bgnbd.expected_purchases_given_alive(params, t, frequency, T, xp, model)
 
 
 def expected_repeat_purchases(params, t, model="bgnbd") -> np.ndarray:

@@ -3,8 +3,10 @@
 An update scores every customer at a new as-of with the purchase and spend models a value run
 fitted and saved (``value.json``), without fitting again: one pass over the store's partitions,
 each summarised at the new as-of exactly as ``estimate_value`` summarises it (same grain,
-calibration end and horizon) and scored by its own task (``_pipeline._score_task``), so the
-customer parts have the same columns and, at the fit's own as-of, the same values.
+calibration end and horizon) and scored as its second pass scores it
+(``_pipeline._score_summaries``), in the same task: with no fit to wait for, the summaries are
+not written in between. So the customer parts have the same columns and, at the fit's own
+as-of, the same values.
 
 The models take their parameters per day, as ``value.json`` keeps them beside the reported
 ones (``params_in_days``; the reported ones are per time unit, and dividing by 7 does not
@@ -31,9 +33,9 @@ from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..exceptions import InputDataError
 from ..ingest import read_store_meta
-from ..layout import ValueLayout, part_name
+from ..layout import ValueLayout
 from ..outcomes import outcome_window
-from ._pipeline import ValueSummary, _as_of_day, _evaluation, _score_task
+from ._pipeline import ValueSummary, _as_of_day, _evaluation, _score_summaries
 from ._summaries import origin_lag, partition_summaries
 
 __all__ = ["rescore_value"]
@@ -52,13 +54,13 @@ def _read_saved(value_dir: Path) -> dict:
     return saved
 
 
-def _summaries_task(store: str, number: int, staging: str, as_of_day: int, horizon_days, grain: str,
-                    calibration_end: str) -> int:  # fmt: skip
-    """One partition's summaries at as-of, written for the scoring task; returns its customers.
-    No choice window: the model is not chosen again."""
-    summaries, _, _ = partition_summaries(store, number, as_of_day, horizon_days, grain, 0, calibration_end)
-    summaries.to_parquet(Path(staging) / part_name(number), index=False)
-    return len(summaries)
+def _rescore_task(store: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool,
+                  grain: str, calibration_end: str) -> dict:  # fmt: skip
+    """Summarise store partition ``number`` at as-of and score it. No choice window: the model
+    is not chosen again."""
+    horizon_days = settings["horizon_days"] if holdout else None
+    summaries, _, _ = partition_summaries(store, number, settings["as_of_day"], horizon_days, grain, 0, calibration_end)
+    return _score_summaries(summaries, number, out, fits, settings, backend_name, holdout)
 
 
 def rescore_value(
@@ -116,22 +118,16 @@ def rescore_value(
     }  # fmt: skip
 
     with staged_output(out) as staging:
-        summaries, written = staging / "summaries", ValueLayout(staging)
-        summaries.mkdir()
+        written = ValueLayout(staging)
         written.customers.mkdir()
         tasks = [
-            dask.delayed(_summaries_task)(
-                str(store), n, str(summaries), as_of_day, horizon_days if holdout else None, grain, calibration_end
+            dask.delayed(_rescore_task)(
+                str(store), n, str(written.customers), fits, settings, backend.name, holdout, grain, calibration_end
             )
             for n in range(partitions)
         ]
-        customers = sum(compute_tasks(tasks, client, progress, "value summaries"))
-        tasks = [
-            dask.delayed(_score_task)(str(summaries), n, str(written.customers), fits, settings, backend.name, holdout)
-            for n in range(partitions)
-        ]
         scored = compute_tasks(tasks, client, progress, "value scores")
-        summaries.rmdir()
+        customers = sum(part["customers"] for part in scored)
         document = {
             # model_choice, purchase_model, spend_model and tracking stay as fitted: they describe
             # the fit (its data, likelihood and choice), which this run does not redo.
