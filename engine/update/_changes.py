@@ -1,22 +1,26 @@
 """What an update changed: the outputs before it, the deltas per customer, the drift of
 features and scores, and how a replaced scoring did once its outcomes came (steps 1, 5, 6 and 7
-of ``_pipeline``). Per partition, one part of each output at a time: nothing here holds every
-customer but the drift's even samples.
+of ``_pipeline``). Per partition, one part of each output at a time, a few side by side on
+threads: nothing here holds every customer but the drift's even samples.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from ..ingest._pseudonym import key_order
+from ..backend import usable_cores
+from ..ingest._pseudonym import KEY_WIDTH, key_text
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
 from ..measure import drift_sample, drift_sources, population_stability
 from ..outcomes import outcome_window
@@ -25,14 +29,23 @@ __all__ = ["before", "deltas", "drift", "realised"]
 
 # Customers per sample the drift compares (evenly through the parts).
 DRIFT_SAMPLE = 100_000
+# A row of the deltas: the customer, the label that changed (or customer_key), its old and new value, and why.
+DELTA_SCHEMA = pa.schema([(column, pa.string()) for column in ("customer_key", "change", "old", "new", "reason")])
+# A label's part where there is none: no customer has the label.
+_NO_LABELS = pa.table({"customer_key": pa.array([], pa.string()), "label": pa.array([], pa.string())})
+# The value of each byte that is a lowercase hex digit.
+_HEX_DIGITS = np.zeros(256, np.uint8)
+_HEX_DIGITS[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
 
 
-def _read_part(directory: Path, number: int, columns: list[str]) -> pd.DataFrame | None:
+def _read_part(directory: Path, number: int, columns: list[str]) -> pa.Table | None:
+    """Those of ``columns`` part ``number`` of ``directory`` has; None without the part."""
     path = directory / part_name(number)
     if not path.exists():
         return None
-    schema = pq.read_schema(path)
-    return pq.read_table(path, columns=[c for c in columns if c in schema.names]).to_pandas()
+    with pq.ParquetFile(path) as part:
+        present = [c for c in columns if c in part.schema_arrow.names]
+        return part.read(columns=present).select(present)
 
 
 def _labels(layout: RunLayout) -> dict[str, tuple[Path, str]]:
@@ -45,96 +58,152 @@ def _labels(layout: RunLayout) -> dict[str, tuple[Path, str]]:
 
 
 def before(layout: RunLayout, update: UpdateLayout, partitions: int) -> dict:
-    """Step 1: the labels per customer and the drift samples, as the outputs stand."""
-    for name, (directory, column) in _labels(layout).items():
-        target = update.before / name.replace(":", "-")
+    """Step 1: the labels per customer, the propensity scoring and the drift samples, as the
+    outputs stand. The parts are copied, and the samples taken, on a thread per core: the time
+    goes to Parquet's reads and writes, which leave Python's lock."""
+    copies = [(directory, column, update.before / name.replace(":", "-"), "label")
+              for name, (directory, column) in _labels(layout).items()]  # fmt: skip
+    scores, recency = ScoresLayout(update.before / "scores"), update.before / "recency"
+    copies += [(layout.propensity_scores.root, "score", scores.root, "score"),
+               (layout.features.root, "recency_days", recency, "recency_days")]  # fmt: skip
+    for _, _, target, _ in copies:
         target.mkdir(parents=True, exist_ok=True)
-        for number in range(partitions):
-            part = _read_part(directory, number, ["customer_key", column])
-            if part is not None:
-                part.rename(columns={column: "label"}).to_parquet(target / part_name(number), index=False)
-    for source, (directory, columns) in drift_sources(layout).items():
-        drift_sample(directory, columns, DRIFT_SAMPLE).to_parquet(update.before / f"sample-{source}.parquet", index=False)
-    _keep_scoring(layout, update, partitions)
+    with ThreadPoolExecutor(usable_cores()) as pool:
+        # The samples first: the features' is the longest task.
+        samples = {source: pool.submit(drift_sample, directory, columns, DRIFT_SAMPLE)
+                   for source, (directory, columns) in drift_sources(layout).items()}  # fmt: skip
+        for copied in [pool.submit(_copy_part, *copy, number) for copy in copies for number in range(partitions)]:
+            copied.result()
+        for source, sample in samples.items():
+            sample.result().to_parquet(update.before / f"sample-{source}.parquet", index=False)
+    # The scoring as a scoring directory ``segscale monitor`` reads: keys and scores, and the
+    # recency it judges churn by (the features are about to change).
+    meta = json.loads(layout.propensity_scores.meta.read_text())
+    scores.meta.write_text(json.dumps({**meta, "features": str(recency)}, indent=2) + "\n")
     return {"labels": sorted(_labels(layout))}
 
 
-def _keep_scoring(layout: RunLayout, update: UpdateLayout, partitions: int) -> None:
-    """The propensity scoring as it stands, as a scoring directory ``segscale monitor`` reads:
-    keys and scores, and the recency it judges churn by (the features are about to change)."""
-    scores, recency = ScoresLayout(update.before / "scores"), update.before / "recency"
-    for directory, source, column in ((scores.root, layout.propensity_scores.root, "score"),
-                                      (recency, layout.features.root, "recency_days")):  # fmt: skip
-        directory.mkdir(parents=True, exist_ok=True)
-        for number in range(partitions):
-            part = _read_part(source, number, ["customer_key", column])
-            if part is not None:
-                part.to_parquet(directory / part_name(number), index=False)
-    meta = json.loads(layout.propensity_scores.meta.read_text())
-    scores.meta.write_text(json.dumps({**meta, "features": str(recency)}, indent=2) + "\n")
+def _copy_part(source: Path, column: str, target: Path, name: str, number: int) -> None:
+    """The keys and ``column`` of part ``number`` of ``source``, the column named ``name``. No
+    dictionary of the keys: each is there once, so it would be every key again and an index a row."""
+    part = _read_part(source, number, ["customer_key", column])
+    if part is not None:
+        frame = part.to_pandas().rename(columns={column: name})
+        frame.to_parquet(target / part_name(number), index=False, use_dictionary=[name])
 
 
 def deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labels: list[str]) -> dict:
-    """Step 5: per partition, each customer whose label changed, with old, new and why."""
+    """Step 5: per partition, each customer whose label changed, with old, new and why. The
+    partitions are compared on a thread per core (Parquet's reads and the comparisons leave
+    Python's lock) and written in their order."""
     labels = _labels(layout)
     names = sorted(set(labels) | set(before_labels))
-    with_rows = set()
-    if update.customers_with_rows.is_dir():
-        for path in update.customers_with_rows.glob("*.parquet"):
-            with_rows.update(pq.read_table(path).column("customer_key").to_pylist())
-    moves = pd.read_parquet(update.moves) if update.moves.exists() else pd.DataFrame({"old_key": [], "new_key": []})
-    merged_keys = set(moves["old_key"]) | set(moves["new_key"])
+    with_rows = _customers_with_rows(update)
+    moves = pq.read_table(update.moves) if update.moves.exists() else pa.table({"old_key": [], "new_key": []})
+    moves = moves.select(["old_key", "new_key"]).cast(pa.schema([("old_key", pa.string()), ("new_key", pa.string())]))
+    merged = np.unique(np.concatenate([_key_numbers(moves["old_key"]), _key_numbers(moves["new_key"])]))
     # Each old key once, in the partition it was in.
-    old_partition = key_order(moves["old_key"].tolist()) % np.uint64(partitions)
+    moved_from = _key_numbers(moves["old_key"]) % np.uint64(partitions)
+    compare = partial(_partition_changes, update=update, labels=labels, names=names, moves=moves, moved_from=moved_from,
+                      merged=merged, with_rows=with_rows)  # fmt: skip
     update.deltas.mkdir(parents=True, exist_ok=True)
     changes = {name: 0 for name in names}
     reasons: dict[str, dict[str, int]] = {}
-    with open(update.deltas_csv, "wb") as csv:
-        for number in range(partitions):
-            rows = []
-            for name in names:
-                old = _read_part(update.before / name.replace(":", "-"), number, ["customer_key", "label"])
-                new = _read_part(labels[name][0], number, ["customer_key", labels[name][1]]) if name in labels else None
-                old = old if old is not None else pd.DataFrame({"customer_key": [], "label": []})
-                new = (new.rename(columns={labels[name][1]: "label"}) if new is not None
-                       else pd.DataFrame({"customer_key": [], "label": []}))  # fmt: skip
-                both = old.merge(new, on="customer_key", how="outer", suffixes=("_old", "_new"))
-                before, after = both["label_old"].astype(object), both["label_new"].astype(object)
-                changed = ~((before == after) | (before.isna() & after.isna()))
-                moved = both[changed.to_numpy()]
-                changes[name] += len(moved)
-                if len(moved):
-                    reason = np.select(
-                        [moved["customer_key"].isin(merged_keys), moved["label_old"].isna(),
-                         moved["customer_key"].isin(with_rows)],
-                        ["merged", "new customer", "new rows"], "as-of moved",
-                    )  # fmt: skip
-                    rows.append(pd.DataFrame({
-                        "customer_key": moved["customer_key"].astype(str), "change": name,
-                        "old": moved["label_old"].astype(object).where(moved["label_old"].notna(), None).map(
-                            lambda v: None if v is None else str(v)),
-                        "new": moved["label_new"].astype(object).where(moved["label_new"].notna(), None).map(
-                            lambda v: None if v is None else str(v)),
-                        "reason": reason,
-                    }))  # fmt: skip
-            # A merged customer's old key beside its new one: what a downstream system re-keys.
-            gone = moves[old_partition == number]
-            if len(gone):
-                changes["customer_key"] = changes.get("customer_key", 0) + len(gone)
-                rows.append(pd.DataFrame({"customer_key": gone["old_key"], "change": "customer_key",
-                                          "old": gone["old_key"], "new": gone["new_key"], "reason": "merged"}))  # fmt: skip
-            for row in rows:
-                for (change, reason), count in row.groupby(["change", "reason"]).size().items():
-                    reasons.setdefault(change, {})[reason] = reasons.get(change, {}).get(reason, 0) + int(count)
-            part = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-                {"customer_key": [], "change": [], "old": [], "new": [], "reason": []}, dtype=object)  # fmt: skip
-            table = pa.Table.from_pandas(part.astype(object), preserve_index=False,
-                                         schema=pa.schema([(c, pa.string()) for c in part.columns]))  # fmt: skip
-            pq.write_table(table, update.deltas / part_name(number))
-            buffer = pa.BufferOutputStream()
-            pcsv.write_csv(table, buffer, pcsv.WriteOptions(include_header=number == 0))
-            csv.write(buffer.getvalue().to_pybytes())
+    with ThreadPoolExecutor(usable_cores()) as pool, pcsv.CSVWriter(update.deltas_csv, DELTA_SCHEMA) as csv:
+        for number, pieces in enumerate(pool.map(compare, range(partitions))):
+            for piece in pieces:
+                _tally(piece, changes, reasons)
+            part = pa.concat_tables(pieces)
+            pq.write_table(part, update.deltas / part_name(number))
+            csv.write_table(part)
     return {"changes": changes, "reasons": reasons, "customers_with_rows": len(with_rows)}
+
+
+def _partition_changes(number: int, update: UpdateLayout, labels: dict[str, tuple[Path, str]], names: list[str],
+                       moves: pa.Table, moved_from: np.ndarray, merged: np.ndarray,
+                       with_rows: np.ndarray) -> list[pa.Table]:  # fmt: skip
+    """The deltas of partition ``number``, a piece per change: each label's, then the old keys
+    of the customers merged out of it."""
+    pieces = []
+    for name in names:
+        old = _label_part(update.before / name.replace(":", "-"), "label", number)
+        new = _label_part(*labels[name], number) if name in labels else _NO_LABELS
+        pieces.append(_label_changes(name, old, new, merged, with_rows))
+    return [*pieces, _rekeyed(moves.filter(moved_from == number))]
+
+
+def _label_part(directory: Path, column: str, number: int) -> pa.Table:
+    """Part ``number`` of a label's parts: customer_key and label (none without the part)."""
+    part = _read_part(directory, number, ["customer_key", column])
+    return _NO_LABELS if part is None else part.rename_columns({column: "label"})
+
+
+def _key_numbers(keys: pa.ChunkedArray) -> np.ndarray:
+    """``engine.ingest._pseudonym.key_order`` of customer keys, read from the bytes of their text
+    (no Python str per key): numbers sort and compare several times faster, and in the same order."""
+    fixed = keys.combine_chunks().cast(pa.binary(KEY_WIDTH))
+    text = np.frombuffer(fixed.buffers()[1], np.uint8, KEY_WIDTH * len(fixed), KEY_WIDTH * fixed.offset)
+    digits = _HEX_DIGITS[text.reshape(-1, KEY_WIDTH)[:, 1:]]
+    return ((digits[:, 0::2] << 4) | digits[:, 1::2]).view(">u8").ravel().astype(np.uint64)
+
+
+def _customers_with_rows(update: UpdateLayout) -> np.ndarray:
+    """The keys of the customers the new rows belong to, once each, as :func:`_key_numbers`."""
+    files = sorted(update.customers_with_rows.glob("*.parquet")) if update.customers_with_rows.is_dir() else []
+    keys = [_key_numbers(pq.read_table(path, columns=["customer_key"])["customer_key"]) for path in files]
+    return np.unique(np.concatenate(keys)) if keys else np.empty(0, np.uint64)
+
+
+def _label_changes(name: str, old: pa.Table, new: pa.Table, merged: np.ndarray, with_rows: np.ndarray) -> pa.Table:
+    """The customers of a partition whose label ``name`` differs from ``old`` to ``new`` (each a
+    part of customer_key and label; a customer only one has lacks the label in the other), in
+    the order of their keys, and why: merged, a new customer, new rows, or as-of moved."""
+    keys, labels = _outer_join(old, new)
+    changed = pc.coalesce(pc.not_equal(*labels), pc.not_equal(*(label.is_null() for label in labels)))
+    keys = keys[changed.to_numpy(zero_copy_only=False)]
+    old_label, new_label = (label.filter(changed) for label in labels)
+    reason = np.select(
+        [np.isin(keys, merged, assume_unique=True), old_label.is_null().to_numpy(zero_copy_only=False),
+         np.isin(keys, with_rows, assume_unique=True)],
+        ["merged", "new customer", "new rows"], "as-of moved",
+    )  # fmt: skip
+    columns = {"customer_key": key_text(keys), "change": pa.repeat(pa.scalar(name), len(keys)), "old": old_label,
+               "new": new_label, "reason": pa.array(reason)}  # fmt: skip
+    return pa.table(columns).cast(DELTA_SCHEMA)
+
+
+def _outer_join(old: pa.Table, new: pa.Table) -> tuple[np.ndarray, list[pa.ChunkedArray]]:
+    """Every key either side has, sorted (as pandas' outer merge sorts them), as
+    :func:`_key_numbers`, and each side's label for each (null where the side lacks the key)."""
+    sides = [_key_numbers(side["customer_key"]) for side in (old, new)]
+    # Each side's keys are sorted already: a stable sort merges the two runs in linear time.
+    keys = np.sort(np.concatenate(sides), kind="stable")
+    keys = np.delete(keys, np.flatnonzero(keys[1:] == keys[:-1]))  # a key both sides have, once
+    labels = []
+    for side, side_keys in zip((old, new), sides):
+        row = np.full(len(keys), -1)
+        row[np.searchsorted(keys, side_keys)] = np.arange(len(side_keys))
+        labels.append(side["label"].cast(pa.string()).take(pa.array(row, mask=row < 0)))
+    return keys, labels
+
+
+def _rekeyed(gone: pa.Table) -> pa.Table:
+    """A merged customer's old key beside its new one: what a downstream system re-keys."""
+    return pa.table({"customer_key": gone["old_key"], "change": pa.repeat(pa.scalar("customer_key"), len(gone)),
+                     "old": gone["old_key"], "new": gone["new_key"],
+                     "reason": pa.repeat(pa.scalar("merged"), len(gone))}, schema=DELTA_SCHEMA)  # fmt: skip
+
+
+def _tally(piece: pa.Table, changes: dict[str, int], reasons: dict[str, dict[str, int]]) -> None:
+    """Add a partition's rows of one change to the counts of changes and of reasons (reasons
+    in their sorted order, the first partition's first: the JSON lists them so)."""
+    if not len(piece):
+        return
+    change = piece["change"][0].as_py()
+    changes[change] = changes.get(change, 0) + len(piece)
+    counts = reasons.setdefault(change, {})
+    for reason, count in zip(*np.unique(piece["reason"].to_numpy(zero_copy_only=False), return_counts=True)):
+        counts[reason] = counts.get(reason, 0) + int(count)
 
 
 def _aged(column: str) -> bool:
