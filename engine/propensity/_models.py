@@ -45,6 +45,8 @@ _AUTO = {"cpu": "gradient_boosting", "gpu": "random_forest"}
 SPLITS = ("train", "validation", "test")
 # Blocks of trees a forest's scores are summed in (see _forest_scores).
 _SCORE_BLOCKS = 8
+# Bytes of float64 inputs a boosted model predicts at a time (see _boosted_scores).
+_BOOSTED_BLOCK_BYTES = 2 * 2**20
 # Rows the partial dependence behind the reasons is measured on, and at most the rows whose
 # scores make the percentile reference (1001 quantiles, steady well before 200k). Every row
 # they add is a prediction of every tree: with 1,000 and every row, the demo's training spent
@@ -119,10 +121,26 @@ def _forest_scores(forest, matrix: np.ndarray) -> np.ndarray:
     return np.sum(parts, axis=0) / len(trees)
 
 
+def _boosted_scores(booster, matrix: np.ndarray) -> np.ndarray:
+    """A scikit-learn HistGradientBoosting model's positive-class probability, a block of rows at a time.
+
+    The model walks every row through one tree before it starts the next, reading the inputs as
+    float64: a whole feature part (24k rows by 89 columns, 17 MB) is read from memory again for
+    each tree. A block of about 2 MiB stays in the core's cache for all of them, which made a
+    one-thread scoring task's predictions (100 trees) 2.5 times faster at 1M customers. Each
+    row's score is the same sum, added in the same order, whatever block it is in: the same bits.
+    """
+    rows = max(1, _BOOSTED_BLOCK_BYTES // (8 * matrix.shape[1]))
+    blocks = [booster.predict_proba(matrix[start : start + rows])[:, 1] for start in range(0, len(matrix), rows)]
+    return np.concatenate(blocks).astype("float64")
+
+
 def _positive_scores(estimator, matrix: np.ndarray) -> np.ndarray:
     """A fitted estimator's positive-class score of each row of ``matrix``."""
     if type(estimator).__name__ == "RandomForestClassifier":
         return _forest_scores(estimator, matrix)
+    if type(estimator).__name__ == "HistGradientBoostingClassifier":
+        return _boosted_scores(estimator, matrix)
     return np.asarray(estimator.predict_proba(matrix))[:, 1].astype("float64")
 
 

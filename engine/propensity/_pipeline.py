@@ -41,9 +41,9 @@ from ..ingest import first_transaction, read_store_meta
 from ..layout import IngestLayout, ScoresLayout, part_files
 from ._fairness import flagged_groups
 from ._labels import LABEL, ORIGIN, label_origin, read_labelled, training_origins
-from ._prepare import frame_from_table
+from ._prepare import ModelInputs, frame_from_table
 from ._reasons import REASON_COLUMNS
-from ._train import fit_and_evaluate, load_model, write_model
+from ._train import fit_and_evaluate, load_model, read_model_document, write_model
 
 __all__ = ["SCORE_COLUMNS", "ScoreSummary", "TrainSummary", "score_propensity", "train_propensity"]
 
@@ -221,11 +221,12 @@ def score_propensity(
     """
     started = time.perf_counter()
     model_dir, features, out = Path(model_dir), Path(features), Path(out)
-    fit, document = load_model(model_dir)
+    document = read_model_document(model_dir)
     meta = read_features_meta(features)
     parts = part_files(features)
     # Check the schema once, before any work: a mismatch is the user's to fix, not a task failure.
-    fit.preparation.check_columns(frame_from_table(pq.read_schema(parts[0]).empty_table()), where=str(features))
+    preparation = ModelInputs.from_dict(document["preparation"])
+    preparation.check_columns(frame_from_table(pq.read_schema(parts[0]).empty_table()), where=str(features))
     with staged_output(out) as staging:
         tasks = [dask.delayed(_score_task)(str(model_dir), str(part), str(staging)) for part in parts]
         counts = compute_tasks(tasks, client, progress, "score")
