@@ -114,9 +114,9 @@ def score(
 ):
     """Score every customer of a feature table with a saved propensity model, one task per part."""
     from engine.backend import dask_client
-    from engine.propensity import load_model, score_propensity
+    from engine.propensity import read_model_document, score_propensity
 
-    load_model(model)  # a wrong --model is the user's to fix: say so before starting workers
+    read_model_document(model)  # a wrong --model is the user's to fix: say so before starting workers
     with dask_client(resolve_backend("cpu"), scheduler=scheduler, workers=workers) as client:
         with progress("score tasks") as update:
             summary = score_propensity(model, features_dir, out, client=client, progress=update)

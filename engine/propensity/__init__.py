@@ -13,7 +13,7 @@ from ._prepare import ModelInputs, frame_from_table
 from ._reasons import REASON_COLUMNS, ReasonTable
 from ._scores import BANDS, Bands, Calibrator, percentile_rank, reference_quantiles
 from ._table import coerce_columns, parse_labels, read_customer_table, train_table
-from ._train import Trained, fit_and_evaluate, load_model, write_model
+from ._train import Trained, fit_and_evaluate, load_model, read_model_document, write_model
 
 __all__ = [
     # the stage
@@ -45,6 +45,7 @@ __all__ = [
     "Trained",
     "fit_and_evaluate",
     "load_model",
+    "read_model_document",
     "write_model",
     # scores
     "BANDS",
