@@ -54,7 +54,7 @@ from ._read import read_input
 from ._store import (
     ACCOUNTS, SENSITIVE_TABLE, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket, sort_order,
 )  # fmt: skip
-from ._stored import delta_files, has_amounts, latest_ts, read_part, read_store_meta, rows_of
+from ._stored import delta_files, has_amounts, latest_ts, next_delta_file, read_part, read_store_meta, rows_of
 from ._validate import ParseRules
 
 __all__ = ["APPENDABLE", "append_rows", "check_new_inputs", "commit"]
@@ -160,8 +160,8 @@ def _append_part(table: str, number: int, *, work: str, source: str, staged: str
         return None if not duplicates else {"number": number, "new_rows": 0, "duplicates": duplicates, "delta": None,
                                             **_span(added)}  # fmt: skip
     pq.write_table(added, staged, store_schema=False)
-    delta = Path(source).parent / "_deltas" / Path(source).stem / f"{len(delta_files(source)) + 1:06d}.parquet"
-    return {"number": number, "new_rows": added.num_rows, "duplicates": duplicates, "delta": str(delta), **_span(added)}
+    delta = str(next_delta_file(source))
+    return {"number": number, "new_rows": added.num_rows, "duplicates": duplicates, "delta": delta, **_span(added)}
 
 
 def _rewrite_part(table: str, number: int, *, work: str, source: str, staged: str, empty: pa.Schema | None,

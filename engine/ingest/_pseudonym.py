@@ -15,7 +15,7 @@ import numpy as np
 
 from ..exceptions import UsageError
 
-__all__ = ["KEY_ENV_VAR", "key_order", "key_text", "pseudonym_key", "pseudonymise"]
+__all__ = ["KEY_ENV_VAR", "key_bytes", "key_numbers", "key_order", "key_text", "pseudonym_key", "pseudonymise"]
 
 KEY_ENV_VAR = "SEGSCALE_PSEUDONYM_KEY"
 _MIN_KEY_LENGTH = 8
@@ -23,6 +23,9 @@ _MIN_KEY_LENGTH = 8
 KEY_WIDTH = 17
 # The two hex digits of each byte value, as one uint16 each: a key's text is 8 lookups.
 _HEX_PAIRS = np.frombuffer(b"".join(f"{byte:02x}".encode() for byte in range(256)), dtype=np.uint16)
+# Each hex digit's character (a byte) to its value: reading a key's text back is 16 lookups.
+_HEX_DIGITS = np.zeros(256, np.uint8)
+_HEX_DIGITS[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
 
 
 def pseudonym_key(configured: str | None) -> bytes:
@@ -78,3 +81,38 @@ def key_text(values: np.ndarray):
     return pyarrow.Array.from_buffers(
         pyarrow.large_string(), len(octets), [None, pyarrow.py_buffer(offsets), pyarrow.py_buffer(text)]
     )
+
+
+def key_bytes(keys) -> np.ndarray | None:
+    """The text of keys (a pyarrow array) as an (n, ``KEY_WIDTH``) uint8 array, read from the
+    Arrow buffer without a Python str per key; None unless every key is there and
+    ``KEY_WIDTH`` bytes long."""
+    import pyarrow
+
+    keys = keys.combine_chunks() if isinstance(keys, pyarrow.ChunkedArray) else keys
+    if keys.null_count:
+        return None
+    try:
+        fixed = keys.cast(pyarrow.binary(KEY_WIDTH))  # refuses any other width
+    except pyarrow.ArrowInvalid:
+        return None
+    if not len(fixed):
+        return np.empty((0, KEY_WIDTH), dtype=np.uint8)
+    text = np.frombuffer(fixed.buffers()[1], np.uint8, KEY_WIDTH * len(fixed), KEY_WIDTH * fixed.offset)
+    return text.reshape(-1, KEY_WIDTH)
+
+
+def key_numbers(keys) -> np.ndarray:
+    """:func:`key_order` of keys (a pyarrow array), read from the bytes of their text: the
+    inverse of :func:`key_text`, without a Python str per key.
+
+    Raises
+    ------
+    ValueError
+        A key that :func:`pseudonymise` did not make (missing, or of another width).
+    """
+    text = key_bytes(keys)
+    if text is None:
+        raise ValueError(f"customer keys must be {KEY_WIDTH} characters, as segscale makes them")
+    digits = _HEX_DIGITS[text[:, 1:]]
+    return ((digits[:, 0::2] << 4) | digits[:, 1::2]).view(">u8").ravel().astype(np.uint64)

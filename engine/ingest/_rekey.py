@@ -33,7 +33,7 @@ from ..exceptions import UsageError
 from ..layout import IngestLayout, RunLayout, part_files, part_name
 from ._merged import MergedAccounts
 from ._pipeline import _identities
-from ._pseudonym import key_order, pseudonymise
+from ._pseudonym import key_numbers, pseudonymise
 from ._stored import read_part
 from ._read import estimate_rows, read_input
 
@@ -108,7 +108,7 @@ def _extract_task(name: str, source: str, target: str, old_keys: pa.Array, new_k
     if not rows.num_rows:
         return []
     keys = pc.take(new_keys, pc.index_in(rows["customer_key"], value_set=old_keys))
-    goes_to = (key_order(keys.to_pylist()) % np.uint64(partitions)).astype(np.int32)
+    goes_to = (key_numbers(keys) % np.uint64(partitions)).astype(np.int32)
     position = rows.schema.get_field_index("customer_key")
     rows = rows.set_column(position, rows.schema.field(position), keys.cast(rows.schema.field(position).type))
     Path(target).parent.mkdir(parents=True, exist_ok=True)

@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 from ..contract import TABLES
 from ..exceptions import InputDataError
 from ..layout import StoreLayout
-from ._pseudonym import KEY_WIDTH
+from ._pseudonym import KEY_WIDTH, key_bytes
 from ._store import sort_order
 
 __all__ = [
-    "default_as_of", "delta_files", "first_transaction", "has_amounts", "read_part", "read_store_meta",
-    "latest_ts", "read_store_table", "rows_of",
+    "default_as_of", "delta_files", "first_transaction", "has_amounts", "latest_ts", "next_delta_file", "read_part",
+    "read_store_meta", "read_store_table", "rows_of",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -87,10 +87,19 @@ def _is_text(arrow_type) -> bool:
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
+def _delta_directory(part: str | os.PathLike) -> Path:
+    return Path(part).parent / "_deltas" / Path(part).stem
+
+
 def delta_files(part: str | os.PathLike) -> list[Path]:
     """The delta files of the store part ``part``, oldest first; none for a part without."""
-    directory = Path(part).parent / "_deltas" / Path(part).stem
+    directory = _delta_directory(part)
     return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+
+
+def next_delta_file(part: str | os.PathLike) -> Path:
+    """Where the next delta file of the store part ``part`` goes: after every one it has."""
+    return _delta_directory(part) / f"{len(delta_files(part)) + 1:06d}.parquet"
 
 
 def latest_ts(part: str | os.PathLike) -> pa.Scalar | None:
@@ -103,9 +112,10 @@ def latest_ts(part: str | os.PathLike) -> pa.Scalar | None:
             return None
         column = parquet.schema_arrow.get_field_index("ts")
         for group in range(parquet.metadata.num_row_groups):
-            statistics = parquet.metadata.row_group(group).column(column).statistics
-            if parquet.metadata.row_group(group).num_rows == 0:
+            row_group = parquet.metadata.row_group(group)
+            if row_group.num_rows == 0:
                 continue
+            statistics = row_group.column(column).statistics
             if statistics is None or not statistics.has_min_max:
                 return None
             high = pa.scalar(statistics.max, type=parquet.schema_arrow.field("ts").type)
@@ -114,18 +124,10 @@ def latest_ts(part: str | os.PathLike) -> pa.Scalar | None:
 
 
 def _fixed_width_keys(keys: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """The keys as a NumPy array of fixed-width bytes, which sorts as the text does, read from
-    the Arrow buffers without a Python object per row; None unless every key has the width
-    pseudonymous keys have."""
-    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    if not len(keys):
-        return np.empty(0, dtype=f"S{KEY_WIDTH}")
-    if keys.null_count or pc.min_max(pc.binary_length(keys)).as_py() != {"min": KEY_WIDTH, "max": KEY_WIDTH}:
-        return None
-    _, offsets, data = keys.buffers()
-    width = np.int64 if pa.types.is_large_string(keys.type) else np.int32
-    start = int(np.frombuffer(offsets, dtype=width, count=1, offset=keys.offset * np.dtype(width).itemsize)[0])
-    return np.frombuffer(data, dtype=f"S{KEY_WIDTH}", count=len(keys), offset=start)
+    """The keys as a NumPy array of fixed-width bytes, which sorts as the text does; None
+    unless every key has the width pseudonymous keys have."""
+    text = key_bytes(keys)
+    return None if text is None else text.view(f"S{KEY_WIDTH}").ravel()
 
 
 def _runs(stored_keys: np.ndarray, customers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -176,13 +178,13 @@ def read_part(part: str | os.PathLike, table: str, columns=None, where=None, dic
     """
     deltas = delta_files(part)
     reader = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=list(dictionary_columns)))
-    schema = pq.read_schema(part)
-    sort_keys = [column for column in ("customer_key", *sort_order(table)[1:]) if column in schema.names]
-    wanted = list(columns) if columns is not None else schema.names
-    needed = wanted + [c for c in sort_keys if c not in wanted] if deltas else wanted
+    wanted = list(columns) if columns is not None else pq.read_schema(part).names
+    if not deltas:  # most parts: one file, read as it is
+        return ds.dataset(part, format=reader).to_table(columns=wanted, filter=where)
+    names = pq.read_schema(part).names
+    sort_keys = [column for column in ("customer_key", *sort_order(table)[1:]) if column in names]
+    needed = wanted + [c for c in sort_keys if c not in wanted]
     pieces = [ds.dataset(path, format=reader).to_table(columns=needed, filter=where) for path in [part, *deltas]]
-    if not deltas:
-        return pieces[0]
     stored, added = pieces[0], pa.concat_tables(pieces[1:])
     if not added.num_rows:
         return stored.select(wanted)

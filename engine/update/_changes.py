@@ -20,7 +20,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ..backend import usable_cores
-from ..ingest._pseudonym import KEY_WIDTH, key_text
+from ..ingest._pseudonym import key_numbers, key_text
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
 from ..measure import drift_sample, drift_sources, population_stability
 from ..outcomes import outcome_window
@@ -33,9 +33,6 @@ DRIFT_SAMPLE = 100_000
 DELTA_SCHEMA = pa.schema([(column, pa.string()) for column in ("customer_key", "change", "old", "new", "reason")])
 # A label's part where there is none: no customer has the label.
 _NO_LABELS = pa.table({"customer_key": pa.array([], pa.string()), "label": pa.array([], pa.string())})
-# The value of each byte that is a lowercase hex digit.
-_HEX_DIGITS = np.zeros(256, np.uint8)
-_HEX_DIGITS[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
 
 
 def _read_part(directory: Path, number: int, columns: list[str]) -> pa.Table | None:
@@ -101,9 +98,10 @@ def deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labe
     with_rows = _customers_with_rows(update)
     moves = pq.read_table(update.moves) if update.moves.exists() else pa.table({"old_key": [], "new_key": []})
     moves = moves.select(["old_key", "new_key"]).cast(pa.schema([("old_key", pa.string()), ("new_key", pa.string())]))
-    merged = np.unique(np.concatenate([_key_numbers(moves["old_key"]), _key_numbers(moves["new_key"])]))
+    old_keys = key_numbers(moves["old_key"])
+    merged = np.unique(np.concatenate([old_keys, key_numbers(moves["new_key"])]))
     # Each old key once, in the partition it was in.
-    moved_from = _key_numbers(moves["old_key"]) % np.uint64(partitions)
+    moved_from = old_keys % np.uint64(partitions)
     compare = partial(_partition_changes, update=update, labels=labels, names=names, moves=moves, moved_from=moved_from,
                       merged=merged, with_rows=with_rows)  # fmt: skip
     update.deltas.mkdir(parents=True, exist_ok=True)
@@ -138,19 +136,10 @@ def _label_part(directory: Path, column: str, number: int) -> pa.Table:
     return _NO_LABELS if part is None else part.rename_columns({column: "label"})
 
 
-def _key_numbers(keys: pa.ChunkedArray) -> np.ndarray:
-    """``engine.ingest._pseudonym.key_order`` of customer keys, read from the bytes of their text
-    (no Python str per key): numbers sort and compare several times faster, and in the same order."""
-    fixed = keys.combine_chunks().cast(pa.binary(KEY_WIDTH))
-    text = np.frombuffer(fixed.buffers()[1], np.uint8, KEY_WIDTH * len(fixed), KEY_WIDTH * fixed.offset)
-    digits = _HEX_DIGITS[text.reshape(-1, KEY_WIDTH)[:, 1:]]
-    return ((digits[:, 0::2] << 4) | digits[:, 1::2]).view(">u8").ravel().astype(np.uint64)
-
-
 def _customers_with_rows(update: UpdateLayout) -> np.ndarray:
-    """The keys of the customers the new rows belong to, once each, as :func:`_key_numbers`."""
+    """The keys of the customers the new rows belong to, once each, as :func:`key_numbers`."""
     files = sorted(update.customers_with_rows.glob("*.parquet")) if update.customers_with_rows.is_dir() else []
-    keys = [_key_numbers(pq.read_table(path, columns=["customer_key"])["customer_key"]) for path in files]
+    keys = [key_numbers(pq.read_table(path, columns=["customer_key"])["customer_key"]) for path in files]
     return np.unique(np.concatenate(keys)) if keys else np.empty(0, np.uint64)
 
 
@@ -174,8 +163,8 @@ def _label_changes(name: str, old: pa.Table, new: pa.Table, merged: np.ndarray, 
 
 def _outer_join(old: pa.Table, new: pa.Table) -> tuple[np.ndarray, list[pa.ChunkedArray]]:
     """Every key either side has, sorted (as pandas' outer merge sorts them), as
-    :func:`_key_numbers`, and each side's label for each (null where the side lacks the key)."""
-    sides = [_key_numbers(side["customer_key"]) for side in (old, new)]
+    :func:`key_numbers`, and each side's label for each (null where the side lacks the key)."""
+    sides = [key_numbers(side["customer_key"]) for side in (old, new)]
     # Each side's keys are sorted already: a stable sort merges the two runs in linear time.
     keys = np.sort(np.concatenate(sides), kind="stable")
     keys = np.delete(keys, np.flatnonzero(keys[1:] == keys[:-1]))  # a key both sides have, once
