@@ -90,6 +90,16 @@ def _check_scheduler_address(address: str) -> None:
         ) from None
 
 
+# Dask's nannies give their workers MALLOC_TRIM_THRESHOLD_=65536 so that glibc hands freed
+# memory back sooner. Setting that variable at all also turns off glibc's sliding mmap
+# threshold: every allocation over 128 KiB becomes its own mmap, faulted in page by page and
+# unmapped when freed, and our tasks allocate and free arrays of megabytes all the time. It
+# cost 1.5-2x the CPU of the same tasks in one process (1M customers, one worker: placing
+# segments 7.2 s against 3.7 s, scoring value 9.9 against 6.0). The tasks that allocate the
+# most hand their memory back themselves (``_tasks.trimmed``); None unsets the variable.
+_KEEP_MALLOC_DEFAULTS = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 @contextlib.contextmanager
 def dask_client(
     backend: Backend,
@@ -153,7 +163,7 @@ def dask_client(
     # workers, and restart those that die (past their memory limit, say), with this process's
     # config of the moment, so it stays set while a local cluster lives; an existing cluster
     # keeps its owner's settings.
-    settings = {} if address is not None else {"distributed.worker.profile.enabled": False}
+    settings = {} if address is not None else {"distributed.worker.profile.enabled": False, **_KEEP_MALLOC_DEFAULTS}
     with dask.config.set(settings):
         try:
             if address is not None:

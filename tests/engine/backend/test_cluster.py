@@ -59,6 +59,14 @@ def test_the_workers_thread_limits_stay_out_of_this_process(tmp_path, monkeypatc
         assert list(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == ["1"]
 
 
+def test_workers_keep_glibc_sliding_mmap_threshold(tmp_path, monkeypatch):
+    """Dask's MALLOC_TRIM_THRESHOLD_ made every large array a fresh mmap: 1.5-2x the CPU."""
+    monkeypatch.delenv(SCHEDULER_ENV_VAR, raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with dask_client(resolve_backend("cpu"), workers=1, local_directory=tmp_path) as client:
+        assert list(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == [None]
+
+
 def test_spilled_rows_go_to_a_private_directory_removed_on_exit(monkeypatch):
     monkeypatch.delenv(SCHEDULER_ENV_VAR, raising=False)
     with dask_client(resolve_backend("cpu"), workers=1) as client:
