@@ -132,6 +132,11 @@ class FeaturesLayout(_Layout):
     def meta(self) -> Path:
         return self.root / "_features.json"
 
+    @property
+    def event_summaries(self) -> Path:
+        """Each part's event summary (``features._events``), for the next as-of to start from."""
+        return self.root / "_events"
+
 
 class SegmentsLayout(_Layout):
     """The segments stage's output."""

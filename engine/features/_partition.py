@@ -15,73 +15,18 @@ microseconds since the epoch (UTC).
 from __future__ import annotations
 
 from ..backend import array_namespace, dataframe_namespace, to_array
-from ..contract import EVENT_TYPES
 from ._definitions import ACTIVE_WEEKS, DAY_US, FeatureParams
+from ._events import event_columns, event_weeks, summarise_events
+from ._runs import KEY, NAN, categorical, changed, customers_of, ratio
 
 __all__ = ["partition_features", "value_shares"]
-
-KEY = "customer_key"
-_NAN = float("nan")
-
-
-def _changed(values, xp):
-    """True where a row's value differs from the previous row's (always on the first row)."""
-    changed = xp.ones(values.size, dtype=bool)
-    if values.size:
-        changed[1:] = values[1:] != values[:-1]
-    return changed
-
-
-def _customers(namespace, frames, xp):
-    """The sorted distinct customer keys over ``frames``, and each frame's rows' positions
-    among them (int64). Rows are grouped by key within each frame."""
-    changed = [frame[KEY].ne(frame[KEY].shift()).fillna(True) for frame in frames]
-    runs = [frame[KEY][change].reset_index(drop=True) for frame, change in zip(frames, changed)]
-    run_of_row = [xp.cumsum(to_array(change, "bool", na_value=True)) - 1 for change in changed]
-    if len(frames) == 1:
-        return runs[0], run_of_row
-    keys = namespace.concat(runs, ignore_index=True).drop_duplicates().sort_values().reset_index(drop=True)
-    positions = keys.to_frame(name=KEY)
-    positions["_position"] = namespace.Series(range(len(keys)), dtype="int64")
-    rows = []
-    for run_keys, run in zip(runs, run_of_row):
-        run_keys = run_keys.to_frame(name=KEY)
-        run_keys["_run"] = namespace.Series(range(len(run_keys)), dtype="int64")
-        # Merges do not keep row order on the GPU: put the runs back in order by their number.
-        located = run_keys.merge(positions, on=KEY, how="left").sort_values("_run")
-        rows.append(to_array(located["_position"], "int64")[run])
-    return keys, rows
-
-
-def _last_rows(customer, xp):
-    """True on the last row of each customer's run (rows grouped by customer)."""
-    if customer.size == 0:
-        return xp.zeros(0, dtype=bool)
-    return xp.concatenate([customer[1:] != customer[:-1], xp.ones(1, dtype=bool)])
-
-
-def _ratio(numerator, denominator, xp):
-    """numerator / denominator, NaN where the denominator is 0."""
-    safe = xp.where(denominator == 0, 1, denominator)
-    return xp.where(denominator == 0, _NAN, numerator / safe)
-
-
-def _categorical(series):
-    return series if str(series.dtype) == "category" else series.astype("category")
-
-
-def _codes(series, values, xp):
-    """Codes of ``series`` in ``values`` (int64), -1 for anything else or missing."""
-    if len(series) == 0:
-        return xp.zeros(0, dtype="int64")
-    return to_array(_categorical(series).cat.set_categories(list(values)).cat.codes, "int64", na_value=-1)
 
 
 def _local_codes(series, xp):
     """Codes of ``series`` among its own distinct values (int64), -1 for missing."""
     if len(series) == 0:
         return xp.zeros(0, dtype="int64")
-    return to_array(_categorical(series).cat.codes, "int64", na_value=-1)
+    return to_array(categorical(series).cat.codes, "int64", na_value=-1)
 
 
 def _value_spend(transactions, column, customer, n, bought, amounts, xp):
@@ -126,7 +71,7 @@ class _Orders:
     """
 
     def __init__(self, customer, ts, amount, order_id, n, xp):
-        new_time = _changed(ts, xp)
+        new_time = changed(ts, xp)
         if order_id is not None:
             order_id = order_id.fillna("")
             new_id = to_array(order_id.ne(order_id.shift()), "bool", na_value=True)
@@ -134,7 +79,7 @@ class _Orders:
             new_order = new_id | (no_id & new_time)
         else:
             new_order = new_time
-        start = _changed(customer, xp) | new_order
+        start = changed(customer, xp) | new_order
         number = xp.cumsum(start) - 1
         self.count = int(number[-1]) + 1 if number.size else 0
         self.customer = customer[start]
@@ -166,13 +111,13 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
     order_days = orders.days if orders.count else xp.zeros(1)
 
     if "rfm" in groups:
-        out["recency_days"] = xp.where(has_orders, end - order_days[last], _NAN)
+        out["recency_days"] = xp.where(has_orders, end - order_days[last], NAN)
         out["frequency"] = frequency
         if params.amounts:
             returned = xp.bincount(returner, weights=xp.abs(all_amounts[is_return]), minlength=n)
             out["monetary_total"] = gross - returned
-            out["aov"] = _ratio(gross, frequency, xp)
-        out["tenure_days"] = xp.where(has_orders, end - order_days[xp.where(has_orders, first, 0)], _NAN)
+            out["aov"] = ratio(gross, frequency, xp)
+        out["tenure_days"] = xp.where(has_orders, end - order_days[xp.where(has_orders, first, 0)], NAN)
     if groups & {"windows", "trend"}:
         from kernels import monthly_slope, window_sums
 
@@ -189,7 +134,7 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
             trended = (("spend", sums),) if params.amounts else ()
             for name, totals in (*trended, ("order", counts.astype("float64"))):
                 now, before = totals[:, recent], totals[:, both] - totals[:, recent]
-                out[f"{name}_trend_{params.trend_days}d"] = _ratio(now - before, now + before, xp)
+                out[f"{name}_trend_{params.trend_days}d"] = ratio(now - before, now + before, xp)
             out["order_slope_12m"] = monthly_slope(orders.days, orders.offsets, end=end)
     if "gaps" in groups:
         from kernels import gap_stats
@@ -198,10 +143,10 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
         out["gap_mean_days"], out["gap_median_days"], out["gap_std_days"] = gaps.mean, gaps.median, gaps.std
     if "basket" in groups:
         returns = xp.bincount(returner, minlength=n)
-        out["return_rate"] = _ratio(returns, lines + returns, xp)
+        out["return_rate"] = ratio(returns, lines + returns, xp)
         if "discount" in columns:
             discounted = (to_array(transactions["discount"], "float64", na_value=0.0)[buy] > 0).astype("float64")
-            out["discount_share"] = _ratio(xp.bincount(buyer, weights=discounted, minlength=n), lines, xp)
+            out["discount_share"] = ratio(xp.bincount(buyer, weights=discounted, minlength=n), lines, xp)
     wanted = [c for c in params.value_spend if c in columns]
     if "basket" in groups and "category" in columns and "category" not in wanted:
         wanted.append("category")
@@ -216,41 +161,17 @@ def _transaction_features(transactions, customer, n, params, xp, out, spends):
     return frequency, orders
 
 
-def _event_features(events, customer, n, frequency, params, xp, out):
-    groups = params.groups
-    end = params.as_of_us / DAY_US
-    ts = to_array(events["ts"], "int64")
-    codes = _codes(events["event_type"], EVENT_TYPES, xp)
-    k = len(EVENT_TYPES)
-    known = codes >= 0
-    counts = xp.bincount(customer[known] * k + codes[known], minlength=n * k).reshape(n, k)
-    if "events" in groups:
-        for j, event_type in enumerate(EVENT_TYPES):
-            mine = codes == j
-            of_type, at = customer[mine], ts[mine]
-            last = xp.full(n, _NAN)
-            final = _last_rows(of_type, xp)
-            last[of_type[final]] = end - at[final] / DAY_US
-            out[f"{event_type}_count"] = counts[:, j]
-            out[f"days_since_{event_type}"] = last
-        index = {event_type: j for j, event_type in enumerate(EVENT_TYPES)}
-        out["cart_to_purchase"] = _ratio(frequency, counts[:, index["add_to_cart"]], xp)
-        out["email_engagement_rate"] = _ratio(counts[:, index["email_click"]], counts[:, index["email_open"]], xp)
-        since = xp.full(n, _NAN)
-        final = _last_rows(customer, xp)
-        since[customer[final]] = end - ts[final] / DAY_US
-        out["days_since_last_event"] = since
-    return customer, ts
-
-
-def _active_weeks(activity, n, params, xp):
-    """Distinct weeks (counted back from as-of) with an order or an event, in the last year."""
+def _active_weeks(orders, events, customer, n, params, xp):
+    """Distinct weeks (counted back from as-of) with an order or an event, in the last year;
+    ``events`` is the event summary of the customers at positions ``customer``, or None."""
+    week = (params.as_of_us - 1 - orders.ts) // (7 * DAY_US)
+    recent = week < ACTIVE_WEEKS
     seen = xp.zeros(n * ACTIVE_WEEKS, dtype=bool)
-    for customer, ts in activity:
-        week = (params.as_of_us - 1 - ts) // (7 * DAY_US)
-        recent = week < ACTIVE_WEEKS
-        seen[customer[recent] * ACTIVE_WEEKS + week[recent]] = True
-    return seen.reshape(n, ACTIVE_WEEKS).sum(axis=1)
+    seen[orders.customer[recent] * ACTIVE_WEEKS + week[recent]] = True
+    seen = seen.reshape(n, ACTIVE_WEEKS)
+    if events is not None:
+        seen |= event_weeks(events, customer, n, xp)
+    return seen.sum(axis=1)
 
 
 def _profile(frame, customers, params, xp):
@@ -260,11 +181,11 @@ def _profile(frame, customers, params, xp):
     profile = customers.drop_duplicates(subset=[KEY])
     for column in params.profile_timestamps:
         if column in profile.columns:
-            days = (params.as_of_us - to_array(profile[column], "float64", na_value=_NAN)) / DAY_US
+            days = (params.as_of_us - to_array(profile[column], "float64", na_value=NAN)) / DAY_US
             stem = column.removesuffix("_ts").removesuffix("_at").removesuffix("_date")
             profile = profile.drop(columns=[column])
             # Attributes stamped at or after as-of did not exist yet.
-            profile[f"days_since_{stem}"] = xp.where(days > 0, days, _NAN).astype("float32")
+            profile[f"days_since_{stem}"] = xp.where(days > 0, days, NAN).astype("float32")
     return frame.merge(profile, on=KEY, how="left")
 
 
@@ -300,7 +221,7 @@ def _dtype(name, values):
     return "float32"
 
 
-def partition_features(transactions, events, customers, params: FeatureParams):
+def partition_features(transactions, events, customers, params: FeatureParams, *, event_summary=None):
     """Features of every customer with activity in this partition, one row each.
 
     Parameters
@@ -313,6 +234,9 @@ def partition_features(transactions, events, customers, params: FeatureParams):
     customers : DataFrame or None
         ``customer_key`` and non-sensitive profile columns.
     params : FeatureParams
+    event_summary : DataFrame, optional
+        The summary of ``events`` (:func:`summarise_events`), in their place: what the event
+        features and active weeks are computed from, made here when not given.
 
     Returns
     -------
@@ -328,17 +252,19 @@ def partition_features(transactions, events, customers, params: FeatureParams):
     """
     namespace = dataframe_namespace(transactions)
     xp = array_namespace(transactions)
-    active = [transactions] + ([events] if events is not None else [])
-    keys, rows = _customers(namespace, active, xp)
+    if event_summary is None and events is not None:
+        event_summary = summarise_events(events, params.as_of_us)
+    active = [transactions] + ([event_summary] if event_summary is not None else [])
+    keys, rows = customers_of(namespace, active, xp)
     n = len(keys)
     out: dict = {}
     spends: dict = {}
     frequency, orders = _transaction_features(transactions, rows[0], n, params, xp, out, spends)
-    activity = [(orders.customer, orders.ts)]
-    if events is not None:
-        activity.append(_event_features(events, rows[1], n, frequency, params, xp, out))
+    with_events = rows[1] if event_summary is not None else None
+    if event_summary is not None and "events" in params.groups:
+        event_columns(event_summary, with_events, n, frequency, params.as_of_us, xp, out)
     if "activity" in params.groups:
-        out["active_weeks"] = _active_weeks(activity, n, params, xp)
+        out["active_weeks"] = _active_weeks(orders, event_summary, with_events, n, params, xp)
     frame = namespace.DataFrame({KEY: keys})
     for name, values in out.items():
         frame[name] = values.astype(_dtype(name, values))

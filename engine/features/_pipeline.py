@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
-from ..backend import frame_from_arrow, resolve_backend, to_host
+from ..backend import frame_from_arrow, frame_to_arrow, resolve_backend, to_host
 from ..config import FeatureOptions
 from ..contract import CONSENT_PREFIX
 from ..exceptions import InputDataError, UsageError
@@ -45,11 +45,15 @@ from ..ingest import (
     default_as_of,
     first_transaction,
     has_amounts,
+    latest_ts,
+    read_store_files,
     read_store_meta,
     read_store_table,
+    store_part_files,
 )
-from ..layout import FeaturesLayout, part_name
-from ._definitions import FeatureParams, check_groups, column_names
+from ..layout import FeaturesLayout, StoreLayout, part_name
+from ._definitions import DAY_US, FeatureParams, check_groups, column_names
+from ._events import age_summary, combine_summaries, summarise_events
 from ._partition import KEY, partition_features, value_shares
 
 __all__ = ["FeatureSummary", "RFM_SAMPLE", "build_features", "read_features_meta"]
@@ -114,11 +118,81 @@ def _transaction_columns(groups) -> list[str]:
     return columns
 
 
+_EVENT_COLUMNS = ["customer_key", "ts", "event_type"]
+
+
+def _write(data, path: Path, compression: str = "snappy") -> None:
+    """A frame or Arrow table as Parquet, dictionary-encoding only the text columns other than
+    the key: a dictionary of unique keys or of floats grows past its limit and is dropped,
+    after costing half the write (and more bytes than plain). Files pass 2 rereads and
+    removes are not compressed."""
+    table = data if isinstance(data, pa.Table) else frame_to_arrow(data)
+    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
+    text = [field.name for field in table.schema if field.name != KEY and any(kind(field.type) for kind in kinds)]
+    pq.write_table(table, path, use_dictionary=text, compression=compression)
+
+
+def _file_stamps(files: list[Path]) -> list[list]:
+    """Each file's name (in its table's directory), size and time: a file rewritten since is
+    not the file a summary read."""
+    return [[str(path.relative_to(files[0].parent)), path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+
+
+def _event_summary(store: Path, number: int, as_of_us: int, backend_name: str, previous: dict | None):
+    """Part ``number``'s event summary as of ``as_of_us``, and what it read: its files'
+    stamps and whether every row in them is before as-of (``complete``).
+
+    ``previous`` is the summary an earlier build of this output wrote for the part (its
+    path, as-of and what it read). Where that one read every row of its files and they are
+    all still there unchanged, it is aged to the new as-of and only the rows of the files
+    the part gained since are read; otherwise every event of the part is read.
+    """
+    part = StoreLayout(store).table_part("events", number)
+    files = store_part_files(part)
+    stamps = _file_stamps(files)
+    latest = latest_ts(part)
+    complete = latest is not None and latest.cast(pa.timestamp("us", tz="UTC")).value < as_of_us
+    read = {"files": stamps, "complete": complete}
+    moved = as_of_us - previous["as_of_us"] if previous else -1
+    if previous and previous["complete"] and moved >= 0 and moved % DAY_US == 0 and previous["files"][0] == stamps[0]:
+        covered = [stamp in stamps for stamp in previous["files"]]
+        if all(covered):
+            summary = age_summary(frame_from_arrow(pq.read_table(previous["path"]), backend_name), moved // DAY_US)
+            added = [path for path, stamp in zip(files, stamps) if stamp not in previous["files"]]
+            if added:
+                rows = frame_from_arrow(read_store_files(added, "events", _EVENT_COLUMNS, as_of_us), backend_name)
+                summary = combine_summaries(summary, summarise_events(rows, as_of_us))
+            return summary, read
+    events = read_store_table(store, "events", number, _EVENT_COLUMNS, as_of_us)
+    return summarise_events(frame_from_arrow(events, backend_name), as_of_us), read
+
+
+def _previous_summaries(out: Path, partitions: int) -> list[dict | None]:
+    """For each part, the event summary the feature table now in ``out`` holds for it (path,
+    as-of and what it read), or None. Whether the store still holds what it read is for
+    `_event_summary` to tell, by the files' stamps: a copy of the run keeps them."""
+    layout = FeaturesLayout(out)
+    try:
+        kept = json.loads(layout.meta.read_text())["event_summaries"]
+    except (OSError, ValueError, KeyError):
+        return [None] * partitions
+    if len(kept["parts"]) != partitions:
+        return [None] * partitions
+    return [
+        {**read, "path": str(layout.event_summaries / part_name(n)), "as_of_us": kept["as_of_us"]}
+        if (layout.event_summaries / part_name(n)).is_file() else None
+        for n, read in enumerate(kept["parts"])
+    ]  # fmt: skip
+
+
 def _features_task(
-    store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, profile, sample: int
-):
-    """Pass 1 task: one partition's features, written; returns rows, value counts and an RFM
-    sample. ``profile`` names the customers columns the profile group reads."""
+    store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, profile, sample: int,
+    summaries: str, previous: dict | None,
+):  # fmt: skip
+    """Pass 1 task: one partition's features, written to ``staging``, and its event summary,
+    to ``summaries``; returns rows, value counts, an RFM sample and what the event summary
+    read. ``profile`` names the customers columns the profile group reads; ``previous`` is
+    `_event_summary`'s."""
     store_path = Path(store)
 
     def read(table, columns=None):
@@ -127,11 +201,14 @@ def _features_task(
         return frame_from_arrow(read_store_table(store_path, table, number, columns, params.as_of_us), backend_name)
 
     transactions = read("transactions", _transaction_columns(params.groups))
-    events = read("events", ["customer_key", "ts", "event_type"]) if params.groups & {"events", "activity"} else None
+    summary, result = None, {"rows": 0, "lines": {}}
+    if "events" in tables and params.groups & {"events", "activity"}:
+        summary, result["events"] = _event_summary(store_path, number, params.as_of_us, backend_name, previous)
+        _write(summary, Path(summaries) / part_name(number))
     customers = read("customers", list(profile)) if "profile" in params.groups else None
-    frame, spends = partition_features(transactions, events, customers, params)
-    frame.to_parquet(Path(staging) / part_name(number), index=False)
-    result = {"rows": len(frame), "lines": {}}
+    frame, spends = partition_features(transactions, None, customers, params, event_summary=summary)
+    _write(frame, Path(staging) / part_name(number), compression="none")
+    result["rows"] = len(frame)
     for column, long in spends.items():
         long.to_parquet(Path(staging) / f"{column}-{part_name(number)}", index=False)
         lines = to_host(long.groupby("value")["lines"].sum())
@@ -186,7 +263,7 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict)
             below = np.searchsorted(np.asarray(edges[name]), values, side="left")
             scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
             data = data.append_column(score, pa.array(scores))
-    pq.write_table(data, FeaturesLayout(out).part(number))
+    _write(data, FeaturesLayout(out).part(number))
     path.unlink()
 
 
@@ -288,12 +365,16 @@ def build_features(
         unscored.mkdir()
         sample = math.ceil(RFM_SAMPLE / partitions)
         present = tuple(t for t in ("transactions", "events", "customers") if t in tables)
+        summaries = FeaturesLayout(staging).event_summaries
+        summaries.mkdir()
+        previous = _previous_summaries(out, partitions)
         tasks = [
             dask.delayed(_features_task)(
-                str(store), n, str(unscored), params, backend.name, present, tuple(profile), sample
+                str(store), n, str(unscored), params, backend.name, present, tuple(profile), sample, str(summaries),
+                previous[n],
             )
             for n in range(partitions)
-        ]
+        ]  # fmt: skip
         written = compute_tasks(tasks, client, progress, "features")
         customers = sum(r["rows"] for r in written)
         if customers == 0:
@@ -336,6 +417,8 @@ def build_features(
             "store": str(store),
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
+        if any("events" in r for r in written):
+            document["event_summaries"] = {"as_of_us": as_of_us, "parts": [r["events"] for r in written]}
         FeaturesLayout(staging).meta.write_text(json.dumps(document, indent=2) + "\n")
     logger.info(
         "features: %d customers, %d features as of %s in %.1f s", customers, len(features), as_of, summary.seconds

@@ -11,12 +11,15 @@ from ._stored import (
     default_as_of,
     first_transaction,
     has_amounts,
+    latest_ts,
+    read_store_files,
     read_store_meta,
     read_store_table,
+    store_part_files,
 )
 
 __all__ = [
     "check_inputs",
     "ingest", "IngestSummary", "ROWS_PER_PARTITION", "KEY_ENV_VAR", "pseudonym_key", "default_as_of", "first_transaction",
-    "has_amounts", "read_store_meta", "read_store_table",
+    "has_amounts", "latest_ts", "read_store_files", "read_store_meta", "read_store_table", "store_part_files",
 ]  # fmt: skip

@@ -34,7 +34,7 @@ from ._store import sort_order
 
 __all__ = [
     "default_as_of", "delta_files", "first_transaction", "has_amounts", "latest_ts", "next_delta_file", "read_part",
-    "read_store_meta", "read_store_table", "rows_of",
+    "read_store_files", "read_store_meta", "read_store_table", "rows_of", "store_part_files",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -192,6 +192,26 @@ def read_part(part: str | os.PathLike, table: str, columns=None, where=None, dic
     return both.take(_merged_order(stored, added, sort_keys)).select(wanted)
 
 
+def _before(schema: pa.Schema, table: str, as_of_us: int | None):
+    """The dataset filter ``ts < as-of`` for a store file of ``table`` (None: no filter)."""
+    if as_of_us is None or "ts" not in schema.names:
+        return None
+    # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
+    where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
+    if table in TABLES and "ts" in TABLES[table].optional:
+        where = where | ds.field("ts").is_null()
+    return where
+
+
+def _in_micros(data: pa.Table) -> pa.Table:
+    """Every timestamp column as int64 microseconds (UTC)."""
+    for name in data.column_names:
+        if pa.types.is_timestamp(data.schema.field(name).type):
+            micros = pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64())
+            data = data.set_column(data.schema.get_field_index(name), name, micros)
+    return data
+
+
 def read_store_table(store: str | os.PathLike, table: str, number: int, columns, as_of_us: int | None) -> pa.Table:
     """Part ``number`` of a store table as a pyarrow Table, rows before as-of only.
 
@@ -206,15 +226,21 @@ def read_store_table(store: str | os.PathLike, table: str, number: int, columns,
     schema = pq.read_schema(path)
     present = [c for c in columns if c in schema.names] if columns is not None else schema.names
     coded = [c for c in _DICTIONARY_COLUMNS if c in present and _is_text(schema.field(c).type)]
-    where = None
-    if as_of_us is not None and "ts" in schema.names:
-        # A typed scalar: comparing a tz-aware column with a naive literal is an error in Arrow.
-        where = ds.field("ts") < pa.scalar(as_of_us, type=pa.timestamp("us", tz="UTC"))
-        if table in TABLES and "ts" in TABLES[table].optional:
-            where = where | ds.field("ts").is_null()
-    data = read_part(path, table, present, where, coded).unify_dictionaries()
-    for name in data.column_names:
-        if pa.types.is_timestamp(data.schema.field(name).type):
-            micros = pc.cast(pc.cast(data[name], pa.timestamp("us", tz="UTC")), pa.int64())
-            data = data.set_column(data.schema.get_field_index(name), name, micros)
-    return data
+    return _in_micros(read_part(path, table, present, _before(schema, table, as_of_us), coded).unify_dictionaries())
+
+
+def read_store_files(paths: list[Path], table: str, columns, as_of_us: int | None) -> pa.Table:
+    """The rows of some of a store part's files (``part_files``), as `read_store_table`
+    reads them, sorted by the part's order: for reading only the files a part gained."""
+    schema = pq.read_schema(paths[0])
+    present = [c for c in columns if c in schema.names]
+    wanted = pa.schema([schema.field(c) for c in present])
+    where = _before(schema, table, as_of_us)
+    data = pa.concat_tables([ds.dataset(path).to_table(columns=present, filter=where).cast(wanted) for path in paths])
+    by = [(column, "ascending") for column in ("customer_key", *sort_order(table)[1:]) if column in present]
+    return _in_micros(data.take(pc.sort_indices(data, sort_keys=by)))
+
+
+def store_part_files(part: str | os.PathLike) -> list[Path]:
+    """A store part's files: the part and its delta files, oldest first."""
+    return [Path(part), *delta_files(part)]

@@ -15,6 +15,7 @@ reason_1..3); the output directory appears whole or not at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from ..config import PropensityOptions
 from ..exceptions import InputDataError, UsageError
 from ..features import read_features_meta
 from ..ingest import first_transaction, read_store_meta
-from ..layout import IngestLayout, ScoresLayout, part_files
+from ..layout import IngestLayout, ModelLayout, ScoresLayout, part_files
 from ._fairness import flagged_groups
 from ._labels import LABEL, ORIGIN, label_origin, read_labelled, training_origins
 from ._prepare import ModelInputs, frame_from_table
@@ -193,13 +194,23 @@ class ScoreSummary(Summary):
     seconds: float
 
 
-def _score_task(model_dir: str, part: str, out: str) -> dict:
-    """Score one feature part and write it; return its band counts."""
+@functools.lru_cache(maxsize=1)
+def _scoring_model(model_dir: str, saved: tuple):
+    """The model of ``model_dir`` as its files were when ``saved`` (their sizes and times) was
+    taken: loaded once per worker, not once per part (unpickling it took 65 ms a task)."""
     fit, _ = load_model(model_dir)
     # A task has one worker thread and each core its worker: a forest saved with the training
     # process's n_jobs would score with that many threads in every worker at once.
     if "n_jobs" in fit.estimator.get_params():
         fit.estimator.set_params(n_jobs=1)
+    return fit
+
+
+def _score_task(model_dir: str, part: str, out: str) -> dict:
+    """Score one feature part and write it; return its band counts."""
+    files = ModelLayout(model_dir)
+    saved = tuple((stat.st_size, stat.st_mtime_ns) for stat in map(os.stat, (files.model, files.estimator)))
+    fit = _scoring_model(model_dir, saved)
     path = Path(part)
     frame = frame_from_table(pq.read_table(path))
     scored = fit.score(frame, where=str(path))

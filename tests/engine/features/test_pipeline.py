@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import os
+import shutil
 from datetime import date
 
 import numpy as np
@@ -13,7 +15,7 @@ import pytest
 from engine.config import FeatureOptions, load_config
 from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
-from engine.ingest import ingest
+from engine.ingest import ingest, read_store_table
 from engine.synth import WorldSpec, generate_world
 
 AS_OF = date(2025, 10, 1)
@@ -173,6 +175,28 @@ def test_the_same_features_whatever_the_partition_count(world, features, tmp_pat
     single = _ingest(world, tmp_path / "run1", partitions=1)
     build_features(single, tmp_path / "features1", as_of=AS_OF, backend_name="cpu")
     pd.testing.assert_frame_equal(_read(tmp_path / "features1"), _read(out))
+
+
+def test_a_later_as_of_starts_from_the_event_summaries_kept_with_the_features(store, tmp_path, monkeypatch):
+    from engine.features import _pipeline
+
+    store = shutil.copytree(store, tmp_path / "store")
+    out = tmp_path / "features"
+    build_features(store, out, as_of=date(2026, 6, 1), backend_name="cpu")  # after every row
+    read = []
+    monkeypatch.setattr(_pipeline, "read_store_table", lambda *a: read.append(a[1:3]) or read_store_table(*a))
+    build_features(store, out, as_of=date(2026, 6, 4), backend_name="cpu")
+    assert not [table for table, _ in read if table == "events"]
+    build_features(store, tmp_path / "fresh", as_of=date(2026, 6, 4), backend_name="cpu")
+    pd.testing.assert_frame_equal(_read(out), _read(tmp_path / "fresh"), check_exact=True)
+    # A part whose file changed since its summary was made is read again, whole.
+    part = store / "events" / "part-00001.parquet"
+    os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 1))
+    read.clear()
+    build_features(store, out, as_of=date(2026, 6, 10), backend_name="cpu")
+    assert [(table, n) for table, n in read if table == "events"] == [("events", 1)]
+    build_features(store, tmp_path / "fresh", as_of=date(2026, 6, 10), backend_name="cpu")
+    pd.testing.assert_frame_equal(_read(out), _read(tmp_path / "fresh"), check_exact=True)
 
 
 def test_groups_and_windows_from_options(store, tmp_path):

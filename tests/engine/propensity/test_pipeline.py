@@ -95,6 +95,19 @@ def test_the_same_seed_gives_the_same_scores(world, trained, scored, tmp_path):
     pd.testing.assert_frame_equal(pq.read_table(tmp_path / "again").to_pandas(), pq.read_table(scored[1]).to_pandas())
 
 
+def test_a_worker_loads_the_model_once_until_its_files_change(world, trained, tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    shutil.copytree(trained[1], model)
+    loads = []
+    monkeypatch.setattr(_pipeline, "load_model", lambda path: loads.append(path) or load_model(path))
+    _pipeline._scoring_model.cache_clear()
+    score_propensity(model, world[0] / "run" / "features", tmp_path / "first")
+    assert len(loads) == 1  # two parts, one load
+    (model / "model.json").write_text((model / "model.json").read_text() + "\n")  # retrained in place, say
+    score_propensity(model, world[0] / "run" / "features", tmp_path / "second")
+    assert len(loads) == 2
+
+
 def test_a_feature_table_without_the_models_columns_is_a_clear_error(world, trained, tmp_path):
     features = tmp_path / "features"
     shutil.copytree(world[0] / "run" / "features", features)

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.config import ActivateOptions, Audience, Condition, load_config
+from engine.ingest import read_store_files, read_store_table
 from engine.layout import RunLayout, part_files
 from engine.pipeline import run_pipeline
 
@@ -99,7 +100,8 @@ def _same_store(run: RunLayout, reference: RunLayout) -> None:
             pd.testing.assert_frame_equal(read(run, table, number), read(reference, table, number), check_exact=True)
 
 
-def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path):
+def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path, monkeypatch):
+    from engine.features import _pipeline as features
     from engine.propensity import score_propensity
     from engine.segments import assign_segments
     from engine.update import update_run
@@ -108,7 +110,14 @@ def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path
     config = _copy_of_base(world, tmp_path / "run")
     run, reference = RunLayout(tmp_path / "run"), RunLayout(world["root"] / "reference")
     stored = {table: _digests(run.store.table(table)) for table in ("transactions", "events")}
+    read = []
+    monkeypatch.setattr(features, "read_store_table", lambda *a: read.append(a[1:3]) or read_store_table(*a))
+    monkeypatch.setattr(features, "read_store_files", lambda *a: read.append(a[0]) or read_store_files(*a))
     summary = update_run(config, world["new"], as_of=UPDATE_AS_OF, backend_name="cpu")
+    # The events the base run's features summed up are not read again: only the new rows.
+    assert [r for r in read if r[0] == "events" or isinstance(r, list)] == [
+        [run.store.table("events") / "_deltas/part-00000/000001.parquet"]
+    ]
 
     assert summary.partitions_appended == 1 and summary.partitions_rewritten == 0
     assert summary.as_of == UPDATE_AS_OF.isoformat()
