@@ -85,8 +85,8 @@ def _copy_part(source: Path, column: str, target: Path, name: str, number: int) 
     dictionary of the keys: each is there once, so it would be every key again and an index a row."""
     part = _read_part(source, number, ["customer_key", column])
     if part is not None:
-        frame = part.to_pandas().rename(columns={column: name})
-        frame.to_parquet(target / part_name(number), index=False, use_dictionary=[name])
+        renamed = part.rename_columns([name if c == column else c for c in part.column_names])
+        pq.write_table(renamed, target / part_name(number), use_dictionary=[name])
 
 
 def deltas(layout: RunLayout, update: UpdateLayout, partitions: int, before_labels: list[str]) -> dict:
