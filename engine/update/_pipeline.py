@@ -13,7 +13,9 @@ update (the same new files and as-of) skips what is done and a crash loses one s
 3. **features** at the new as-of, every partition. Trailing windows, trend and active weeks
    move with as-of, and the RFM quintiles and the top categories are over every customer, so
    no customer's features are exact without their rows: recomputing them all is the exact way,
-   and the same code as a full run's.
+   and the same code as a full run's. The events are the exception: the feature table keeps
+   each part's event summary, which is moved to the new as-of and given the new rows, exactly
+   (``features._events``), so only the transactions are read whole.
 4. **segments**, **propensity**, **value**: every customer placed and scored with the models
    the run saved (no refit); **activate** when audiences are declared.
 5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
