@@ -56,6 +56,22 @@ def test_a_part_and_its_deltas_read_as_one_sorted_part(store):
     assert merged["customer_key"].to_pylist() == expected["customer_key"].to_pylist()
 
 
+def test_a_few_new_rows_are_merged_by_runs_of_the_stored_part(tmp_path):
+    rng = np.random.default_rng(4)
+    customers = rng.integers(0, 2**63, 400).astype(np.uint64)
+    part = StoreLayout(tmp_path).table_part("transactions", 0)
+    (part.parent / "_deltas" / part.stem).mkdir(parents=True)
+    stored, added = _rows(rng, 5_000, customers, 0), _rows(rng, 6, customers[:3], 10_000)
+    pq.write_table(stored, part, store_schema=False)
+    pq.write_table(added, part.parent / "_deltas" / part.stem / "000001.parquet", store_schema=False)
+    every = pa.concat_tables([stored, added])
+    expected = every.take(pc.sort_indices(every, sort_keys=ORDER))
+    merged = read_part(part, "transactions", ["row", "category"])
+    assert merged.column_names == ["row", "category"] and merged["row"].num_chunks == 1
+    assert merged["row"].to_pylist() == expected["row"].to_pylist()
+    assert merged["category"].to_pylist() == expected["category"].to_pylist()
+
+
 def test_columns_and_filters_apply_to_the_deltas_too(store):
     layout, expected = store
     late = pa.scalar(10 * 86_400_000_000, pa.timestamp("us", tz="UTC"))
