@@ -21,7 +21,8 @@ def _part_directories(run: RunLayout) -> set:
     return {
         *(run.store.table(table) for table in tables), run.ingest.sensitive.table("customers"),
         *(run.ingest.quarantine(table) for table in (*tables, "identities")), run.ingest.identity_mapping,
-        run.features.root, run.segments.assignments, run.propensity_scores.root, run.value.customers,
+        run.features.root, run.features.event_summaries, run.segments.assignments, run.propensity_scores.root,
+        run.value.customers,
     }  # fmt: skip
 
 

@@ -5,6 +5,7 @@ import json
 import shutil
 from datetime import date
 
+import dask
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -101,11 +102,12 @@ def test_a_worker_loads_the_model_once_until_its_files_change(world, trained, tm
     loads = []
     monkeypatch.setattr(_pipeline, "load_model", lambda path: loads.append(path) or load_model(path))
     _pipeline._scoring_model.cache_clear()
-    score_propensity(model, world[0] / "run" / "features", tmp_path / "first")
-    assert len(loads) == 1  # two parts, one load
-    (model / "model.json").write_text((model / "model.json").read_text() + "\n")  # retrained in place, say
-    score_propensity(model, world[0] / "run" / "features", tmp_path / "second")
-    assert len(loads) == 2
+    with dask.config.set(scheduler="synchronous"):  # one thread, as in a worker
+        score_propensity(model, world[0] / "run" / "features", tmp_path / "first")
+        assert len(loads) == 1  # two parts, one load
+        (model / "model.json").write_text((model / "model.json").read_text() + "\n")  # retrained in place, say
+        score_propensity(model, world[0] / "run" / "features", tmp_path / "second")
+        assert len(loads) == 2
 
 
 def test_a_feature_table_without_the_models_columns_is_a_clear_error(world, trained, tmp_path):
