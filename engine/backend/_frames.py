@@ -9,8 +9,8 @@ from __future__ import annotations
 from types import ModuleType
 
 __all__ = [
-    "array_namespace", "connected_components", "dataframe_namespace", "frame_from_arrow", "frame_to_arrow", "to_array",
-    "to_host", "to_host_array",
+    "array_namespace", "connected_components", "dataframe_namespace", "frame_from_arrow", "frame_to_arrow",
+    "positions_in", "to_array", "to_host", "to_host_array",
 ]  # fmt: skip
 
 
@@ -71,6 +71,30 @@ def frame_to_arrow(frame):
     import pyarrow
 
     return pyarrow.Table.from_pandas(frame, preserve_index=False)
+
+
+def positions_in(values, keys):
+    """The position in ``keys`` (a series of distinct values) of each of ``values`` (a series
+    of the same backend, every value among the keys), as int64 in the frames' array namespace.
+
+    pandas: Arrow's hash lookup, a few ms for a partition's keys where a merge of two frames
+    on text took 13; cuDF: a merge, then the rows put back in order (a GPU merge does not
+    keep it).
+    """
+    namespace = dataframe_namespace(values)
+    if namespace.__name__ == "cudf":
+        located = values.reset_index(drop=True).to_frame(name="_value")
+        located["_row"] = namespace.Series(range(len(values)), dtype="int64")
+        table = keys.reset_index(drop=True).to_frame(name="_value")
+        table["_position"] = namespace.Series(range(len(keys)), dtype="int64")
+        located = located.merge(table, on="_value", how="left").sort_values("_row")
+        return located["_position"].to_cupy()
+    import pyarrow
+    import pyarrow.compute
+
+    wanted = pyarrow.array(values)
+    positions = pyarrow.compute.index_in(wanted, value_set=pyarrow.array(keys).cast(wanted.type))
+    return positions.to_numpy(zero_copy_only=False).astype("int64")
 
 
 def to_array(series, dtype=None, na_value=None):

@@ -6,7 +6,7 @@ work on pandas + NumPy and on cuDF + CuPy alike.
 
 from __future__ import annotations
 
-from ..backend import to_array
+from ..backend import positions_in, to_array
 
 __all__ = ["KEY", "NAN", "categorical", "changed", "codes_in", "customers_of", "last_rows", "ratio"]
 
@@ -31,16 +31,7 @@ def customers_of(namespace, frames, xp):
     if len(frames) == 1:
         return runs[0], run_of_row
     keys = namespace.concat(runs, ignore_index=True).drop_duplicates().sort_values().reset_index(drop=True)
-    positions = keys.to_frame(name=KEY)
-    positions["_position"] = namespace.Series(range(len(keys)), dtype="int64")
-    rows = []
-    for run_keys, run in zip(runs, run_of_row):
-        run_keys = run_keys.to_frame(name=KEY)
-        run_keys["_run"] = namespace.Series(range(len(run_keys)), dtype="int64")
-        # Merges do not keep row order on the GPU: put the runs back in order by their number.
-        located = run_keys.merge(positions, on=KEY, how="left").sort_values("_run")
-        rows.append(to_array(located["_position"], "int64")[run])
-    return keys, rows
+    return keys, [positions_in(run_keys, keys)[run] for run_keys, run in zip(runs, run_of_row)]
 
 
 def last_rows(customer, xp):

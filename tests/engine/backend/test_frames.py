@@ -7,6 +7,8 @@ import pandas as pd
 from engine.backend import (
     array_namespace,
     connected_components,
+    frame_from_arrow,
+    positions_in,
     to_host_array,
 )
 
@@ -27,3 +29,13 @@ def test_connected_components_number_each_vertex_by_its_component(backend):
     assert labels.shape == (8,)
     groups = pd.Series(range(8)).groupby(labels).apply(list).sort_values().tolist()
     assert groups == [[0, 1, 2], [3], [4, 5], [6], [7]]
+
+
+def test_positions_in_finds_each_value_among_the_keys_in_order(backend):
+    import pyarrow as pa
+
+    keys = frame_from_arrow(pa.table({"k": pa.array(["a", "c", "d", "f"], pa.large_string())}), backend.name)["k"]
+    values = frame_from_arrow(pa.table({"k": ["f", "a", "a", "d", "c", "f"]}), backend.name)["k"]
+    positions = positions_in(values, keys)
+    assert array_namespace(positions) is backend.xp
+    assert to_host_array(positions).tolist() == [3, 0, 0, 2, 1, 3]
