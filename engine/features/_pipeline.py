@@ -210,7 +210,7 @@ def _features_task(
     _write(frame, Path(staging) / part_name(number), compression="none")
     result["rows"] = len(frame)
     for column, long in spends.items():
-        long.to_parquet(Path(staging) / f"{column}-{part_name(number)}", index=False)
+        _write(long, Path(staging) / f"{column}-{part_name(number)}", compression="none")
         lines = to_host(long.groupby("value")["lines"].sum())
         result["lines"][column] = {str(value): int(count) for value, count in lines.items()}
     if "rfm" in params.groups:
