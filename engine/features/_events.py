@@ -74,7 +74,8 @@ def summarise_events(events, as_of_us: int):
     counts = xp.bincount(customer[known] * k + codes[known], minlength=n * k).reshape(n, k)
     lasts = xp.full((n, k), NONE, dtype="int64")
     for j in range(k):
-        of_type, at = customer[codes == j], ts[codes == j]
+        mine = codes == j
+        of_type, at = customer[mine], ts[mine]
         final = last_rows(of_type, xp)  # the latest of a customer's rows: they are in time order
         lasts[of_type[final], j] = at[final]
     last_event = xp.full(n, NONE, dtype="int64")

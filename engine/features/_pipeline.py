@@ -135,7 +135,8 @@ def _write(data, path: Path, compression: str = "snappy") -> None:
 def _file_stamps(files: list[Path]) -> list[list]:
     """Each file's name (in its table's directory), size and time: a file rewritten since is
     not the file a summary read."""
-    return [[str(path.relative_to(files[0].parent)), path.stat().st_size, path.stat().st_mtime_ns] for path in files]
+    stats = [(path, path.stat()) for path in files]
+    return [[str(path.relative_to(files[0].parent)), stat.st_size, stat.st_mtime_ns] for path, stat in stats]
 
 
 def _event_summary(store: Path, number: int, as_of_us: int, backend_name: str, previous: dict | None):
@@ -154,9 +155,8 @@ def _event_summary(store: Path, number: int, as_of_us: int, backend_name: str, p
     complete = latest is not None and latest.cast(pa.timestamp("us", tz="UTC")).value < as_of_us
     read = {"files": stamps, "complete": complete}
     moved = as_of_us - previous["as_of_us"] if previous else -1
-    if previous and previous["complete"] and moved >= 0 and moved % DAY_US == 0 and previous["files"][0] == stamps[0]:
-        covered = [stamp in stamps for stamp in previous["files"]]
-        if all(covered):
+    if previous and previous["complete"] and moved >= 0 and moved % DAY_US == 0:
+        if all(stamp in stamps for stamp in previous["files"]):  # the part itself included
             summary = age_summary(frame_from_arrow(pq.read_table(previous["path"]), backend_name), moved // DAY_US)
             added = [path for path, stamp in zip(files, stamps) if stamp not in previous["files"]]
             if added:

@@ -52,9 +52,11 @@ from ._pseudonym import pseudonym_key
 from ._rekey import TARGET, extract_moved, resolve_again
 from ._read import read_input
 from ._store import (
-    ACCOUNTS, SENSITIVE_TABLE, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket, sort_order,
+    ACCOUNTS, SENSITIVE_TABLE, _bucket, _duplicate_of_previous, bucket_rows, reduce_accounts, reduce_bucket,
 )  # fmt: skip
-from ._stored import delta_files, has_amounts, latest_ts, next_delta_file, read_part, read_store_meta, rows_of
+from ._stored import (
+    delta_files, has_amounts, latest_ts, next_delta_file, read_part, read_store_meta, rows_of, stored_order,
+)  # fmt: skip
 from ._validate import ParseRules
 
 __all__ = ["APPENDABLE", "append_rows", "check_new_inputs", "commit"]
@@ -66,10 +68,6 @@ APPENDABLE = ("transactions", "events", "contacts", "suppressions", "outcomes")
 MAX_DELTAS = 30
 _JOURNAL = "commit.json"
 
-
-def _stored_order(table: str) -> list[str]:
-    """The store's sort columns with the key as text (phase 2 sorted by its number, the same order)."""
-    return ["customer_key", *sort_order(table)[1:]]
 
 
 def _arriving(moved: str | None, number: int) -> pa.Table | None:
@@ -180,8 +178,8 @@ def _rewrite_part(table: str, number: int, *, work: str, source: str, staged: st
         added, duplicates = _new_rows(table, number, work, staged, empty, stored.schema, lambda rows: stored.filter(
             pc.is_in(stored["customer_key"], value_set=pc.unique(rows["customer_key"]))))  # fmt: skip
     merged = pa.concat_tables([stored, added])
-    merged = merged.take(pc.sort_indices(merged, sort_keys=[(c, "ascending") for c in _stored_order(table)
-                                                            if c in merged.column_names]))  # fmt: skip
+    by = [(column, "ascending") for column in stored_order(table, merged.column_names)]
+    merged = merged.take(pc.sort_indices(merged, sort_keys=by))
     Path(staged).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(merged, staged, store_schema=False)
     return {"number": number, "new_rows": added.num_rows, "rows": merged.num_rows, "duplicates": duplicates,

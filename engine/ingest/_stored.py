@@ -34,7 +34,7 @@ from ._store import sort_order
 
 __all__ = [
     "default_as_of", "delta_files", "first_transaction", "has_amounts", "latest_ts", "next_delta_file", "read_part",
-    "read_store_files", "read_store_meta", "read_store_table", "rows_of", "store_part_files",
+    "read_store_files", "read_store_meta", "read_store_table", "rows_of", "store_part_files", "stored_order",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def latest_ts(part: str | os.PathLike) -> pa.Scalar | None:
     """The latest ``ts`` of a store part and its deltas, from the files' column statistics
     (nothing decoded); None where a file has no ``ts`` statistics to tell."""
     latest = None
-    for path in [Path(part), *delta_files(part)]:
+    for path in store_part_files(part):
         parquet = pq.ParquetFile(path)
         if "ts" not in parquet.schema_arrow.names:
             return None
@@ -148,6 +148,12 @@ def rows_of(stored_keys: pa.ChunkedArray | pa.Array, customers: pa.ChunkedArray 
     return _runs(stored, np.unique(wanted))[2]
 
 
+def stored_order(table: str, names) -> list[str]:
+    """The columns of ``names`` that the store's rows of ``table`` are sorted by, in order, the
+    key as text (ingest's phase 2 sorts by its number, the same order)."""
+    return [column for column in ("customer_key", *sort_order(table)[1:]) if column in names]
+
+
 def _merged_order(stored: pa.Table, added: pa.Table, sort_keys: list[str]) -> np.ndarray:
     """Positions in ``stored`` + ``added`` (concatenated) of the rows in the part's order.
 
@@ -181,8 +187,7 @@ def read_part(part: str | os.PathLike, table: str, columns=None, where=None, dic
     wanted = list(columns) if columns is not None else pq.read_schema(part).names
     if not deltas:  # most parts: one file, read as it is
         return ds.dataset(part, format=reader).to_table(columns=wanted, filter=where)
-    names = pq.read_schema(part).names
-    sort_keys = [column for column in ("customer_key", *sort_order(table)[1:]) if column in names]
+    sort_keys = stored_order(table, pq.read_schema(part).names)
     needed = wanted + [c for c in sort_keys if c not in wanted]
     pieces = [ds.dataset(path, format=reader).to_table(columns=needed, filter=where) for path in [part, *deltas]]
     stored, added = pieces[0], pa.concat_tables(pieces[1:])
@@ -241,14 +246,14 @@ def read_store_table(store: str | os.PathLike, table: str, number: int, columns,
 
 
 def read_store_files(paths: list[Path], table: str, columns, as_of_us: int | None) -> pa.Table:
-    """The rows of some of a store part's files (``part_files``), as `read_store_table`
+    """The rows of some of a store part's files (`store_part_files`), as `read_store_table`
     reads them, sorted by the part's order: for reading only the files a part gained."""
     schema = pq.read_schema(paths[0])
     present = [c for c in columns if c in schema.names]
     wanted = pa.schema([schema.field(c) for c in present])
     where = _before(schema, table, as_of_us)
     data = pa.concat_tables([ds.dataset(path).to_table(columns=present, filter=where).cast(wanted) for path in paths])
-    by = [(column, "ascending") for column in ("customer_key", *sort_order(table)[1:]) if column in present]
+    by = [(column, "ascending") for column in stored_order(table, present)]
     return _in_micros(data.take(pc.sort_indices(data, sort_keys=by)))
 
 
