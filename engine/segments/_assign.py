@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import dask
 import numpy as np
 import pandas as pd
 
-from .._tasks import compute_tasks, staged_output
+from .._tasks import staged_output
 from ..backend import resolve_backend
 from ..config import SegmentOptions
 from ..exceptions import InputDataError
@@ -41,7 +40,7 @@ from ..features import read_features_meta
 from ..layout import SegmentsLayout
 from ._fit import SegmentFit
 from ._pipeline import (
-    SegmentSummary, _brief, _hierarchy_table, _numeric_columns, _sample_task, _top_features, place_everyone,
+    SegmentSummary, _brief, _hierarchy_table, _numeric_columns, _top_features, place_everyone,
 )  # fmt: skip
 
 __all__ = ["assign_segments"]
@@ -162,16 +161,12 @@ def assign_segments(
     segment_names = [entry["name"] for entry in saved.profiles]
     profile_columns = _numeric_columns(meta)
 
-    every = _sample_every(customers, saved.meta)
-    tasks = [dask.delayed(_sample_task)(str(features), n, rows[n], every) for n in range(partitions) if rows[n]]
-    sample = pd.concat(compute_tasks(tasks, client, progress, "sample"), ignore_index=True)
-    # The build's sample segments are the fitted centres' placement of the sample, on the host.
-    sample_segments = model.place(sample)["segment"]
-
     with staged_output(out) as staging_dir:
         staging = SegmentsLayout(staging_dir)
+        # The medians' sample is taken and placed by the placing tasks: the same rows as the
+        # build's sample, with the segments the build's fitted centres give them.
         profile, counts = place_everyone(Path(features), partitions, staging, model, segment_names, profile_columns,
-                                         sample, sample_segments, backend, client, progress)  # fmt: skip
+                                         _sample_every(customers, saved.meta), backend, client, progress)  # fmt: skip
         segments = [_described(entry, profile) for entry in saved.profiles]
         staging.profiles.write_text(json.dumps(segments, indent=2) + "\n")
         if model.micro:

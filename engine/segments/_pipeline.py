@@ -102,9 +102,12 @@ def _every_customer(features: Path, parts: list[int], options: SegmentOptions, s
     return refit
 
 
-def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name):
+def _assign_task(features: str, number: int, out: str, model: SegmentFit, names, profile_columns, backend_name,
+                 sample_every: int | None = None):  # fmt: skip
     """One part: place every customer, write the assignments; return what the profiles need:
-    per-segment sums, and customers per micro-segment and per niche, and outliers."""
+    per-segment sums, and customers per micro-segment and per niche, and outliers; with
+    ``sample_every``, also every ``sample_every``-th customer's profile columns and segment
+    (host side), as `_sample_task` would take them."""
     backend = resolve_backend(backend_name)
     xp = backend.xp
     frame = frame_from_arrow(pq.read_table(FeaturesLayout(features).part(number)), backend.name)
@@ -133,27 +136,40 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
         "outliers": placed["outlier"].sum(),
     }
     counts = {key: to_host_array(value) for key, value in counts.items()}
-    return partition_sums(frame, placed["segment"], profile_columns, len(model.kmeans.centres), xp), counts
+    sums = partition_sums(frame, placed["segment"], profile_columns, len(model.kmeans.centres), xp)
+    if sample_every is None:
+        return sums, counts
+    picked = np.arange(0, len(frame), sample_every)
+    sample = to_host(frame[list(profile_columns)].take(picked)).reset_index(drop=True)
+    return sums, counts, (sample, to_host_array(placed["segment"])[picked])
 
 
 def place_everyone(features: Path, partitions: int, staging: SegmentsLayout, model: SegmentFit, segment_names,
-                   profile_columns, sample, sample_segments, backend, client, progress) -> tuple[pd.DataFrame, list]:  # fmt: skip
+                   profile_columns, sample, backend, client, progress) -> tuple[pd.DataFrame, list]:  # fmt: skip
     """Place every customer of ``features`` with ``model``, one task a part, into ``staging``'s
     assignments; write the profile table (each segment's name beside it) and return it with
-    each part's micro-segment, niche and outlier counts."""
+    each part's micro-segment, niche and outlier counts.
+
+    The medians come from ``sample``: the fit's (features, segments), or an int n: every n-th
+    customer of each part, taken and placed by the part's task (no pass of its own)."""
     staging.assignments.mkdir()
     # One object in the graph, not searched for Dask collections per task: the model's
     # nested lists took 0.2 s a task to search (3 s of the demo's 15 tasks).
     fitted = dask.delayed(model, traverse=False)
     tasks = [
         dask.delayed(_assign_task)(
-            str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name
+            str(features), n, str(staging.assignments), fitted, segment_names, profile_columns, backend.name,
+            sample if isinstance(sample, int) else None,
         )
         for n in range(partitions)
     ]
     results = compute_tasks(tasks, client, progress, "assign")
     sums, counts = [result[0] for result in results], [result[1] for result in results]
-    profile = profile_table(sums, profile_columns, sample, sample_segments)
+    if isinstance(sample, int):
+        picked = [result[2] for result in results]
+        sample = (pd.concat([rows for rows, _ in picked], ignore_index=True),
+                  np.concatenate([segments for _, segments in picked]))  # fmt: skip
+    profile = profile_table(sums, profile_columns, *sample)
     profile = pd.concat(
         [profile[["segment"]], pd.DataFrame({"segment_name": segment_names}), profile.drop(columns="segment")], axis=1
     )
@@ -220,8 +236,8 @@ def build_segments(
     segment_names = [named["name"] for named in names]
     with staged_output(out) as staging_dir:
         staging = SegmentsLayout(staging_dir)
-        profile, counts = place_everyone(features, partitions, staging, model, segment_names, profile_columns, sample,
-                                         sample_segments, backend, client, progress)  # fmt: skip
+        profile, counts = place_everyone(features, partitions, staging, model, segment_names, profile_columns,
+                                         (sample, sample_segments), backend, client, progress)  # fmt: skip
         customers_total = int(profile["customers"].sum())
         stability = {entry["segment"]: entry for entry in model.stability}
         rules = {entry["segment"]: entry for entry in model.rules.describe()}
