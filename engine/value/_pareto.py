@@ -76,9 +76,14 @@ def _log_between(head, tail):
 
 
 def _log_integral(params, frequency, lower, upper):
-    """log I(lower, upper) (host arrays); -inf where lower == upper."""
+    """log I(lower, upper) (host arrays); -inf where lower == upper. Customers share their
+    (x, end) pairs (whole days) many to one: each tail is evaluated once per distinct pair."""
     frequency, lower, upper = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (frequency, lower, upper)))
-    return _log_between(_log_tail(params, frequency, lower), _log_tail(params, frequency, upper))
+    tails = []
+    for end in (lower, upper):
+        distinct_x, distinct_end, pair = _distinct_pairs(frequency.ravel(), end.ravel())
+        tails.append(_log_tail(params, distinct_x, distinct_end)[pair].reshape(end.shape))
+    return _log_between(*tails)
 
 
 def _distinct_pairs(frequency, moment):
