@@ -58,8 +58,17 @@ def _value_spend(transactions, column, customer, n, bought, amounts, xp):
         sample = rows[first]
     owners = pairs // width
     long = namespace.DataFrame({"row": owners.astype("int32"), "spend": spend, "lines": lines})
-    long["value"] = transactions[column].iloc[sample].astype("str").reset_index(drop=True)
+    # A categorical: its text is written once per distinct value, not once per pair.
+    long["value"] = _text_categories(categorical(transactions[column])).iloc[sample].reset_index(drop=True)
     return long, owners
+
+
+def _text_categories(series):
+    """A categorical series with its categories as text (the share columns are named by them)."""
+    categories = series.cat.categories
+    if categories.dtype.kind in "OSU" or str(categories.dtype).startswith("str"):
+        return series
+    return series.cat.rename_categories(categories.astype("str"))
 
 
 class _Orders:
@@ -196,14 +205,16 @@ def value_shares(spend_rows, spend_values, spend, gross, top):
     """Share of gross spend per customer for each of the ``top`` values (NumPy, host side).
 
     ``spend_rows``/``spend_values``/``spend`` are a long table from :func:`partition_features`
-    (one entry per customer and value); ``gross`` is the features' ``_gross``. Returns an
+    (one entry per customer and value; the values as text or a pandas categorical of text);
+    ``gross`` is the features' ``_gross``. Returns an
     array of shape (customers, len(top)): 0 where a customer bought none of a value, NaN
     where the customer has no gross spend.
     """
     import numpy as np
     import pandas as pd
 
-    slot = pd.Index(list(top), dtype=object).get_indexer(pd.Index(spend_values, dtype=object))
+    # Values outside the top (and missing ones) get code -1; a categorical is recoded by its categories.
+    slot = pd.Categorical(spend_values, categories=list(top)).codes.astype("int64")
     mine = slot >= 0
     totals = np.zeros((len(gross), len(top)))
     # (customer, value) pairs are distinct, so each cell is written once.

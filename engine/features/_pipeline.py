@@ -211,14 +211,21 @@ def _features_task(
     result["rows"] = len(frame)
     for column, long in spends.items():
         _write(long, Path(staging) / f"{column}-{part_name(number)}", compression="none")
-        lines = to_host(long.groupby("value")["lines"].sum())
-        result["lines"][column] = {str(value): int(count) for value, count in lines.items()}
+        result["lines"][column] = _lines_per_value(long)
     if "rfm" in params.groups:
         buyers = frame[frame["frequency"] > 0]
         step = max(1, math.ceil(len(buyers) / sample)) if sample else 1
         picked = to_host(buyers.iloc[::step][_rfm_measures(params)])
         result["rfm"] = picked.to_numpy(dtype="float64")
     return result
+
+
+def _lines_per_value(long) -> dict[str, int]:
+    """Purchase lines per value of a long spend table (``value`` a categorical), values bought."""
+    host = to_host(long[["value", "lines"]])
+    totals = np.bincount(host["value"].cat.codes.to_numpy() + 1, weights=host["lines"].to_numpy(),
+                         minlength=len(host["value"].cat.categories) + 1)[1:]  # code -1 (missing) dropped
+    return {str(value): int(count) for value, count in zip(host["value"].cat.categories, totals) if count}
 
 
 def _rfm_measures(params: FeatureParams) -> list[str]:
@@ -249,8 +256,9 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict)
         spend_path = Path(staging) / f"{column}-{part_name(number)}"
         long = pq.read_table(spend_path)
         values = value_shares(
-            long["row"].to_numpy(), long["value"].to_pylist(), long["spend"].to_numpy(), data["_gross"].to_numpy(), top
-        )
+            long["row"].to_numpy(), long["value"].to_pandas().array, long["spend"].to_numpy(), data["_gross"].to_numpy(),
+            top,
+        )  # fmt: skip
         for j, name in enumerate(names):
             data = data.append_column(name, pa.array(values[:, j].astype("float32")))
         spend_path.unlink()
