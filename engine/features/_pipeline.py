@@ -14,8 +14,10 @@ from spend, and RFM scores without M: an unknown amount is never read as 0.
 
 Rows at or after as-of are never read: every read carries the filter ``ts < as_of`` down to
 the Parquet reader. Output, written to a temporary directory and renamed into place:
-``part-NNNNN.parquet`` (part N holds the customers of store part N, sorted by key) and
-``_features.json``.
+``part-NNNNN.parquet`` (part N holds the customers of store part N, sorted by key),
+``_features.json``, each part's event summary in ``_events/`` (the next as-of starts from
+them) and in ``_drift/sample.parquet`` the even sample of the numeric columns that drift
+reads (``engine.measure``), instead of every part.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import dask
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -52,6 +55,7 @@ from ..ingest import (
     store_part_files,
 )
 from ..layout import FeaturesLayout, StoreLayout, part_name
+from ..measure import KEPT_SAMPLE, SAMPLE_FILE, even_rows, numeric_columns
 from ._definitions import DAY_US, FeatureParams, check_groups, column_names
 from ._events import age_summary, combine_summaries, summarise_events
 from ._partition import KEY, partition_features, value_shares
@@ -245,8 +249,9 @@ def _rfm_edges(samples: list[np.ndarray], names: list[str]) -> dict[str, list[fl
     return {name: cuts[:, i].tolist() for i, name in enumerate(names)}
 
 
-def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict) -> None:
-    """Pass 2 task: add share columns and RFM scores to one written partition.
+def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict, partitions: int) -> pd.DataFrame:
+    """Pass 2 task: add share columns and RFM scores to one written partition; return its
+    rows of the drift sample the table keeps (`engine.measure.even_rows`).
 
     ``shares`` maps a column (``category``) to (top values, their column names). ``edges``
     maps each feature a score is cut from to its quintile cuts. A score is 1 + the number of
@@ -276,6 +281,7 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict)
             data = data.append_column(score, pa.array(scores))
     _write(data, FeaturesLayout(out).part(number))
     path.unlink()
+    return even_rows(data, numeric_columns(data.schema), partitions, KEPT_SAMPLE)
 
 
 def _as_of_us(as_of) -> int:
@@ -398,10 +404,14 @@ def build_features(
         edges = _rfm_edges([r["rfm"] for r in written], _rfm_measures(params)) if "rfm" in groups else {}
         if shares or edges:
             tasks = [
-                dask.delayed(_finish_task)(str(unscored), n, str(staging), edges, shares)
+                dask.delayed(_finish_task)(str(unscored), n, str(staging), edges, shares, partitions)
                 for n in range(partitions)
             ]
-            compute_tasks(tasks, client, progress, "shares and scores")
+            # Drift reads the kept sample instead of every part (an update reads it twice).
+            sample = pa.Table.from_pandas(pd.concat(compute_tasks(tasks, client, progress, "shares and scores"),
+                                                    ignore_index=True), preserve_index=False)  # fmt: skip
+            (staging / SAMPLE_FILE).parent.mkdir()
+            pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), staging / SAMPLE_FILE)
         else:
             for n in range(partitions):
                 (unscored / part_name(n)).rename(FeaturesLayout(staging).part(n))

@@ -1,7 +1,10 @@
 """Measuring campaigns and runs: lift of treated against control with confidence intervals, and
 the drift of features and scores between runs (DESIGN 2, issue 32)."""
 
-from ._drift import SHIFTED, drift_sample, drift_sources, population_stability, run_drift
+from ._drift import (
+    KEPT_SAMPLE, SAMPLE_FILE, SHIFTED, drift_sample, drift_sources, even_rows, numeric_columns, population_stability,
+    run_drift,
+)  # fmt: skip
 from ._lift import LEVEL, POWER, mean_lift, minimum_detectable_effect, rate_lift
 from ._pipeline import GUARDRAILS, MeasureSummary, measure_lift, read_outcomes
 
@@ -18,6 +21,10 @@ __all__ = [
     "run_drift",
     "drift_sample",
     "drift_sources",
+    "even_rows",
+    "numeric_columns",
+    "KEPT_SAMPLE",
+    "SAMPLE_FILE",
     "population_stability",
     "SHIFTED",
 ]

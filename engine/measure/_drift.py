@@ -7,7 +7,8 @@ shares over the same edges. A share of 0 is taken as 1e-4 so that an emptied bin
 instead of dividing by zero. Above :data:`SHIFTED` (0.2, the usual rule) a column has shifted.
 
 Each run's columns are read part by part, every n-th row, at most ``sample`` rows: the cost
-stays flat however many customers there are.
+stays flat however many customers there are. A table that keeps those rows beside its parts
+(``SAMPLE_FILE``, as the feature stage does for :data:`KEPT_SAMPLE` rows) is read from there.
 """
 
 from __future__ import annotations
@@ -21,12 +22,19 @@ import pyarrow.parquet as pq
 
 from ..layout import RunLayout, part_files
 
-__all__ = ["SHIFTED", "drift_sample", "drift_sources", "population_stability", "run_drift"]
+__all__ = [
+    "KEPT_SAMPLE", "SAMPLE_FILE", "SHIFTED", "drift_sample", "drift_sources", "even_rows", "numeric_columns",
+    "population_stability", "run_drift",
+]  # fmt: skip
 
 SHIFTED = 0.2
 _BINS = 10
 _FLOOR = 1e-4
 _SAMPLE = 1_000_000
+# The sample a table may keep beside its parts (an update's drift compares samples of this size).
+KEPT_SAMPLE = 100_000
+# In a directory of its own: a glob of the table's *.parquet finds its parts only.
+SAMPLE_FILE = "_drift/sample.parquet"
 
 
 def population_stability(expected: np.ndarray, actual: np.ndarray, bins: int = _BINS) -> float:
@@ -43,12 +51,32 @@ def population_stability(expected: np.ndarray, actual: np.ndarray, bins: int = _
     return float(np.sum((after - before) * np.log(after / before)))
 
 
+def numeric_columns(schema: pa.Schema) -> list[str]:
+    return [item.name for item in schema if pa.types.is_integer(item.type) or pa.types.is_floating(item.type)]
+
+
 def _numeric_columns(directory: Path) -> list[str]:
     files = part_files(directory)
-    if not files:
-        return []
-    schema = pq.read_schema(files[0])
-    return [item.name for item in schema if pa.types.is_integer(item.type) or pa.types.is_floating(item.type)]
+    return numeric_columns(pq.read_schema(files[0])) if files else []
+
+
+def even_rows(table: pa.Table, columns: list[str], parts: int, sample: int) -> pd.DataFrame:
+    """One part's share of a sample of about ``sample`` rows over ``parts`` parts: every n-th
+    row of ``table``'s ``columns``, as float64."""
+    step = max(1, table.num_rows // max(1, sample // max(parts, 1)))
+    return pd.DataFrame({column: table.column(column).to_numpy(zero_copy_only=False)[::step].astype("float64")
+                         for column in columns})  # fmt: skip
+
+
+def _kept_sample(directory: Path, columns: list[str], sample: int) -> pd.DataFrame | None:
+    """The sample ``directory`` keeps, when it is of ``sample`` rows and has ``columns``."""
+    path = directory / SAMPLE_FILE
+    if not path.is_file():
+        return None
+    schema = pq.read_schema(path)
+    if (schema.metadata or {}).get(b"sample") != str(sample).encode() or not set(columns) <= set(schema.names):
+        return None
+    return pq.read_table(path, columns=columns).to_pandas()
 
 
 def drift_sources(layout: RunLayout) -> dict[str, tuple[Path, tuple | None]]:
@@ -62,13 +90,10 @@ def drift_sample(directory: Path, columns, sample: int) -> pd.DataFrame:
     ``columns`` (None: every numeric column), as float64."""
     files = part_files(directory)
     columns = _numeric_columns(directory) if columns is None else list(columns)
-    per_part = max(1, sample // max(len(files), 1))
-    pieces = []
-    for path in files:
-        table = pq.read_table(path, columns=columns)
-        step = max(1, table.num_rows // per_part)
-        pieces.append(pd.DataFrame({column: table.column(column).to_numpy(zero_copy_only=False)[::step].astype("float64")
-                                    for column in columns}))  # fmt: skip
+    kept = _kept_sample(Path(directory), columns, sample)
+    if kept is not None:
+        return kept
+    pieces = [even_rows(pq.read_table(path, columns=columns), columns, len(files), sample) for path in files]
     return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({column: [] for column in columns})
 
 

@@ -22,13 +22,14 @@ import pyarrow.parquet as pq
 from ..backend import usable_cores
 from ..ingest._pseudonym import key_numbers, key_text
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
-from ..measure import drift_sample, drift_sources, population_stability
+from ..measure import KEPT_SAMPLE, drift_sample, drift_sources, population_stability
 from ..outcomes import outcome_window
 
 __all__ = ["before", "deltas", "drift", "realised"]
 
-# Customers per sample the drift compares (evenly through the parts).
-DRIFT_SAMPLE = 100_000
+# Customers per sample the drift compares (evenly through the parts): the size the feature
+# table keeps a sample of, which is then read instead of its parts.
+DRIFT_SAMPLE = KEPT_SAMPLE
 # A row of the deltas: the customer, the label that changed (or customer_key), its old and new value, and why.
 DELTA_SCHEMA = pa.schema([(column, pa.string()) for column in ("customer_key", "change", "old", "new", "reason")])
 # A label's part where there is none: no customer has the label.

@@ -16,6 +16,7 @@ from engine.config import FeatureOptions, load_config
 from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
 from engine.ingest import ingest, read_store_table
+from engine.measure import KEPT_SAMPLE, SAMPLE_FILE, drift_sample
 from engine.synth import WorldSpec, generate_world
 
 AS_OF = date(2025, 10, 1)
@@ -131,6 +132,19 @@ def test_rfm_scores_follow_the_quintiles(features):
     assert buyers.sort_values("recency_days")["r_score"].is_monotonic_decreasing
     # Quintiles: the top score holds about a fifth of buyers.
     assert 0.15 < (buyers["m_score"] == 5).mean() < 0.25
+
+
+def test_keeps_the_drift_sample_that_reading_its_parts_would_take(features, tmp_path):
+    _, out = features
+    kept = drift_sample(out, None, KEPT_SAMPLE)
+    copy = tmp_path / "features"
+    shutil.copytree(out, copy)
+    (copy / SAMPLE_FILE).unlink()
+    read = drift_sample(copy, None, KEPT_SAMPLE)
+    assert len(read) and "recency_days" in read.columns
+    pd.testing.assert_frame_equal(kept, read)
+    # Another size is read from the parts.
+    assert len(drift_sample(out, ["recency_days"], 100)) < len(kept)
 
 
 def _append_future_rows(store, as_of):
