@@ -276,9 +276,8 @@ def partition_features(transactions, events, customers, params: FeatureParams, *
         event_columns(event_summary, with_events, n, frequency, params.as_of_us, xp, out)
     if "activity" in params.groups:
         out["active_weeks"] = _active_weeks(orders, event_summary, with_events, n, params, xp)
-    frame = namespace.DataFrame({KEY: keys})
-    for name, values in out.items():
-        frame[name] = values.astype(_dtype(name, values))
+    # One construction: inserting the columns one by one cost a third of a millisecond each.
+    frame = namespace.DataFrame({KEY: keys, **{name: values.astype(_dtype(name, values)) for name, values in out.items()}})
     if "profile" in params.groups:
         frame = _profile(frame, customers, params, xp)
     return frame.sort_values(KEY).reset_index(drop=True), spends
