@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from ..layout import RunLayout, part_files
 
 __all__ = [
-    "KEPT_SAMPLE", "SAMPLE_FILE", "SHIFTED", "drift_sample", "drift_sources", "even_rows", "numeric_columns",
-    "population_stability", "run_drift",
+    "KEPT_SAMPLE", "SAMPLE_FILE", "SHIFTED", "drift_sample", "drift_sources", "even_rows", "kept_sample",
+    "numeric_columns", "population_stability", "run_drift",
 ]  # fmt: skip
 
 SHIFTED = 0.2
@@ -68,15 +68,17 @@ def even_rows(table: pa.Table, columns: list[str], parts: int, sample: int) -> p
                          for column in columns})  # fmt: skip
 
 
-def _kept_sample(directory: Path, columns: list[str], sample: int) -> pd.DataFrame | None:
-    """The sample ``directory`` keeps, when it is of ``sample`` rows and has ``columns``."""
-    path = directory / SAMPLE_FILE
+def kept_sample(directory: Path, columns, sample: int) -> Path | None:
+    """The file of the sample ``directory`` keeps, when it is of ``sample`` rows and has
+    ``columns`` (None: every numeric column of the parts); else None."""
+    path = Path(directory) / SAMPLE_FILE
     if not path.is_file():
         return None
     schema = pq.read_schema(path)
+    columns = _numeric_columns(Path(directory)) if columns is None else columns
     if (schema.metadata or {}).get(b"sample") != str(sample).encode() or not set(columns) <= set(schema.names):
         return None
-    return pq.read_table(path, columns=columns).to_pandas()
+    return path
 
 
 def drift_sources(layout: RunLayout) -> dict[str, tuple[Path, tuple | None]]:
@@ -90,9 +92,9 @@ def drift_sample(directory: Path, columns, sample: int) -> pd.DataFrame:
     ``columns`` (None: every numeric column), as float64."""
     files = part_files(directory)
     columns = _numeric_columns(directory) if columns is None else list(columns)
-    kept = _kept_sample(Path(directory), columns, sample)
+    kept = kept_sample(directory, columns, sample)
     if kept is not None:
-        return kept
+        return pq.read_table(kept, columns=columns).to_pandas()
     pieces = [even_rows(pq.read_table(path, columns=columns), columns, len(files), sample) for path in files]
     return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({column: [] for column in columns})
 

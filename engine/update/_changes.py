@@ -7,6 +7,7 @@ threads: nothing here holds every customer but the drift's even samples.
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from functools import partial
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 from ..backend import usable_cores
 from ..ingest._pseudonym import key_numbers, key_text
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
-from ..measure import KEPT_SAMPLE, drift_sample, drift_sources, population_stability
+from ..measure import KEPT_SAMPLE, drift_sample, drift_sources, kept_sample, population_stability
 from ..outcomes import outcome_window
 
 __all__ = ["before", "deltas", "drift", "realised"]
@@ -67,9 +68,14 @@ def before(layout: RunLayout, update: UpdateLayout, partitions: int) -> dict:
     for _, _, target, _ in copies:
         target.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(usable_cores()) as pool:
-        # The samples first: the features' is the longest task.
-        samples = {source: pool.submit(drift_sample, directory, columns, DRIFT_SAMPLE)
-                   for source, (directory, columns) in drift_sources(layout).items()}  # fmt: skip
+        # The samples first: the features' is the longest task (where they keep none).
+        samples = {}
+        for source, (directory, columns) in drift_sources(layout).items():
+            kept = kept_sample(directory, columns, DRIFT_SAMPLE)
+            if kept is not None:
+                shutil.copyfile(kept, update.before / f"sample-{source}.parquet")
+            else:
+                samples[source] = pool.submit(drift_sample, directory, columns, DRIFT_SAMPLE)
         for copied in [pool.submit(_copy_part, *copy, number) for copy in copies for number in range(partitions)]:
             copied.result()
         for source, sample in samples.items():
