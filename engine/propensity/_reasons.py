@@ -127,15 +127,19 @@ class ReasonTable:
         contributions = self.contributions(frame)
         if contributions.shape[1] == 0:
             return {f"reason_{i + 1}": np.full(len(frame), None, dtype=object) for i in range(count)}
-        order = np.argsort(-contributions, axis=1, kind="stable")[:, :count]
+        # The largest, then the next...: the first ``count`` of a stable sort by contribution,
+        # descending (ties to the earlier feature), without sorting every row's features.
+        left = np.where(np.isnan(contributions), -np.inf, contributions)
+        rows = np.arange(len(frame))
         reasons = {}
         for i in range(count):
-            if i >= order.shape[1]:
+            if i >= left.shape[1]:
                 reasons[f"reason_{i + 1}"] = np.full(len(frame), None, dtype=object)
                 continue
-            picked = order[:, i]
-            raises = contributions[np.arange(len(frame)), picked] > 0
+            picked = left.argmax(axis=1)
+            raises = left[rows, picked] > 0
             reasons[f"reason_{i + 1}"] = np.where(raises, names[picked], None)
+            left[rows, picked] = -np.inf
         return reasons
 
     def to_dict(self) -> dict:
