@@ -147,7 +147,8 @@ def _score_summaries(
     columns |= {c: pa.array(summaries[c].to_numpy(dtype="float64")) for c in SUMMARY_COLUMNS}
     columns |= {c: pa.array(predicted[c]) for c in PREDICTION_COLUMNS if c in predicted and c != "next_purchase_date"}
     columns["next_purchase_date"] = next_date
-    pq.write_table(pa.table(columns), Path(out) / part_name(number))
+    # Statistics of the key only: a part's values span every range, so theirs would skip nothing.
+    pq.write_table(pa.table(columns), Path(out) / part_name(number), write_statistics=["customer_key"])
     sums = None
     if holdout:
         sums = holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp,
