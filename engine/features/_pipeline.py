@@ -34,7 +34,6 @@ from pathlib import Path
 
 import dask
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -249,7 +248,7 @@ def _rfm_edges(samples: list[np.ndarray], names: list[str]) -> dict[str, list[fl
     return {name: cuts[:, i].tolist() for i, name in enumerate(names)}
 
 
-def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict, partitions: int) -> pd.DataFrame:
+def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict, partitions: int) -> pa.Table:
     """Pass 2 task: add share columns and RFM scores to one written partition; return its
     rows of the drift sample the table keeps (`engine.measure.even_rows`).
 
@@ -408,10 +407,10 @@ def build_features(
                 for n in range(partitions)
             ]
             # Drift reads the kept sample instead of every part (an update reads it twice).
-            sample = pa.Table.from_pandas(pd.concat(compute_tasks(tasks, client, progress, "shares and scores"),
-                                                    ignore_index=True), preserve_index=False)  # fmt: skip
+            sample = pa.concat_tables(compute_tasks(tasks, client, progress, "shares and scores"))
             (staging / SAMPLE_FILE).parent.mkdir()
-            pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), staging / SAMPLE_FILE)
+            pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), staging / SAMPLE_FILE,
+                           compression="none", write_statistics=False)  # fmt: skip
         else:
             for n in range(partitions):
                 (unscored / part_name(n)).rename(FeaturesLayout(staging).part(n))

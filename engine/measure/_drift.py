@@ -60,12 +60,16 @@ def _numeric_columns(directory: Path) -> list[str]:
     return numeric_columns(pq.read_schema(files[0])) if files else []
 
 
-def even_rows(table: pa.Table, columns: list[str], parts: int, sample: int) -> pd.DataFrame:
+def even_rows(table: pa.Table, columns: list[str], parts: int, sample: int) -> pa.Table:
     """One part's share of a sample of about ``sample`` rows over ``parts`` parts: every n-th
-    row of ``table``'s ``columns``, as float64."""
+    row of ``table``'s ``columns``, of their own types."""
     step = max(1, table.num_rows // max(1, sample // max(parts, 1)))
-    return pd.DataFrame({column: table.column(column).to_numpy(zero_copy_only=False)[::step].astype("float64")
-                         for column in columns})  # fmt: skip
+    return table.select(columns).take(np.arange(0, table.num_rows, step))
+
+
+def _as_float(table: pa.Table) -> pd.DataFrame:
+    return pd.DataFrame({column: table.column(column).to_numpy(zero_copy_only=False).astype("float64")
+                         for column in table.column_names})  # fmt: skip
 
 
 def kept_sample(directory: Path, columns, sample: int) -> Path | None:
@@ -94,9 +98,9 @@ def drift_sample(directory: Path, columns, sample: int) -> pd.DataFrame:
     columns = _numeric_columns(directory) if columns is None else list(columns)
     kept = kept_sample(directory, columns, sample)
     if kept is not None:
-        return pq.read_table(kept, columns=columns).to_pandas()
+        return _as_float(pq.read_table(kept, columns=columns))
     pieces = [even_rows(pq.read_table(path, columns=columns), columns, len(files), sample) for path in files]
-    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame({column: [] for column in columns})
+    return _as_float(pa.concat_tables(pieces)) if pieces else pd.DataFrame({column: [] for column in columns})
 
 
 def run_drift(previous: str | Path, current: str | Path, sample: int = _SAMPLE) -> list[dict]:
