@@ -285,6 +285,12 @@ class UpdateLayout(_Layout):
         return self.root / "moved"
 
     @property
+    def value_summaries(self) -> Path:
+        """Each partition's value summaries at the new as-of, made from the feature stage's read
+        of its transactions for the value step (removed once it has scored them)."""
+        return self.root / "value-summaries"
+
+    @property
     def deltas(self) -> Path:
         return self.root / "deltas"
 

@@ -193,12 +193,12 @@ def _previous_summaries(out: Path, partitions: int) -> list[dict | None]:
 
 def _features_task(
     store: str, number: int, staging: str, params: FeatureParams, backend_name: str, tables, profile, sample: int,
-    summaries: str, previous: dict | None,
+    summaries: str, previous: dict | None, transactions_to=None,
 ):  # fmt: skip
     """Pass 1 task: one partition's features, written to ``staging``, and its event summary,
     to ``summaries``; returns rows, value counts, an RFM sample and what the event summary
     read. ``profile`` names the customers columns the profile group reads; ``previous`` is
-    `_event_summary`'s."""
+    `_event_summary`'s; ``transactions_to`` is `build_features`'."""
     store_path = Path(store)
 
     def read(table, columns=None):
@@ -207,6 +207,8 @@ def _features_task(
         return frame_from_arrow(read_store_table(store_path, table, number, columns, params.as_of_us), backend_name)
 
     transactions = read("transactions", _transaction_columns(params.groups))
+    if transactions_to is not None and transactions is not None:
+        transactions_to(number, transactions)
     summary, result = None, {"rows": 0, "lines": {}}
     if "events" in tables and params.groups & {"events", "activity"}:
         summary, result["events"] = _event_summary(store_path, number, params.as_of_us, backend_name, previous)
@@ -305,6 +307,7 @@ def build_features(
     backend_name: str = "auto",
     client=None,
     progress=None,
+    transactions_to=None,
 ) -> FeatureSummary:
     """Compute the behavioural features of every customer as of ``as_of``.
 
@@ -324,6 +327,10 @@ def build_features(
         Tasks run on its cluster; without one, on Dask's local scheduler.
     progress : callable, optional
         ``progress(done, total)`` as the tasks of each pass finish.
+    transactions_to : callable, optional
+        ``transactions_to(number, transactions)`` in each partition's task, with the frame of
+        its transactions as read (rows before as-of, every column the features use): another
+        stage's work from the same read (``engine.value.summaries_writer``). Picklable.
 
     Raises
     ------
@@ -387,7 +394,7 @@ def build_features(
         tasks = [
             dask.delayed(_features_task)(
                 str(store), n, str(unscored), params, backend.name, present, tuple(profile), sample, str(summaries),
-                previous[n],
+                previous[n], transactions_to,
             )
             for n in range(partitions)
         ]  # fmt: skip

@@ -15,9 +15,11 @@ update (the same new files and as-of) skips what is done and a crash loses one s
    no customer's features are exact without their rows: recomputing them all is the exact way,
    and the same code as a full run's. The events are the exception: the feature table keeps
    each part's event summary, which is moved to the new as-of and given the new rows, exactly
-   (``features._events``), so only the transactions are read whole.
+   (``features._events``), so only the transactions are read whole; that read also makes
+   each partition's value summaries at the new as-of (``value.summaries_writer``).
 4. **segments**, **propensity**, **value**: every customer placed and scored with the models
-   the run saved (no refit); **activate** when audiences are declared.
+   the run saved (no refit), value from the summaries step 3 made; **activate** when
+   audiences are declared.
 5. **deltas**: per customer whose segment, band or audience group changed: old, new and why
    (``merged``, ``new customer``, ``new rows`` or ``as-of moved``), and each merged customer's
    old key beside its new one (change ``customer_key``), as Parquet parts and one CSV.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -172,7 +175,7 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
     from ..features import build_features, read_features_meta
     from ..propensity import score_propensity
     from ..segments import assign_segments
-    from ..value import rescore_value
+    from ..value import rescore_value, summaries_writer
 
     layout = RunLayout(config.run.output_dir)
     specs = _new_specs(config, new)
@@ -227,15 +230,19 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
         appended = step("append", append)
         as_of = as_of or default_as_of(layout.store.root)
         common = {"backend_name": backend_name, "client": client, "progress": progress}
+        # The features' read of each partition's transactions makes the value step's summaries too.
+        summaries_to = summaries_writer(layout.value.root, update.value_summaries, as_of)
         features = step("features", lambda: build_features(layout.store.root, layout.features.root, as_of=as_of,
-                                                           options=config.features, **common).customers)  # fmt: skip
+                                                           options=config.features, transactions_to=summaries_to,
+                                                           **common).customers)  # fmt: skip
         step("segments", lambda: assign_segments(layout.features.root, layout.segments.root, layout.segments.root,
                                                  **common).customers)  # fmt: skip
         step("propensity", lambda: score_propensity(layout.propensity_model.root, layout.features.root,
                                                     layout.propensity_scores.root, client=client,
                                                     progress=progress).customers)  # fmt: skip
         step("value", lambda: rescore_value(layout.store.root, layout.value.root, layout.value.root, as_of=as_of,
-                                            **common).customers)  # fmt: skip
+                                            summaries=update.value_summaries, **common).customers)  # fmt: skip
+        shutil.rmtree(update.value_summaries, ignore_errors=True)
         if config.activate.audiences:
             step("activate", lambda: activate(layout.root, config.activate, as_of=as_of, source=str(config.source),
                                               client=client, progress=progress).customers)  # fmt: skip

@@ -19,13 +19,14 @@ from ._purchase import (
     p_alive,
     p_no_purchase_given_alive,
 )
-from ._rescore import rescore_value
+from ._rescore import rescore_value, summaries_writer
 from ._summaries import purchase_days, summarise
 
 __all__ = [
     # pipeline
     "estimate_value",
     "rescore_value",
+    "summaries_writer",
     "ValueSummary",
     # summaries
     "purchase_days",

@@ -5,7 +5,9 @@ fitted and saved (``value.json``), without fitting again: one pass over the stor
 each summarised at the new as-of exactly as ``estimate_value`` summarises it (same grain,
 calibration end and horizon) and scored as its second pass scores it
 (``_pipeline._score_summaries``), in the same task: with no fit to wait for, the summaries are
-not written in between. So the customer parts have the same columns and, at the fit's own
+not written in between. Where the feature stage has just read every partition at the same
+as-of (``segscale update``), it writes the summaries from that read (``summaries_writer``)
+and this pass reads them instead of the transactions again. So the customer parts have the same columns and, at the fit's own
 as-of, the same values.
 
 The models take their parameters per day, as ``value.json`` keeps them beside the reported
@@ -25,20 +27,22 @@ import logging
 import os
 import time
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 
 import dask
+import pyarrow.parquet as pq
 
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
 from ..exceptions import InputDataError
 from ..ingest import read_store_meta
-from ..layout import ValueLayout
+from ..layout import ValueLayout, part_name
 from ..outcomes import outcome_window
 from ._pipeline import ValueSummary, _as_of_day, _evaluation, _score_summaries
-from ._summaries import origin_lag, partition_summaries
+from ._summaries import origin_lag, partition_summaries, write_summaries
 
-__all__ = ["rescore_value"]
+__all__ = ["rescore_value", "summaries_writer"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +59,27 @@ def _read_saved(value_dir: Path) -> dict:
 
 
 def _rescore_task(store: str, number: int, out: str, fits: dict, settings: dict, backend_name: str, holdout: bool,
-                  grain: str, calibration_end: str) -> dict:  # fmt: skip
-    """Summarise store partition ``number`` at as-of and score it. No choice window: the model
-    is not chosen again."""
-    horizon_days = settings["horizon_days"] if holdout else None
-    summaries, _, _ = partition_summaries(store, number, settings["as_of_day"], horizon_days, grain, 0, calibration_end)
+                  grain: str, calibration_end: str, made: str | None) -> dict:  # fmt: skip
+    """Summarise store partition ``number`` at as-of, or read its summaries from ``made``
+    (`write_summaries`), and score it. No choice window: the model is not chosen again."""
+    if made is not None:
+        summaries = pq.read_table(Path(made) / part_name(number)).to_pandas()
+    else:
+        horizon_days = settings["horizon_days"] if holdout else None
+        summaries, _, _ = partition_summaries(store, number, settings["as_of_day"], horizon_days, grain, 0,
+                                              calibration_end)  # fmt: skip
     return _score_summaries(summaries, number, out, fits, settings, backend_name, holdout)
+
+
+def summaries_writer(value_dir: str | os.PathLike, directory: str | os.PathLike, as_of: date):
+    """``write_summaries`` for the models saved in ``value_dir`` (their grain and calibration
+    end) at ``as_of``, into ``directory`` (made here): a ``transactions_to`` for
+    ``features.build_features``, whose read of each partition then serves
+    ``rescore_value(..., summaries=directory)`` too."""
+    saved = _read_saved(Path(value_dir))
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    as_of_day = (as_of - date(1970, 1, 1)).days
+    return partial(write_summaries, str(directory), as_of_day, saved["purchase_grain"], saved["calibration_end"])
 
 
 def rescore_value(
@@ -72,6 +91,7 @@ def rescore_value(
     backend_name: str = "auto",
     client=None,
     progress=None,
+    summaries: str | os.PathLike | None = None,
 ) -> ValueSummary:
     """Score every customer of ``store`` as of ``as_of`` with the models saved in ``value_dir``;
     see the module docstring.
@@ -91,6 +111,9 @@ def rescore_value(
     client : distributed.Client, optional
     progress : callable, optional
         ``progress(done, total)`` as the tasks of each pass finish.
+    summaries : path, optional
+        A directory of every partition's summaries at ``as_of`` (:func:`summaries_writer`), read
+        instead of the store's transactions when there is no holdout to read besides.
 
     Raises
     ------
@@ -117,15 +140,22 @@ def rescore_value(
         "naive": saved["forecast"] == "naive",
     }  # fmt: skip
 
+    made = None
+    if summaries is not None and not holdout:
+        if all((Path(summaries) / part_name(n)).is_file() for n in range(partitions)):
+            made = str(summaries)
+        else:
+            logger.info("value: %s lacks some partitions' summaries; reading the store's transactions", summaries)
     with staged_output(out) as staging:
         written = ValueLayout(staging)
         written.customers.mkdir()
         tasks = [
             dask.delayed(_rescore_task)(
-                str(store), n, str(written.customers), fits, settings, backend.name, holdout, grain, calibration_end
+                str(store), n, str(written.customers), fits, settings, backend.name, holdout, grain, calibration_end,
+                made,
             )
             for n in range(partitions)
-        ]
+        ]  # fmt: skip
         scored = compute_tasks(tasks, client, progress, "value scores")
         customers = sum(part["customers"] for part in scored)
         document = {

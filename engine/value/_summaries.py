@@ -44,8 +44,12 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from ..backend import to_host
 from ..ingest import read_store_table
+from ..layout import part_name
 
 __all__ = [
     "CALIBRATION_ENDS", "GRAINS", "HOLDOUT_COLUMNS", "SUMMARY_COLUMNS", "TRACKING_DAYS", "Purchases", "origin_lag",
@@ -249,6 +253,24 @@ def tracking_counts(purchases: Purchases, as_of_day: int, horizon_days: int | No
     }
 
 
+def _summary_columns(grain: str) -> list[str]:
+    # Order ids tell orders apart only with the order grain.
+    return ["customer_key", "ts", "amount", "is_return", *(["order_id"] if grain == "order" else [])]
+
+
+def write_summaries(directory: str, as_of_day: int, grain: str, calibration_end: str, number: int,
+                    transactions) -> None:  # fmt: skip
+    """Write the summaries of store partition ``number`` at ``as_of_day`` (no holdout) to
+    ``directory`` from its rows another stage read: ``transactions``, a frame of either
+    backend holding every row before as-of with ``ts`` in int64 microseconds, as
+    ``read_store_table`` gives them. The same summaries :func:`partition_summaries` makes,
+    without a second read of the partition."""
+    columns = [column for column in _summary_columns(grain) if column in transactions.columns]
+    summaries = _summarise(_purchases(to_host(transactions[columns]), grain), as_of_day, None, grain, calibration_end)
+    table = pa.Table.from_pandas(summaries, preserve_index=False)
+    pq.write_table(table, Path(directory) / part_name(number), compression="none", write_statistics=False)
+
+
 def partition_summaries(
     store: str, number: int, as_of_day: int, horizon_days: int | None, grain: str = "day", window_days: int = 0,
     calibration_end: str = "last_day",
@@ -257,9 +279,7 @@ def partition_summaries(
     read), their :func:`tracking_counts`, and with ``window_days`` the summaries as of that
     many days before as-of with those days as their holdout (for choosing the model)."""
     end_day = as_of_day + (horizon_days or 0)
-    # Order ids tell orders apart only with the order grain.
-    columns = ["customer_key", "ts", "amount", "is_return", *(["order_id"] if grain == "order" else [])]
-    table = read_store_table(Path(store), "transactions", number, columns, end_day * MICROS_PER_DAY)
+    table = read_store_table(Path(store), "transactions", number, _summary_columns(grain), end_day * MICROS_PER_DAY)
     purchases = _purchases(table.to_pandas(), grain)
     # The window's holdout ends at as-of: nothing after it is read into the choice.
     window = None

@@ -3,14 +3,18 @@
 import json
 import shutil
 from datetime import date
+from functools import partial
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from engine.exceptions import InputDataError
-from engine.layout import ValueLayout
-from engine.value import estimate_value, rescore_value
+from engine.features import build_features
+from engine.layout import ValueLayout, part_name
+from engine.value import _rescore as rescore
+from engine.value import estimate_value, rescore_value, summaries_writer
+from engine.value._summaries import partition_summaries, write_summaries
 from engine.value._choice import choose_model
 
 FITTED_AS_OF, LATER = date(2025, 10, 2), date(2025, 11, 15)
@@ -94,6 +98,36 @@ def test_a_later_as_of_keeps_the_models_and_moves_the_scores(store, valued, tmp_
         pq.read_table(ValueLayout(tmp_path / "later").customers).to_pandas().set_index("customer_key"), after,
         check_exact=True,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("grain", ["day", "order"])
+def test_summaries_from_the_feature_stages_read_are_the_stores_own(store, tmp_path, grain):
+    as_of_day = (LATER - date(1970, 1, 1)).days
+    writer = partial(write_summaries, str(tmp_path), as_of_day, grain, "last_day")
+    build_features(store, tmp_path / "features", as_of=LATER, backend_name="cpu", transactions_to=writer)
+    for number in range(3):
+        expected, _, _ = partition_summaries(str(store), number, as_of_day, None, grain, 0, "last_day")
+        made = pq.read_table(tmp_path / part_name(number)).to_pandas()
+        assert len(made) > 100
+        pd.testing.assert_frame_equal(made, expected, check_exact=True)
+
+
+def test_a_rescore_from_the_summaries_the_features_made_reads_no_transactions(store, valued, tmp_path, monkeypatch):
+    made = tmp_path / "summaries"
+    build_features(store, tmp_path / "features", as_of=LATER, backend_name="cpu",
+                   transactions_to=summaries_writer(valued, made, LATER))  # fmt: skip
+    rescore_value(store, valued, tmp_path / "read", as_of=LATER, backend_name="cpu")
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the store's transactions were read")
+
+    monkeypatch.setattr(rescore, "partition_summaries", no_read)
+    rescore_value(store, valued, tmp_path / "made", as_of=LATER, backend_name="cpu", summaries=made)
+    _assert_same_scores(tmp_path / "made", tmp_path / "read")
+    # A partition's summaries missing: the store is read (and here, refused).
+    (made / part_name(1)).unlink()
+    with pytest.raises(AssertionError, match="transactions were read"):
+        rescore_value(store, valued, tmp_path / "again", as_of=LATER, backend_name="cpu", summaries=made)
 
 
 def test_the_naive_forecast_stays_naive(store, tmp_path, monkeypatch):
