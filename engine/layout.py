@@ -125,6 +125,11 @@ class IngestLayout(_Layout):
         return self.root / "buckets", self.identity_work
 
 
+# Where a table of parts keeps a drift sample (``engine.measure``): in a directory of its own,
+# so that a glob of the table's *.parquet finds its parts only.
+KEPT_SAMPLE_FILE = "_drift/sample.parquet"
+
+
 class FeaturesLayout(_Layout):
     """The feature table: one part per store partition, and its metadata."""
 
@@ -136,6 +141,11 @@ class FeaturesLayout(_Layout):
     def event_summaries(self) -> Path:
         """Each part's event summary (``features._events``), for the next as-of to start from."""
         return self.root / "_events"
+
+    @property
+    def drift_sample(self) -> Path:
+        """The even sample of the numeric columns that drift reads instead of every part."""
+        return self.root / KEPT_SAMPLE_FILE
 
 
 class SegmentsLayout(_Layout):

@@ -54,7 +54,7 @@ from ..ingest import (
     store_part_files,
 )
 from ..layout import FeaturesLayout, StoreLayout, part_name
-from ..measure import KEPT_SAMPLE, SAMPLE_FILE, even_rows, numeric_columns
+from ..measure import KEPT_SAMPLE, even_rows, numeric_columns
 from ._definitions import DAY_US, FeatureParams, check_groups, column_names
 from ._events import age_summary, combine_summaries, summarise_events
 from ._partition import KEY, partition_features, value_shares
@@ -415,9 +415,10 @@ def build_features(
             ]
             # Drift reads the kept sample instead of every part (an update reads it twice).
             sample = pa.concat_tables(compute_tasks(tasks, client, progress, "shares and scores"))
-            (staging / SAMPLE_FILE).parent.mkdir()
-            pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), staging / SAMPLE_FILE,
-                           compression="none", write_statistics=False)  # fmt: skip
+            kept = FeaturesLayout(staging).drift_sample
+            kept.parent.mkdir()
+            pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), kept, compression="none",
+                           write_statistics=False)  # fmt: skip
         else:
             for n in range(partitions):
                 (unscored / part_name(n)).rename(FeaturesLayout(staging).part(n))

@@ -2,7 +2,7 @@
 the drift of features and scores between runs (DESIGN 2, issue 32)."""
 
 from ._drift import (
-    KEPT_SAMPLE, SAMPLE_FILE, SHIFTED, drift_sample, drift_sources, even_rows, kept_sample, numeric_columns, population_stability,
+    KEPT_SAMPLE, SHIFTED, drift_sample, drift_sources, even_rows, kept_sample, numeric_columns, population_stability,
     run_drift,
 )  # fmt: skip
 from ._lift import LEVEL, POWER, mean_lift, minimum_detectable_effect, rate_lift
@@ -25,7 +25,6 @@ __all__ = [
     "kept_sample",
     "numeric_columns",
     "KEPT_SAMPLE",
-    "SAMPLE_FILE",
     "population_stability",
     "SHIFTED",
 ]

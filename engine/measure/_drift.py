@@ -8,7 +8,7 @@ instead of dividing by zero. Above :data:`SHIFTED` (0.2, the usual rule) a colum
 
 Each run's columns are read part by part, every n-th row, at most ``sample`` rows: the cost
 stays flat however many customers there are. A table that keeps those rows beside its parts
-(``SAMPLE_FILE``, as the feature stage does for :data:`KEPT_SAMPLE` rows) is read from there.
+(``layout.KEPT_SAMPLE_FILE``, as the feature stage does for :data:`KEPT_SAMPLE` rows) is read from there.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..layout import RunLayout, part_files
+from ..layout import KEPT_SAMPLE_FILE, RunLayout, part_files
 
 __all__ = [
-    "KEPT_SAMPLE", "SAMPLE_FILE", "SHIFTED", "drift_sample", "drift_sources", "even_rows", "kept_sample",
+    "KEPT_SAMPLE", "SHIFTED", "drift_sample", "drift_sources", "even_rows", "kept_sample",
     "numeric_columns", "population_stability", "run_drift",
 ]  # fmt: skip
 
@@ -33,8 +33,6 @@ _FLOOR = 1e-4
 _SAMPLE = 1_000_000
 # The sample a table may keep beside its parts (an update's drift compares samples of this size).
 KEPT_SAMPLE = 100_000
-# In a directory of its own: a glob of the table's *.parquet finds its parts only.
-SAMPLE_FILE = "_drift/sample.parquet"
 
 
 def population_stability(expected: np.ndarray, actual: np.ndarray, bins: int = _BINS) -> float:
@@ -75,7 +73,7 @@ def _as_float(table: pa.Table) -> pd.DataFrame:
 def kept_sample(directory: Path, columns, sample: int) -> Path | None:
     """The file of the sample ``directory`` keeps, when it is of ``sample`` rows and has
     ``columns`` (None: every numeric column of the parts); else None."""
-    path = Path(directory) / SAMPLE_FILE
+    path = Path(directory) / KEPT_SAMPLE_FILE
     if not path.is_file():
         return None
     schema = pq.read_schema(path)

@@ -10,6 +10,7 @@ def _named_files(run: RunLayout) -> set:
     segments, model = run.segments, run.propensity_model
     return {
         run.manifest, run.report, run.ingest.summary, run.ingest.identity_report, run.store.meta, run.features.meta,
+        run.features.drift_sample,
         segments.meta, segments.profiles, segments.profile_table, segments.model, segments.evaluation,
         segments.hierarchy, model.estimator, model.model, model.metrics, model.test_scores, run.propensity_scores.meta,
         run.value.summary, *(run.record(stage) for stage in STAGE_NAMES if stage not in ("compare", "activate")),

@@ -16,7 +16,8 @@ from engine.config import FeatureOptions, load_config
 from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
 from engine.ingest import ingest, read_store_table
-from engine.measure import KEPT_SAMPLE, SAMPLE_FILE, drift_sample
+from engine.layout import FeaturesLayout
+from engine.measure import KEPT_SAMPLE, drift_sample
 from engine.synth import WorldSpec, generate_world
 
 AS_OF = date(2025, 10, 1)
@@ -139,7 +140,7 @@ def test_keeps_the_drift_sample_that_reading_its_parts_would_take(features, tmp_
     kept = drift_sample(out, None, KEPT_SAMPLE)
     copy = tmp_path / "features"
     shutil.copytree(out, copy)
-    (copy / SAMPLE_FILE).unlink()
+    FeaturesLayout(copy).drift_sample.unlink()
     read = drift_sample(copy, None, KEPT_SAMPLE)
     assert len(read) and "recency_days" in read.columns
     pd.testing.assert_frame_equal(kept, read)
