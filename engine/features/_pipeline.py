@@ -54,7 +54,7 @@ from ..ingest import (
     store_part_files,
 )
 from ..layout import FeaturesLayout, StoreLayout, part_name
-from ..measure import KEPT_SAMPLE, even_rows, numeric_columns
+from .._samples import KEPT_SAMPLE, even_rows, numeric_columns
 from ._definitions import DAY_US, FeatureParams, check_groups, column_names
 from ._events import age_summary, combine_summaries, summarise_events
 from ._partition import KEY, partition_features, value_shares

@@ -1,10 +1,7 @@
 """Measuring campaigns and runs: lift of treated against control with confidence intervals, and
 the drift of features and scores between runs (DESIGN 2, issue 32)."""
 
-from ._drift import (
-    KEPT_SAMPLE, SHIFTED, drift_sample, drift_sources, even_rows, kept_sample, numeric_columns, population_stability,
-    run_drift,
-)  # fmt: skip
+from ._drift import SHIFTED, drift_sample, drift_sources, population_stability, run_drift
 from ._lift import LEVEL, POWER, mean_lift, minimum_detectable_effect, rate_lift
 from ._pipeline import GUARDRAILS, MeasureSummary, measure_lift, read_outcomes
 
@@ -21,10 +18,6 @@ __all__ = [
     "run_drift",
     "drift_sample",
     "drift_sources",
-    "even_rows",
-    "kept_sample",
-    "numeric_columns",
-    "KEPT_SAMPLE",
     "population_stability",
     "SHIFTED",
 ]

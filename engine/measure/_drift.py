@@ -8,7 +8,7 @@ instead of dividing by zero. Above :data:`SHIFTED` (0.2, the usual rule) a colum
 
 Each run's columns are read part by part, every n-th row, at most ``sample`` rows: the cost
 stays flat however many customers there are. A table that keeps those rows beside its parts
-(``layout.KEPT_SAMPLE_FILE``, as the feature stage does for :data:`KEPT_SAMPLE` rows) is read from there.
+(``engine._samples``, as the feature stage keeps one) is read from there.
 """
 
 from __future__ import annotations
@@ -20,19 +20,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..layout import KEPT_SAMPLE_FILE, RunLayout, part_files
+from .._samples import even_rows, kept_sample, numeric_columns_of
+from ..layout import RunLayout, part_files
 
-__all__ = [
-    "KEPT_SAMPLE", "SHIFTED", "drift_sample", "drift_sources", "even_rows", "kept_sample",
-    "numeric_columns", "population_stability", "run_drift",
-]  # fmt: skip
+__all__ = ["SHIFTED", "drift_sample", "drift_sources", "population_stability", "run_drift"]
 
 SHIFTED = 0.2
 _BINS = 10
 _FLOOR = 1e-4
 _SAMPLE = 1_000_000
-# The sample a table may keep beside its parts (an update's drift compares samples of this size).
-KEPT_SAMPLE = 100_000
 
 
 def population_stability(expected: np.ndarray, actual: np.ndarray, bins: int = _BINS) -> float:
@@ -49,38 +45,9 @@ def population_stability(expected: np.ndarray, actual: np.ndarray, bins: int = _
     return float(np.sum((after - before) * np.log(after / before)))
 
 
-def numeric_columns(schema: pa.Schema) -> list[str]:
-    return [item.name for item in schema if pa.types.is_integer(item.type) or pa.types.is_floating(item.type)]
-
-
-def _numeric_columns(directory: Path) -> list[str]:
-    files = part_files(directory)
-    return numeric_columns(pq.read_schema(files[0])) if files else []
-
-
-def even_rows(table: pa.Table, columns: list[str], parts: int, sample: int) -> pa.Table:
-    """One part's share of a sample of about ``sample`` rows over ``parts`` parts: every n-th
-    row of ``table``'s ``columns``, of their own types."""
-    step = max(1, table.num_rows // max(1, sample // max(parts, 1)))
-    return table.select(columns).take(np.arange(0, table.num_rows, step))
-
-
 def _as_float(table: pa.Table) -> pd.DataFrame:
     return pd.DataFrame({column: table.column(column).to_numpy(zero_copy_only=False).astype("float64")
                          for column in table.column_names})  # fmt: skip
-
-
-def kept_sample(directory: Path, columns, sample: int) -> Path | None:
-    """The file of the sample ``directory`` keeps, when it is of ``sample`` rows and has
-    ``columns`` (None: every numeric column of the parts); else None."""
-    path = Path(directory) / KEPT_SAMPLE_FILE
-    if not path.is_file():
-        return None
-    schema = pq.read_schema(path)
-    columns = _numeric_columns(Path(directory)) if columns is None else columns
-    if (schema.metadata or {}).get(b"sample") != str(sample).encode() or not set(columns) <= set(schema.names):
-        return None
-    return path
 
 
 def drift_sources(layout: RunLayout) -> dict[str, tuple[Path, tuple | None]]:
@@ -93,7 +60,7 @@ def drift_sample(directory: Path, columns, sample: int) -> pd.DataFrame:
     """Every n-th row of each part of ``directory``, at most about ``sample`` rows in all, of
     ``columns`` (None: every numeric column), as float64."""
     files = part_files(directory)
-    columns = _numeric_columns(directory) if columns is None else list(columns)
+    columns = numeric_columns_of(directory) if columns is None else list(columns)
     kept = kept_sample(directory, columns, sample)
     if kept is not None:
         return _as_float(pq.read_table(kept, columns=columns))
@@ -109,8 +76,8 @@ def run_drift(previous: str | Path, current: str | Path, sample: int = _SAMPLE) 
     rows = []
     for source, (old, wanted) in before.items():
         new = after[source][0]
-        both = set(_numeric_columns(new))
-        columns = [c for c in _numeric_columns(old) if c in both and (wanted is None or c in wanted)]
+        both = set(numeric_columns_of(new))
+        columns = [c for c in numeric_columns_of(old) if c in both and (wanted is None or c in wanted)]
         if not columns:
             continue
         expected, actual = drift_sample(old, columns, sample), drift_sample(new, columns, sample)

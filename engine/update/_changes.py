@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from ..backend import usable_cores
 from ..ingest._pseudonym import key_numbers, key_text
 from ..layout import ModelLayout, RunLayout, ScoresLayout, UpdateLayout, part_name
-from ..measure import KEPT_SAMPLE, drift_sample, drift_sources, kept_sample, population_stability
+from .._samples import KEPT_SAMPLE, kept_sample
+from ..measure import drift_sample, drift_sources, population_stability
 from ..outcomes import outcome_window
 
 __all__ = ["before", "deltas", "drift", "realised"]

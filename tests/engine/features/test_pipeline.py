@@ -17,7 +17,8 @@ from engine.exceptions import InputDataError, UsageError
 from engine.features import build_features
 from engine.ingest import ingest, read_store_table
 from engine.layout import FeaturesLayout
-from engine.measure import KEPT_SAMPLE, drift_sample
+from engine._samples import KEPT_SAMPLE
+from engine.measure import drift_sample
 from engine.synth import WorldSpec, generate_world
 
 AS_OF = date(2025, 10, 1)
