@@ -35,6 +35,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from .._summary import Summary
@@ -124,18 +125,29 @@ def _transaction_columns(groups) -> list[str]:
 _EVENT_COLUMNS = ["customer_key", "ts", "event_type"]
 
 
-def _write(data, path: Path, compression: str = "snappy") -> None:
+def _write(data, path: Path) -> None:
     """A frame or Arrow table as Parquet, dictionary-encoding only the text columns other than
     the key: a dictionary of unique keys or of floats grows past its limit and is dropped,
     after costing half the write (and more bytes than plain). Only the key gets min/max
     statistics: a part is one row group of customers of every kind, whose feature ranges
-    would skip nothing, and computing them was a quarter of the write. Files pass 2 rereads
-    and removes are not compressed."""
+    would skip nothing, and computing them was a quarter of the write."""
     table = data if isinstance(data, pa.Table) else frame_to_arrow(data)
     kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
     text = [field.name for field in table.schema if field.name != KEY and any(kind(field.type) for kind in kinds)]
     keyed = [KEY] if KEY in table.column_names else False
-    pq.write_table(table, path, use_dictionary=text, compression=compression, write_statistics=keyed)
+    pq.write_table(table, path, use_dictionary=text, write_statistics=keyed)
+
+
+def _scratch(staging: str, number: int, column: str | None = None) -> Path:
+    """Where pass 1 leaves part ``number``'s features (or its spend per ``column``) for pass 2."""
+    name = Path(part_name(number)).with_suffix(".arrow").name
+    return Path(staging) / (f"{column}-{name}" if column else name)
+
+
+def _write_scratch(data, path: Path) -> None:
+    """A file pass 2 reads once and removes, as Arrow IPC: a part's features written in 5 ms
+    and read in 0.6, against 17 and 7 as Parquet (23,748 customers by 52 columns)."""
+    feather.write_feather(data if isinstance(data, pa.Table) else frame_to_arrow(data), path, compression="uncompressed")
 
 
 def _file_stamps(files: list[Path]) -> list[list]:
@@ -215,10 +227,10 @@ def _features_task(
         _write(summary, Path(summaries) / part_name(number))
     customers = read("customers", list(profile)) if "profile" in params.groups else None
     frame, spends = partition_features(transactions, None, customers, params, event_summary=summary)
-    _write(frame, Path(staging) / part_name(number), compression="none")
+    _write_scratch(frame, _scratch(staging, number))
     result["rows"] = len(frame)
     for column, long in spends.items():
-        _write(long, Path(staging) / f"{column}-{part_name(number)}", compression="none")
+        _write_scratch(long, _scratch(staging, number, column))
         result["lines"][column] = _lines_per_value(long)
     if "rfm" in params.groups:
         buyers = frame[frame["frequency"] > 0]
@@ -259,11 +271,11 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict,
     quintile cuts strictly below the value (recency reversed: the most recent customers score
     5); customers without an order score 0.
     """
-    path = Path(staging) / part_name(number)
-    data = pq.read_table(path)
+    path = _scratch(staging, number)
+    data = feather.read_table(path)
     for column, (top, names) in shares.items():
-        spend_path = Path(staging) / f"{column}-{part_name(number)}"
-        long = pq.read_table(spend_path)
+        spend_path = _scratch(staging, number, column)
+        long = feather.read_table(spend_path)
         values = value_shares(
             long["row"].to_numpy(), long["value"].to_pandas().array, long["spend"].to_numpy(), data["_gross"].to_numpy(),
             top,
@@ -408,20 +420,16 @@ def build_features(
             shares[column] = (top, column_names(f"{column}_share", top))
         share_columns = {column: dict(zip(names, top)) for column, (top, names) in shares.items()}
         edges = _rfm_edges([r["rfm"] for r in written], _rfm_measures(params)) if "rfm" in groups else {}
-        if shares or edges:
-            tasks = [
-                dask.delayed(_finish_task)(str(unscored), n, str(staging), edges, shares, partitions)
-                for n in range(partitions)
-            ]
-            # Drift reads the kept sample instead of every part (an update reads it twice).
-            sample = pa.concat_tables(compute_tasks(tasks, client, progress, "shares and scores"))
-            kept = FeaturesLayout(staging).drift_sample
-            kept.parent.mkdir()
-            pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), kept, compression="none",
-                           write_statistics=False)  # fmt: skip
-        else:
-            for n in range(partitions):
-                (unscored / part_name(n)).rename(FeaturesLayout(staging).part(n))
+        tasks = [
+            dask.delayed(_finish_task)(str(unscored), n, str(staging), edges, shares, partitions)
+            for n in range(partitions)
+        ]
+        # Drift reads the kept sample instead of every part (an update reads it twice).
+        sample = pa.concat_tables(compute_tasks(tasks, client, progress, "shares and scores"))
+        kept = FeaturesLayout(staging).drift_sample
+        kept.parent.mkdir()
+        pq.write_table(sample.replace_schema_metadata({"sample": str(KEPT_SAMPLE)}), kept, compression="none",
+                       write_statistics=False)  # fmt: skip
         shutil.rmtree(unscored)
         schema = pq.read_schema(FeaturesLayout(staging).part(0))
         features = [name for name in schema.names if name != KEY]
