@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from .layout import KEPT_SAMPLE_FILE, part_files
 
-__all__ = ["KEPT_SAMPLE", "even_rows", "kept_sample", "numeric_columns", "numeric_columns_of"]
+__all__ = ["KEPT_SAMPLE", "even_rows", "keep_sample", "kept_sample", "numeric_columns", "numeric_columns_of"]
 
 # The sample a table may keep beside its parts (an update's drift compares samples of this size).
 KEPT_SAMPLE = 100_000
@@ -33,6 +33,16 @@ def even_rows(table: pa.Table, columns: list[str], parts: int, sample: int) -> p
     row of ``table``'s ``columns``, of their own types."""
     step = max(1, table.num_rows // max(1, sample // max(parts, 1)))
     return table.select(columns).take(np.arange(0, table.num_rows, step))
+
+
+def keep_sample(rows: pa.Table, directory: Path, sample: int) -> None:
+    """Keep ``rows``, a sample of about ``sample`` rows of the parts of ``directory`` (their
+    `even_rows`), beside them, where `kept_sample` finds it. Read once or twice and small:
+    written plain, without statistics."""
+    path = Path(directory) / KEPT_SAMPLE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(rows.replace_schema_metadata({"sample": str(sample)}), path, compression="none",
+                   write_statistics=False)  # fmt: skip
 
 
 def kept_sample(directory: Path, columns, sample: int) -> Path | None:

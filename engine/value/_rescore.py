@@ -5,10 +5,10 @@ fitted and saved (``value.json``), without fitting again: one pass over the stor
 each summarised at the new as-of exactly as ``estimate_value`` summarises it (same grain,
 calibration end and horizon) and scored as its second pass scores it
 (``_pipeline._score_summaries``), in the same task: with no fit to wait for, the summaries are
-not written in between. Where the feature stage has just read every partition at the same
+not written in between. So the customer parts have the same columns and, at the fit's own
+as-of, the same values. Where the feature stage has just read every partition at the same
 as-of (``segscale update``), it writes the summaries from that read (``summaries_writer``)
-and this pass reads them instead of the transactions again. So the customer parts have the same columns and, at the fit's own
-as-of, the same values.
+and this pass reads them instead of the transactions again.
 
 The models take their parameters per day, as ``value.json`` keeps them beside the reported
 ones (``params_in_days``; the reported ones are per time unit, and dividing by 7 does not
