@@ -10,7 +10,7 @@ from types import ModuleType
 
 __all__ = [
     "array_namespace", "connected_components", "dataframe_namespace", "frame_from_arrow", "frame_to_arrow",
-    "positions_in", "to_array", "to_host", "to_host_array",
+    "joined_on", "positions_in", "run_starts", "to_array", "to_host", "to_host_array",
 ]  # fmt: skip
 
 
@@ -95,6 +95,52 @@ def positions_in(values, keys):
     wanted = pyarrow.array(values)
     positions = pyarrow.compute.index_in(wanted, value_set=pyarrow.array(keys).cast(wanted.type))
     return positions.to_numpy(zero_copy_only=False).astype("int64")
+
+
+def run_starts(values):
+    """True where a value of the series ``values`` differs from the one before it (missing
+    values differ from everything), and on the first row: where each run of equal values
+    starts, as a bool array of the frames' array namespace.
+
+    pandas: Arrow compares each value with its neighbour in place, where the series against
+    its shift made a shifted copy of the text first (6.5 to 4.8 ms for 480k keys);
+    cuDF: the series against its shift.
+    """
+    if dataframe_namespace(values).__name__ == "cudf":
+        return to_array(values.ne(values.shift()), "bool", na_value=True)
+    import numpy
+    import pyarrow
+    import pyarrow.compute
+
+    array = pyarrow.array(values)
+    starts = numpy.ones(len(array), dtype=bool)
+    if len(array) > 1:
+        differs = pyarrow.compute.not_equal(array[1:], array[:-1])
+        starts[1:] = differs.fill_null(True).to_numpy(zero_copy_only=False)
+    return starts
+
+
+def joined_on(frame, other, key: str):
+    """``frame`` with the other columns of ``other`` (one row per ``key``) joined on ``key``:
+    a left join, missing values where ``other`` has no row for a key.
+
+    pandas: each key found by Arrow's hash lookup, then ``other``'s columns taken by position
+    and filled as a merge fills them (integers become floats, booleans objects), beside
+    ``frame``'s own; a merge hashed the text keys of both sides and copied ``frame`` (15 ms a
+    partition of 24k customers against 5). Where a column name is on both sides, and on cuDF,
+    a merge.
+    """
+    namespace = dataframe_namespace(frame)
+    added = [column for column in other.columns if column != key]
+    if namespace.__name__ == "cudf" or set(added) & set(frame.columns):
+        return frame.merge(other, on=key, how="left")
+    import pyarrow
+    import pyarrow.compute
+
+    keys = pyarrow.array(frame[key])
+    found = pyarrow.compute.index_in(keys, value_set=pyarrow.array(other[key]).cast(keys.type))
+    columns = other[added].reset_index(drop=True).reindex(found.fill_null(-1).to_numpy(zero_copy_only=False))
+    return namespace.concat([frame.reset_index(drop=True), columns.reset_index(drop=True)], axis=1)
 
 
 def to_array(series, dtype=None, na_value=None):

@@ -14,7 +14,7 @@ microseconds since the epoch (UTC).
 
 from __future__ import annotations
 
-from ..backend import array_namespace, dataframe_namespace, to_array
+from ..backend import array_namespace, dataframe_namespace, joined_on, to_array
 from ._definitions import ACTIVE_WEEKS, DAY_US, FeatureParams
 from ._events import event_columns, event_weeks, summarise_events
 from ._runs import KEY, NAN, categorical, changed, customers_of, ratio
@@ -195,7 +195,7 @@ def _profile(frame, customers, params, xp):
             profile = profile.drop(columns=[column])
             # Attributes stamped at or after as-of did not exist yet.
             profile[f"days_since_{stem}"] = xp.where(days > 0, days, NAN).astype("float32")
-    return frame.merge(profile, on=KEY, how="left")
+    return joined_on(frame, profile, KEY)
 
 
 _INTEGER_PREFIXES = ("orders_", "frequency", "distinct_categories", "active_weeks")

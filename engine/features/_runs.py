@@ -6,7 +6,7 @@ work on pandas + NumPy and on cuDF + CuPy alike.
 
 from __future__ import annotations
 
-from ..backend import positions_in, to_array
+from ..backend import positions_in, run_starts, to_array
 
 __all__ = ["KEY", "NAN", "categorical", "changed", "codes_in", "customers_of", "last_rows", "ratio"]
 
@@ -25,9 +25,9 @@ def changed(values, xp):
 def customers_of(namespace, frames, xp):
     """The sorted distinct customer keys over ``frames``, and each frame's rows' positions
     among them (int64). Rows are grouped by key within each frame."""
-    starts = [frame[KEY].ne(frame[KEY].shift()).fillna(True) for frame in frames]
-    runs = [frame[KEY][start].reset_index(drop=True) for frame, start in zip(frames, starts)]
-    run_of_row = [xp.cumsum(to_array(start, "bool", na_value=True)) - 1 for start in starts]
+    starts = [run_starts(frame[KEY]) for frame in frames]
+    runs = [frame[KEY].iloc[xp.flatnonzero(start)].reset_index(drop=True) for frame, start in zip(frames, starts)]
+    run_of_row = [xp.cumsum(start) - 1 for start in starts]
     if len(frames) == 1:
         return runs[0], run_of_row
     keys = namespace.concat(runs, ignore_index=True).drop_duplicates().sort_values().reset_index(drop=True)
