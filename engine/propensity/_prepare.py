@@ -42,6 +42,8 @@ def frame_from_table(table: pa.Table) -> pd.DataFrame:
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
+    if column_kind(series) == "numeric":  # already numbers: no parse (0.15 ms a column of 24k)
+        return series.to_numpy(dtype="float64", na_value=np.nan)
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
@@ -134,18 +136,26 @@ class ModelInputs:
     def transform(self, frame: pd.DataFrame, *, where: str = "the frame") -> np.ndarray:
         """The ``(rows, len(output_names))`` float32 matrix of ``frame``."""
         self.check_columns(frame, where=where)
-        blocks = []
+        # Each column cast into its place: stacking float64 columns, then casting the stack,
+        # copied every value twice more (with _numbers' skipped parse, a 24k-customer part of
+        # 89 columns 19 to 15 ms).
+        matrix = np.empty((len(frame), len(self.output_names)), dtype="float32")
+        column = 0
         for name in self.features:
             if self.kinds_[name] == "numeric":
                 values = _numbers(frame[name])
                 missing = np.isnan(values)
-                blocks.append(np.where(missing, self.fill_[name], values))
+                matrix[:, column] = np.where(missing, self.fill_[name], values)
+                column += 1
                 if name in self.flagged_:
-                    blocks.append(missing.astype("float64"))
+                    matrix[:, column] = missing
+                    column += 1
             else:
                 text = _text(frame[name])
-                blocks.extend((text == level).astype("float64") for level in self.levels_[name])
-        return np.column_stack(blocks).astype("float32") if blocks else np.empty((len(frame), 0), "float32")
+                for level in self.levels_[name]:
+                    matrix[:, column] = text == level
+                    column += 1
+        return matrix
 
     def to_dict(self) -> dict:
         return {
