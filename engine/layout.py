@@ -168,6 +168,11 @@ class SegmentsLayout(_Layout):
         return self.root / "profiles.parquet"
 
     @property
+    def leaf_tables(self) -> Path:
+        """A boosted estimator's leaf tables, which score without scikit-learn (present only for one)."""
+        return self.root / "leaf_tables.pickle"
+
+    @property
     def model(self) -> Path:
         return self.root / "model.json"
 
@@ -187,6 +192,11 @@ class ModelLayout(_Layout):
     @property
     def estimator(self) -> Path:
         return self.root / "model.joblib"
+
+    @property
+    def leaf_tables(self) -> Path:
+        """A boosted estimator's leaf tables, which score without scikit-learn (present only for one)."""
+        return self.root / "leaf_tables.pickle"
 
     @property
     def model(self) -> Path:

@@ -15,6 +15,8 @@ The comparisons are scikit-learn's (``x <= threshold`` goes left, NaN goes where
 ``missing_go_to_left`` says) and the leaves' values are added to the baseline in tree order,
 as its ``_raw_predict`` adds them: the same bits. Models this cannot table (categorical
 splits, trees of more than 64 leaves, several trees an iteration) are scored by scikit-learn.
+A saved model keeps its tables beside the estimator, and scoring tasks load those: no
+scikit-learn import in a worker that only scores.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ class LeafTables:
     thresholds: dict[int, np.ndarray]
     trees: list[tuple[list[tuple[int, np.ndarray]], np.ndarray]]
 
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """The positive class's probability of each row of ``matrix``: the logistic of its raw
+        score, as scikit-learn's binomial loss turns raw scores into probabilities (SciPy's
+        ``expit``), so scoring needs no scikit-learn."""
+        from scipy.special import expit
+
+        return expit(self.raw_scores(matrix))
+
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
         """The model's raw score (log-odds) of each row of ``matrix``."""
         out = np.empty(len(matrix), dtype="float64")
@@ -109,7 +119,10 @@ def _tree_tables(nodes, thresholds: dict[int, np.ndarray], word: np.dtype, modul
 
 
 def leaf_tables(booster) -> LeafTables | None:
-    """``booster`` (a fitted HistGradientBoostingClassifier) tabled, or None where it cannot be."""
+    """``booster`` (a fitted binary HistGradientBoostingClassifier) tabled, or None where it
+    cannot be (or is no such model)."""
+    if type(getattr(booster, "_loss", None)).__name__ != "HalfBinomialLoss":
+        return None
     predictors = getattr(booster, "_predictors", None)
     baseline = np.asarray(getattr(booster, "_baseline_prediction", np.empty(0)), dtype="float64")
     if predictors is None or baseline.size != 1 or any(len(iteration) != 1 for iteration in predictors):

@@ -34,7 +34,7 @@ import pandas as pd
 
 from ..backend import Backend
 from ..exceptions import InputDataError, UsageError
-from ._boosted import leaf_tables
+from ._boosted import LeafTables, leaf_tables
 from ._prepare import ModelInputs
 from ._reasons import ReasonTable
 from ._scores import Bands, Calibrator, percentile_rank, reference_quantiles
@@ -139,15 +139,16 @@ def _boosted_scores(booster, matrix: np.ndarray) -> np.ndarray:
         _LEAF_TABLES[booster] = leaf_tables(booster)
     tables = _LEAF_TABLES[booster]
     if tables is not None:
-        # The model's own link from raw scores to probabilities, as its predict_proba applies it.
-        return booster._loss.predict_proba(tables.raw_scores(matrix).reshape(-1, 1))[:, 1].astype("float64")
+        return tables.probabilities(matrix)
     rows = max(1, _BOOSTED_BLOCK_BYTES // (8 * matrix.shape[1]))
     blocks = [booster.predict_proba(matrix[start : start + rows])[:, 1] for start in range(0, len(matrix), rows)]
     return np.concatenate(blocks).astype("float64")
 
 
 def _positive_scores(estimator, matrix: np.ndarray) -> np.ndarray:
-    """A fitted estimator's positive-class score of each row of ``matrix``."""
+    """A fitted estimator's (or a boosted model's leaf tables') positive-class score of each row of ``matrix``."""
+    if isinstance(estimator, LeafTables):
+        return estimator.probabilities(matrix)
     if type(estimator).__name__ == "RandomForestClassifier":
         return _forest_scores(estimator, matrix)
     if type(estimator).__name__ == "HistGradientBoostingClassifier":

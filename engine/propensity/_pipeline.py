@@ -197,11 +197,12 @@ class ScoreSummary(Summary):
 @functools.lru_cache(maxsize=1)
 def _scoring_model(model_dir: str, saved: tuple):
     """The model of ``model_dir`` as its files were when ``saved`` (their sizes and times) was
-    taken: loaded once per worker, not once per part (unpickling it took 65 ms a task)."""
-    fit, _ = load_model(model_dir)
+    taken: loaded once per worker, not once per part (unpickling it took 65 ms a task); a
+    boosted model as its leaf tables."""
+    fit, _ = load_model(model_dir, scoring=True)
     # A task has one worker thread and each core its worker: a forest saved with the training
     # process's n_jobs would score with that many threads in every worker at once.
-    if "n_jobs" in fit.estimator.get_params():
+    if hasattr(fit.estimator, "get_params") and "n_jobs" in fit.estimator.get_params():
         fit.estimator.set_params(n_jobs=1)
     return fit
 
@@ -209,7 +210,8 @@ def _scoring_model(model_dir: str, saved: tuple):
 def _score_task(model_dir: str, part: str, out: str) -> dict:
     """Score one feature part and write it; return its band counts."""
     files = ModelLayout(model_dir)
-    saved = tuple((stat.st_size, stat.st_mtime_ns) for stat in map(os.stat, (files.model, files.estimator)))
+    present = [path for path in (files.model, files.estimator, files.leaf_tables) if path.exists()]
+    saved = tuple((stat.st_size, stat.st_mtime_ns) for stat in map(os.stat, present))
     fit = _scoring_model(model_dir, saved)
     path = Path(part)
     frame = frame_from_table(pq.read_table(path))

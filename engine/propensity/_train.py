@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ import pandas as pd
 from ..backend import Backend
 from ..exceptions import InputDataError, UsageError
 from ..layout import ModelLayout
+from ._boosted import leaf_tables
 from ._fairness import fairness_audit
 from ._labels import LABEL, ORIGIN, sample_units
 from ._metrics import classification_metrics, permutation_importance
@@ -157,6 +159,11 @@ def write_model(directory: Path, trained: Trained, *, options, seed: int, backen
 
     fit, written = trained.fit, ModelLayout(directory)
     joblib.dump(fit.estimator, written.estimator)
+    tables = leaf_tables(fit.estimator)
+    if tables is not None:
+        written.leaf_tables.write_bytes(pickle.dumps(tables))
+    else:
+        written.leaf_tables.unlink(missing_ok=True)
     metrics = {key: value for key, value in trained.report.items() if key != "fingerprint"}
     document = {
         "format": FORMAT_VERSION,
@@ -218,8 +225,11 @@ def read_model_document(model_dir) -> dict:
     return document
 
 
-def load_model(model_dir) -> tuple[PropensityFit, dict]:
+def load_model(model_dir, *, scoring: bool = False) -> tuple[PropensityFit, dict]:
     """A saved model and its ``model.json`` document.
+
+    With ``scoring``, a boosted model's estimator is its saved leaf tables where it has them
+    (`engine.propensity._boosted`): the same scores, and no scikit-learn to import.
 
     Raises
     ------
@@ -229,9 +239,14 @@ def load_model(model_dir) -> tuple[PropensityFit, dict]:
     import joblib
 
     document = read_model_document(model_dir)
+    saved = ModelLayout(model_dir)
+    if scoring and saved.leaf_tables.exists():
+        estimator = pickle.loads(saved.leaf_tables.read_bytes())
+    else:
+        estimator = joblib.load(saved.estimator)
     fit = PropensityFit(
         preparation=ModelInputs.from_dict(document["preparation"]),
-        estimator=joblib.load(ModelLayout(model_dir).estimator),
+        estimator=estimator,
         calibrator=Calibrator.from_dict(document["calibrator"]),
         bands=Bands.from_dict(document["bands"]),
         reference=document["reference_quantiles"],

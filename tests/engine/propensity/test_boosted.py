@@ -1,11 +1,13 @@
 """A boosted model's leaf tables give scikit-learn's scores to the bit, or step aside."""
 
+import pickle
+
 import numpy as np
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier
 
 from engine.propensity._boosted import leaf_tables
-from engine.propensity._models import _boosted_scores
+from engine.propensity._models import _boosted_scores, _positive_scores
 
 
 def _world(rows: int, seed: int = 0):
@@ -72,3 +74,16 @@ def test_models_the_tables_cannot_hold_are_scored_by_scikit_learn():
     for booster in (wide, categorical):
         assert leaf_tables(booster) is None
         np.testing.assert_array_equal(_boosted_scores(booster, matrix), booster.predict_proba(matrix)[:, 1])
+
+
+def test_pickled_tables_score_as_the_estimator_does():
+    matrix, labels = _world(2_000)
+    booster = HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(matrix, labels)
+    tables = pickle.loads(pickle.dumps(leaf_tables(booster)))
+    np.testing.assert_array_equal(_positive_scores(tables, matrix), booster.predict_proba(matrix)[:, 1], strict=True)
+
+
+def test_other_models_have_no_tables():
+    matrix, labels = _world(500)
+    for model in (RandomForestClassifier(n_estimators=3, random_state=0), HistGradientBoostingRegressor(max_iter=3)):
+        assert leaf_tables(model.fit(np.nan_to_num(matrix), labels)) is None

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from datetime import date
 
 import dask
@@ -31,6 +33,7 @@ from engine.propensity import (
     train_propensity,
     training_origins,
 )
+from engine.propensity._boosted import LeafTables
 from engine.propensity._train import _fingerprint, _subset
 
 from .conftest import truth_by_key
@@ -56,8 +59,10 @@ def scored(world, trained, tmp_path_factory):
 
 def test_the_model_directory_holds_everything_scoring_needs(trained):
     summary, out = trained
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.joblib", "model.json", "test_scores.parquet"]
     document = json.loads((out / "model.json").read_text())
+    tables = ["leaf_tables.pickle"] if document["model"] == "gradient_boosting" else []
+    assert sorted(p.name for p in out.iterdir()) == [*tables, "metrics.json", "model.joblib", "model.json",
+                                                     "test_scores.parquet"]  # fmt: skip
     assert document["format"] == 1 and document["backend"] == "cpu"
     selection = document["selection"]
     assert set(selection) == {"gradient_boosting", "logistic"} and document["model"] == max(selection, key=selection.get)
@@ -100,7 +105,7 @@ def test_a_worker_loads_the_model_once_until_its_files_change(world, trained, tm
     model = tmp_path / "model"
     shutil.copytree(trained[1], model)
     loads = []
-    monkeypatch.setattr(_pipeline, "load_model", lambda path: loads.append(path) or load_model(path))
+    monkeypatch.setattr(_pipeline, "load_model", lambda path, **how: loads.append(path) or load_model(path, **how))
     _pipeline._scoring_model.cache_clear()
     with dask.config.set(scheduler="synchronous"):  # one thread, as in a worker
         score_propensity(model, world[0] / "run" / "features", tmp_path / "first")
@@ -108,6 +113,27 @@ def test_a_worker_loads_the_model_once_until_its_files_change(world, trained, tm
         (model / "model.json").write_text((model / "model.json").read_text() + "\n")  # retrained in place, say
         score_propensity(model, world[0] / "run" / "features", tmp_path / "second")
         assert len(loads) == 2
+
+
+def test_a_boosted_model_scores_from_its_leaf_tables_without_scikit_learn(world, tmp_path):
+    world_dir, config = world
+    model, features = tmp_path / "model", world_dir / "run" / "features"
+    train_propensity(world_dir / "run" / "ingest" / "store", model, as_of=config.run.as_of, seed=config.run.seed,
+                     options=dataclasses.replace(OPTIONS, model="gradient_boosting", n_estimators=30),
+                     backend_name="cpu")  # fmt: skip
+    assert (model / "leaf_tables.pickle").exists()
+    assert isinstance(load_model(model, scoring=True)[0].estimator, LeafTables)
+    frame = pq.read_table(features).to_pandas()
+    pd.testing.assert_frame_equal(load_model(model, scoring=True)[0].score(frame), load_model(model)[0].score(frame))
+    # A scoring process (a worker) imports no scikit-learn, and writes the same scores.
+    code = (f"import sys; from engine.propensity import score_propensity; "
+            f"score_propensity({str(model)!r}, {str(features)!r}, {str(tmp_path / 'alone')!r}); "
+            "print(sorted(name for name in sys.modules if name.split('.')[0] == 'sklearn'))")  # fmt: skip
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "[]"
+    score_propensity(model, features, tmp_path / "here")
+    alone, here = (pq.read_table(tmp_path / name).to_pandas() for name in ("alone", "here"))
+    pd.testing.assert_frame_equal(alone, here)
 
 
 def test_a_feature_table_without_the_models_columns_is_a_clear_error(world, trained, tmp_path):
