@@ -216,7 +216,8 @@ def drift(layout: RunLayout, update: UpdateLayout, limit: float, days_moved: int
     quantiles and searches leave Python's lock)."""
 
     def samples(source: str, directory: Path, columns) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return pd.read_parquet(update.before / f"sample-{source}.parquet"), drift_sample(directory, columns, DRIFT_SAMPLE)
+        before = pd.read_parquet(update.before / f"sample-{source}.parquet")
+        return before, drift_sample(directory, columns, DRIFT_SAMPLE)
 
     def compared(source: str, column: str, before: pd.DataFrame, after: pd.DataFrame) -> dict:
         expected = before[column].to_numpy(dtype="float64", na_value=np.nan) + (days_moved if _aged(column) else 0)
