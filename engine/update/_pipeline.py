@@ -4,7 +4,8 @@ Steps, each recorded in the update's ``progress.json`` as it finishes, so a reru
 update (the same new files and as-of) skips what is done and a crash loses one step at most:
 
 1. **before**: what the outputs say now, kept for the deltas and the drift: each customer's
-   segment, propensity band and audience groups, and an even sample of the features and scores.
+   segment, propensity band and audience groups (the parts as they are, hard-linked, removed
+   once the deltas are written), and an even sample of the features and scores.
 2. **append**: the new rows validated, keyed and staged, then committed into the store
    (``engine.ingest._append``: each partition that receives rows gains a small delta file,
    none is rewritten unless merged customers leave or enter it). New
@@ -247,6 +248,7 @@ def update_run(config: RunConfig, new: dict, *, as_of: date | None = None, backe
             step("activate", lambda: activate(layout.root, config.activate, as_of=as_of, source=str(config.source),
                                               client=client, progress=progress).customers)  # fmt: skip
         deltas = step("deltas", lambda: changes.deltas(layout, update, partitions, before["labels"]))
+        changes.forget_labels(update, before["labels"])
         days_moved = (as_of - date.fromisoformat(previous_as_of)).days
         drift = step("drift", lambda: changes.drift(layout, update, config.update.stale_psi, days_moved))
         realised = step("realised", lambda: changes.realised(layout))

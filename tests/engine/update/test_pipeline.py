@@ -152,6 +152,16 @@ def test_an_update_gives_what_a_full_run_over_all_the_data_gives(world, tmp_path
     assert not deltas.duplicated(["customer_key", "change"]).any()
     assert (deltas["old"].astype(str) != deltas["new"].astype(str)).all()
     assert len(_table(summary.update_dir / "deltas")) == len(deltas)
+    # Exactly the customers whose segment the base run and the update give differently.
+    segments = [_table(RunLayout(root).segments.assignments)[["customer_key", "segment_name"]].set_index("customer_key")
+                for root in (world["root"] / "base", run.root)]  # fmt: skip
+    both = segments[0].join(segments[1], how="outer", lsuffix="_old", rsuffix="_new").fillna("").astype(str)
+    moved = both[both["segment_name_old"] != both["segment_name_new"]]
+    said = deltas[deltas["change"] == "segment"].set_index("customer_key")[["old", "new"]].fillna("").astype(str)
+    assert len(moved) > 0 and said.sort_index().to_numpy().tolist() == moved.sort_index().to_numpy().tolist()
+    # The labels' old parts were kept for the deltas only; the scoring and recency stay for monitoring.
+    kept = sorted(path.name for path in (summary.update_dir / "before").iterdir() if path.is_dir())
+    assert kept == ["recency", "scores"]
     # A week later every "days since" is 7 more: aged before comparing, they shift little.
     assert not [row for row in summary.shifted if row["column"].startswith("days_since_") or row["column"] == "recency_days"]
     # The refreshed stages' records are gone: the next run recomputes and refits them.
