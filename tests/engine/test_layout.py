@@ -8,7 +8,9 @@ from engine.pipeline import STAGE_NAMES
 
 def _named_files(run: RunLayout) -> set:
     segments, model = run.segments, run.propensity_model
-    return {
+    # Leaf tables are written for a boosted model only.
+    boosted = json.loads(model.model.read_text())["model"] == "gradient_boosting"
+    return {*([model.leaf_tables] if boosted else []),
         run.manifest, run.report, run.ingest.summary, run.ingest.identity_report, run.store.meta, run.features.meta,
         run.features.drift_sample,
         segments.meta, segments.profiles, segments.profile_table, segments.model, segments.evaluation,
