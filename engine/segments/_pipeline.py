@@ -114,10 +114,12 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
     placed = model.place(frame, xp)
     assignments = backend.df.DataFrame({"customer_key": frame["customer_key"]})
     for column in ASSIGNMENT_COLUMNS[1:]:
-        if column != "segment_name":
+        if column == "segment_name":
+            # Each customer's name taken by segment number: rows stay in the part's key order
+            # on both backends, where a merge then a sort by key took 8 ms a part.
+            assignments[column] = backend.df.Series(list(names)).take(placed["segment"]).reset_index(drop=True)
+        else:
             assignments[column] = placed[column]
-    lookup = backend.df.DataFrame({"segment": np.arange(len(names), dtype="int32"), "segment_name": names})
-    # Merges do not keep row order on the GPU: the key order is restored after.
     columns = list(ASSIGNMENT_COLUMNS)
     if set(RFM_SCORES) <= set(frame.columns):
         # The classic grid, and the cell of the score cube any other cut of it is made from:
@@ -126,7 +128,6 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
         assignments["rfm_segment"] = rfm_grid(scores).to_numpy()
         assignments["rfm_cell"] = rfm_cells(scores)
         columns += ["rfm_segment", "rfm_cell"]
-    assignments = assignments.merge(lookup, on="segment", how="left").sort_values("customer_key")
     # The key without a dictionary (each is there once) and the only statistics (the others
     # span every value, so they would skip nothing): a part written in 7 ms against 11.
     labels = [column for column in columns if column != "customer_key"]
