@@ -134,12 +134,15 @@ def _write(data, path: Path) -> None:
     the key: a dictionary of unique keys or of floats grows past its limit and is dropped,
     after costing half the write (and more bytes than plain). Only the key gets min/max
     statistics: a part is one row group of customers of every kind, whose feature ranges
-    would skip nothing, and computing them was a quarter of the write."""
+    would skip nothing, and computing them was a quarter of the write. LZ4 rather than
+    Snappy: as small (a 24k-customer part 3.2 MB either way), and the segments and the
+    propensity stages each read every part whole, in 6 ms against 14 (uncompressed: 4 ms,
+    and 1.5 times the bytes)."""
     table = _as_arrow(data)
     kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
     text = [field.name for field in table.schema if field.name != KEY and any(kind(field.type) for kind in kinds)]
     keyed = [KEY] if KEY in table.column_names else False
-    pq.write_table(table, path, use_dictionary=text, write_statistics=keyed)
+    pq.write_table(table, path, use_dictionary=text, write_statistics=keyed, compression="lz4")
 
 
 def _scratch(staging: str, number: int, column: str | None = None) -> Path:
