@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from .._parts import write_part
 from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, frame_to_arrow, resolve_backend, to_host
@@ -129,22 +130,6 @@ def _as_arrow(data) -> pa.Table:
     return data if isinstance(data, pa.Table) else frame_to_arrow(data)
 
 
-def _write(data, path: Path) -> None:
-    """A frame or Arrow table as Parquet, dictionary-encoding only the text columns other than
-    the key: a dictionary of unique keys or of floats grows past its limit and is dropped,
-    after costing half the write (and more bytes than plain). Only the key gets min/max
-    statistics: a part is one row group of customers of every kind, whose feature ranges
-    would skip nothing, and computing them was a quarter of the write. LZ4 rather than
-    Snappy: as small (a 24k-customer part 3.2 MB either way), and the segments and the
-    propensity stages each read every part whole, in 6 ms against 14 (uncompressed: 4 ms,
-    and 1.5 times the bytes)."""
-    table = _as_arrow(data)
-    kinds = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
-    text = [field.name for field in table.schema if field.name != KEY and any(kind(field.type) for kind in kinds)]
-    keyed = [KEY] if KEY in table.column_names else False
-    pq.write_table(table, path, use_dictionary=text, write_statistics=keyed, compression="lz4")
-
-
 def _scratch(staging: str, number: int, column: str | None = None) -> Path:
     """Where pass 1 leaves part ``number``'s features (or its spend per ``column``) for pass 2."""
     name = Path(part_name(number)).with_suffix(".arrow").name
@@ -231,7 +216,7 @@ def _features_task(
     summary, result = None, {"rows": 0, "lines": {}}
     if "events" in tables and params.groups & {"events", "activity"}:
         summary, result["events"] = _event_summary(store_path, number, params.as_of_us, backend_name, previous)
-        _write(summary, Path(summaries) / part_name(number))
+        write_part(summary, Path(summaries) / part_name(number))
     customers = read("customers", list(profile)) if "profile" in params.groups else None
     frame, spends = partition_features(transactions, None, customers, params, event_summary=summary)
     _write_scratch(frame, _scratch(staging, number))
@@ -297,7 +282,7 @@ def _finish_task(staging: str, number: int, out: str, edges: dict, shares: dict,
             below = np.searchsorted(np.asarray(edges[name]), values, side="left")
             scores = np.where(buyer, 5 - below if reverse else 1 + below, 0).astype("int8")
             data = data.append_column(score, pa.array(scores))
-    _write(data, FeaturesLayout(out).part(number))
+    write_part(data, FeaturesLayout(out).part(number))
     path.unlink()
     return even_rows(data, numeric_columns(data.schema), partitions, KEPT_SAMPLE)
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from .._parts import write_part
 from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
@@ -217,8 +218,7 @@ def _score_task(model_dir: str, part: str, out: str) -> dict:
     frame = frame_from_table(pq.read_table(path))
     scored = fit.score(frame, where=str(path))
     scored.insert(0, "customer_key", frame["customer_key"].to_numpy())
-    # Statistics of the key only: a part's scores span every value, so theirs would skip nothing.
-    scored.to_parquet(Path(out) / path.name, index=False, write_statistics=["customer_key"])
+    write_part(scored, Path(out) / path.name)
     return {band: int((scored["band"] == band).sum()) for band in ("high", "medium", "low")}
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from .._parts import write_part
 from .._summary import Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import frame_from_arrow, resolve_backend, to_host, to_host_array
@@ -128,11 +129,7 @@ def _assign_task(features: str, number: int, out: str, model: SegmentFit, names,
         assignments["rfm_segment"] = rfm_grid(scores).to_numpy()
         assignments["rfm_cell"] = rfm_cells(scores)
         columns += ["rfm_segment", "rfm_cell"]
-    # The key without a dictionary (each is there once) and the only statistics (the others
-    # span every value, so they would skip nothing): a part written in 7 ms against 11.
-    labels = [column for column in columns if column != "customer_key"]
-    assignments[columns].to_parquet(Path(out) / part_name(number), index=False, use_dictionary=labels,
-                                    write_statistics=["customer_key"])  # fmt: skip
+    write_part(assignments[columns], Path(out) / part_name(number))
     micro_count = len(model.micro.parent) if model.micro else 0
     niche_count = len(model.niches.niche_sizes) if model.niches else 0
     counts = {

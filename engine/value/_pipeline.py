@@ -33,8 +33,8 @@ import dask
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from .._parts import write_part
 from .._summary import FLATTEN, Summary
 from .._tasks import compute_tasks, staged_output
 from ..backend import resolve_backend
@@ -147,8 +147,7 @@ def _score_summaries(
     columns |= {c: pa.array(summaries[c].to_numpy(dtype="float64")) for c in SUMMARY_COLUMNS}
     columns |= {c: pa.array(predicted[c]) for c in PREDICTION_COLUMNS if c in predicted and c != "next_purchase_date"}
     columns["next_purchase_date"] = next_date
-    # Statistics of the key only: a part's values span every range, so theirs would skip nothing.
-    pq.write_table(pa.table(columns), Path(out) / part_name(number), write_statistics=["customer_key"])
+    write_part(pa.table(columns), Path(out) / part_name(number))
     sums = None
     if holdout:
         sums = holdout_sums(summaries, predicted, fits["purchase"], horizon_days=settings["horizon_days"], xp=xp,
