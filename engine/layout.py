@@ -168,11 +168,6 @@ class SegmentsLayout(_Layout):
         return self.root / "profiles.parquet"
 
     @property
-    def leaf_tables(self) -> Path:
-        """A boosted estimator's leaf tables, which score without scikit-learn (present only for one)."""
-        return self.root / "leaf_tables.pickle"
-
-    @property
     def model(self) -> Path:
         return self.root / "model.json"
 

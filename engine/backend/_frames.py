@@ -65,7 +65,10 @@ def frame_from_arrow(table, backend_name: str, *, arrow_strings: bool = True):
 
 
 def frame_to_arrow(frame):
-    """A pandas or cuDF frame as a pyarrow Table in host memory, without its index."""
+    """A pandas or cuDF frame as a pyarrow Table in host memory, without its index (a pyarrow
+    Table as it is)."""
+    if type(frame).__module__.startswith("pyarrow"):
+        return frame
     if dataframe_namespace(frame).__name__ == "cudf":
         return frame.to_arrow(preserve_index=False)
     import pyarrow

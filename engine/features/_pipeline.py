@@ -126,10 +126,6 @@ def _transaction_columns(groups) -> list[str]:
 _EVENT_COLUMNS = ["customer_key", "ts", "event_type"]
 
 
-def _as_arrow(data) -> pa.Table:
-    return data if isinstance(data, pa.Table) else frame_to_arrow(data)
-
-
 def _scratch(staging: str, number: int, column: str | None = None) -> Path:
     """Where pass 1 leaves part ``number``'s features (or its spend per ``column``) for pass 2."""
     name = Path(part_name(number)).with_suffix(".arrow").name
@@ -139,7 +135,7 @@ def _scratch(staging: str, number: int, column: str | None = None) -> Path:
 def _write_scratch(data, path: Path) -> None:
     """A file pass 2 reads once and removes, as Arrow IPC: a part's features written in 5 ms
     and read in 0.6, against 17 and 7 as Parquet (23,748 customers by 52 columns)."""
-    feather.write_feather(_as_arrow(data), path, compression="uncompressed")
+    feather.write_feather(frame_to_arrow(data), path, compression="uncompressed")
 
 
 def _file_stamps(files: list[Path]) -> list[list]:
